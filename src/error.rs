@@ -1,0 +1,174 @@
+//! The one error type of Lightbeam, with a stable numeric code per variant.
+
+use std::time::Duration;
+
+/// What went wrong in a decoded frame: the sans-IO checks of [`crate::wire`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The message had no frames at all.
+    #[error("empty message: no header frame")]
+    Empty,
+    /// The header frame is shorter than the fixed header or than what it announces.
+    #[error("truncated header frame: {len} bytes, need at least {needed}")]
+    Truncated {
+        /// Bytes present.
+        len: usize,
+        /// Bytes the header requires.
+        needed: usize,
+    },
+    /// The header frame has bytes past what its header announces.
+    #[error("header frame has {extra} trailing bytes past its announced contents")]
+    TrailingBytes {
+        /// Bytes past the announced end.
+        extra: usize,
+    },
+    /// The frame does not start with Lightbeam's magic bytes.
+    #[error("bad magic {found:02x?}: not a Lightbeam message")]
+    BadMagic {
+        /// The first bytes found.
+        found: [u8; 4],
+    },
+    /// The frame was written by an incompatible format version.
+    #[error("unsupported wire format version {found} (this build speaks {supported})")]
+    BadVersion {
+        /// Version in the frame.
+        found: u8,
+        /// Version this build speaks.
+        supported: u8,
+    },
+    /// The number of bulk frames differs from the number of bulk descriptors.
+    #[error("metadata announces {announced} bulks but the message carries {received} bulk frames")]
+    BulkCountMismatch {
+        /// Bulks the metadata announces.
+        announced: usize,
+        /// Bulk frames present.
+        received: usize,
+    },
+    /// A bulk frame's length differs from its descriptor's size.
+    #[error("bulk {index}: descriptor announces {announced} bytes but the frame holds {received}")]
+    BulkSizeMismatch {
+        /// Index of the bulk.
+        index: usize,
+        /// Size in the descriptor.
+        announced: u64,
+        /// Length of the frame.
+        received: usize,
+    },
+    /// The user's metadata fields did not decode into the receiver's type.
+    #[error("metadata does not decode into the receiver's type: {0}")]
+    Metadata(String),
+}
+
+/// Every failure Lightbeam reports. Each variant has a stable [`Error::code`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An address or endpoint string could not be parsed.
+    #[error("invalid address {addr:?}: {reason}")]
+    InvalidAddress {
+        /// The address given.
+        addr: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A protocol other than `tcp`, `ipc` or `inproc` was asked for.
+    #[error("unknown protocol {0:?}: expected tcp, ipc or inproc")]
+    UnknownProtocol(String),
+    /// The port (or ipc path, or inproc name) is already bound by someone else.
+    #[error("cannot bind {endpoint}: address already in use (port {port})")]
+    AddressInUse {
+        /// The endpoint that could not be bound.
+        endpoint: String,
+        /// The port number, 0 for ipc and inproc endpoints.
+        port: u16,
+    },
+    /// A socket operation failed in the transport.
+    #[error("{op} {endpoint}: {message}")]
+    Transport {
+        /// What was attempted (bind, connect, send, receive, ...).
+        op: &'static str,
+        /// The endpoint involved.
+        endpoint: String,
+        /// The transport's own description.
+        message: String,
+    },
+    /// An operation did not complete within its deadline.
+    #[error("{op} timed out after {after:?}{}", peer_suffix(.peer))]
+    Timeout {
+        /// What timed out.
+        op: &'static str,
+        /// The deadline that passed.
+        after: Duration,
+        /// The peer waited for, when known.
+        peer: Option<String>,
+    },
+    /// A received message broke the wire format.
+    #[error("malformed message: {0}")]
+    Wire(#[from] WireError),
+    /// The metadata could not be encoded.
+    #[error("cannot encode metadata: {0}")]
+    Encode(String),
+    /// `recv_bulks` was called with no metadata received before it.
+    #[error("recv_bulks called with no pending message: call recv_metadata first")]
+    NoPendingMessage,
+    /// `recv_metadata` was called while the previous message's bulks are unread.
+    #[error("the previous message's {0} bulks are unread: call recv_bulks (or discard_pending) first")]
+    BulksPending(usize),
+    /// The receiver did not expose one buffer per announced bulk.
+    #[error("{announced} bulks announced but {exposed} receive buffers exposed")]
+    BulksNotExposed {
+        /// Bulks in the pending message.
+        announced: usize,
+        /// Receive buffers found in the metadata.
+        exposed: usize,
+    },
+    /// An exposed receive buffer is smaller than its bulk.
+    #[error("bulk {index}: {needed} bytes do not fit the exposed buffer of {exposed} bytes")]
+    BufferTooSmall {
+        /// Index of the bulk.
+        index: usize,
+        /// Bytes arriving.
+        needed: u64,
+        /// Bytes the buffer holds.
+        exposed: usize,
+    },
+    /// A caller's argument is invalid (a rank out of range, a wrong chunk count, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A peer reported a failure or the mesh could not be formed.
+    #[error("mesh: {0}")]
+    Mesh(String),
+}
+
+fn peer_suffix(peer: &Option<String>) -> String {
+    peer.as_ref().map(|p| format!(" waiting for {p}")).unwrap_or_default()
+}
+
+impl Error {
+    /// A stable numeric code for this kind of failure; 0 is never used (it means success in [`crate::Event`]).
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::InvalidAddress { .. } => 1,
+            Self::UnknownProtocol(_) => 2,
+            Self::AddressInUse { .. } => 3,
+            Self::Transport { .. } => 4,
+            Self::Timeout { .. } => 5,
+            Self::Wire(_) => 6,
+            Self::Encode(_) => 7,
+            Self::NoPendingMessage => 8,
+            Self::BulksPending(_) => 9,
+            Self::BulksNotExposed { .. } => 10,
+            Self::BufferTooSmall { .. } => 11,
+            Self::InvalidArgument(_) => 12,
+            Self::Mesh(_) => 13,
+        }
+    }
+
+    pub(crate) fn transport(op: &'static str, endpoint: &str, err: impl std::fmt::Display) -> Self {
+        Self::Transport { op, endpoint: endpoint.to_owned(), message: err.to_string() }
+    }
+}
+
+/// Lightbeam's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,47 @@
+//! Lightbeam: two-phase bulk messaging for HPC ranks over ZeroMQ, bootstrapped by MPI.
+//!
+//! A client [`exposes`](Client::expose) memory as [`Bulk`]s and [`sends`](Client::send) a message: the
+//! metadata (bulk sizes and flags plus your own serde fields) and then the payloads. A server receives the
+//! metadata first ([`Server::recv_metadata`], non-blocking), exposes buffers of the announced sizes, and
+//! receives the payloads into them ([`Server::recv_bulks`]).
+//!
+//! ```
+//! use lightbeam::{LbmMeta, Transport, TransportFactory};
+//! use std::time::Duration;
+//!
+//! # fn main() -> lightbeam::Result<()> {
+//! let server = TransportFactory::server("hello", Transport::ZeroMq, "inproc", 0)?;
+//! let client = TransportFactory::client("hello", Transport::ZeroMq, "inproc", 0)?;
+//!
+//! let message = b"Hello, Lightbeam!";
+//! let mut meta = LbmMeta::new(());
+//! meta.bulks.push(client.expose(message, Default::default()));
+//! assert_eq!(client.send(&meta).into_result()?, message.len());
+//!
+//! let mut received = LbmMeta::<()>::default();
+//! server.recv_metadata_timeout(&mut received, Duration::from_secs(5)).into_result()?;
+//! let mut buffer = vec![0; received.bulks[0].size()];
+//! received.bulks[0] = server.expose(&mut buffer, Default::default());
+//! server.recv_bulks(&mut received).into_result()?;
+//! assert_eq!(buffer, message);
+//! # Ok(())
+//! # }
+//! ```
+#![doc(test(attr(deny(warnings))))]
+#![deny(missing_docs)]
+
+pub mod bulk;
+pub mod error;
+pub mod event;
+pub mod meta;
+pub mod transport;
+pub mod wire;
+
+pub use bulk::{Bulk, BulkFlags};
+pub use error::{Error, Result, WireError};
+pub use event::Event;
+pub use meta::{LbmMeta, Metadata};
+pub use transport::{
+    Client, Endpoint, Options, Payload, Protocol, Server, Transport, TransportFactory, ZeroMqClient,
+    ZeroMqServer,
+};

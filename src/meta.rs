@@ -1,0 +1,78 @@
+//! [`LbmMeta`]: the bulk descriptors of a message plus the user's own serde fields.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::bulk::Bulk;
+use crate::error::{Error, Result, WireError};
+use crate::wire::{self, BulkDescriptor};
+
+/// The metadata of one message: its bulks and the application's own fields `M`.
+///
+/// This is the C++ `LbmMeta` with composition in place of inheritance: instead of deriving from `LbmMeta`
+/// and writing a cereal function, derive `Serialize` and `Deserialize` on your own struct and put it in
+/// `custom`. `M = ()` is plain `LbmMeta` with no extra fields.
+#[derive(Debug, Default)]
+pub struct LbmMeta<'a, M = ()> {
+    /// The message's bulks, in order. On receive, `recv_metadata` fills in descriptors; replace each with a
+    /// buffer from `Server::expose` before `recv_bulks`.
+    pub bulks: Vec<Bulk<'a>>,
+    /// The application's own fields, sent in the metadata frame.
+    pub custom: M,
+}
+
+impl<'a, M> LbmMeta<'a, M> {
+    /// Metadata with the given custom fields and no bulks yet.
+    pub fn new(custom: M) -> Self {
+        Self { bulks: Vec::new(), custom }
+    }
+
+    /// Adds a bulk and returns `self`, for building a message in one expression.
+    pub fn with_bulk(mut self, bulk: Bulk<'a>) -> Self {
+        self.bulks.push(bulk);
+        self
+    }
+
+    /// The sum of the bulk sizes.
+    pub fn total_size(&self) -> usize {
+        self.bulks.iter().map(Bulk::size).sum()
+    }
+}
+
+/// What a transport needs from a message's metadata, as an object-safe trait so that `dyn Client` and
+/// `dyn Server` can take any `LbmMeta<M>`. You do not implement it: [`LbmMeta`] does.
+pub trait Metadata {
+    /// The bulks, in order.
+    fn bulks(&self) -> &[Bulk<'_>];
+    /// Appends the encoded custom fields to `out`.
+    fn encode_custom(&self, out: &mut Vec<u8>) -> Result<()>;
+    /// Replaces the bulks with the received descriptors and decodes the custom fields from `custom`.
+    fn set_received(&mut self, descriptors: &[BulkDescriptor], custom: &[u8]) -> Result<()>;
+    /// The receive buffer exposed for bulk `index`, if any.
+    fn destination(&mut self, index: usize) -> Option<&mut [u8]>;
+}
+
+impl<M: Serialize + DeserializeOwned> Metadata for LbmMeta<'_, M> {
+    fn bulks(&self) -> &[Bulk<'_>] {
+        &self.bulks
+    }
+
+    fn encode_custom(&self, out: &mut Vec<u8>) -> Result<()> {
+        wire::encode_custom(&self.custom, out)
+    }
+
+    fn set_received(&mut self, descriptors: &[BulkDescriptor], custom: &[u8]) -> Result<()> {
+        self.custom = wire::decode_custom(custom).map_err(Error::Wire)?;
+        self.bulks.clear();
+        self.bulks.extend(descriptors.iter().map(|d| Bulk::descriptor(d.size, d.flags)));
+        Ok(())
+    }
+
+    fn destination(&mut self, index: usize) -> Option<&mut [u8]> {
+        self.bulks.get_mut(index)?.destination_mut()
+    }
+}
+
+/// Shorthand used by tests and errors: a decode failure of the custom fields.
+pub(crate) fn metadata_error(err: impl std::fmt::Display) -> WireError {
+    WireError::Metadata(err.to_string())
+}

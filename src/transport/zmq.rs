@@ -1,0 +1,259 @@
+//! The ZeroMQ transport: [`ZeroMqClient`] (PUSH, connects) and [`ZeroMqServer`] (PULL, binds).
+//!
+//! Socket settings learned from the C++ original's successors: a bounded `LINGER` so that dropping never
+//! hangs, `IMMEDIATE` with `SNDTIMEO` so that a send to nobody fails instead of queueing forever, high-water
+//! marks for bulk traffic (PUSH waits at the mark, it never drops), and every receive taken as a whole
+//! `zmq::Message`, never into a fixed buffer that would silently truncate.
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use super::inbox::{self, Inbox};
+use super::{Client, Endpoint, Options, Payload, Protocol, Server};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::meta::Metadata;
+use crate::wire;
+
+/// One ZeroMQ context per process while any client or server is alive (inproc needs them to share it).
+/// When the last one is dropped the context is terminated, which flushes queued messages within `LINGER`.
+fn shared_context() -> Arc<zmq::Context> {
+    static CONTEXT: OnceLock<Mutex<Weak<zmq::Context>>> = OnceLock::new();
+    let mut slot = lock(CONTEXT.get_or_init(Default::default));
+    slot.upgrade().unwrap_or_else(|| {
+        let context = Arc::new(zmq::Context::new());
+        *slot = Arc::downgrade(&context);
+        context
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another thread while holding the lock leaves the socket usable: take it anyway.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// Runs a ZeroMQ call again while a signal interrupts it.
+fn retry_eintr<T>(mut call: impl FnMut() -> zmq::Result<T>) -> zmq::Result<T> {
+    loop {
+        match call() {
+            Err(zmq::Error::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+fn new_socket(
+    context: &zmq::Context,
+    kind: zmq::SocketType,
+    endpoint: &Endpoint,
+    options: &Options,
+) -> Result<zmq::Socket> {
+    let uri = endpoint.to_string();
+    let configure = || -> zmq::Result<zmq::Socket> {
+        let socket = context.socket(kind)?;
+        socket.set_linger(millis(options.linger))?;
+        socket.set_sndhwm(options.high_water_mark)?;
+        socket.set_rcvhwm(options.high_water_mark)?;
+        socket.set_ipv6(endpoint.is_ipv6())?;
+        Ok(socket)
+    };
+    configure().map_err(|e| Error::transport("create socket for", &uri, e))
+}
+
+/// Sends Lightbeam messages to one [`ZeroMqServer`] over a PUSH socket.
+pub struct ZeroMqClient {
+    socket: Mutex<zmq::Socket>,
+    address: String,
+    send_timeout: Option<Duration>,
+    _context: Arc<zmq::Context>,
+}
+
+impl ZeroMqClient {
+    /// A client for `addr`, `protocol` and `port` with default options, as the guide's `ZeroMqClient(...)`.
+    pub fn new(addr: &str, protocol: &str, port: u16) -> Result<Self> {
+        Self::connect(&Endpoint::new(addr, protocol, port)?, &Options::default())
+    }
+
+    /// Connects to `endpoint`. The connection completes in the background; `send` waits for it up to the
+    /// send timeout.
+    pub fn connect(endpoint: &Endpoint, options: &Options) -> Result<Self> {
+        let context = shared_context();
+        let address = endpoint.to_string();
+        if endpoint.protocol() == Protocol::Tcp && endpoint.port() == 0 {
+            return Err(Error::InvalidAddress {
+                addr: address,
+                reason: "a client needs a port other than 0".into(),
+            });
+        }
+        let socket = new_socket(&context, zmq::PUSH, endpoint, options)?;
+        let setup = || -> zmq::Result<()> {
+            socket.set_immediate(true)?;
+            socket.set_sndtimeo(options.send_timeout.map_or(-1, millis))?;
+            socket.connect(&address)
+        };
+        setup().map_err(|e| Error::transport("connect to", &address, e))?;
+        Ok(Self {
+            socket: Mutex::new(socket),
+            address,
+            send_timeout: options.send_timeout,
+            _context: context,
+        })
+    }
+
+    fn send_message(&self, meta: &dyn Metadata) -> Result<usize> {
+        let bulks = meta.bulks();
+        let payloads = bulks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                b.source_bytes()
+                    .ok_or_else(|| Error::InvalidArgument(format!("bulk {i} was not exposed for sending")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let header = wire::encode_header(bulks, |out| meta.encode_custom(out))?;
+        let socket = lock(&self.socket);
+        let more = |i: usize| if i < payloads.len() { zmq::SNDMORE } else { 0 };
+        retry_eintr(|| socket.send(&header[..], more(0))).map_err(|e| self.send_error(e))?;
+        for (i, payload) in payloads.iter().enumerate() {
+            retry_eintr(|| socket.send(*payload, more(i + 1))).map_err(|e| self.send_error(e))?;
+        }
+        Ok(payloads.iter().map(|p| p.len()).sum())
+    }
+
+    fn send_error(&self, err: zmq::Error) -> Error {
+        match (err, self.send_timeout) {
+            (zmq::Error::EAGAIN, Some(after)) => Error::Timeout {
+                op: "send (no peer took the message)",
+                after,
+                peer: Some(self.address.clone()),
+            },
+            (err, _) => Error::transport("send to", &self.address, err),
+        }
+    }
+}
+
+impl Client for ZeroMqClient {
+    fn send(&self, meta: &dyn Metadata) -> Event {
+        self.send_message(meta).into()
+    }
+
+    fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl std::fmt::Debug for ZeroMqClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZeroMqClient").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+/// Receives Lightbeam messages on a bound PULL socket.
+pub struct ZeroMqServer {
+    state: Mutex<ServerState>,
+    address: String,
+    _context: Arc<zmq::Context>,
+}
+
+struct ServerState {
+    socket: zmq::Socket,
+    inbox: Inbox,
+}
+
+impl ZeroMqServer {
+    /// A server for `addr`, `protocol` and `port` with default options, as the guide's `ZeroMqServer(...)`.
+    pub fn new(addr: &str, protocol: &str, port: u16) -> Result<Self> {
+        Self::bind(&Endpoint::new(addr, protocol, port)?, &Options::default())
+    }
+
+    /// Binds `endpoint`. For tcp port 0 a free port is chosen; [`Server::address`] reports it.
+    pub fn bind(endpoint: &Endpoint, options: &Options) -> Result<Self> {
+        let context = shared_context();
+        let uri = endpoint.to_string();
+        let socket = new_socket(&context, zmq::PULL, endpoint, options)?;
+        socket.bind(&uri).map_err(|e| match e {
+            zmq::Error::EADDRINUSE => Error::AddressInUse { endpoint: uri.clone(), port: endpoint.port() },
+            e => Error::transport("bind", &uri, e),
+        })?;
+        let address = match socket.get_last_endpoint() {
+            Ok(Ok(bound)) => bound,
+            _ => uri,
+        };
+        Ok(Self {
+            state: Mutex::new(ServerState { socket, inbox: Inbox::default() }),
+            address,
+            _context: context,
+        })
+    }
+
+    /// Receives every frame of the next message, waiting up to `timeout`; `None` when nothing came.
+    fn recv_frames(&self, socket: &zmq::Socket, timeout: Duration) -> Result<Option<Vec<Payload>>> {
+        let deadline = Instant::now() + timeout;
+        let first = loop {
+            match socket.recv_msg(zmq::DONTWAIT) {
+                Ok(message) => break message,
+                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => {}
+                Err(e) => return Err(Error::transport("receive on", &self.address, e)),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match socket.poll(zmq::POLLIN, i64::from(millis(left).max(1))) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(Error::transport("poll", &self.address, e)),
+            }
+        };
+        let mut frames = vec![Payload(first)];
+        // The rest of a multipart message is already here: ZeroMQ delivers messages whole.
+        while socket.get_rcvmore().map_err(|e| Error::transport("receive on", &self.address, e))? {
+            let part = retry_eintr(|| socket.recv_msg(0))
+                .map_err(|e| Error::transport("receive on", &self.address, e))?;
+            frames.push(Payload(part));
+        }
+        Ok(Some(frames))
+    }
+
+    fn recv_metadata_within(&self, meta: &mut dyn Metadata, timeout: Duration) -> Result<Option<usize>> {
+        let mut state = lock(&self.state);
+        state.inbox.ensure_idle()?;
+        let Some(frames) = self.recv_frames(&state.socket, timeout)? else {
+            return Ok(None);
+        };
+        state.inbox.accept(frames, meta).map(Some)
+    }
+}
+
+impl Server for ZeroMqServer {
+    fn recv_metadata_timeout(&self, meta: &mut dyn Metadata, timeout: Duration) -> Event {
+        self.recv_metadata_within(meta, timeout).into()
+    }
+
+    fn recv_bulks(&self, meta: &mut dyn Metadata) -> Event {
+        // Copy outside the lock, so that other threads can receive meanwhile.
+        let bulks = lock(&self.state).inbox.take();
+        bulks.and_then(|bulks| inbox::deliver(&bulks, meta)).into()
+    }
+
+    fn take_bulks(&self) -> Result<Vec<Payload>> {
+        lock(&self.state).inbox.take()
+    }
+
+    fn discard_pending(&self) -> usize {
+        lock(&self.state).inbox.discard()
+    }
+
+    fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl std::fmt::Debug for ZeroMqServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZeroMqServer").field("address", &self.address).finish_non_exhaustive()
+    }
+}
