@@ -24,7 +24,11 @@ fn main() -> lightbeam::Result<()> {
     let mut recv_meta = LbmMeta::<()>::default();
     let event = server.recv_metadata_timeout(&mut recv_meta, Duration::from_secs(5));
     if !event.is_done() {
-        return Err(lightbeam::Error::Timeout { op: "recv_metadata", after: Duration::from_secs(5), peer: None });
+        return Err(lightbeam::Error::Timeout {
+            op: "recv_metadata",
+            after: Duration::from_secs(5),
+            peer: None,
+        });
     }
     event.into_result()?;
     println!("server received metadata with {} bulks", recv_meta.bulks.len());
