@@ -33,8 +33,11 @@
 pub mod bulk;
 pub mod error;
 pub mod event;
+#[cfg(feature = "mpi")]
+pub mod mesh;
 pub mod meta;
 pub mod transport;
+pub mod verify;
 pub mod wire;
 
 pub use bulk::{Bulk, BulkFlags};

@@ -27,7 +27,7 @@ fn shared_context() -> Arc<zmq::Context> {
     })
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another thread while holding the lock leaves the socket usable: take it anyway.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

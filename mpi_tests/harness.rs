@@ -1,0 +1,46 @@
+//! What every MPI test program shares: start MPI, run one named scenario, abort the job on failure.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use lightbeam::mesh::{Mesh, MeshConfig};
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+/// A scenario: runs on every rank, returns an error to fail the job.
+pub type Scenario = fn(&SimpleCommunicator) -> Result<(), String>;
+
+/// Runs the scenario named by the first argument; exits non-zero (aborting every rank) when it fails.
+pub fn main_with(scenarios: &[(&str, Scenario)]) {
+    let universe = mpi::initialize().expect("MPI initializes once");
+    let world = universe.world();
+    let name = std::env::args().nth(1).unwrap_or_default();
+    let Some((_, scenario)) = scenarios.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<_> = scenarios.iter().map(|(n, _)| *n).collect();
+        eprintln!("unknown scenario {name:?}; expected one of {names:?}");
+        world.abort(2);
+    };
+    lightbeam::mesh::abort_job_on_panic();
+    match scenario(&world) {
+        Ok(()) => println!("rank {}: {name} ok", world.rank()),
+        Err(message) => {
+            eprintln!("rank {}: {name} FAILED: {message}", world.rank());
+            world.abort(1);
+        }
+    }
+}
+
+/// A mesh on loopback with ephemeral ports and a deadline short enough for tests.
+pub fn mesh(world: &SimpleCommunicator, timeout: Duration) -> Result<Mesh, String> {
+    let config = MeshConfig { host: Some("127.0.0.1".into()), timeout, ..MeshConfig::default() };
+    Mesh::bootstrap(world, config).map_err(|e| e.to_string())
+}
+
+/// Fails with `message` unless `condition` holds.
+pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+    if condition {
+        Ok(())
+    } else {
+        Err(message())
+    }
+}

@@ -1,0 +1,177 @@
+//! The mesh under real `mpirun`: point-to-point correctness and every failure the mesh must survive.
+//! Run as `mpirun -n N lbm-test-mesh <scenario>`; `tests/mpi.rs` does that at several rank counts.
+
+#[path = "harness.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{ensure, mesh};
+use lightbeam::mesh::{Mesh, MeshConfig, Rank, Source, Tag};
+use lightbeam::verify::{checksum, pattern};
+use lightbeam::Error;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn main() {
+    harness::main_with(&[
+        ("pairs", pairs),
+        ("port-taken", port_taken),
+        ("peer-exits", peer_exits),
+        ("stray", stray),
+        ("drop-after-send", drop_after_send),
+        ("panic", panic),
+    ]);
+}
+
+fn seed(from: usize, to: usize, tag: u32) -> u64 {
+    (from as u64) << 32 | (to as u64) << 8 | u64::from(tag)
+}
+
+fn size_for(from: usize, to: usize, ranks: usize) -> usize {
+    // Sizes from 0 B up to about 1 MiB, smaller when many ranks share two cores.
+    let max = if ranks > 4 { 64 << 10 } else { 1 << 20 };
+    (from * 7919 + to * 104_729) % max
+}
+
+/// Every ordered pair exchanges checksummed data on two tags, received in the opposite order to the one
+/// sent (so the first arrival waits in the unexpected queue); then an any-source receive at rank 0.
+fn pairs(world: &SimpleCommunicator) -> Result<(), String> {
+    let mesh = mesh(world, LONG)?;
+    let (me, n) = (mesh.rank().0, mesh.size());
+    for to in 0..n {
+        for tag in [1, 2] {
+            let data = pattern(size_for(me, to, n) + tag as usize, seed(me, to, tag));
+            mesh.send(Rank(to), Tag(tag), &data).map_err(|e| e.to_string())?;
+        }
+    }
+    for from in 0..n {
+        for tag in [2, 1] {
+            let message = mesh.recv(Source::Rank(Rank(from)), Tag(tag)).map_err(|e| e.to_string())?;
+            let expected = pattern(size_for(from, me, n) + tag as usize, seed(from, me, tag));
+            ensure(message.source() == Rank(from) && message.tag() == Tag(tag), || "wrong envelope".into())?;
+            ensure(checksum(message.data()) == checksum(&expected), || {
+                format!("data from rank {from} on tag {tag} corrupted ({} bytes)", message.data().len())
+            })?;
+        }
+    }
+    mesh.send(Rank(0), Tag(3), &me.to_le_bytes()).map_err(|e| e.to_string())?;
+    if me == 0 {
+        let mut seen = vec![false; n];
+        for _ in 0..n {
+            let mut buffer = [0u8; 8];
+            let (source, len) =
+                mesh.recv_into(Source::Any, Tag(3), &mut buffer).map_err(|e| e.to_string())?;
+            ensure(len == 8 && usize::from_le_bytes(buffer) == source.0, || {
+                format!("bad any-source {source}")
+            })?;
+            ensure(!std::mem::replace(&mut seen[source.0], true), || format!("{source} twice"))?;
+        }
+    }
+    world.barrier();
+    Ok(())
+}
+
+/// Rank 1's port `base_port + 1` is taken: every rank gets an error naming rank 1 and the port.
+fn port_taken(world: &SimpleCommunicator) -> Result<(), String> {
+    ensure(world.size() >= 2, || "needs 2 ranks".into())?;
+    let listener = (world.rank() == 0).then(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let mut port = [listener.as_ref().map_or(0, |l| l.local_addr().unwrap().port())];
+    world.process_at_rank(0).broadcast_into(&mut port[..]);
+    let taken = port[0];
+    let config = MeshConfig {
+        base_port: taken - 1,
+        host: Some("127.0.0.1".into()),
+        timeout: Duration::from_secs(10),
+        ..MeshConfig::default()
+    };
+    let started = Instant::now();
+    let error = Mesh::bootstrap(world, config).map(drop).expect_err("bootstrap succeeded on a taken port");
+    let text = error.to_string();
+    ensure(text.contains("rank 1") && text.contains(&format!("port {taken}")), || {
+        format!("vague error: {text}")
+    })?;
+    println!("rank {}: bootstrap failed in {:?} as expected: {text}", world.rank(), started.elapsed());
+    Ok(())
+}
+
+/// Rank 1 leaves without sending: rank 0's receive ends with a timeout naming rank 1.
+fn peer_exits(world: &SimpleCommunicator) -> Result<(), String> {
+    let mesh = mesh(world, Duration::from_secs(2))?;
+    if mesh.rank() == Rank(0) {
+        let error =
+            mesh.recv(Source::Rank(Rank(1)), Tag(9)).expect_err("received from a rank that never sent");
+        ensure(matches!(error, Error::Timeout { .. }) && error.to_string().contains("rank 1"), || {
+            format!("vague error: {error}")
+        })?;
+        println!("rank 0: as expected: {error}");
+    }
+    Ok(())
+}
+
+/// A raw ZeroMQ socket (not part of the mesh) sends garbage and a wrong-token message to rank 1; the mesh
+/// drops and counts them, and rank 1 still gets rank 0's message.
+fn stray(world: &SimpleCommunicator) -> Result<(), String> {
+    let mesh = mesh(world, LONG)?;
+    ensure(mesh.size() >= 2, || "needs 2 ranks".into())?;
+    if mesh.rank() == Rank(0) {
+        let context = zmq::Context::new();
+        let raw = context.socket(zmq::PUSH).unwrap();
+        raw.set_linger(2000).unwrap();
+        raw.connect(&mesh.endpoint(Rank(1)).unwrap().to_string()).unwrap();
+        raw.send("not a lightbeam message", 0).unwrap();
+        let foreign = lightbeam::wire::encode_header(&[], |out| {
+            lightbeam::wire::encode_custom(&(0xdead_u64, 0u32, Some((0u32, 5u32))), out)
+        })
+        .unwrap();
+        raw.send(foreign, 0).unwrap();
+        drop(raw);
+        world.barrier();
+        mesh.send(Rank(1), Tag(5), b"real").map_err(|e| e.to_string())?;
+    } else {
+        world.barrier();
+    }
+    if mesh.rank() == Rank(1) {
+        let message = mesh.recv(Source::Rank(Rank(0)), Tag(5)).map_err(|e| e.to_string())?;
+        ensure(message.data() == b"real", || "wrong data".into())?;
+        ensure(mesh.rejected_messages() == 2, || {
+            format!("{} rejected, expected 2", mesh.rejected_messages())
+        })?;
+    }
+    world.barrier();
+    Ok(())
+}
+
+/// Even ranks send twenty 1 MiB messages to the next rank and drop their mesh at once: nothing is lost.
+fn drop_after_send(world: &SimpleCommunicator) -> Result<(), String> {
+    const COUNT: u32 = 20;
+    let mesh = mesh(world, LONG)?;
+    let (me, n) = (mesh.rank().0, mesh.size());
+    if me % 2 == 0 && me + 1 < n {
+        for tag in 0..COUNT {
+            mesh.send(Rank(me + 1), Tag(tag), &pattern(1 << 20, seed(me, me + 1, tag)))
+                .map_err(|e| e.to_string())?;
+        }
+        drop(mesh);
+    } else if me % 2 == 1 {
+        for tag in 0..COUNT {
+            let message = mesh.recv(Source::Rank(Rank(me - 1)), Tag(tag)).map_err(|e| e.to_string())?;
+            ensure(message.data() == pattern(1 << 20, seed(me - 1, me, tag)), || {
+                format!("message {tag} corrupted")
+            })?;
+        }
+    }
+    world.barrier();
+    Ok(())
+}
+
+/// Rank 1 panics while rank 0 waits for it: the panic hook aborts the whole job instead of a hang.
+fn panic(world: &SimpleCommunicator) -> Result<(), String> {
+    let mesh = mesh(world, LONG)?;
+    if mesh.rank() == Rank(1) {
+        panic!("rank 1 fails on purpose");
+    }
+    mesh.recv(Source::Rank(Rank(1)), Tag(1)).map(drop).map_err(|e| e.to_string())
+}

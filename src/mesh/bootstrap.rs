@@ -1,0 +1,137 @@
+//! Forming the mesh: choose this rank's host, bind its server, and all-gather every rank's endpoint over MPI.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::ToSocketAddrs;
+
+use mpi::datatype::PartitionMut;
+use mpi::traits::*;
+
+use super::MeshConfig;
+use crate::error::{Error, Result};
+use crate::transport::{Endpoint, Protocol, Server, ZeroMqServer};
+
+/// The environment variable that overrides the host a rank binds and announces.
+pub const HOST_ENV: &str = "LIGHTBEAM_HOST";
+
+/// The address this rank binds and announces: `LIGHTBEAM_HOST`, else the config's host, else this machine's
+/// host name resolved to an IP address.
+pub(super) fn local_host(config: &MeshConfig) -> Result<String> {
+    if let Some(host) = std::env::var(HOST_ENV).ok().filter(|h| !h.is_empty()).or_else(|| config.host.clone())
+    {
+        return resolve(&host);
+    }
+    let name =
+        hostname::get().map_err(|e| Error::Mesh(format!("cannot read this machine's host name: {e}")))?;
+    resolve(&name.to_string_lossy())
+}
+
+fn resolve(host: &str) -> Result<String> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(host.to_owned());
+    }
+    let address =
+        (host, 0).to_socket_addrs().ok().and_then(|mut addrs| addrs.find(|a| a.is_ipv4())).ok_or_else(
+            || Error::Mesh(format!("host name {host:?} does not resolve to an IPv4 address: set {HOST_ENV}")),
+        )?;
+    Ok(address.ip().to_string())
+}
+
+/// The endpoint this rank binds.
+pub(super) fn local_endpoint(config: &MeshConfig, rank: usize, host: &str, token: u64) -> Result<Endpoint> {
+    match config.protocol {
+        Protocol::Tcp => {
+            let port = match config.base_port {
+                0 => 0,
+                base => u16::try_from(usize::from(base) + rank).map_err(|_| {
+                    Error::InvalidArgument(format!("base port {base} + rank {rank} is past port 65535"))
+                })?,
+            };
+            Endpoint::with_protocol(host, Protocol::Tcp, port)
+        }
+        Protocol::Ipc => {
+            let path = std::env::temp_dir().join(format!("lightbeam-{token:016x}-{rank}"));
+            Endpoint::with_protocol(&path.to_string_lossy(), Protocol::Ipc, 0)
+        }
+        Protocol::Inproc => {
+            Err(Error::InvalidArgument("a mesh spans processes: use tcp or ipc, not inproc".into()))
+        }
+    }
+}
+
+/// A random job token: rank 0's is shared with every rank.
+pub(super) fn draw_token() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// What each rank tells the others: its endpoint, or why it has none.
+type Announcement = std::result::Result<String, String>;
+
+/// Binds this rank's server and all-gathers every rank's endpoint. Every rank takes part in the gather even
+/// when its bind failed, so that all of them learn of the failure instead of waiting.
+pub(super) fn bind_and_gather<C: Communicator>(
+    comm: &C,
+    config: &MeshConfig,
+) -> Result<(ZeroMqServer, Vec<Endpoint>, u64)> {
+    let rank = comm.rank() as usize;
+    let mut token = [draw_token()];
+    comm.process_at_rank(0).broadcast_into(&mut token[..]);
+    let token = token[0];
+
+    let bound = local_host(config)
+        .and_then(|host| local_endpoint(config, rank, &host, token))
+        .and_then(|endpoint| ZeroMqServer::bind(&endpoint, &config.options));
+    let announcement: Announcement = match &bound {
+        Ok(server) => Ok(server.address().to_owned()),
+        Err(err) => Err(err.to_string()),
+    };
+    let announcements =
+        all_gather_strings(comm, &postcard::to_stdvec(&announcement).expect("strings encode"))?;
+
+    let mut endpoints = Vec::with_capacity(announcements.len());
+    let mut failures = Vec::new();
+    for (peer, bytes) in announcements.iter().enumerate() {
+        match postcard::from_bytes::<Announcement>(bytes) {
+            Ok(Ok(uri)) => endpoints.push(Endpoint::parse(&uri)?),
+            Ok(Err(reason)) => failures.push(format!("rank {peer}: {reason}")),
+            Err(e) => failures.push(format!("rank {peer}: unreadable announcement: {e}")),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Mesh(format!(
+            "bootstrap failed on {} rank(s): {}",
+            failures.len(),
+            failures.join("; ")
+        )));
+    }
+    Ok((bound?, endpoints, token))
+}
+
+/// All-gathers one byte string per rank.
+fn all_gather_strings<C: Communicator>(comm: &C, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let size = comm.size() as usize;
+    let my_len = i32::try_from(mine.len()).map_err(|_| Error::Mesh("announcement too long".into()))?;
+    let mut lengths = vec![0i32; size];
+    comm.all_gather_into(&my_len, &mut lengths[..]);
+    let displacements: Vec<i32> = lengths
+        .iter()
+        .scan(0i32, |offset, &len| {
+            let start = *offset;
+            *offset += len;
+            Some(start)
+        })
+        .collect();
+    let total = lengths.iter().map(|&l| l as usize).sum();
+    let mut gathered = vec![0u8; total];
+    {
+        let mut partition = PartitionMut::new(&mut gathered[..], &lengths[..], &displacements[..]);
+        comm.all_gather_varcount_into(mine, &mut partition);
+    }
+    Ok(displacements
+        .iter()
+        .zip(&lengths)
+        .map(|(&d, &l)| gathered[d as usize..(d + l) as usize].to_vec())
+        .collect())
+}

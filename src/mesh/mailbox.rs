@@ -1,0 +1,116 @@
+//! Matching received mesh messages to what a receive asks for, keeping early arrivals for later.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Rank, Tag};
+use crate::error::{Error, Result};
+use crate::meta::LbmMeta;
+use crate::transport::{Payload, Server, ZeroMqServer};
+
+/// Which stream of messages a mesh message belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Channel {
+    /// Point-to-point messages of the application, by tag.
+    User(Tag),
+    /// The collective with this sequence number (every rank counts its collectives alike).
+    Collective(u64),
+}
+
+/// What every mesh message carries in its metadata.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Envelope {
+    /// The job token drawn at bootstrap; messages without it are not ours.
+    pub(crate) token: u64,
+    /// The sending rank.
+    pub(crate) source: u32,
+    /// The channel, `None` only in a default value never sent.
+    pub(crate) channel: Option<Channel>,
+}
+
+/// One received mesh message.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) source: Rank,
+    pub(crate) channel: Channel,
+    pub(crate) payloads: Vec<Payload>,
+}
+
+/// The server's messages not yet asked for, and a count of messages rejected as not from this mesh.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    unexpected: VecDeque<Incoming>,
+    rejected: u64,
+}
+
+impl Mailbox {
+    /// Returns the first message (queued or arriving within `timeout`) for which `wanted` holds.
+    pub(crate) fn receive(
+        &mut self,
+        server: &ZeroMqServer,
+        token: u64,
+        size: usize,
+        timeout: Duration,
+        wanted: impl Fn(Rank, Channel) -> bool,
+    ) -> Result<Option<Incoming>> {
+        if let Some(i) = self.unexpected.iter().position(|m| wanted(m.source, m.channel)) {
+            return Ok(self.unexpected.remove(i));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(message) = self.next_message(server, token, size, left)? else {
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                continue;
+            };
+            if wanted(message.source, message.channel) {
+                return Ok(Some(message));
+            }
+            self.unexpected.push_back(message);
+        }
+    }
+
+    /// Receives one message from the server; messages that are not from this mesh are logged, counted and
+    /// dropped (`Ok(None)`), as is nothing arriving in time.
+    fn next_message(
+        &mut self,
+        server: &ZeroMqServer,
+        token: u64,
+        size: usize,
+        timeout: Duration,
+    ) -> Result<Option<Incoming>> {
+        let mut meta = LbmMeta::<Envelope>::default();
+        let accepted = server.recv_metadata_timeout(&mut meta, timeout).into_poll().and_then(|got| {
+            let Some(_) = got else { return Ok(None) };
+            let payloads = server.take_bulks()?;
+            let envelope = meta.custom;
+            match envelope.channel {
+                Some(channel) if envelope.token == token && (envelope.source as usize) < size => {
+                    Ok(Some(Incoming { source: Rank(envelope.source as usize), channel, payloads }))
+                }
+                _ => Err(Error::Mesh(format!(
+                    "message claims rank {} with job token {:#x}, not this job's",
+                    envelope.source, envelope.token
+                ))),
+            }
+        });
+        match accepted {
+            Ok(message) => Ok(message),
+            Err(err @ (Error::Wire(_) | Error::Mesh(_))) => {
+                self.rejected += 1;
+                eprintln!("lightbeam: {}: dropped a message from outside the mesh: {err}", server.address());
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// How many messages were rejected as not belonging to this mesh.
+    pub(crate) fn rejected(&self) -> u64 {
+        self.rejected
+    }
+}

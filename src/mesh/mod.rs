@@ -1,0 +1,309 @@
+//! The MPI mesh: every rank's server and lazily connected clients, messaging by rank and tag, and
+//! collectives on top. MPI is used only to start up (to learn every rank's endpoint).
+//!
+//! ```no_run
+//! use lightbeam::mesh::{Mesh, MeshConfig, Rank, Source, Tag};
+//!
+//! # fn main() -> lightbeam::Result<()> {
+//! let universe = mpi::initialize().expect("MPI initializes once");
+//! let world = universe.world();
+//! let mesh = Mesh::bootstrap(&world, MeshConfig::default())?;
+//! if mesh.rank() == Rank(0) {
+//!     for peer in 1..mesh.size() {
+//!         mesh.send(Rank(peer), Tag(7), format!("hello rank {peer}").as_bytes())?;
+//!     }
+//! } else {
+//!     let message = mesh.recv(Source::Rank(Rank(0)), Tag(7))?;
+//!     println!("rank {} got {:?}", mesh.rank(), String::from_utf8_lossy(message.data()));
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//! See `examples/distributed.rs` for the whole program.
+
+mod bootstrap;
+pub mod collectives;
+mod mailbox;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use mpi::traits::Communicator;
+
+pub use self::bootstrap::HOST_ENV;
+use self::mailbox::{Channel, Envelope, Incoming, Mailbox};
+use crate::error::{Error, Result};
+use crate::meta::LbmMeta;
+use crate::transport::{Client, Endpoint, Options, Payload, Protocol, Server, ZeroMqClient, ZeroMqServer};
+
+/// A process's rank in the mesh (its MPI rank).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rank(pub usize);
+
+impl fmt::Display for Rank {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rank {}", self.0)
+    }
+}
+
+/// A message tag chosen by the application; messages match by source and tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Tag(pub u32);
+
+/// Where a receive takes its message from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Only from this rank.
+    Rank(Rank),
+    /// From whichever rank sends first.
+    Any,
+}
+
+impl Source {
+    fn admits(self, rank: Rank) -> bool {
+        self == Self::Any || self == Self::Rank(rank)
+    }
+}
+
+impl From<Rank> for Source {
+    fn from(rank: Rank) -> Self {
+        Self::Rank(rank)
+    }
+}
+
+/// How a mesh forms and how long it waits.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Rank r binds `base_port + r`; 0 (the default) lets every rank take any free port, so that several
+    /// jobs can share a node.
+    pub base_port: u16,
+    /// `Tcp` (the default) between nodes, or `Ipc` when every rank is on one node.
+    pub protocol: Protocol,
+    /// The address to bind and announce; `None` resolves this machine's host name. The environment
+    /// variable [`HOST_ENV`] (`LIGHTBEAM_HOST`) overrides both, for nodes with several interfaces.
+    pub host: Option<String>,
+    /// How long any receive (and every step of a collective) waits before failing. Default 60 s.
+    pub timeout: Duration,
+    /// Socket options of every client and server.
+    pub options: Options,
+    /// Install a panic hook that aborts the whole MPI job, so that a panic on one rank does not leave the
+    /// others waiting. Default true.
+    pub abort_on_panic: bool,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            base_port: 0,
+            protocol: Protocol::Tcp,
+            host: None,
+            timeout: Duration::from_secs(60),
+            options: Options::default(),
+            abort_on_panic: true,
+        }
+    }
+}
+
+/// A received point-to-point message: where it came from, its tag, and its bytes in place.
+#[derive(Debug)]
+pub struct Message {
+    source: Rank,
+    tag: Tag,
+    payload: Option<Payload>,
+}
+
+impl Message {
+    /// The sending rank.
+    pub fn source(&self) -> Rank {
+        self.source
+    }
+
+    /// The message's tag.
+    pub fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    /// The bytes received, read in place.
+    pub fn data(&self) -> &[u8] {
+        self.payload.as_deref().unwrap_or_default()
+    }
+}
+
+/// A rank-indexed mesh of Lightbeam servers and clients, formed once per job with [`Mesh::bootstrap`].
+pub struct Mesh {
+    rank: Rank,
+    endpoints: Vec<Endpoint>,
+    server: ZeroMqServer,
+    clients: Mutex<Vec<Option<Arc<ZeroMqClient>>>>,
+    mailbox: Mutex<Mailbox>,
+    token: u64,
+    config: MeshConfig,
+    collective_sequence: std::sync::atomic::AtomicU64,
+}
+
+impl Mesh {
+    /// Forms the mesh over `comm`'s ranks: each binds its server, and the endpoints are all-gathered.
+    ///
+    /// Collective over `comm`: every rank must call it. When any rank fails to bind (its port taken, its
+    /// host unresolvable), every rank returns an error naming the failed ranks and their reasons.
+    pub fn bootstrap<C: Communicator>(comm: &C, config: MeshConfig) -> Result<Self> {
+        if config.abort_on_panic {
+            abort_job_on_panic();
+        }
+        let (server, endpoints, token) = bootstrap::bind_and_gather(comm, &config)?;
+        Ok(Self {
+            rank: Rank(comm.rank() as usize),
+            clients: Mutex::new(vec![None; endpoints.len()]),
+            endpoints,
+            server,
+            mailbox: Mutex::default(),
+            token,
+            config,
+            collective_sequence: Default::default(),
+        })
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> Rank {
+        self.rank
+    }
+
+    /// The number of ranks.
+    pub fn size(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// The endpoint rank `rank` receives on.
+    pub fn endpoint(&self, rank: Rank) -> Result<&Endpoint> {
+        self.check_rank(rank)?;
+        Ok(&self.endpoints[rank.0])
+    }
+
+    /// The job token every message of this mesh carries.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// How many received messages were dropped as not belonging to this mesh (garbage, another job).
+    pub fn rejected_messages(&self) -> u64 {
+        crate::transport::lock(&self.mailbox).rejected()
+    }
+
+    /// The configuration the mesh was formed with.
+    pub fn config(&self) -> &MeshConfig {
+        &self.config
+    }
+
+    /// Sends `data` to `to` with `tag`. Returns once the message is queued; fails after the send timeout
+    /// when the peer takes nothing.
+    pub fn send(&self, to: Rank, tag: Tag, data: &[u8]) -> Result<()> {
+        self.send_on(to, Channel::User(tag), &[data])
+    }
+
+    /// Receives the next message with `tag` from `from`, waiting up to the mesh's timeout.
+    pub fn recv(&self, from: Source, tag: Tag) -> Result<Message> {
+        let incoming = self.receive(Channel::User(tag), from, "receive")?;
+        Ok(Message { source: incoming.source, tag, payload: incoming.payloads.into_iter().next() })
+    }
+
+    /// Receives the next message with `tag` from `from` into `buffer`; returns its source and length.
+    /// A message longer than `buffer` is an error (and is consumed, as MPI does).
+    pub fn recv_into(&self, from: Source, tag: Tag, buffer: &mut [u8]) -> Result<(Rank, usize)> {
+        let message = self.recv(from, tag)?;
+        copy_into(message.data(), buffer, message.source)?;
+        Ok((message.source, message.data().len()))
+    }
+
+    fn check_rank(&self, rank: Rank) -> Result<()> {
+        if rank.0 < self.size() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!("{rank} is out of range for a mesh of {} ranks", self.size())))
+        }
+    }
+
+    /// The client to `to`, connected on first use.
+    fn client(&self, to: Rank) -> Result<Arc<ZeroMqClient>> {
+        self.check_rank(to)?;
+        let mut clients = crate::transport::lock(&self.clients);
+        if let Some(client) = &clients[to.0] {
+            return Ok(Arc::clone(client));
+        }
+        let client = Arc::new(ZeroMqClient::connect(&self.endpoints[to.0], &self.config.options)?);
+        clients[to.0] = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    fn send_on(&self, to: Rank, channel: Channel, parts: &[&[u8]]) -> Result<()> {
+        let client = self.client(to)?;
+        let envelope = Envelope { token: self.token, source: self.rank.0 as u32, channel: Some(channel) };
+        let mut meta = LbmMeta::new(envelope);
+        meta.bulks = parts.iter().map(|p| client.expose(p, Default::default())).collect();
+        client.send(&meta).into_result().map(drop).map_err(|e| match e {
+            Error::Timeout { op, after, .. } => Error::Timeout { op, after, peer: Some(self.describe(to)) },
+            e => e,
+        })
+    }
+
+    fn receive(&self, channel: Channel, from: Source, op: &'static str) -> Result<Incoming> {
+        if let Source::Rank(rank) = from {
+            self.check_rank(rank)?;
+        }
+        let started = Instant::now();
+        let mut mailbox = crate::transport::lock(&self.mailbox);
+        mailbox
+            .receive(&self.server, self.token, self.size(), self.config.timeout, |source, c| {
+                c == channel && from.admits(source)
+            })?
+            .ok_or_else(|| Error::Timeout {
+                op,
+                after: started.elapsed(),
+                peer: Some(match from {
+                    Source::Rank(rank) => self.describe(rank),
+                    Source::Any => "any rank".into(),
+                }),
+            })
+    }
+
+    fn describe(&self, rank: Rank) -> String {
+        format!("{rank} ({})", self.endpoints[rank.0])
+    }
+}
+
+impl fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mesh")
+            .field("rank", &self.rank)
+            .field("size", &self.size())
+            .field("endpoint", &self.server.address())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Copies a received payload into `buffer`, or says why it does not fit.
+fn copy_into(data: &[u8], buffer: &mut [u8], source: Rank) -> Result<()> {
+    let capacity = buffer.len();
+    let target = buffer.get_mut(..data.len()).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "a {}-byte message from {source} does not fit the {capacity}-byte buffer",
+            data.len()
+        ))
+    })?;
+    target.copy_from_slice(data);
+    Ok(())
+}
+
+/// Makes a panic on any thread abort the whole MPI job (after printing the panic), so no rank waits forever.
+pub fn abort_job_on_panic() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
+                mpi::topology::SimpleCommunicator::world().abort(101);
+            }
+        }));
+    });
+}

@@ -1,0 +1,54 @@
+//! The mesh under real `mpirun` at 1 to 4 ranks and at 16 (oversubscribed): see `mpi_tests/mesh.rs`.
+#![cfg(feature = "mpi")]
+
+#[path = "util/mpirun.rs"]
+mod mpirun;
+
+use std::time::Duration;
+
+use mpirun::{expect_ok, mpirun};
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_lbm-test-mesh");
+
+#[test]
+fn every_pair_exchanges_checksummed_data_on_separate_tags_at_1_to_4_ranks() {
+    for ranks in 1..=4 {
+        expect_ok(ranks, PROGRAM, "pairs", &[]);
+    }
+}
+
+#[test]
+fn sixteen_ranks_form_a_mesh_and_exchange_all_pairs() {
+    expect_ok(16, PROGRAM, "pairs", &[]);
+}
+
+#[test]
+fn a_taken_port_fails_bootstrap_on_every_rank_naming_rank_and_port() {
+    let run = expect_ok(3, PROGRAM, "port-taken", &[]);
+    assert!(run.stdout.contains("address already in use"), "{}", run.stdout);
+}
+
+#[test]
+fn a_peer_that_exits_without_sending_gives_a_timeout_naming_it() {
+    let run = expect_ok(2, PROGRAM, "peer-exits", &[]);
+    assert!(run.stdout.contains("waiting for rank 1"), "{}", run.stdout);
+}
+
+#[test]
+fn messages_from_outside_the_mesh_are_dropped_and_counted() {
+    let run = expect_ok(2, PROGRAM, "stray", &[]);
+    assert!(run.stderr.contains("dropped a message from outside the mesh"), "{}", run.stderr);
+}
+
+#[test]
+fn dropping_the_mesh_right_after_sending_loses_nothing() {
+    expect_ok(4, PROGRAM, "drop-after-send", &[]);
+}
+
+#[test]
+fn a_panic_on_one_rank_aborts_the_job_instead_of_hanging() {
+    let run = mpirun(3, Duration::from_secs(120), PROGRAM, &["panic"]);
+    assert!(!run.success, "the job succeeded despite a panic");
+    assert!(run.stderr.contains("rank 1 fails on purpose"), "{}", run.stderr);
+    assert!(!run.stderr.contains("killed after"), "the job hung: {}", run.stderr);
+}

@@ -1,0 +1,71 @@
+//! Launching MPI test programs under real `mpirun`, each run bounded in time.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What one `mpirun` printed and how it ended.
+pub struct Run {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `program args...` under `mpirun -n ranks`, killed after `limit`.
+pub fn mpirun(ranks: usize, limit: Duration, program: &str, args: &[&str]) -> Run {
+    let mut child = Command::new("mpirun")
+        .args(["-n", &ranks.to_string(), "--oversubscribe", "--bind-to", "none"])
+        .args(["--mca", "btl_vader_single_copy_mechanism", "none"])
+        .arg(program)
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mpirun starts (is openmpi-bin installed?)");
+    // Drain the pipes on threads so that a chatty program cannot block on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).ok();
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            child.wait().ok();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (stdout, mut stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {limit:?})"));
+    }
+    Run { success: status.is_some_and(|s| s.success()), stdout, stderr }
+}
+
+/// Runs a scenario of an MPI test program and asserts that every rank reported it ok.
+#[track_caller]
+pub fn expect_ok(ranks: usize, program: &str, scenario: &str, extra: &[&str]) -> Run {
+    let args: Vec<&str> = std::iter::once(scenario).chain(extra.iter().copied()).collect();
+    let run = mpirun(ranks, Duration::from_secs(300), program, &args);
+    let oks = run.stdout.lines().filter(|l| l.ends_with(&format!(": {scenario} ok"))).count();
+    assert!(
+        run.success && oks == ranks,
+        "{scenario} at {ranks} ranks: {oks} ranks ok\n--- stdout\n{}\n--- stderr\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run
+}
