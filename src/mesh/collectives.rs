@@ -1,1 +1,432 @@
-//! Collectives on the mesh.
+//! Collectives on the mesh, named after rsmpi's: broadcast, scatter, gather and all-to-all.
+//!
+//! Every rank calls the same collectives in the same order. Each call takes the next sequence number, and
+//! every message it sends carries it, so consecutive collectives never mix data, and a rank that is one
+//! collective behind still gets the right data (early arrivals wait in the mesh's queue).
+//!
+//! Receivers learn sizes from the metadata phase: receive buffers are any [`Buffer`]: a `Vec<u8>` is
+//! resized to what arrives, a `[u8]` slice must be large enough (the return value says how much arrived).
+//! Chunk sizes may differ per rank (MPI's `v` variants: scatterv, gatherv, alltoallv) with no extra call.
+//!
+//! Which algorithm runs when:
+//! - **broadcast**: a binomial tree below [`PIPELINE_THRESHOLD`] bytes (log2 n steps, latency-bound sizes);
+//!   from there on a pipelined chain in [`CHUNK_SIZE`] pieces (rank r forwards piece k to r+1 while piece
+//!   k+1 arrives, so the time approaches one transfer of the data however many ranks there are). Forwarding
+//!   moves the received frame on without copying it.
+//! - **scatter**: the root sends each rank its chunk directly, from several threads (rayon).
+//! - **gather**: every rank sends its chunk to the root, which takes them in arrival order.
+//! - **all-to-all**: pairwise exchange: in step s rank r sends to r+s and receives from r-s, so at every step
+//!   each rank sends to a different peer and no peer is flooded.
+//!
+//! When a rank finds a bad argument (a chunk count that does not match the rank count), it returns an
+//! error naming the problem and tells the ranks waiting on it, which fail at once with that reason instead
+//! of at their deadline. Every wait is bounded by [`MeshConfig::timeout`](super::MeshConfig::timeout).
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+
+use rayon::prelude::*;
+
+use super::mailbox::{Channel, Incoming};
+use super::{Mesh, Rank, Source};
+use crate::error::{Error, Result};
+
+/// Broadcasts of this many bytes or more use the pipelined chain; smaller ones the binomial tree.
+pub const PIPELINE_THRESHOLD: usize = 256 << 10;
+/// The piece size of the pipelined chain.
+pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// The bytes of each broadcast message that say where its piece belongs: total length and offset.
+const PIECE_HEADER: usize = 16;
+
+/// A receive buffer of a collective: a `Vec<u8>` grows or shrinks to fit, a slice must be large enough.
+pub trait Buffer {
+    /// The bytes to send, where this rank sends from this buffer (the broadcast root).
+    fn bytes(&self) -> &[u8];
+    /// Room for `len` arriving bytes, or `None` when the buffer cannot hold them.
+    fn room(&mut self, len: usize) -> Option<&mut [u8]>;
+    /// How many bytes the buffer holds now, for error messages.
+    fn capacity(&self) -> usize;
+}
+
+impl Buffer for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.resize(len, 0);
+        Some(self)
+    }
+    fn capacity(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Buffer for [u8] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.get_mut(..len)
+    }
+    fn capacity(&self) -> usize {
+        self.len()
+    }
+}
+
+/// How a broadcast moves its data; see the module docs for when each runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastAlgorithm {
+    /// log2(n) rounds, each rank forwarding the whole message to its subtrees.
+    BinomialTree,
+    /// A chain from the root through every rank, in pieces of [`CHUNK_SIZE`].
+    PipelinedChain,
+}
+
+impl fmt::Display for BroadcastAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BinomialTree => "binomial tree",
+            Self::PipelinedChain => "pipelined chain",
+        })
+    }
+}
+
+/// The ranks, relative to the root, that relative rank `relative` sends to in a binomial tree of `n`.
+fn tree_children(relative: usize, n: usize) -> impl Iterator<Item = usize> {
+    let limit = if relative == 0 { n.next_power_of_two() } else { relative & relative.wrapping_neg() };
+    std::iter::successors(Some(limit >> 1), |m| Some(m >> 1))
+        .take_while(|&m| m > 0)
+        .map(move |m| relative + m)
+        .filter(move |&child| child < n)
+}
+
+fn piece_header(total: usize, offset: usize) -> [u8; PIECE_HEADER] {
+    let mut header = [0; PIECE_HEADER];
+    header[..8].copy_from_slice(&(total as u64).to_le_bytes());
+    header[8..].copy_from_slice(&(offset as u64).to_le_bytes());
+    header
+}
+
+/// Reads (total, offset, piece) from a broadcast message, checking its shape.
+fn read_piece(incoming: &Incoming) -> Result<(usize, usize, &[u8])> {
+    match &incoming.payloads[..] {
+        [header, piece] if header.len() == PIECE_HEADER => {
+            let total = u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) as usize;
+            let offset = u64::from_le_bytes(header[8..].try_into().expect("8 bytes")) as usize;
+            if offset.checked_add(piece.len()).is_some_and(|end| end <= total) {
+                return Ok((total, offset, piece));
+            }
+            Err(Error::Mesh(format!("broadcast piece from {} runs past the message's end", incoming.source)))
+        }
+        _ => Err(Error::Mesh(format!("malformed broadcast message from {}", incoming.source))),
+    }
+}
+
+/// The pieces a broadcast of `data` is cut into: at least one, so that 0 bytes still make a message.
+fn pieces(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let count = data.len().div_ceil(CHUNK_SIZE).max(1);
+    (0..count).map(move |i| {
+        let start = i * CHUNK_SIZE;
+        (start, &data[start..data.len().min(start + CHUNK_SIZE)])
+    })
+}
+
+fn too_small(what: &str, needed: usize, capacity: usize) -> Error {
+    Error::InvalidArgument(format!("{what}: {needed} bytes arrive but the receive buffer holds {capacity}"))
+}
+
+fn wrong_chunk_count(what: &str, given: usize, ranks: usize) -> Error {
+    Error::InvalidArgument(format!("{what}: {given} chunks given for {ranks} ranks (one per rank)"))
+}
+
+impl Mesh {
+    /// The next collective's channel. Every collective takes one first, whatever happens next, so that all
+    /// ranks keep counting alike even when a call fails.
+    fn next_collective(&self) -> Channel {
+        Channel::Collective(self.collective_sequence.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The algorithm a broadcast of `len` bytes uses.
+    pub fn broadcast_algorithm(&self, len: usize) -> BroadcastAlgorithm {
+        if len < PIPELINE_THRESHOLD {
+            BroadcastAlgorithm::BinomialTree
+        } else {
+            BroadcastAlgorithm::PipelinedChain
+        }
+    }
+
+    /// Broadcasts the root's `buffer` to every rank; returns the number of bytes broadcast.
+    ///
+    /// On other ranks a `Vec<u8>` takes the root's length; a slice must hold it.
+    pub fn broadcast_into<B: Buffer + ?Sized>(&self, root: Rank, buffer: &mut B) -> Result<usize> {
+        self.broadcast_with_progress(root, buffer, |_, _| {})
+    }
+
+    /// As [`Mesh::broadcast_into`], calling `progress(bytes_done, total)` as pieces arrive (on the root: as
+    /// they are sent).
+    pub fn broadcast_with_progress<B: Buffer + ?Sized>(
+        &self,
+        root: Rank,
+        buffer: &mut B,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<usize> {
+        let channel = self.next_collective();
+        self.check_rank(root)?;
+        let n = self.size();
+        let relative = (self.rank.0 + n - root.0) % n;
+        let absolute = |r: usize| Rank((r + root.0) % n);
+        if relative == 0 {
+            let data = buffer.bytes();
+            let total = data.len();
+            match self.broadcast_algorithm(total) {
+                BroadcastAlgorithm::BinomialTree => {
+                    for child in tree_children(0, n) {
+                        self.send_on(absolute(child), channel, &[&piece_header(total, 0), data])?;
+                    }
+                    progress(total, total);
+                }
+                BroadcastAlgorithm::PipelinedChain if n > 1 => {
+                    for (offset, piece) in pieces(data) {
+                        self.send_on(absolute(1), channel, &[&piece_header(total, offset), piece])?;
+                        progress(offset + piece.len(), total);
+                    }
+                }
+                BroadcastAlgorithm::PipelinedChain => progress(total, total),
+            }
+            return Ok(total);
+        }
+
+        let capacity = buffer.capacity();
+        let mut fits = true;
+        let total = self.relay_broadcast(channel, root, &mut |total, offset, piece| {
+            // A Vec is resized on the first piece only; a slice either holds the whole message or nothing.
+            match buffer.room(total) {
+                Some(room) => room[offset..offset + piece.len()].copy_from_slice(piece),
+                None => fits = false,
+            }
+            progress(offset + piece.len(), total);
+        })?;
+        if fits {
+            Ok(total)
+        } else {
+            Err(too_small("broadcast", total, capacity))
+        }
+    }
+
+    /// A non-root's part of a broadcast: receives every piece, hands it to `sink` and passes it on to the
+    /// ranks below this one. Returns the message's total size. A failure is reported to those ranks.
+    fn relay_broadcast(
+        &self,
+        channel: Channel,
+        root: Rank,
+        sink: &mut dyn FnMut(usize, usize, &[u8]),
+    ) -> Result<usize> {
+        let n = self.size();
+        let relative = (self.rank.0 + n - root.0) % n;
+        let absolute = |r: usize| Rank((r + root.0) % n);
+        let next = (relative + 1 < n).then(|| absolute(relative + 1));
+        // Only this rank's parent (tree) or predecessor (chain) sends to it in this broadcast.
+        let first = self.receive(channel, Source::Any, "broadcast").and_then(|incoming| {
+            let total = read_piece(&incoming)?.0;
+            Ok((incoming, total))
+        });
+        let (mut incoming, total) = match first {
+            Ok(first) => first,
+            // The algorithm is unknown before the first piece: warn the ranks below in either.
+            Err(e) => {
+                let below = tree_children(relative, n).map(absolute).chain(next);
+                return self.or_report(channel, below, Err(e));
+            }
+        };
+        let algorithm = self.broadcast_algorithm(total);
+        let below: Vec<Rank> = match algorithm {
+            BroadcastAlgorithm::BinomialTree => tree_children(relative, n).map(absolute).collect(),
+            BroadcastAlgorithm::PipelinedChain => next.into_iter().collect(),
+        };
+        let relay = || -> Result<usize> {
+            let mut received = 0;
+            loop {
+                let (piece_total, offset, piece) = read_piece(&incoming)?;
+                if piece_total != total || offset != received {
+                    return Err(Error::Mesh(format!(
+                        "broadcast piece out of order from {}",
+                        incoming.source
+                    )));
+                }
+                sink(total, offset, piece);
+                received += piece.len();
+                if algorithm == BroadcastAlgorithm::PipelinedChain {
+                    if let Some(next) = next {
+                        self.forward_on(next, channel, incoming.payloads)?;
+                    }
+                } else {
+                    for &child in &below {
+                        self.send_on(child, channel, &[&incoming.payloads[0], &incoming.payloads[1]])?;
+                    }
+                }
+                if received >= total {
+                    return Ok(total);
+                }
+                incoming = self.receive(channel, Source::Rank(absolute(relative - 1)), "broadcast")?;
+            }
+        };
+        let relayed = relay();
+        self.or_report(channel, below, relayed)
+    }
+
+    /// Passes `result` through; on an error, first tells `dependents` (the ranks waiting on this one in the
+    /// collective on `channel`) so that they fail at once with the reason instead of at their deadline.
+    fn or_report<T>(
+        &self,
+        channel: Channel,
+        dependents: impl IntoIterator<Item = Rank>,
+        result: Result<T>,
+    ) -> Result<T> {
+        if let Err(error) = &result {
+            self.report_failure(channel, dependents.into_iter(), error);
+        }
+        result
+    }
+
+    /// The root's side of a scatter: rank r receives `chunks[r]` (sizes may differ); the root's own chunk
+    /// lands in `buffer`. Returns the size of the root's chunk.
+    pub fn scatter_into_root<B: Buffer + ?Sized>(&self, chunks: &[&[u8]], buffer: &mut B) -> Result<usize> {
+        let channel = self.next_collective();
+        let sent = if chunks.len() != self.size() {
+            Err(wrong_chunk_count("scatter", chunks.len(), self.size()))
+        } else {
+            chunks
+                .par_iter()
+                .enumerate()
+                .filter(|&(rank, _)| rank != self.rank.0)
+                .try_for_each(|(rank, chunk)| self.send_on(Rank(rank), channel, &[chunk]))
+        };
+        self.or_report(channel, self.others(), sent)?;
+        let own = chunks[self.rank.0];
+        let capacity = buffer.capacity();
+        let room = buffer.room(own.len()).ok_or_else(|| too_small("scatter", own.len(), capacity))?;
+        room.copy_from_slice(own);
+        Ok(own.len())
+    }
+
+    /// A non-root's side of a scatter: receives this rank's chunk from `root` into `buffer`; returns its size.
+    pub fn scatter_into<B: Buffer + ?Sized>(&self, root: Rank, buffer: &mut B) -> Result<usize> {
+        let channel = self.next_collective();
+        self.check_not_root(root, "scatter_into", "scatter_into_root")?;
+        let incoming = self.receive(channel, Source::Rank(root), "scatter")?;
+        let data = incoming.payloads.first().map_or(&[][..], |p| &p[..]);
+        let capacity = buffer.capacity();
+        let room = buffer.room(data.len()).ok_or_else(|| too_small("scatter", data.len(), capacity))?;
+        room.copy_from_slice(data);
+        Ok(data.len())
+    }
+
+    /// A non-root's side of a gather: sends `data` to `root`.
+    pub fn gather_into(&self, root: Rank, data: &[u8]) -> Result<()> {
+        let channel = self.next_collective();
+        self.check_not_root(root, "gather_into", "gather_into_root")?;
+        let sent = self.send_on(root, channel, &[data]);
+        self.or_report(channel, [root], sent)
+    }
+
+    /// The root's side of a gather: `gathered[r]` becomes rank r's data (sizes may differ), the root's own
+    /// from `data`. Returns the total bytes gathered.
+    pub fn gather_into_root(&self, data: &[u8], gathered: &mut Vec<Vec<u8>>) -> Result<usize> {
+        let channel = self.next_collective();
+        let n = self.size();
+        gathered.clear();
+        gathered.resize(n, Vec::new());
+        gathered[self.rank.0] = data.to_vec();
+        let mut arrived = vec![false; n];
+        arrived[self.rank.0] = true;
+        for _ in 1..n {
+            let incoming = self.receive(channel, Source::Any, "gather")?;
+            let source = incoming.source;
+            if std::mem::replace(&mut arrived[source.0], true) {
+                return Err(Error::Mesh(format!("gather: {source} sent twice")));
+            }
+            gathered[source.0] = incoming.payloads.first().map_or_else(Vec::new, |p| p.to_vec());
+        }
+        Ok(gathered.iter().map(Vec::len).sum())
+    }
+
+    /// All-to-all: this rank sends `chunks[r]` to rank r and `received[r]` becomes what rank r sent it
+    /// (sizes may differ: alltoallv). Returns the total bytes received.
+    pub fn all_to_all_into(&self, chunks: &[&[u8]], received: &mut Vec<Vec<u8>>) -> Result<usize> {
+        let channel = self.next_collective();
+        let n = self.size();
+        let exchanged = if chunks.len() != n {
+            Err(wrong_chunk_count("all_to_all", chunks.len(), n))
+        } else {
+            self.pairwise_exchange(channel, chunks, received)
+        };
+        self.or_report(channel, self.others(), exchanged)?;
+        Ok(received.iter().map(Vec::len).sum())
+    }
+
+    fn pairwise_exchange(
+        &self,
+        channel: Channel,
+        chunks: &[&[u8]],
+        received: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let (me, n) = (self.rank.0, self.size());
+        received.clear();
+        received.resize(n, Vec::new());
+        received[me] = chunks[me].to_vec();
+        for step in 1..n {
+            let (to, from) = ((me + step) % n, (me + n - step) % n);
+            self.send_on(Rank(to), channel, &[chunks[to]])?;
+            let incoming = self.receive(channel, Source::Rank(Rank(from)), "all_to_all")?;
+            received[from] = incoming.payloads.first().map_or_else(Vec::new, |p| p.to_vec());
+        }
+        Ok(())
+    }
+
+    /// Every rank but this one.
+    fn others(&self) -> impl Iterator<Item = Rank> + '_ {
+        (0..self.size()).map(Rank).filter(move |&r| r != self.rank)
+    }
+
+    fn check_not_root(&self, root: Rank, call: &str, root_call: &str) -> Result<()> {
+        self.check_rank(root)?;
+        if root == self.rank {
+            return Err(Error::InvalidArgument(format!(
+                "{call} on the root itself: the root calls {root_call}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_tree_reaches_every_rank_once() {
+        for n in 1..=33 {
+            let mut reached = vec![0; n];
+            reached[0] = 1;
+            let mut frontier = vec![0];
+            while let Some(r) = frontier.pop() {
+                for child in tree_children(r, n) {
+                    reached[child] += 1;
+                    frontier.push(child);
+                }
+            }
+            assert!(reached.iter().all(|&c| c == 1), "n = {n}: {reached:?}");
+        }
+        assert_eq!(tree_children(0, 5).collect::<Vec<_>>(), [4, 2, 1]);
+        assert_eq!(tree_children(2, 5).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn pieces_cover_the_data_and_empty_data_is_one_piece() {
+        assert_eq!(pieces(&[]).count(), 1);
+        let data = vec![0u8; 2 * CHUNK_SIZE + 3];
+        let offsets: Vec<_> = pieces(&data).map(|(o, p)| (o, p.len())).collect();
+        assert_eq!(offsets, [(0, CHUNK_SIZE), (CHUNK_SIZE, CHUNK_SIZE), (2 * CHUNK_SIZE, 3)]);
+    }
+}

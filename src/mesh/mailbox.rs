@@ -28,6 +28,8 @@ pub(crate) struct Envelope {
     pub(crate) source: u32,
     /// The channel, `None` only in a default value never sent.
     pub(crate) channel: Option<Channel>,
+    /// The sender failed in this collective; the payload says why.
+    pub(crate) failed: bool,
 }
 
 /// One received mesh message.
@@ -35,6 +37,7 @@ pub(crate) struct Envelope {
 pub(crate) struct Incoming {
     pub(crate) source: Rank,
     pub(crate) channel: Channel,
+    pub(crate) failed: bool,
     pub(crate) payloads: Vec<Payload>,
 }
 
@@ -90,7 +93,12 @@ impl Mailbox {
             let envelope = meta.custom;
             match envelope.channel {
                 Some(channel) if envelope.token == token && (envelope.source as usize) < size => {
-                    Ok(Some(Incoming { source: Rank(envelope.source as usize), channel, payloads }))
+                    Ok(Some(Incoming {
+                        source: Rank(envelope.source as usize),
+                        channel,
+                        failed: envelope.failed,
+                        payloads,
+                    }))
                 }
                 _ => Err(Error::Mesh(format!(
                     "message claims rank {} with job token {:#x}, not this job's",

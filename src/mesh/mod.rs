@@ -33,6 +33,7 @@ use mpi::traits::Communicator;
 
 pub use self::bootstrap::HOST_ENV;
 use self::mailbox::{Channel, Envelope, Incoming, Mailbox};
+use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
 use crate::transport::{Client, Endpoint, Options, Payload, Protocol, Server, ZeroMqClient, ZeroMqServer};
@@ -235,15 +236,44 @@ impl Mesh {
         Ok(client)
     }
 
+    fn envelope(&self, channel: Channel, failed: bool) -> Envelope {
+        Envelope { token: self.token, source: self.rank.0 as u32, channel: Some(channel), failed }
+    }
+
     fn send_on(&self, to: Rank, channel: Channel, parts: &[&[u8]]) -> Result<()> {
         let client = self.client(to)?;
-        let envelope = Envelope { token: self.token, source: self.rank.0 as u32, channel: Some(channel) };
-        let mut meta = LbmMeta::new(envelope);
+        let mut meta = LbmMeta::new(self.envelope(channel, false));
         meta.bulks = parts.iter().map(|p| client.expose(p, Default::default())).collect();
-        client.send(&meta).into_result().map(drop).map_err(|e| match e {
-            Error::Timeout { op, after, .. } => Error::Timeout { op, after, peer: Some(self.describe(to)) },
+        let sent = client.send(&meta).into_result();
+        sent.map(drop).map_err(|e| self.name_peer(e, to))
+    }
+
+    /// Sends received payloads on to `to` without copying them.
+    fn forward_on(&self, to: Rank, channel: Channel, payloads: Vec<Payload>) -> Result<()> {
+        let client = self.client(to)?;
+        let mut meta = LbmMeta::new(self.envelope(channel, false));
+        meta.bulks = payloads.iter().map(|p| Bulk::descriptor(p.len(), Default::default())).collect();
+        client.forward(&meta, payloads).map(drop).map_err(|e| self.name_peer(e, to))
+    }
+
+    /// Tells `ranks` that this rank failed in the collective on `channel`, so they fail at once instead of
+    /// waiting for their deadline. Best effort: a rank that cannot be told still has its deadline.
+    fn report_failure(&self, channel: Channel, ranks: impl Iterator<Item = Rank>, error: &Error) {
+        let text = error.to_string();
+        for rank in ranks.filter(|&r| r != self.rank) {
+            if let Ok(client) = self.client(rank) {
+                let mut meta = LbmMeta::new(self.envelope(channel, true));
+                meta.bulks.push(client.expose(text.as_bytes(), Default::default()));
+                let _ = client.send(&meta);
+            }
+        }
+    }
+
+    fn name_peer(&self, error: Error, peer: Rank) -> Error {
+        match error {
+            Error::Timeout { op, after, .. } => Error::Timeout { op, after, peer: Some(self.describe(peer)) },
             e => e,
-        })
+        }
     }
 
     fn receive(&self, channel: Channel, from: Source, op: &'static str) -> Result<Incoming> {
@@ -263,6 +293,17 @@ impl Mesh {
                     Source::Rank(rank) => self.describe(rank),
                     Source::Any => "any rank".into(),
                 }),
+            })
+            .and_then(|incoming| {
+                if !incoming.failed {
+                    return Ok(incoming);
+                }
+                let reason = incoming.payloads.first().map(|p| String::from_utf8_lossy(p).into_owned());
+                Err(Error::Mesh(format!(
+                    "{} failed in {op}: {}",
+                    incoming.source,
+                    reason.unwrap_or_default()
+                )))
             })
     }
 

@@ -115,13 +115,33 @@ impl ZeroMqClient {
             })
             .collect::<Result<Vec<_>>>()?;
         let header = wire::encode_header(bulks, |out| meta.encode_custom(out))?;
-        let socket = lock(&self.socket);
-        let more = |i: usize| if i < payloads.len() { zmq::SNDMORE } else { 0 };
-        retry_eintr(|| socket.send(&header[..], more(0))).map_err(|e| self.send_error(e))?;
-        for (i, payload) in payloads.iter().enumerate() {
-            retry_eintr(|| socket.send(*payload, more(i + 1))).map_err(|e| self.send_error(e))?;
-        }
+        self.send_parts(&header, payloads.iter().copied())?;
         Ok(payloads.iter().map(|p| p.len()).sum())
+    }
+
+    /// Sends a header frame and its bulk frames as one message. Only the header can wait (for a peer, or
+    /// at the high-water mark): once it is queued, ZeroMQ takes the rest of the message at once.
+    fn send_parts<T: Into<zmq::Message>>(
+        &self,
+        header: &[u8],
+        parts: impl ExactSizeIterator<Item = T>,
+    ) -> Result<()> {
+        let count = parts.len();
+        let more = |i: usize| if i < count { zmq::SNDMORE } else { 0 };
+        let socket = lock(&self.socket);
+        retry_eintr(|| socket.send(header, more(0))).map_err(|e| self.send_error(e))?;
+        for (i, part) in parts.enumerate() {
+            socket.send(part, more(i + 1)).map_err(|e| self.send_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Sends received payloads on without copying them: the frames move into the outgoing message.
+    pub(crate) fn forward(&self, meta: &dyn Metadata, payloads: Vec<Payload>) -> Result<usize> {
+        let header = wire::encode_header(meta.bulks(), |out| meta.encode_custom(out))?;
+        let bytes = payloads.iter().map(|p| p.len()).sum();
+        self.send_parts(&header, payloads.into_iter().map(|p| p.0))?;
+        Ok(bytes)
     }
 
     fn send_error(&self, err: zmq::Error) -> Error {

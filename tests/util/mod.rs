@@ -1,5 +1,5 @@
 //! Helpers shared by the single-process tests: server/client pairs, raw sockets, checksums.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unused_imports, unreachable_pub)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,0 +1,272 @@
+//! Collectives under real `mpirun`: each compared with rsmpi's own on the same data and with checksums,
+//! back-to-back mixes, and bad input. Run as `mpirun -n N lbm-test-collectives <scenario>`.
+
+#[path = "harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::{ensure, mesh};
+use lightbeam::mesh::{Mesh, Rank};
+use lightbeam::verify::{checksum, pattern};
+use lightbeam::Error;
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+fn main() {
+    harness::main_with(&[("each", each), ("mixed", mixed), ("bad-input", bad_input)]);
+}
+
+type Outcome = Result<(), String>;
+
+fn text(e: Error) -> String {
+    e.to_string()
+}
+
+/// Splits `size` bytes over `n` ranks as evenly as possible (so sizes differ by one: the `v` variants).
+fn counts(size: usize, n: usize) -> Vec<usize> {
+    (0..n).map(|r| size / n + usize::from(r < size % n)).collect()
+}
+
+/// An empty Rust slice points at address 1, which OpenMPI takes for `MPI_IN_PLACE`: give MPI real memory.
+fn mpi_safe(mut buffer: Vec<u8>) -> Vec<u8> {
+    buffer.reserve(1);
+    buffer
+}
+
+fn displacements(counts: &[usize]) -> Vec<usize> {
+    counts.iter().scan(0, |offset, &c| Some(std::mem::replace(offset, *offset + c))).collect()
+}
+
+fn mpi_counts(counts: &[usize]) -> (Vec<i32>, Vec<i32>) {
+    let c: Vec<i32> = counts.iter().map(|&c| c as i32).collect();
+    let d: Vec<i32> = displacements(counts).iter().map(|&d| d as i32).collect();
+    (c, d)
+}
+
+/// Each collective at `sizes`, for root 0 and root n-1, against rsmpi and against the expected bytes.
+fn each(world: &SimpleCommunicator) -> Outcome {
+    let mesh = mesh(world, Duration::from_secs(120))?;
+    let n = mesh.size();
+    for size in [0, 1, 1_000_003, 64 << 20] {
+        for root in [0, n - 1] {
+            broadcast(world, &mesh, size, root)
+                .map_err(|e| format!("broadcast {size} B root {root}: {e}"))?;
+            scatter(world, &mesh, size, root).map_err(|e| format!("scatter {size} B root {root}: {e}"))?;
+            gather(world, &mesh, size, root).map_err(|e| format!("gather {size} B root {root}: {e}"))?;
+        }
+        all_to_all(world, &mesh, size).map_err(|e| format!("all_to_all {size} B: {e}"))?;
+        if mesh.rank() == Rank(0) {
+            println!("rank 0: every collective agrees with MPI at {size} B on {n} ranks");
+        }
+    }
+    Ok(())
+}
+
+fn broadcast(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: usize) -> Outcome {
+    let expected = pattern(size, 1 + root as u64);
+    let mut ours = if mesh.rank() == Rank(root) { expected.clone() } else { Vec::new() };
+    let got = mesh.broadcast_into(Rank(root), &mut ours).map_err(text)?;
+    let mut theirs = mpi_safe(if mesh.rank() == Rank(root) { expected.clone() } else { vec![0; size] });
+    world.process_at_rank(root as i32).broadcast_into(&mut theirs[..]);
+    ensure(got == size && ours == theirs, || "differs from MPI_Bcast".into())?;
+    ensure(checksum(&ours) == checksum(&expected), || "checksum mismatch".into())
+}
+
+fn scatter(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: usize) -> Outcome {
+    let (me, n) = (mesh.rank().0, mesh.size());
+    let all = mpi_safe(pattern(size, 2 + root as u64));
+    let counts = counts(size, n);
+    let displs = displacements(&counts);
+    let mut ours = Vec::new();
+    if me == root {
+        let chunks: Vec<&[u8]> = (0..n).map(|r| &all[displs[r]..displs[r] + counts[r]]).collect();
+        mesh.scatter_into_root(&chunks, &mut ours).map_err(text)?;
+    } else {
+        mesh.scatter_into(Rank(root), &mut ours).map_err(text)?;
+    }
+    let mut theirs = mpi_safe(vec![0u8; counts[me]]);
+    let process = world.process_at_rank(root as i32);
+    if me == root {
+        let (c, d) = mpi_counts(&counts);
+        process.scatter_varcount_into_root(&Partition::new(&all[..], &c[..], &d[..]), &mut theirs[..]);
+    } else {
+        process.scatter_varcount_into(&mut theirs[..]);
+    }
+    ensure(ours == theirs, || "differs from MPI_Scatterv".into())?;
+    ensure(ours == all[displs[me]..displs[me] + counts[me]], || "wrong chunk".into())
+}
+
+fn gather(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: usize) -> Outcome {
+    let (me, n) = (mesh.rank().0, mesh.size());
+    let counts = counts(size, n);
+    let mine = mpi_safe(pattern(counts[me], 100 + me as u64));
+    let process = world.process_at_rank(root as i32);
+    if me != root {
+        mesh.gather_into(Rank(root), &mine).map_err(text)?;
+        process.gather_varcount_into(&mine[..]);
+        return Ok(());
+    }
+    let mut ours = Vec::new();
+    let total = mesh.gather_into_root(&mine, &mut ours).map_err(text)?;
+    let mut theirs = mpi_safe(vec![0u8; size]);
+    let (c, d) = mpi_counts(&counts);
+    process.gather_varcount_into_root(&mine[..], &mut PartitionMut::new(&mut theirs[..], &c[..], &d[..]));
+    ensure(total == size && ours.concat() == theirs, || "differs from MPI_Gatherv".into())?;
+    for (r, chunk) in ours.iter().enumerate() {
+        ensure(*chunk == pattern(counts[r], 100 + r as u64), || format!("wrong chunk from rank {r}"))?;
+    }
+    Ok(())
+}
+
+fn all_to_all(world: &SimpleCommunicator, mesh: &Mesh, size: usize) -> Outcome {
+    let (me, n) = (mesh.rank().0, mesh.size());
+    // Rank r sends rank s a chunk of its own length; together about `size` bytes per rank.
+    let len = |r: usize, s: usize| size / (n * n) + (r + 2 * s) % 3 * usize::from(size > 0);
+    let seed = |r: usize, s: usize| (1000 + r * 64 + s) as u64;
+    let sent: Vec<Vec<u8>> = (0..n).map(|s| pattern(len(me, s), seed(me, s))).collect();
+    let mut ours = Vec::new();
+    mesh.all_to_all_into(&sent.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut ours).map_err(text)?;
+    let send_counts: Vec<usize> = (0..n).map(|s| len(me, s)).collect();
+    let recv_counts: Vec<usize> = (0..n).map(|r| len(r, me)).collect();
+    let (sc, sd) = mpi_counts(&send_counts);
+    let (rc, rd) = mpi_counts(&recv_counts);
+    let flat = mpi_safe(sent.concat());
+    let mut theirs = mpi_safe(vec![0u8; recv_counts.iter().sum()]);
+    world.all_to_all_varcount_into(
+        &Partition::new(&flat[..], &sc[..], &sd[..]),
+        &mut PartitionMut::new(&mut theirs[..], &rc[..], &rd[..]),
+    );
+    ensure(ours.concat() == theirs, || "differs from MPI_Alltoallv".into())?;
+    for (r, chunk) in ours.iter().enumerate() {
+        ensure(*chunk == pattern(len(r, me), seed(r, me)), || format!("wrong chunk from rank {r}"))?;
+    }
+    Ok(())
+}
+
+/// 100 back-to-back collectives of mixed kinds, sizes and roots, with rank 1 lagging now and then.
+fn mixed(world: &SimpleCommunicator) -> Outcome {
+    let mesh = mesh(world, Duration::from_secs(60))?;
+    let (me, n) = (mesh.rank().0, mesh.size());
+    for i in 0..100usize {
+        if me == 1 && i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let size = (i * 7919) % 300_000 + i % 2 * (1 << 20);
+        let root = i % n;
+        let check = match i % 4 {
+            0 => {
+                let expected = pattern(size, i as u64);
+                let mut data = if me == root { expected.clone() } else { Vec::new() };
+                mesh.broadcast_into(Rank(root), &mut data).map_err(text)?;
+                data == expected
+            }
+            1 => {
+                let all: Vec<Vec<u8>> = (0..n).map(|r| pattern(size / n + r, (i * 100 + r) as u64)).collect();
+                let mut mine = Vec::new();
+                if me == root {
+                    mesh.scatter_into_root(&all.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut mine)
+                        .map_err(text)?;
+                } else {
+                    mesh.scatter_into(Rank(root), &mut mine).map_err(text)?;
+                }
+                mine == all[me]
+            }
+            2 => {
+                let chunk = |r: usize| pattern(size / n + r, (i * 100 + r) as u64);
+                if me == root {
+                    let mut gathered = Vec::new();
+                    mesh.gather_into_root(&chunk(me), &mut gathered).map_err(text)?;
+                    gathered.iter().enumerate().all(|(r, c)| *c == chunk(r))
+                } else {
+                    mesh.gather_into(Rank(root), &chunk(me)).map_err(text)?;
+                    true
+                }
+            }
+            _ => {
+                let chunk = |from: usize, to: usize| {
+                    pattern(size / (n * n) + to, (i * 10_000 + from * 100 + to) as u64)
+                };
+                let sent: Vec<Vec<u8>> = (0..n).map(|to| chunk(me, to)).collect();
+                let mut received = Vec::new();
+                mesh.all_to_all_into(&sent.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut received)
+                    .map_err(text)?;
+                received.iter().enumerate().all(|(from, c)| *c == chunk(from, me))
+            }
+        };
+        ensure(check, || format!("collective {i} (kind {}) delivered wrong data", i % 4))?;
+    }
+    world.barrier();
+    Ok(())
+}
+
+/// A wrong chunk count, a root out of range, a receive buffer too small: errors naming the problem on the
+/// calling rank, no rank waits for its deadline, and the next collective works.
+fn bad_input(world: &SimpleCommunicator) -> Outcome {
+    // A long deadline: if any rank waited for it, the test's own time limit would catch the hang.
+    let mesh = mesh(world, Duration::from_secs(100))?;
+    let (me, n) = (mesh.rank().0, mesh.size());
+    let started = std::time::Instant::now();
+
+    // The root gives one chunk too few: it names the counts; the others learn it from the root at once.
+    let chunks = vec![&b"x"[..]; n - 1];
+    let error = if me == 0 {
+        mesh.scatter_into_root(&chunks, &mut Vec::new()).expect_err("wrong chunk count accepted")
+    } else {
+        mesh.scatter_into(Rank(0), &mut Vec::new()).expect_err("scatter succeeded without a root")
+    };
+    let expected = format!("{} chunks given for {n} ranks", n - 1);
+    ensure(error.to_string().contains(&expected), || format!("vague error: {error}"))?;
+    if me == 0 {
+        println!("rank 0: scatter with a wrong chunk count: {error}");
+    }
+
+    // Every rank names a root that does not exist.
+    let error = mesh.broadcast_into(Rank(n), &mut Vec::new()).expect_err("root out of range accepted");
+    ensure(error.to_string().contains(&format!("rank {n} is out of range")), || {
+        format!("vague error: {error}")
+    })?;
+
+    // The last rank's fixed buffer is too small; the others still get the data.
+    let data = pattern(1000, 5);
+    let mut small = [0u8; 10];
+    let result = if me == n - 1 && n > 1 {
+        mesh.broadcast_into(Rank(0), &mut small[..])
+    } else {
+        let mut buffer = if me == 0 { data.clone() } else { Vec::new() };
+        mesh.broadcast_into(Rank(0), &mut buffer).and_then(|got| {
+            if buffer == data {
+                Ok(got)
+            } else {
+                Err(Error::Mesh("wrong data".into()))
+            }
+        })
+    };
+    if me == n - 1 && n > 1 {
+        let error = result.expect_err("1000 bytes fit a 10-byte buffer");
+        ensure(error.to_string().contains("1000 bytes arrive but the receive buffer holds 10"), || {
+            format!("vague error: {error}")
+        })?;
+        println!("rank {me}: broadcast into a small buffer: {error}");
+    } else {
+        result.map_err(text)?;
+    }
+
+    // One rank gives all_to_all a wrong chunk count: every rank fails, and says why.
+    let chunk_count = if me == 0 { n + 1 } else { n };
+    let chunks = vec![&b"y"[..]; chunk_count];
+    let error = mesh.all_to_all_into(&chunks, &mut Vec::new());
+    if n > 1 || me == 0 {
+        let error = error.expect_err("all_to_all with a wrong chunk count succeeded");
+        ensure(error.to_string().contains("chunks given for"), || format!("vague error: {error}"))?;
+    }
+
+    // After all that, a good collective still works: the sequence numbers stayed in step.
+    let mut data = if me == 0 { pattern(4096, 9) } else { Vec::new() };
+    mesh.broadcast_into(Rank(0), &mut data).map_err(text)?;
+    ensure(data == pattern(4096, 9), || "broadcast after bad input delivered wrong data".into())?;
+    ensure(started.elapsed() < Duration::from_secs(100), || "a rank waited for its deadline".into())?;
+    world.barrier();
+    Ok(())
+}
