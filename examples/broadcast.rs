@@ -1,0 +1,183 @@
+//! The main demo: rank 0 broadcasts a generated dataset to every rank over Lightbeam, every rank verifies
+//! its checksum, and rank 0 reports size, time, throughput and the algorithm, beside MPI_Bcast of the
+//! same data.
+//!
+//! Run: `mpirun -n 4 target/release/examples/broadcast [--size 256MiB] [--root 0] [--no-mpi-compare]`
+//! (`./scripts/demo.sh` builds it and runs it at 4 ranks). Exits non-zero if any rank's data is wrong.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use lightbeam::mesh::{Mesh, MeshConfig, Rank};
+use lightbeam::verify::{checksum, pattern};
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+struct Args {
+    size: usize,
+    root: usize,
+    compare_mpi: bool,
+}
+
+fn parse_size(text: &str) -> Option<usize> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let scale = match &text[digits.len()..].to_ascii_lowercase()[..] {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    digits.parse::<usize>().ok()?.checked_mul(scale)
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args { size: 256 << 20, root: 0, compare_mpi: true };
+    let mut given = std::env::args().skip(1);
+    while let Some(flag) = given.next() {
+        let mut value = || given.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--size" => {
+                let text = value()?;
+                args.size = parse_size(&text).ok_or_else(|| format!("bad size {text:?}: try 4096, 64KiB, 256MiB"))?
+            }
+            "--root" => args.root = value()?.parse().map_err(|_| "--root takes a rank number".to_string())?,
+            "--no-mpi-compare" => args.compare_mpi = false,
+            "--help" | "-h" => {
+                return Err("usage: broadcast [--size 256MiB] [--root 0] [--no-mpi-compare]".into());
+            }
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    Ok(args)
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+fn rate(bytes: usize, time: Duration) -> String {
+    format!("{:.0} MiB/s", mib(bytes) / time.as_secs_f64().max(1e-9))
+}
+
+/// The time from a barrier until every rank has its data: each rank reports in to the root after its
+/// part is done, and the root stops the clock when the last report arrives.
+fn timed(world: &SimpleCommunicator, mesh: &Mesh, root: Rank, work: impl FnOnce() -> lightbeam::Result<()>) -> lightbeam::Result<Duration> {
+    world.barrier();
+    let started = Instant::now();
+    work()?;
+    if mesh.rank() == root {
+        mesh.gather_into_root(&[], &mut Vec::new())?;
+    } else {
+        mesh.gather_into(root, &[])?;
+    }
+    Ok(started.elapsed())
+}
+
+fn run(world: &SimpleCommunicator, args: &Args) -> lightbeam::Result<bool> {
+    let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
+    let (root, n) = (Rank(args.root), mesh.size());
+    mesh.endpoint(root)?;
+    let is_root = mesh.rank() == root;
+    let reporter = Rank((args.root + n - 1) % n); // the last rank the data reaches prints progress
+    let algorithm = mesh.broadcast_algorithm(args.size);
+    let mut data = Vec::new();
+    if is_root {
+        println!("broadcasting {:.1} MiB from rank {} to {n} ranks ({algorithm})", mib(args.size), root.0);
+        data = pattern(args.size, 42);
+    }
+    let mut last_shown = 0;
+    let elapsed = timed(world, &mesh, root, || {
+        mesh.broadcast_with_progress(root, &mut data, |done, total| {
+            let percent = if total == 0 { 100 } else { done * 100 / total };
+            if mesh.rank() == reporter && n > 1 && (percent >= last_shown + 5 || done == total) {
+                last_shown = percent;
+                eprint!("\r  progress: {:.0}/{:.0} MiB ({percent}%)   ", mib(done), mib(total));
+                if done == total {
+                    eprintln!();
+                }
+                std::io::stderr().flush().ok();
+            }
+        })?;
+        Ok(())
+    })?;
+
+    // Every rank checks its copy; the root compares all checksums with its own.
+    let expected_sum = if is_root { checksum(&data) } else { 0 };
+    let sum = checksum(&data);
+    let mut sums = Vec::new();
+    if is_root {
+        mesh.gather_into_root(&sum.to_le_bytes(), &mut sums)?;
+    } else {
+        mesh.gather_into(root, &sum.to_le_bytes())?;
+    }
+    if !is_root {
+        return Ok(data.len() == args.size);
+    }
+    let bad: Vec<usize> = (0..n).filter(|&r| sums[r] != expected_sum.to_le_bytes()).collect();
+    println!(
+        "lightbeam: {:.1} MiB to {n} ranks in {:.3} s = {} ({algorithm})",
+        mib(args.size),
+        elapsed.as_secs_f64(),
+        rate(args.size, elapsed)
+    );
+    if bad.is_empty() {
+        println!("verified: all {n} ranks hold checksum {expected_sum:#018x}");
+    } else {
+        println!("WRONG DATA on ranks {bad:?}");
+    }
+    Ok(bad.is_empty())
+}
+
+/// MPI_Bcast of the same amount, timed the same way, for comparison.
+fn compare_with_mpi(world: &SimpleCommunicator, args: &Args, lightbeam_mesh: &Mesh) -> lightbeam::Result<()> {
+    let root = Rank(args.root);
+    let mut buffer = vec![0u8; args.size.max(1)];
+    if lightbeam_mesh.rank() == root {
+        lightbeam::verify::fill_pattern(&mut buffer, 42);
+    }
+    let elapsed = timed(world, lightbeam_mesh, root, || {
+        world.process_at_rank(args.root as i32).broadcast_into(&mut buffer[..args.size.max(1)]);
+        Ok(())
+    })?;
+    if lightbeam_mesh.rank() == root {
+        println!("MPI_Bcast: same data in {:.3} s = {}", elapsed.as_secs_f64(), rate(args.size, elapsed));
+    }
+    Ok(())
+}
+
+fn main() {
+    let universe = mpi::initialize().expect("MPI initializes once");
+    let world = universe.world();
+    let args = match parse_args() {
+        Ok(args) if args.root < world.size() as usize => args,
+        Ok(args) => {
+            eprintln!("--root {} is not a rank of this {}-rank job", args.root, world.size());
+            world.abort(2)
+        }
+        Err(message) => {
+            if world.rank() == 0 {
+                eprintln!("{message}");
+            }
+            world.abort(2)
+        }
+    };
+    let outcome = run(&world, &args).and_then(|ok| {
+        if ok && args.compare_mpi {
+            let mesh = Mesh::bootstrap(&world, MeshConfig::default())?;
+            compare_with_mpi(&world, &args, &mesh)?;
+        }
+        Ok(ok)
+    });
+    match outcome {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!("rank {}: broadcast delivered wrong data", world.rank());
+            world.abort(1)
+        }
+        Err(error) => {
+            eprintln!("rank {}: {error}", world.rank());
+            world.abort(1)
+        }
+    }
+}
