@@ -39,7 +39,8 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--size" => {
                 let text = value()?;
-                args.size = parse_size(&text).ok_or_else(|| format!("bad size {text:?}: try 4096, 64KiB, 256MiB"))?
+                args.size =
+                    parse_size(&text).ok_or_else(|| format!("bad size {text:?}: try 4096, 64KiB, 256MiB"))?
             }
             "--root" => args.root = value()?.parse().map_err(|_| "--root takes a rank number".to_string())?,
             "--no-mpi-compare" => args.compare_mpi = false,
@@ -62,7 +63,12 @@ fn rate(bytes: usize, time: Duration) -> String {
 
 /// The time from a barrier until every rank has its data: each rank reports in to the root after its
 /// part is done, and the root stops the clock when the last report arrives.
-fn timed(world: &SimpleCommunicator, mesh: &Mesh, root: Rank, work: impl FnOnce() -> lightbeam::Result<()>) -> lightbeam::Result<Duration> {
+fn timed(
+    world: &SimpleCommunicator,
+    mesh: &Mesh,
+    root: Rank,
+    work: impl FnOnce() -> lightbeam::Result<()>,
+) -> lightbeam::Result<Duration> {
     world.barrier();
     let started = Instant::now();
     work()?;
@@ -89,7 +95,7 @@ fn run(world: &SimpleCommunicator, args: &Args) -> lightbeam::Result<bool> {
     let mut last_shown = 0;
     let elapsed = timed(world, &mesh, root, || {
         mesh.broadcast_with_progress(root, &mut data, |done, total| {
-            let percent = if total == 0 { 100 } else { done * 100 / total };
+            let percent = (done * 100).checked_div(total).unwrap_or(100);
             if mesh.rank() == reporter && n > 1 && (percent >= last_shown + 5 || done == total) {
                 last_shown = percent;
                 eprint!("\r  progress: {:.0}/{:.0} MiB ({percent}%)   ", mib(done), mib(total));

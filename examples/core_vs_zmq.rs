@@ -18,7 +18,8 @@ fn median(mut samples: Vec<f64>) -> f64 {
 }
 
 fn lightbeam_pair() -> (ZeroMqServer, ZeroMqClient) {
-    let server = ZeroMqServer::bind(&Endpoint::new("127.0.0.1", "tcp", 0).unwrap(), &Options::default()).unwrap();
+    let server =
+        ZeroMqServer::bind(&Endpoint::new("127.0.0.1", "tcp", 0).unwrap(), &Options::default()).unwrap();
     let client = ZeroMqClient::connect(&server.address().parse().unwrap(), &Options::default()).unwrap();
     (server, client)
 }
@@ -161,7 +162,10 @@ fn main() {
     let lb = median((0..REPEATS).map(|_| round_trip_lightbeam(2000)).collect());
     let raw = median((0..REPEATS).map(|_| round_trip_raw(2000)).collect());
     println!("8-byte round trip: lightbeam {lb:.1} us, raw zmq {raw:.1} us, ratio {:.2}", lb / raw);
-    println!("{:>8} {:>14} {:>16} {:>14} {:>16} {:>10}", "size", "lightbeam", "lb in place", "raw copy", "raw zero-copy", "lb/zc");
+    println!(
+        "{:>8} {:>14} {:>16} {:>14} {:>16} {:>10}",
+        "size", "lightbeam", "lb in place", "raw copy", "raw zero-copy", "lb/zc"
+    );
     for (size, count) in [(1 << 20, 200), (64 << 20, 6)] {
         let run = |path| median((0..REPEATS).map(|_| throughput(path, size, count)).collect());
         let (lb, in_place, copy, zero) =

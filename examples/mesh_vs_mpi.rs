@@ -3,13 +3,15 @@
 //!
 //! Run: `mpirun -n 4 target/release/examples/mesh_vs_mpi` (add `--mca btl tcp,self` to make MPI use TCP,
 //! the transport Lightbeam uses). Times are medians over repetitions of the slowest rank's time.
+//! With `--sweep-broadcast` it instead times the binomial tree against the pipelined chain from 16 KiB to
+//! 16 MiB, which is how the default switch-over size was chosen.
 
 use std::time::Instant;
 
 use lightbeam::mesh::{Mesh, MeshConfig, Rank, Source, Tag};
 use mpi::collective::SystemOperation;
-use mpi::topology::SimpleCommunicator;
 use mpi::point_to_point::Source as _;
+use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
 const REPEATS: usize = 9;
@@ -47,6 +49,10 @@ fn main() {
     let world = universe.world();
     let n = world.size() as usize;
     let me = world.rank() as usize;
+    if std::env::args().any(|a| a == "--sweep-broadcast") {
+        sweep_broadcast(&world);
+        return;
+    }
     let bootstrap = time(&world, 5, || drop(Mesh::bootstrap(&world, MeshConfig::default()).unwrap()));
     let mesh = Mesh::bootstrap(&world, MeshConfig::default()).unwrap();
     if me == 0 {
@@ -121,4 +127,28 @@ fn main() {
     });
     let mpi = time(&world, REPEATS, || world.all_to_all_into(&all[..], &mut theirs[..]));
     report(&world, "all-to-all 1 MiB per pair", lb, mpi);
+}
+
+/// Times each broadcast algorithm alone at sizes around the switch-over.
+fn sweep_broadcast(world: &SimpleCommunicator) {
+    let with_threshold = |pipeline_threshold| {
+        Mesh::bootstrap(world, MeshConfig { pipeline_threshold, ..MeshConfig::default() }).unwrap()
+    };
+    let (tree, chain) = (with_threshold(usize::MAX), with_threshold(0));
+    if world.rank() == 0 {
+        println!("{} ranks: broadcast time by algorithm", world.size());
+        println!("{:>10} {:>16} {:>18} {:>8}", "size", "binomial tree", "pipelined chain", "chain/tree");
+    }
+    for size in (14..=24).map(|bits| 1usize << bits) {
+        let mut buffer = vec![1u8; size];
+        let t = time(world, REPEATS, || {
+            tree.broadcast_into(Rank(0), &mut buffer).unwrap();
+        });
+        let c = time(world, REPEATS, || {
+            chain.broadcast_into(Rank(0), &mut buffer).unwrap();
+        });
+        if world.rank() == 0 {
+            println!("{:>8}Ki {:>13.1} us {:>15.1} us {:>10.2}", size >> 10, t * 1e6, c * 1e6, c / t);
+        }
+    }
 }

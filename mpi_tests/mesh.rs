@@ -23,6 +23,7 @@ fn main() {
         ("stray", stray),
         ("drop-after-send", drop_after_send),
         ("panic", panic),
+        ("missing-rank", missing_rank),
     ]);
 }
 
@@ -174,4 +175,14 @@ fn panic(world: &SimpleCommunicator) -> Result<(), String> {
         panic!("rank 1 fails on purpose");
     }
     mesh.recv(Source::Rank(Rank(1)), Tag(1)).map(drop).map_err(|e| e.to_string())
+}
+
+/// Rank 1 never joins the bootstrap: the others give up at their deadline and end the job, no hang.
+fn missing_rank(world: &SimpleCommunicator) -> Result<(), String> {
+    if world.rank() == 1 {
+        std::thread::sleep(Duration::from_secs(60));
+        return Err("rank 1 was not stopped".into());
+    }
+    mesh(world, Duration::from_secs(2)).map(drop)?;
+    Err("bootstrap completed without rank 1".into())
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test: formatting, lints, docs, a build without MPI, unit, integration, doc and MPI tests, examples.
-# Installs what is missing first. Each step has a time limit, so nothing hangs forever.
+# Every test: formatting, lints, docs, a build without MPI, unit, integration, doc and MPI tests (real
+# mpirun), then every example, the MPI ones at 1 to 4 ranks. Installs what is missing first. Each step has
+# a time limit, so nothing hangs forever.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -14,11 +15,19 @@ step() {
 
 export RUSTDOCFLAGS="-D warnings"
 step 60 cargo fmt --all -- --check
-step 900 cargo clippy --all-targets -- -D warnings
+step 1200 cargo clippy --all-targets -- -D warnings
 step 600 cargo doc --no-deps
-step 600 cargo build --no-default-features
-step 1800 cargo test --release
+step 900 cargo build --no-default-features
+step 2400 cargo test --release
+step 900 cargo build --release --examples
 for example in basic custom_metadata; do
-    step 120 cargo run --release --quiet --example "$example"
+    step 120 "target/release/examples/$example"
 done
+for ranks in 1 2 3 4; do
+    for example in distributed scatter_gather all_to_all; do
+        step 120 mpirun -n "$ranks" --oversubscribe --bind-to none "target/release/examples/$example"
+    done
+    step 300 mpirun -n "$ranks" --oversubscribe --bind-to none target/release/examples/broadcast --size 16MiB
+done
+step 300 ./scripts/demo.sh
 echo "all tests passed" >&2

@@ -29,6 +29,7 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod bulk;
 pub mod error;
@@ -48,3 +49,8 @@ pub use transport::{
     Client, Endpoint, Options, Payload, Protocol, Server, Transport, TransportFactory, ZeroMqClient,
     ZeroMqServer,
 };
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -52,3 +52,11 @@ fn a_panic_on_one_rank_aborts_the_job_instead_of_hanging() {
     assert!(run.stderr.contains("rank 1 fails on purpose"), "{}", run.stderr);
     assert!(!run.stderr.contains("killed after"), "the job hung: {}", run.stderr);
 }
+
+#[test]
+fn a_rank_that_never_joins_bootstrap_ends_the_job_at_the_deadline() {
+    let run = mpirun(3, Duration::from_secs(50), PROGRAM, &["missing-rank"]);
+    assert!(!run.success, "the job succeeded without rank 1");
+    assert!(run.stderr.contains("mesh bootstrap timed out"), "{}", run.stderr);
+    assert!(!run.stderr.contains("killed after"), "the job hung: {}", run.stderr);
+}

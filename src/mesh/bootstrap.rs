@@ -3,8 +3,10 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
 
 use mpi::datatype::PartitionMut;
+use mpi::request::{Request, Scope};
 use mpi::traits::*;
 
 use super::MeshConfig;
@@ -76,8 +78,12 @@ pub(super) fn bind_and_gather<C: Communicator>(
     config: &MeshConfig,
 ) -> Result<(ZeroMqServer, Vec<Endpoint>, u64)> {
     let rank = comm.rank() as usize;
+    let deadline = Instant::now() + config.timeout;
     let mut token = [draw_token()];
-    comm.process_at_rank(0).broadcast_into(&mut token[..]);
+    mpi::request::scope(|scope| {
+        let request = comm.process_at_rank(0).immediate_broadcast_into(scope, &mut token[..]);
+        complete_or_abort(comm, request, deadline, "sharing the job token");
+    });
     let token = token[0];
 
     let bound = local_host(config)
@@ -87,8 +93,8 @@ pub(super) fn bind_and_gather<C: Communicator>(
         Ok(server) => Ok(server.address().to_owned()),
         Err(err) => Err(err.to_string()),
     };
-    let announcements =
-        all_gather_strings(comm, &postcard::to_stdvec(&announcement).expect("strings encode"))?;
+    let encoded = postcard::to_stdvec(&announcement).expect("strings encode");
+    let announcements = all_gather_strings(comm, &encoded, deadline)?;
 
     let mut endpoints = Vec::with_capacity(announcements.len());
     let mut failures = Vec::new();
@@ -109,12 +115,40 @@ pub(super) fn bind_and_gather<C: Communicator>(
     Ok((bound?, endpoints, token))
 }
 
-/// All-gathers one byte string per rank.
-fn all_gather_strings<C: Communicator>(comm: &C, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
+/// Waits for an MPI request until `deadline`. Past it the job is aborted: a rank that never joins the
+/// bootstrap cannot be recovered from inside MPI, and ending the job beats every rank waiting forever.
+fn complete_or_abort<'a, C: Communicator, R: ?Sized, S: Scope<'a>>(
+    comm: &C,
+    mut request: Request<'a, R, S>,
+    deadline: Instant,
+    what: &str,
+) {
+    loop {
+        request = match request.test() {
+            Ok(_) => return,
+            Err(pending) => pending,
+        };
+        if Instant::now() >= deadline {
+            eprintln!(
+                "lightbeam: rank {}: mesh bootstrap timed out {what}: a rank did not join Mesh::bootstrap \
+                 within MeshConfig::timeout; aborting the job",
+                comm.rank()
+            );
+            comm.abort(1);
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// All-gathers one byte string per rank, within `deadline`.
+fn all_gather_strings<C: Communicator>(comm: &C, mine: &[u8], deadline: Instant) -> Result<Vec<Vec<u8>>> {
     let size = comm.size() as usize;
     let my_len = i32::try_from(mine.len()).map_err(|_| Error::Mesh("announcement too long".into()))?;
     let mut lengths = vec![0i32; size];
-    comm.all_gather_into(&my_len, &mut lengths[..]);
+    mpi::request::scope(|scope| {
+        let request = comm.immediate_all_gather_into(scope, &my_len, &mut lengths[..]);
+        complete_or_abort(comm, request, deadline, "gathering endpoint lengths");
+    });
     let displacements: Vec<i32> = lengths
         .iter()
         .scan(0i32, |offset, &len| {
@@ -125,10 +159,11 @@ fn all_gather_strings<C: Communicator>(comm: &C, mine: &[u8]) -> Result<Vec<Vec<
         .collect();
     let total = lengths.iter().map(|&l| l as usize).sum();
     let mut gathered = vec![0u8; total];
-    {
-        let mut partition = PartitionMut::new(&mut gathered[..], &lengths[..], &displacements[..]);
-        comm.all_gather_varcount_into(mine, &mut partition);
-    }
+    let mut partition = PartitionMut::new(&mut gathered[..], &lengths[..], &displacements[..]);
+    mpi::request::scope(|scope| {
+        let request = comm.immediate_all_gather_varcount_into(scope, mine, &mut partition);
+        complete_or_abort(comm, request, deadline, "gathering endpoints");
+    });
     Ok(displacements
         .iter()
         .zip(&lengths)

@@ -10,7 +10,8 @@
 //!
 //! Which algorithm runs when:
 //! - **broadcast**: a binomial tree below [`PIPELINE_THRESHOLD`] bytes (log2 n steps, latency-bound sizes);
-//!   from there on a pipelined chain in [`CHUNK_SIZE`] pieces (rank r forwards piece k to r+1 while piece
+//!   from there on a pipelined chain in [`CHUNK_SIZE`] pieces (both tunable in
+//!   [`MeshConfig`](super::MeshConfig); the root's choice travels with the data, so ranks need not agree) (rank r forwards piece k to r+1 while piece
 //!   k+1 arrives, so the time approaches one transfer of the data however many ranks there are). Forwarding
 //!   moves the received frame on without copying it.
 //! - **scatter**: the root sends each rank its chunk directly, from several threads (rayon).
@@ -31,13 +32,13 @@ use super::mailbox::{Channel, Incoming};
 use super::{Mesh, Rank, Source};
 use crate::error::{Error, Result};
 
-/// Broadcasts of this many bytes or more use the pipelined chain; smaller ones the binomial tree.
+/// The default size from which broadcasts use the pipelined chain; smaller ones use the binomial tree.
 pub const PIPELINE_THRESHOLD: usize = 256 << 10;
-/// The piece size of the pipelined chain.
+/// The default piece size of the pipelined chain.
 pub const CHUNK_SIZE: usize = 1 << 20;
 
-/// The bytes of each broadcast message that say where its piece belongs: total length and offset.
-const PIECE_HEADER: usize = 16;
+/// The bytes of each broadcast message that say where its piece belongs: total length, offset, algorithm.
+const PIECE_HEADER: usize = 17;
 
 /// A receive buffer of a collective: a `Vec<u8>` grows or shrinks to fit, a slice must be large enough.
 pub trait Buffer {
@@ -83,6 +84,23 @@ pub enum BroadcastAlgorithm {
     PipelinedChain,
 }
 
+impl BroadcastAlgorithm {
+    fn code(self) -> u8 {
+        match self {
+            Self::BinomialTree => 0,
+            Self::PipelinedChain => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::BinomialTree),
+            1 => Some(Self::PipelinedChain),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for BroadcastAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -101,34 +119,49 @@ fn tree_children(relative: usize, n: usize) -> impl Iterator<Item = usize> {
         .filter(move |&child| child < n)
 }
 
-fn piece_header(total: usize, offset: usize) -> [u8; PIECE_HEADER] {
-    let mut header = [0; PIECE_HEADER];
-    header[..8].copy_from_slice(&(total as u64).to_le_bytes());
-    header[8..].copy_from_slice(&(offset as u64).to_le_bytes());
-    header
+/// Where a broadcast piece belongs, and how the broadcast travels.
+struct Piece {
+    total: usize,
+    offset: usize,
+    algorithm: BroadcastAlgorithm,
 }
 
-/// Reads (total, offset, piece) from a broadcast message, checking its shape.
-fn read_piece(incoming: &Incoming) -> Result<(usize, usize, &[u8])> {
-    match &incoming.payloads[..] {
-        [header, piece] if header.len() == PIECE_HEADER => {
-            let total = u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) as usize;
-            let offset = u64::from_le_bytes(header[8..].try_into().expect("8 bytes")) as usize;
-            if offset.checked_add(piece.len()).is_some_and(|end| end <= total) {
-                return Ok((total, offset, piece));
-            }
-            Err(Error::Mesh(format!("broadcast piece from {} runs past the message's end", incoming.source)))
+impl Piece {
+    fn encode(&self) -> [u8; PIECE_HEADER] {
+        let mut header = [0; PIECE_HEADER];
+        header[..8].copy_from_slice(&(self.total as u64).to_le_bytes());
+        header[8..16].copy_from_slice(&(self.offset as u64).to_le_bytes());
+        header[16] = self.algorithm.code();
+        header
+    }
+
+    /// Reads a broadcast message: where its piece belongs and the piece, checking its shape.
+    fn read(incoming: &Incoming) -> Result<(Self, &[u8])> {
+        let malformed = || Error::Mesh(format!("malformed broadcast message from {}", incoming.source));
+        let [header, piece] = &incoming.payloads[..] else { return Err(malformed()) };
+        if header.len() != PIECE_HEADER {
+            return Err(malformed());
         }
-        _ => Err(Error::Mesh(format!("malformed broadcast message from {}", incoming.source))),
+        let total = u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) as usize;
+        let offset = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes")) as usize;
+        let algorithm = BroadcastAlgorithm::from_code(header[16]).ok_or_else(malformed)?;
+        if offset.checked_add(piece.len()).is_none_or(|end| end > total) {
+            return Err(Error::Mesh(format!(
+                "broadcast piece from {} runs past the message's end",
+                incoming.source
+            )));
+        }
+        Ok((Self { total, offset, algorithm }, piece))
     }
 }
 
 /// The pieces a broadcast of `data` is cut into: at least one, so that 0 bytes still make a message.
-fn pieces(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    let count = data.len().div_ceil(CHUNK_SIZE).max(1);
+fn pieces(data: &[u8], chunk_size: usize) -> impl Iterator<Item = (usize, &[u8])> {
+    let chunk_size = chunk_size.max(1);
+    let count = data.len().div_ceil(chunk_size).max(1);
     (0..count).map(move |i| {
-        let start = i * CHUNK_SIZE;
-        (start, &data[start..data.len().min(start + CHUNK_SIZE)])
+        let start = i * chunk_size;
+        (start, &data[start..data.len().min(start + chunk_size)])
     })
 }
 
@@ -147,9 +180,9 @@ impl Mesh {
         Channel::Collective(self.collective_sequence.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// The algorithm a broadcast of `len` bytes uses.
+    /// The algorithm a broadcast of `len` bytes from this rank uses.
     pub fn broadcast_algorithm(&self, len: usize) -> BroadcastAlgorithm {
-        if len < PIPELINE_THRESHOLD {
+        if len < self.config.pipeline_threshold {
             BroadcastAlgorithm::BinomialTree
         } else {
             BroadcastAlgorithm::PipelinedChain
@@ -179,16 +212,18 @@ impl Mesh {
         if relative == 0 {
             let data = buffer.bytes();
             let total = data.len();
-            match self.broadcast_algorithm(total) {
+            let algorithm = self.broadcast_algorithm(total);
+            let header = |offset| Piece { total, offset, algorithm }.encode();
+            match algorithm {
                 BroadcastAlgorithm::BinomialTree => {
                     for child in tree_children(0, n) {
-                        self.send_on(absolute(child), channel, &[&piece_header(total, 0), data])?;
+                        self.send_on(absolute(child), channel, &[&header(0), data])?;
                     }
                     progress(total, total);
                 }
                 BroadcastAlgorithm::PipelinedChain if n > 1 => {
-                    for (offset, piece) in pieces(data) {
-                        self.send_on(absolute(1), channel, &[&piece_header(total, offset), piece])?;
+                    for (offset, piece) in pieces(data, self.config.chunk_size) {
+                        self.send_on(absolute(1), channel, &[&header(offset), piece])?;
                         progress(offset + piece.len(), total);
                     }
                 }
@@ -228,10 +263,10 @@ impl Mesh {
         let next = (relative + 1 < n).then(|| absolute(relative + 1));
         // Only this rank's parent (tree) or predecessor (chain) sends to it in this broadcast.
         let first = self.receive(channel, Source::Any, "broadcast").and_then(|incoming| {
-            let total = read_piece(&incoming)?.0;
-            Ok((incoming, total))
+            let (piece, _) = Piece::read(&incoming)?;
+            Ok((incoming, piece.total, piece.algorithm))
         });
-        let (mut incoming, total) = match first {
+        let (mut incoming, total, algorithm) = match first {
             Ok(first) => first,
             // The algorithm is unknown before the first piece: warn the ranks below in either.
             Err(e) => {
@@ -239,7 +274,6 @@ impl Mesh {
                 return self.or_report(channel, below, Err(e));
             }
         };
-        let algorithm = self.broadcast_algorithm(total);
         let below: Vec<Rank> = match algorithm {
             BroadcastAlgorithm::BinomialTree => tree_children(relative, n).map(absolute).collect(),
             BroadcastAlgorithm::PipelinedChain => next.into_iter().collect(),
@@ -247,14 +281,14 @@ impl Mesh {
         let relay = || -> Result<usize> {
             let mut received = 0;
             loop {
-                let (piece_total, offset, piece) = read_piece(&incoming)?;
-                if piece_total != total || offset != received {
+                let (at, piece) = Piece::read(&incoming)?;
+                if at.total != total || at.offset != received || at.algorithm != algorithm {
                     return Err(Error::Mesh(format!(
                         "broadcast piece out of order from {}",
                         incoming.source
                     )));
                 }
-                sink(total, offset, piece);
+                sink(total, at.offset, piece);
                 received += piece.len();
                 if algorithm == BroadcastAlgorithm::PipelinedChain {
                     if let Some(next) = next {
@@ -424,9 +458,9 @@ mod tests {
 
     #[test]
     fn pieces_cover_the_data_and_empty_data_is_one_piece() {
-        assert_eq!(pieces(&[]).count(), 1);
+        assert_eq!(pieces(&[], CHUNK_SIZE).count(), 1);
         let data = vec![0u8; 2 * CHUNK_SIZE + 3];
-        let offsets: Vec<_> = pieces(&data).map(|(o, p)| (o, p.len())).collect();
+        let offsets: Vec<_> = pieces(&data, CHUNK_SIZE).map(|(o, p)| (o, p.len())).collect();
         assert_eq!(offsets, [(0, CHUNK_SIZE), (CHUNK_SIZE, CHUNK_SIZE), (2 * CHUNK_SIZE, 3)]);
     }
 }

@@ -91,6 +91,11 @@ pub struct MeshConfig {
     /// Install a panic hook that aborts the whole MPI job, so that a panic on one rank does not leave the
     /// others waiting. Default true.
     pub abort_on_panic: bool,
+    /// Broadcasts of this many bytes or more use the pipelined chain, smaller ones the binomial tree.
+    /// Default [`collectives::PIPELINE_THRESHOLD`]. Only the root's value matters.
+    pub pipeline_threshold: usize,
+    /// The piece size of the pipelined chain. Default [`collectives::CHUNK_SIZE`].
+    pub chunk_size: usize,
 }
 
 impl Default for MeshConfig {
@@ -102,6 +107,8 @@ impl Default for MeshConfig {
             timeout: Duration::from_secs(60),
             options: Options::default(),
             abort_on_panic: true,
+            pipeline_threshold: collectives::PIPELINE_THRESHOLD,
+            chunk_size: collectives::CHUNK_SIZE,
         }
     }
 }

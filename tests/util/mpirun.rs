@@ -16,7 +16,6 @@ pub struct Run {
 pub fn mpirun(ranks: usize, limit: Duration, program: &str, args: &[&str]) -> Run {
     let mut child = Command::new("mpirun")
         .args(["-n", &ranks.to_string(), "--oversubscribe", "--bind-to", "none"])
-        .args(["--mca", "btl_vader_single_copy_mechanism", "none"])
         .arg(program)
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
