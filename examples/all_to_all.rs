@@ -16,7 +16,7 @@ fn keys_of(rank: usize) -> Vec<u32> {
         .collect()
 }
 
-fn run(world: &mpi::topology::SimpleCommunicator) -> lightbeam::Result<bool> {
+fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::error::Error>> {
     let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
     let (me, n) = (mesh.rank().0, mesh.size());
     let owner = |key: u32| key as usize % n;
@@ -37,24 +37,15 @@ fn run(world: &mpi::topology::SimpleCommunicator) -> lightbeam::Result<bool> {
     // Recompute what every rank should have sent here.
     let expected: usize = (0..n).map(|r| keys_of(r).into_iter().filter(|&k| owner(k) == me).count()).sum();
     let all_mine = received.iter().all(|&k| owner(k) == me);
-    let ok = all_mine && received.len() == expected;
-    println!(
-        "rank {me}: received {} keys (expected {expected}), all owned here: {all_mine}: {}",
-        received.len(),
-        if ok { "ok" } else { "WRONG" }
-    );
-    Ok(ok)
+    println!("rank {me}: received {} keys (expected {expected}), all owned here: {all_mine}", received.len());
+    if !all_mine || received.len() != expected {
+        return Err(format!("rank {me} received the wrong keys").into());
+    }
+    Ok(())
 }
 
 fn main() {
     let universe = mpi::initialize().expect("MPI initializes once");
     let world = universe.world();
-    match run(&world) {
-        Ok(true) => {}
-        Ok(false) => world.abort(1),
-        Err(error) => {
-            eprintln!("rank {}: {error}", world.rank());
-            world.abort(1)
-        }
-    }
+    lightbeam::mesh::or_abort(&world, run(&world));
 }

@@ -80,10 +80,19 @@ fn timed(
     Ok(started.elapsed())
 }
 
-fn run(world: &SimpleCommunicator, args: &Args) -> lightbeam::Result<bool> {
+type Outcome = Result<(), Box<dyn std::error::Error>>;
+
+fn run(world: &SimpleCommunicator, args: &Args) -> Outcome {
     let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
+    broadcast_and_verify(world, &mesh, args)?;
+    if args.compare_mpi {
+        compare_with_mpi(world, args, &mesh)?;
+    }
+    Ok(())
+}
+
+fn broadcast_and_verify(world: &SimpleCommunicator, mesh: &Mesh, args: &Args) -> Outcome {
     let (root, n) = (Rank(args.root), mesh.size());
-    mesh.endpoint(root)?;
     let is_root = mesh.rank() == root;
     let reporter = Rank((args.root + n - 1) % n); // the last rank the data reaches prints progress
     let algorithm = mesh.broadcast_algorithm(args.size);
@@ -93,7 +102,7 @@ fn run(world: &SimpleCommunicator, args: &Args) -> lightbeam::Result<bool> {
         data = pattern(args.size, 42);
     }
     let mut last_shown = 0;
-    let elapsed = timed(world, &mesh, root, || {
+    let elapsed = timed(world, mesh, root, || {
         mesh.broadcast_with_progress(root, &mut data, |done, total| {
             let percent = (done * 100).checked_div(total).unwrap_or(100);
             if mesh.rank() == reporter && n > 1 && (percent >= last_shown + 5 || done == total) {
@@ -118,7 +127,10 @@ fn run(world: &SimpleCommunicator, args: &Args) -> lightbeam::Result<bool> {
         mesh.gather_into(root, &sum.to_le_bytes())?;
     }
     if !is_root {
-        return Ok(data.len() == args.size);
+        return match data.len() == args.size {
+            true => Ok(()),
+            false => Err(format!("received {} bytes, not {}", data.len(), args.size).into()),
+        };
     }
     let bad: Vec<usize> = (0..n).filter(|&r| sums[r] != expected_sum.to_le_bytes()).collect();
     println!(
@@ -127,16 +139,15 @@ fn run(world: &SimpleCommunicator, args: &Args) -> lightbeam::Result<bool> {
         elapsed.as_secs_f64(),
         rate(args.size, elapsed)
     );
-    if bad.is_empty() {
-        println!("verified: all {n} ranks hold checksum {expected_sum:#018x}");
-    } else {
-        println!("WRONG DATA on ranks {bad:?}");
+    if !bad.is_empty() {
+        return Err(format!("WRONG DATA on ranks {bad:?}").into());
     }
-    Ok(bad.is_empty())
+    println!("verified: all {n} ranks hold checksum {expected_sum:#018x}");
+    Ok(())
 }
 
 /// MPI_Bcast of the same amount, timed the same way, for comparison.
-fn compare_with_mpi(world: &SimpleCommunicator, args: &Args, lightbeam_mesh: &Mesh) -> lightbeam::Result<()> {
+fn compare_with_mpi(world: &SimpleCommunicator, args: &Args, lightbeam_mesh: &Mesh) -> Outcome {
     let root = Rank(args.root);
     let mut buffer = vec![0u8; args.size.max(1)];
     if lightbeam_mesh.rank() == root {
@@ -155,12 +166,12 @@ fn compare_with_mpi(world: &SimpleCommunicator, args: &Args, lightbeam_mesh: &Me
 fn main() {
     let universe = mpi::initialize().expect("MPI initializes once");
     let world = universe.world();
-    let args = match parse_args() {
-        Ok(args) if args.root < world.size() as usize => args,
-        Ok(args) => {
-            eprintln!("--root {} is not a rank of this {}-rank job", args.root, world.size());
-            world.abort(2)
-        }
+    let args = parse_args().and_then(|args| match args.root < world.size() as usize {
+        true => Ok(args),
+        false => Err(format!("--root {} is not a rank of this {}-rank job", args.root, world.size())),
+    });
+    let args = match args {
+        Ok(args) => args,
         Err(message) => {
             if world.rank() == 0 {
                 eprintln!("{message}");
@@ -168,22 +179,5 @@ fn main() {
             world.abort(2)
         }
     };
-    let outcome = run(&world, &args).and_then(|ok| {
-        if ok && args.compare_mpi {
-            let mesh = Mesh::bootstrap(&world, MeshConfig::default())?;
-            compare_with_mpi(&world, &args, &mesh)?;
-        }
-        Ok(ok)
-    });
-    match outcome {
-        Ok(true) => {}
-        Ok(false) => {
-            eprintln!("rank {}: broadcast delivered wrong data", world.rank());
-            world.abort(1)
-        }
-        Err(error) => {
-            eprintln!("rank {}: {error}", world.rank());
-            world.abort(1)
-        }
-    }
+    lightbeam::mesh::or_abort(&world, run(&world, &args));
 }

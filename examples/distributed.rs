@@ -9,7 +9,7 @@ use mpi::traits::*;
 
 const GREETING: Tag = Tag(1);
 
-fn run(world: &mpi::topology::SimpleCommunicator) -> lightbeam::Result<()> {
+fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::error::Error>> {
     let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
     let expected = |rank: usize| format!("Message to rank {rank}");
     if mesh.rank() == Rank(0) {
@@ -22,7 +22,7 @@ fn run(world: &mpi::topology::SimpleCommunicator) -> lightbeam::Result<()> {
         let text = String::from_utf8_lossy(message.data());
         println!("rank {} received: {text}", mesh.rank().0);
         if text != expected(mesh.rank().0) {
-            return Err(lightbeam::Error::Mesh(format!("rank {} got the wrong message", mesh.rank().0)));
+            return Err(format!("rank {} got the wrong message", mesh.rank().0).into());
         }
     }
     world.barrier();
@@ -32,8 +32,5 @@ fn run(world: &mpi::topology::SimpleCommunicator) -> lightbeam::Result<()> {
 fn main() {
     let universe = mpi::initialize().expect("MPI initializes once");
     let world = universe.world();
-    if let Err(error) = run(&world) {
-        eprintln!("rank {}: {error}", world.rank());
-        world.abort(1);
-    }
+    lightbeam::mesh::or_abort(&world, run(&world));
 }

@@ -5,7 +5,6 @@
 //! Run: `mpirun -n 4 target/release/examples/scatter_gather`. Exits non-zero on a wrong result.
 
 use lightbeam::mesh::{Mesh, MeshConfig, Rank};
-use mpi::traits::*;
 
 const ROOT: Rank = Rank(0);
 const NUMBERS: u64 = 1_000_003;
@@ -22,7 +21,7 @@ fn sum_of_squares(numbers: &[u64]) -> u64 {
     numbers.iter().fold(0u64, |sum, &x| sum.wrapping_add(x.wrapping_mul(x)))
 }
 
-fn run(world: &mpi::topology::SimpleCommunicator) -> lightbeam::Result<bool> {
+fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::error::Error>> {
     let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
     let n = mesh.size();
     let mut mine = Vec::new();
@@ -48,28 +47,21 @@ fn run(world: &mpi::topology::SimpleCommunicator) -> lightbeam::Result<bool> {
 
     if mesh.rank() != ROOT {
         mesh.gather_into(ROOT, &partial.to_le_bytes())?;
-        return Ok(true);
+        return Ok(());
     }
     let mut partials = Vec::new();
     mesh.gather_into_root(&partial.to_le_bytes(), &mut partials)?;
     let total = partials.iter().map(|p| from_bytes(p)[0]).fold(0u64, u64::wrapping_add);
     let expected = sum_of_squares(&(1..=NUMBERS).collect::<Vec<_>>());
-    println!(
-        "rank 0: gathered sum {total}, expected {expected}: {}",
-        if total == expected { "ok" } else { "WRONG" }
-    );
-    Ok(total == expected)
+    println!("rank 0: gathered sum {total}, expected {expected}");
+    if total != expected {
+        return Err("the gathered sum is wrong".into());
+    }
+    Ok(())
 }
 
 fn main() {
     let universe = mpi::initialize().expect("MPI initializes once");
     let world = universe.world();
-    match run(&world) {
-        Ok(true) => {}
-        Ok(false) => world.abort(1),
-        Err(error) => {
-            eprintln!("rank {}: {error}", world.rank());
-            world.abort(1)
-        }
-    }
+    lightbeam::mesh::or_abort(&world, run(&world));
 }

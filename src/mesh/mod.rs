@@ -342,6 +342,15 @@ fn copy_into(data: &[u8], buffer: &mut [u8], source: Rank) -> Result<()> {
     Ok(())
 }
 
+/// The value of `result`; or, on an error, prints it with this rank's number and aborts the whole MPI job
+/// (exit code 1) so that no other rank waits for this one. Meant for the `main` of MPI programs.
+pub fn or_abort<T, E: fmt::Display, C: Communicator>(comm: &C, result: std::result::Result<T, E>) -> T {
+    result.unwrap_or_else(|error| {
+        eprintln!("rank {}: {error}", comm.rank());
+        comm.abort(1)
+    })
+}
+
 /// Makes a panic on any thread abort the whole MPI job (after printing the panic), so no rank waits forever.
 pub fn abort_job_on_panic() {
     static INSTALL: Once = Once::new();
