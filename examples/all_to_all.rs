@@ -5,7 +5,6 @@
 
 use lightbeam::mesh::{Mesh, MeshConfig};
 use lightbeam::verify::pattern;
-use mpi::traits::*;
 
 const KEYS_PER_RANK: usize = 250_000;
 
