@@ -5,7 +5,7 @@
 //! Run: `mpirun -n 4 target/release/examples/broadcast [--size 256MiB] [--root 0] [--no-mpi-compare]`
 //! (`./scripts/demo.sh` builds it and runs it at 4 ranks). Exits non-zero if any rank's data is wrong.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use lightbeam::mesh::{Mesh, MeshConfig, Rank};
@@ -101,14 +101,17 @@ fn broadcast_and_verify(world: &SimpleCommunicator, mesh: &Mesh, args: &Args) ->
         println!("broadcasting {:.1} MiB from rank {} to {n} ranks ({algorithm})", mib(args.size), root.0);
         data = pattern(args.size, 42);
     }
+    // On a terminal the progress line redraws every 5 %; into a file (a batch job's output) it is a line
+    // every 25 %.
+    let (step, end) = if std::io::stderr().is_terminal() { (5, "\r") } else { (25, "\n") };
     let mut last_shown = 0;
     let elapsed = timed(world, mesh, root, || {
         mesh.broadcast_with_progress(root, &mut data, |done, total| {
             let percent = (done * 100).checked_div(total).unwrap_or(100);
-            if mesh.rank() == reporter && n > 1 && (percent >= last_shown + 5 || done == total) {
+            if mesh.rank() == reporter && n > 1 && (percent >= last_shown + step || done == total) {
                 last_shown = percent;
-                eprint!("\r  progress: {:.0}/{:.0} MiB ({percent}%)   ", mib(done), mib(total));
-                if done == total {
+                eprint!("  progress: {:.0}/{:.0} MiB ({percent}%){end}", mib(done), mib(total));
+                if done == total && end == "\r" {
                     eprintln!();
                 }
                 std::io::stderr().flush().ok();

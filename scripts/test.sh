@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, docs, a build without MPI, unit, integration, doc and MPI tests (real
-# mpirun), then every example, the MPI ones at 1 to 4 ranks. Installs what is missing first. Each step has
+# mpirun), then every example, the MPI ones at 1 to 4 ranks, then the Slurm batch scripts on a local Slurm. Installs what is missing first. Each step has
 # a time limit, so nothing hangs forever.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Slurm tests bring up a single-node Slurm from Debian's packages.
+export LIGHTBEAM_EXTRA_PACKAGES="slurmctld slurmd slurm-client munge python3 ${LIGHTBEAM_EXTRA_PACKAGES:-}"
 source scripts/setup.sh
 
 step() {
@@ -30,4 +32,5 @@ for ranks in 1 2 3 4; do
     step 300 mpirun -n "$ranks" --oversubscribe --bind-to none target/release/examples/broadcast --size 16MiB
 done
 step 300 ./scripts/demo.sh
+step 600 slurm/test-local.sh
 echo "all tests passed" >&2
