@@ -129,6 +129,7 @@ fn stray(world: &SimpleCommunicator) -> Result<(), String> {
         .unwrap();
         raw.send(foreign, 0).unwrap();
         drop(raw);
+        drop(context); // terminating the context flushes both messages to the socket
         world.barrier();
         mesh.send(Rank(1), Tag(5), b"real").map_err(|e| e.to_string())?;
     } else {

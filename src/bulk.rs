@@ -1,5 +1,10 @@
 //! [`Bulk`]: one exposed memory region of a message, with its size and flags.
 
+#![forbid(unsafe_code)]
+
+use crate::error::{Error, Result};
+use crate::shm::{FullPtr, ShmPtr};
+
 /// Flags carried with each bulk. Bits 0 to 15 are Lightbeam's, bits 16 to 31 are free for applications.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct BulkFlags(pub u32);
@@ -9,7 +14,8 @@ impl BulkFlags {
     pub const NONE: Self = Self(0);
     /// The payload crosses the socket (the default behaviour; kept for parity with the C++ `BULK_XFER`).
     pub const XFER: Self = Self(1);
-    /// Only the descriptor crosses the socket (the C++ `BULK_EXPOSE`); reserved for shared-memory bulks.
+    /// Only the bulk's shared-memory pointer crosses the socket (the C++ `BULK_EXPOSE`); the receiver reads
+    /// the bytes from the segment. Needs a bulk exposed from shared memory.
     pub const EXPOSE: Self = Self(1 << 1);
 
     /// True when every bit of `other` is set in `self`.
@@ -28,19 +34,26 @@ impl std::ops::BitOr for BulkFlags {
 /// The memory a [`Bulk`] points at.
 #[derive(Debug, Default)]
 enum Region<'a> {
-    /// Only a descriptor: what `recv_metadata` fills in before buffers are exposed.
+    /// Only a descriptor, as `recv_metadata` fills in.
     #[default]
     Descriptor,
+    /// A descriptor-only bulk as received: where the bytes lie in shared memory.
+    Located(ShmPtr),
     /// Bytes to send.
     Source(&'a [u8]),
     /// A buffer to receive into.
     Destination(&'a mut [u8]),
+    /// Bytes to send, in shared memory.
+    SharedSource(FullPtr),
+    /// Shared memory to receive into.
+    SharedDestination(FullPtr),
 }
 
 /// A memory region taking part in a message: its size, its flags and (when exposed) the memory itself.
 ///
-/// Only the size and the flags cross the wire. A `Bulk<'a>` borrows what it exposes, so the borrow checker
-/// keeps the memory alive until the send or receive that uses it has returned.
+/// Only the size and the flags cross the wire (and, for [`BulkFlags::EXPOSE`], the shared-memory pointer).
+/// A `Bulk<'a>` borrows what it exposes, so the borrow checker keeps the memory alive until the send or
+/// receive that uses it has returned.
 #[derive(Debug, Default)]
 pub struct Bulk<'a> {
     size: usize,
@@ -59,9 +72,25 @@ impl<'a> Bulk<'a> {
         Self { size: buffer.len(), flags, region: Region::Destination(buffer) }
     }
 
+    /// A bulk that sends the shared-memory region `region`: by value, or as its pointer alone with
+    /// [`BulkFlags::EXPOSE`].
+    pub fn shared_source(region: FullPtr, flags: BulkFlags) -> Self {
+        Self { size: region.len(), flags, region: Region::SharedSource(region) }
+    }
+
+    /// A bulk that receives into the shared-memory region `region`.
+    pub fn shared_destination(region: FullPtr, flags: BulkFlags) -> Self {
+        Self { size: region.len(), flags, region: Region::SharedDestination(region) }
+    }
+
     /// A bulk that only describes a region (as received in metadata, before a buffer is exposed).
     pub fn descriptor(size: usize, flags: BulkFlags) -> Self {
         Self { size, flags, region: Region::Descriptor }
+    }
+
+    /// A received descriptor-only bulk: `size` bytes at `location` in a shared segment.
+    pub fn located(size: usize, flags: BulkFlags, location: ShmPtr) -> Self {
+        Self { size, flags, region: Region::Located(location) }
     }
 
     /// Size in bytes: the announced payload size, or the exposed region's length.
@@ -74,19 +103,45 @@ impl<'a> Bulk<'a> {
         self.flags
     }
 
-    /// The bytes to send, for a bulk exposed from a slice on the sending side.
+    /// The bytes to send, for a bulk exposed on the sending side.
     pub fn source_bytes(&self) -> Option<&[u8]> {
         match &self.region {
             Region::Source(data) => Some(data),
+            Region::SharedSource(region) => Some(region.as_slice()),
             _ => None,
         }
     }
 
-    /// The receive buffer, for a bulk exposed from a mutable slice on the receiving side.
-    pub fn destination_mut(&mut self) -> Option<&mut [u8]> {
-        match &mut self.region {
-            Region::Destination(buffer) => Some(buffer),
+    /// Where the bytes lie in shared memory: for a bulk exposed from shared memory, and for a received
+    /// descriptor-only bulk (resolve it with [`ShmPtr::resolve`] to read it in place).
+    pub fn location(&self) -> Option<ShmPtr> {
+        match &self.region {
+            Region::Located(location) => Some(location.clone()),
+            Region::SharedSource(region) | Region::SharedDestination(region) => Some(region.shm_ptr()),
             _ => None,
+        }
+    }
+
+    /// How many bytes the bulk can receive, for a bulk exposed on the receiving side.
+    pub fn capacity(&self) -> Option<usize> {
+        match &self.region {
+            Region::Destination(buffer) => Some(buffer.len()),
+            Region::SharedDestination(region) => Some(region.len()),
+            _ => None,
+        }
+    }
+
+    /// Writes received bytes into the exposed buffer or region.
+    pub fn write_received(&mut self, data: &[u8]) -> Result<()> {
+        let capacity = self.capacity().unwrap_or(0);
+        let too_small = || Error::BufferTooSmall { index: 0, needed: data.len() as u64, exposed: capacity };
+        match &mut self.region {
+            Region::Destination(buffer) => {
+                buffer.get_mut(..data.len()).ok_or_else(too_small)?.copy_from_slice(data);
+                Ok(())
+            }
+            Region::SharedDestination(region) => region.write(0, data),
+            _ => Err(Error::InvalidArgument("bulk was not exposed for receiving".into())),
         }
     }
 }
@@ -104,12 +159,14 @@ mod tests {
 
         let mut buffer = [0u8; 5];
         let mut bulk = Bulk::destination(&mut buffer, BulkFlags::NONE);
-        assert_eq!(bulk.size(), 5);
-        bulk.destination_mut().unwrap()[0] = 9;
-        assert_eq!(buffer[0], 9);
+        assert_eq!((bulk.size(), bulk.capacity()), (5, Some(5)));
+        bulk.write_received(&[9, 8]).unwrap();
+        assert!(matches!(bulk.write_received(&[0; 6]), Err(Error::BufferTooSmall { .. })));
+        assert_eq!(buffer[..2], [9, 8]);
 
         let mut descriptor = Bulk::descriptor(7, BulkFlags(1 << 16));
-        assert!(descriptor.source_bytes().is_none() && descriptor.destination_mut().is_none());
+        assert!(descriptor.source_bytes().is_none() && descriptor.capacity().is_none());
+        assert!(descriptor.write_received(b"x").is_err());
         assert!(descriptor.flags().contains(BulkFlags(1 << 16)));
     }
 }

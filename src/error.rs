@@ -1,5 +1,7 @@
 //! The one error type of Lightbeam, with a stable numeric code per variant.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 /// What went wrong in a decoded frame: the sans-IO checks of [`crate::wire`].
@@ -55,6 +57,9 @@ pub enum WireError {
         /// Length of the frame.
         received: usize,
     },
+    /// A descriptor-only bulk's shared-memory location is not valid text.
+    #[error("descriptor-only bulk with an unreadable segment name")]
+    BadLocation,
     /// The user's metadata fields did not decode into the receiver's type.
     #[error("metadata does not decode into the receiver's type: {0}")]
     Metadata(String),
@@ -139,6 +144,9 @@ pub enum Error {
     /// A peer reported a failure or the mesh could not be formed.
     #[error("mesh: {0}")]
     Mesh(String),
+    /// A shared-memory segment, allocation or pointer was refused.
+    #[error("shared memory: {0}")]
+    Shm(#[from] crate::shm::ShmError),
 }
 
 fn peer_suffix(peer: &Option<String>) -> String {
@@ -162,6 +170,7 @@ impl Error {
             Self::BufferTooSmall { .. } => 11,
             Self::InvalidArgument(_) => 12,
             Self::Mesh(_) => 13,
+            Self::Shm(_) => 14,
         }
     }
 

@@ -1,5 +1,7 @@
 //! [`Event`]: the outcome of one send or receive, as the C++ guide reports it.
 
+#![forbid(unsafe_code)]
+
 use crate::error::{Error, Result};
 
 /// The status of one operation: done or not yet, an error, and the bytes moved.

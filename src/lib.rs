@@ -29,7 +29,7 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod bulk;
 pub mod error;
@@ -37,6 +37,7 @@ pub mod event;
 #[cfg(feature = "mpi")]
 pub mod mesh;
 pub mod meta;
+pub mod shm;
 pub mod transport;
 pub mod verify;
 pub mod wire;

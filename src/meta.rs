@@ -1,5 +1,7 @@
 //! [`LbmMeta`]: the bulk descriptors of a message plus the user's own serde fields.
 
+#![forbid(unsafe_code)]
+
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bulk::Bulk;
@@ -47,8 +49,10 @@ pub trait Metadata {
     fn encode_custom(&self, out: &mut Vec<u8>) -> Result<()>;
     /// Replaces the bulks with the received descriptors and decodes the custom fields from `custom`.
     fn set_received(&mut self, descriptors: &[BulkDescriptor], custom: &[u8]) -> Result<()>;
-    /// The receive buffer exposed for bulk `index`, if any.
-    fn destination(&mut self, index: usize) -> Option<&mut [u8]>;
+    /// How many bytes bulk `index` can receive, if it was exposed for receiving.
+    fn receive_capacity(&self, index: usize) -> Option<usize>;
+    /// Writes received bytes into bulk `index`.
+    fn write_received(&mut self, index: usize, data: &[u8]) -> Result<()>;
 }
 
 impl<M: Serialize + DeserializeOwned> Metadata for LbmMeta<'_, M> {
@@ -63,12 +67,20 @@ impl<M: Serialize + DeserializeOwned> Metadata for LbmMeta<'_, M> {
     fn set_received(&mut self, descriptors: &[BulkDescriptor], custom: &[u8]) -> Result<()> {
         self.custom = wire::decode_custom(custom).map_err(Error::Wire)?;
         self.bulks.clear();
-        self.bulks.extend(descriptors.iter().map(|d| Bulk::descriptor(d.size, d.flags)));
+        self.bulks.extend(descriptors.iter().map(|d| match &d.location {
+            Some(location) => Bulk::located(d.size, d.flags, location.clone()),
+            None => Bulk::descriptor(d.size, d.flags),
+        }));
         Ok(())
     }
 
-    fn destination(&mut self, index: usize) -> Option<&mut [u8]> {
-        self.bulks.get_mut(index)?.destination_mut()
+    fn receive_capacity(&self, index: usize) -> Option<usize> {
+        self.bulks.get(index)?.capacity()
+    }
+
+    fn write_received(&mut self, index: usize, data: &[u8]) -> Result<()> {
+        let bulk = self.bulks.get_mut(index).ok_or(Error::NoPendingMessage)?;
+        bulk.write_received(data)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Reproducible test data and a checksum, for programs that verify what they moved (the examples, the
 //! benchmark and the test programs use them).
 
+#![forbid(unsafe_code)]
+
 /// `len` bytes of deterministic pseudo-random data, a different stream for each `seed`.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut data = vec![0; len];

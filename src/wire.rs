@@ -9,9 +9,12 @@
 //! 5       3     reserved, zero
 //! 8       4     bulk count n (little endian)
 //! 12      4     length c of the custom metadata (little endian)
-//! 16      12*n  per bulk: size u64, flags u32 (little endian)
-//! 16+12n  c     the custom metadata, encoded with postcard
+//! 16      ...   per bulk: size u64, flags u32 (little endian); for a descriptor-only bulk (flag
+//!               EXPOSE) also its shared-memory location: offset u64, name length u8, segment name
+//! ...     c     the custom metadata, encoded with postcard
 //! ```
+//!
+//! One bulk frame follows per bulk sent by value; descriptor-only bulks have none.
 //!
 //! This module knows nothing of sockets: it is unit-tested and fuzzed on byte slices alone.
 
@@ -21,6 +24,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bulk::{Bulk, BulkFlags};
 use crate::error::{Error, Result, WireError};
+use crate::shm::ShmPtr;
 
 /// The four bytes every header frame starts with.
 pub const MAGIC: [u8; 4] = *b"LBM\x01";
@@ -28,16 +32,26 @@ pub const MAGIC: [u8; 4] = *b"LBM\x01";
 pub const VERSION: u8 = 1;
 /// Length of the fixed part of the header frame.
 pub const HEADER_LEN: usize = 16;
-/// Encoded length of one bulk descriptor.
+/// Encoded length of one bulk descriptor without a location.
 pub const DESCRIPTOR_LEN: usize = 12;
 
-/// What the wire says of one bulk: its size and flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the wire says of one bulk: its size, flags and, for a descriptor-only bulk, where it lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkDescriptor {
     /// Payload size in bytes.
     pub size: usize,
     /// The sender's flags.
     pub flags: BulkFlags,
+    /// The shared-memory location of a descriptor-only bulk ([`BulkFlags::EXPOSE`]); `None` when the bytes
+    /// follow in a bulk frame.
+    pub location: Option<ShmPtr>,
+}
+
+impl BulkDescriptor {
+    /// True when the bulk's bytes travel in a frame of the message.
+    pub fn by_value(&self) -> bool {
+        self.location.is_none()
+    }
 }
 
 /// A decoded header frame: the bulk descriptors and the still-encoded custom metadata.
@@ -62,9 +76,21 @@ pub fn encode_header(
     out.extend_from_slice(&[VERSION, 0, 0, 0]);
     out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&[0; 4]); // custom length, patched below
-    for bulk in bulks {
+    for (index, bulk) in bulks.iter().enumerate() {
         out.extend_from_slice(&(bulk.size() as u64).to_le_bytes());
         out.extend_from_slice(&bulk.flags().0.to_le_bytes());
+        if bulk.flags().contains(BulkFlags::EXPOSE) {
+            let location = bulk.location().ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "bulk {index} has the EXPOSE flag but is not in shared memory"
+                ))
+            })?;
+            let name = u8::try_from(location.segment.len())
+                .map_err(|_| Error::InvalidArgument(format!("bulk {index}: segment name too long")))?;
+            out.extend_from_slice(&location.offset.to_le_bytes());
+            out.push(name);
+            out.extend_from_slice(location.segment.as_bytes());
+        }
     }
     let custom_start = out.len();
     encode_custom(&mut out)?;
@@ -95,39 +121,56 @@ pub fn decode_header(frame: &[u8]) -> Result<Header<'_>, WireError> {
     }
     let count = le_u32(&frame[8..12]) as usize;
     let custom_len = le_u32(&frame[12..16]) as usize;
-    let needed = DESCRIPTOR_LEN
-        .checked_mul(count)
-        .and_then(|d| d.checked_add(HEADER_LEN + custom_len))
-        .unwrap_or(usize::MAX);
-    if frame.len() < needed {
-        return Err(WireError::Truncated { len: frame.len(), needed });
+    let mut rest = &frame[HEADER_LEN..];
+    // Every descriptor takes at least 12 bytes: the frame bounds what `count` can make us allocate.
+    let fixed =
+        DESCRIPTOR_LEN.checked_mul(count).and_then(|d| d.checked_add(custom_len)).unwrap_or(usize::MAX);
+    if rest.len() < fixed {
+        return Err(WireError::Truncated { len: frame.len(), needed: HEADER_LEN.saturating_add(fixed) });
     }
-    if frame.len() > needed {
-        return Err(WireError::TrailingBytes { extra: frame.len() - needed });
+    let truncated = |needed: usize| WireError::Truncated { len: frame.len(), needed };
+    let mut take = |n: usize| -> Result<&[u8], WireError> {
+        if rest.len() < n {
+            return Err(truncated(frame.len() - rest.len() + n));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let mut descriptors = Vec::with_capacity(count);
+    for _ in 0..count {
+        let fixed = take(DESCRIPTOR_LEN)?;
+        let size = u64::from_le_bytes(fixed[..8].try_into().expect("8 bytes")) as usize;
+        let flags = BulkFlags(le_u32(&fixed[8..]));
+        let location = if flags.contains(BulkFlags::EXPOSE) {
+            let offset = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+            let name_len = take(1)?[0] as usize;
+            let name = std::str::from_utf8(take(name_len)?).map_err(|_| WireError::BadLocation)?;
+            Some(ShmPtr { segment: name.to_owned(), offset })
+        } else {
+            None
+        };
+        descriptors.push(BulkDescriptor { size, flags, location });
     }
-    let descriptor_end = HEADER_LEN + DESCRIPTOR_LEN * count;
-    let descriptors = frame[HEADER_LEN..descriptor_end]
-        .chunks_exact(DESCRIPTOR_LEN)
-        .map(|d| BulkDescriptor {
-            size: u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) as usize,
-            flags: BulkFlags(le_u32(&d[8..])),
-        })
-        .collect();
-    Ok(Header { descriptors, custom: &frame[descriptor_end..] })
+    match rest.len().cmp(&custom_len) {
+        std::cmp::Ordering::Less => Err(truncated(frame.len() - rest.len() + custom_len)),
+        std::cmp::Ordering::Greater => Err(WireError::TrailingBytes { extra: rest.len() - custom_len }),
+        std::cmp::Ordering::Equal => Ok(Header { descriptors, custom: rest }),
+    }
 }
 
-/// Checks that the bulk frames match the descriptors: same count, and each frame exactly its announced size.
+/// Checks that the bulk frames match the descriptors of the bulks sent by value: one frame each, in order,
+/// each exactly its announced size.
 pub fn check_bulk_frames(
     descriptors: &[BulkDescriptor],
     frame_lens: impl ExactSizeIterator<Item = usize>,
 ) -> Result<(), WireError> {
-    if frame_lens.len() != descriptors.len() {
-        return Err(WireError::BulkCountMismatch {
-            announced: descriptors.len(),
-            received: frame_lens.len(),
-        });
+    let by_value = descriptors.iter().enumerate().filter(|(_, d)| d.by_value());
+    let announced = by_value.clone().count();
+    if frame_lens.len() != announced {
+        return Err(WireError::BulkCountMismatch { announced, received: frame_lens.len() });
     }
-    for (index, (descriptor, len)) in descriptors.iter().zip(frame_lens).enumerate() {
+    for ((index, descriptor), len) in by_value.zip(frame_lens) {
         if descriptor.size != len {
             return Err(WireError::BulkSizeMismatch {
                 index,
@@ -174,8 +217,8 @@ mod tests {
         assert_eq!(
             header.descriptors,
             [
-                BulkDescriptor { size: 3, flags: BulkFlags::XFER },
-                BulkDescriptor { size: 0, flags: BulkFlags(1 << 20) }
+                BulkDescriptor { size: 3, flags: BulkFlags::XFER, location: None },
+                BulkDescriptor { size: 0, flags: BulkFlags(1 << 20), location: None }
             ]
         );
         assert_eq!(decode_custom::<(u32, String)>(header.custom).unwrap(), custom);
@@ -205,7 +248,7 @@ mod tests {
 
     #[test]
     fn bulk_frames_must_match_descriptors() {
-        let d = [BulkDescriptor { size: 4, flags: BulkFlags::NONE }];
+        let d = [BulkDescriptor { size: 4, flags: BulkFlags::NONE, location: None }];
         assert_eq!(
             check_bulk_frames(&d, [].into_iter()),
             Err(WireError::BulkCountMismatch { announced: 1, received: 0 })

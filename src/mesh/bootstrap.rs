@@ -1,5 +1,7 @@
 //! Forming the mesh: choose this rank's host, bind its server, and all-gather every rank's endpoint over MPI.
 
+#![forbid(unsafe_code)]
+
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::ToSocketAddrs;

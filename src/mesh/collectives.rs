@@ -23,6 +23,8 @@
 //! error naming the problem and tells the ranks waiting on it, which fail at once with that reason instead
 //! of at their deadline. Every wait is bounded by [`MeshConfig::timeout`](super::MeshConfig::timeout).
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::sync::atomic::Ordering;
 

@@ -1,5 +1,7 @@
 //! Matching received mesh messages to what a receive asks for, keeping early arrivals for later.
 
+#![forbid(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 

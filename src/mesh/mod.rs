@@ -21,6 +21,8 @@
 //! ```
 //! See `examples/distributed.rs` for the whole program.
 
+#![forbid(unsafe_code)]
+
 mod bootstrap;
 pub mod collectives;
 mod mailbox;
@@ -211,7 +213,12 @@ impl Mesh {
 
     /// Receives the next message with `tag` from `from`, waiting up to the mesh's timeout.
     pub fn recv(&self, from: Source, tag: Tag) -> Result<Message> {
-        let incoming = self.receive(Channel::User(tag), from, "receive")?;
+        self.recv_timeout(from, tag, self.config.timeout)
+    }
+
+    /// Receives the next message with `tag` from `from`, waiting up to `timeout`.
+    pub fn recv_timeout(&self, from: Source, tag: Tag, timeout: Duration) -> Result<Message> {
+        let incoming = self.receive_within(Channel::User(tag), from, "receive", timeout)?;
         Ok(Message { source: incoming.source, tag, payload: incoming.payloads.into_iter().next() })
     }
 
@@ -284,13 +291,23 @@ impl Mesh {
     }
 
     fn receive(&self, channel: Channel, from: Source, op: &'static str) -> Result<Incoming> {
+        self.receive_within(channel, from, op, self.config.timeout)
+    }
+
+    fn receive_within(
+        &self,
+        channel: Channel,
+        from: Source,
+        op: &'static str,
+        timeout: Duration,
+    ) -> Result<Incoming> {
         if let Source::Rank(rank) = from {
             self.check_rank(rank)?;
         }
         let started = Instant::now();
         let mut mailbox = crate::transport::lock(&self.mailbox);
         mailbox
-            .receive(&self.server, self.token, self.size(), self.config.timeout, |source, c| {
+            .receive(&self.server, self.token, self.size(), timeout, |source, c| {
                 c == channel && from.admits(source)
             })?
             .ok_or_else(|| Error::Timeout {

@@ -1,5 +1,7 @@
 //! [`Protocol`] and [`Endpoint`]: where a server binds and a client connects.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::str::FromStr;
 

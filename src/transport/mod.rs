@@ -1,5 +1,7 @@
 //! Clients and servers: the [`Client`] and [`Server`] traits, the [`TransportFactory`], endpoints and options.
 
+#![forbid(unsafe_code)]
+
 mod endpoint;
 mod inbox;
 pub mod zmq;
@@ -13,6 +15,7 @@ use crate::bulk::{Bulk, BulkFlags};
 use crate::error::Result;
 use crate::event::Event;
 use crate::meta::Metadata;
+use crate::shm::{FullPtr, ShmPtr};
 
 /// The transports Lightbeam can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,6 +71,17 @@ pub trait Client: Send + Sync + std::fmt::Debug {
         Bulk::source(data, flags)
     }
 
+    /// Exposes a shared-memory region for sending: by value, or as its pointer alone with
+    /// [`BulkFlags::EXPOSE`] (for receivers on this node).
+    fn expose_shm(&self, region: FullPtr, flags: BulkFlags) -> Bulk<'static> {
+        Bulk::shared_source(region, flags)
+    }
+
+    /// Exposes `size` bytes at a shared-memory pointer for sending, mapping its segment if needed.
+    fn expose_shm_ptr(&self, pointer: &ShmPtr, size: usize, flags: BulkFlags) -> Result<Bulk<'static>> {
+        Ok(Bulk::shared_source(pointer.resolve(size)?, flags))
+    }
+
     /// Sends the metadata and every bulk as one message. Blocks at most for the send timeout.
     ///
     /// The returned event is done; its `bytes_transferred` is the sum of the bulk sizes.
@@ -87,6 +101,16 @@ pub trait Server: Send + Sync + std::fmt::Debug {
         Bulk::destination(buffer, flags)
     }
 
+    /// Exposes a shared-memory region to receive a bulk into.
+    fn expose_shm(&self, region: FullPtr, flags: BulkFlags) -> Bulk<'static> {
+        Bulk::shared_destination(region, flags)
+    }
+
+    /// Exposes `size` bytes at a shared-memory pointer to receive into, mapping its segment if needed.
+    fn expose_shm_ptr(&self, pointer: &ShmPtr, size: usize, flags: BulkFlags) -> Result<Bulk<'static>> {
+        Ok(Bulk::shared_destination(pointer.resolve(size)?, flags))
+    }
+
     /// Receives the next message's metadata without blocking: the event is not done when nothing waits.
     ///
     /// On success `meta.bulks` holds one descriptor per bulk (size and flags), and `meta.custom` the sender's
@@ -100,10 +124,13 @@ pub trait Server: Send + Sync + std::fmt::Debug {
     fn recv_metadata_timeout(&self, meta: &mut dyn Metadata, timeout: Duration) -> Event;
 
     /// Copies the pending message's bulks into the buffers exposed in `meta.bulks` (one per bulk, each at
-    /// least the bulk's size). The message is consumed either way, as MPI consumes a truncated message.
+    /// least the bulk's size). Descriptor-only bulks are copied from their shared segment, which must be
+    /// mappable here (on this node); if it is not, the call fails naming the segment. The message is
+    /// consumed either way, as MPI consumes a truncated message.
     fn recv_bulks(&self, meta: &mut dyn Metadata) -> Event;
 
-    /// Takes the pending message's bulks as received, without copying them anywhere.
+    /// Takes the pending message's bulks sent by value, as received, without copying them anywhere.
+    /// Descriptor-only bulks are read in place through `meta.bulks[i].location()` instead.
     fn take_bulks(&self) -> Result<Vec<Payload>>;
 
     /// Drops the pending message, if any, and returns how many bulks it had.

@@ -5,11 +5,14 @@
 //! marks for bulk traffic (PUSH waits at the mark, it never drops), and every receive taken as a whole
 //! `zmq::Message`, never into a fixed buffer that would silently truncate.
 
+#![forbid(unsafe_code)]
+
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use super::inbox::{self, Inbox};
 use super::{Client, Endpoint, Options, Payload, Protocol, Server};
+use crate::bulk::{Bulk, BulkFlags};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::meta::Metadata;
@@ -109,6 +112,7 @@ impl ZeroMqClient {
         let payloads = bulks
             .iter()
             .enumerate()
+            .filter(|(_, b)| !b.flags().contains(BulkFlags::EXPOSE))
             .map(|(i, b)| {
                 b.source_bytes()
                     .ok_or_else(|| Error::InvalidArgument(format!("bulk {i} was not exposed for sending")))
@@ -116,7 +120,7 @@ impl ZeroMqClient {
             .collect::<Result<Vec<_>>>()?;
         let header = wire::encode_header(bulks, |out| meta.encode_custom(out))?;
         self.send_parts(&header, payloads.iter().copied())?;
-        Ok(payloads.iter().map(|p| p.len()).sum())
+        Ok(bulks.iter().map(Bulk::size).sum())
     }
 
     /// Sends a header frame and its bulk frames as one message. Only the header can wait (for a peer, or
@@ -255,12 +259,12 @@ impl Server for ZeroMqServer {
 
     fn recv_bulks(&self, meta: &mut dyn Metadata) -> Event {
         // Copy outside the lock, so that other threads can receive meanwhile.
-        let bulks = lock(&self.state).inbox.take();
-        bulks.and_then(|bulks| inbox::deliver(&bulks, meta)).into()
+        let pending = lock(&self.state).inbox.take();
+        pending.and_then(|pending| pending.deliver(meta)).into()
     }
 
     fn take_bulks(&self) -> Result<Vec<Payload>> {
-        lock(&self.state).inbox.take()
+        lock(&self.state).inbox.take().map(inbox::Pending::into_frames)
     }
 
     fn discard_pending(&self) -> usize {

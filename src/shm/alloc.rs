@@ -1,0 +1,210 @@
+//! The allocator kept inside a segment: a first-fit list of blocks, guarded by a lock word in the segment
+//! header, so that every process mapping the segment allocates from the same state.
+//!
+//! Layout: a 128-byte segment header, then blocks until the end. Each block is a 64-byte block header
+//! (magic, state, payload size) followed by its payload; payloads are 64-byte aligned and sized in multiples
+//! of 64, so blocks tile the segment and a walk from the first block visits every block.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Mapping, ShmError};
+
+/// Bytes before the first block: magic, size, lock word.
+pub(super) const SEGMENT_HEADER: usize = 128;
+/// The alignment of every payload and the granule of every size.
+pub(super) const ALIGN: usize = 64;
+const BLOCK_HEADER: usize = 64;
+const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"LBMSHM\x00\x01");
+const BLOCK_MAGIC: u32 = 0x4C42_4D42;
+const FREE: u32 = 1;
+const USED: u32 = 2;
+const MAGIC_AT: usize = 0;
+const SIZE_AT: usize = 8;
+const LOCK_AT: usize = 16;
+/// A lock held this long by one process is checked: if its holder died, the lock is taken over.
+const STALE_LOCK_CHECK: Duration = Duration::from_millis(200);
+
+fn round_up(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// The usable end of a segment of `size` bytes: whole 64-byte granules only.
+fn end_of(size: usize) -> usize {
+    size / ALIGN * ALIGN
+}
+
+/// Writes a fresh header and one free block spanning the segment.
+pub(super) fn format(map: &Mapping) -> Result<(), ShmError> {
+    let end = end_of(map.len());
+    if end < SEGMENT_HEADER + BLOCK_HEADER + ALIGN {
+        return Err(ShmError::TooSmall { size: map.len(), minimum: SEGMENT_HEADER + BLOCK_HEADER + ALIGN });
+    }
+    map.write_u64(SIZE_AT, map.len() as u64);
+    map.lock_word(LOCK_AT).store(0, Ordering::SeqCst);
+    write_block(map, SEGMENT_HEADER, FREE, end - SEGMENT_HEADER - BLOCK_HEADER);
+    // The magic goes last: a process that opens the segment meanwhile sees it as not ready.
+    map.write_u64(MAGIC_AT, SEGMENT_MAGIC);
+    Ok(())
+}
+
+/// Checks that a mapped file holds a formatted segment of the size it says.
+pub(super) fn check(map: &Mapping) -> Result<(), ShmError> {
+    if map.len() < SEGMENT_HEADER || map.read_u64(MAGIC_AT) != SEGMENT_MAGIC {
+        return Err(ShmError::NotASegment);
+    }
+    if map.read_u64(SIZE_AT) != map.len() as u64 {
+        return Err(ShmError::NotASegment);
+    }
+    Ok(())
+}
+
+fn write_block(map: &Mapping, at: usize, state: u32, size: usize) {
+    map.write_u32(at, BLOCK_MAGIC);
+    map.write_u32(at + 4, state);
+    map.write_u64(at + 8, size as u64);
+}
+
+/// One block as read from the segment.
+struct Block {
+    at: usize,
+    state: u32,
+    size: usize,
+}
+
+/// Visits the blocks in order; fails if a block header is damaged.
+fn blocks(map: &Mapping) -> impl Iterator<Item = Result<Block, ShmError>> + '_ {
+    let end = end_of(map.len());
+    let mut at = SEGMENT_HEADER;
+    std::iter::from_fn(move || {
+        if at + BLOCK_HEADER > end {
+            return None;
+        }
+        let (magic, state, size) = (map.read_u32(at), map.read_u32(at + 4), map.read_u64(at + 8) as usize);
+        let valid = magic == BLOCK_MAGIC
+            && (state == FREE || state == USED)
+            && size % ALIGN == 0
+            && at + BLOCK_HEADER + size <= end;
+        if !valid {
+            at = end;
+            return Some(Err(ShmError::Corrupted { offset: at as u64 }));
+        }
+        let block = Block { at, state, size };
+        at += BLOCK_HEADER + size;
+        Some(Ok(block))
+    })
+}
+
+/// The segment's lock, held until dropped. Taken over from a holder that died while holding it.
+struct Lock<'m> {
+    word: &'m AtomicU32,
+}
+
+impl<'m> Lock<'m> {
+    fn acquire(map: &'m Mapping) -> Self {
+        let word = map.lock_word(LOCK_AT);
+        let me = std::process::id();
+        let mut waiting_since = Instant::now();
+        loop {
+            match word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Self { word },
+                Err(holder) if waiting_since.elapsed() > STALE_LOCK_CHECK => {
+                    if !process_alive(holder)
+                        && word.compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
+                    {
+                        return Self { word };
+                    }
+                    waiting_since = Instant::now();
+                }
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+}
+
+impl Drop for Lock<'_> {
+    fn drop(&mut self) {
+        self.word.store(0, Ordering::Release);
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Allocates `len` bytes; returns the payload's offset in the segment.
+pub(super) fn allocate(map: &Mapping, len: usize) -> Result<usize, ShmError> {
+    let capacity = end_of(map.len()) - SEGMENT_HEADER - BLOCK_HEADER;
+    if len > capacity {
+        return Err(ShmError::TooLarge { requested: len, capacity });
+    }
+    let need = round_up(len.max(1));
+    let _lock = Lock::acquire(map);
+    for block in blocks(map) {
+        let block = block?;
+        if block.state != FREE || block.size < need {
+            continue;
+        }
+        let rest = block.size - need;
+        if rest >= BLOCK_HEADER + ALIGN {
+            write_block(map, block.at + BLOCK_HEADER + need, FREE, rest - BLOCK_HEADER);
+            write_block(map, block.at, USED, need);
+        } else {
+            write_block(map, block.at, USED, block.size);
+        }
+        return Ok(block.at + BLOCK_HEADER);
+    }
+    Err(ShmError::Exhausted { requested: len })
+}
+
+/// Frees the allocation whose payload starts at `offset`, merging it with free neighbours.
+pub(super) fn free(map: &Mapping, offset: usize) -> Result<(), ShmError> {
+    let foreign = ShmError::NotAnAllocation { offset: offset as u64 };
+    let at = offset.checked_sub(BLOCK_HEADER).ok_or(foreign.clone())?;
+    let _lock = Lock::acquire(map);
+    let mut previous_free: Option<Block> = None;
+    let mut found: Option<Block> = None;
+    for block in blocks(map) {
+        let block = block?;
+        if let Some(freed) = &found {
+            // The block after the freed one: merge it in when free.
+            let size = if block.state == FREE { freed.size + BLOCK_HEADER + block.size } else { freed.size };
+            write_block(map, freed.at, FREE, size);
+            return Ok(());
+        }
+        if block.at == at {
+            if block.state == FREE {
+                return Err(ShmError::DoubleFree { offset: offset as u64 });
+            }
+            let merged = match previous_free.take() {
+                Some(prev) => Block { at: prev.at, state: FREE, size: prev.size + BLOCK_HEADER + block.size },
+                None => Block { at: block.at, state: FREE, size: block.size },
+            };
+            write_block(map, merged.at, FREE, merged.size);
+            found = Some(merged);
+            continue;
+        }
+        if block.at > at {
+            break;
+        }
+        previous_free = (block.state == FREE).then_some(block);
+    }
+    match found {
+        Some(_) => Ok(()),
+        None => Err(foreign),
+    }
+}
+
+/// Allocated and free bytes (payloads only), for tests and diagnostics.
+pub(super) fn usage(map: &Mapping) -> Result<(usize, usize), ShmError> {
+    let _lock = Lock::acquire(map);
+    blocks(map).try_fold((0, 0), |(used, free), block| {
+        let block = block?;
+        Ok(if block.state == USED { (used + block.size, free) } else { (used, free + block.size) })
+    })
+}
+
+#[cfg(test)]
+pub(super) fn hold_lock_as(map: &Mapping, pid: u32) {
+    map.lock_word(LOCK_AT).store(pid, Ordering::SeqCst);
+}

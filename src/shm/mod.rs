@@ -1,0 +1,556 @@
+//! Shared memory: named segments that several processes map, an allocator kept inside each segment, and
+//! [`ShmPtr`] / [`FullPtr`], the Rust forms of `hipc::Pointer` and `hipc::FullPtr`.
+//!
+//! A [`ShmPtr`] (segment name and offset) means the same bytes in every process that maps the segment, so it
+//! can be sent instead of the bytes: a bulk exposed from shared memory with [`BulkFlags::EXPOSE`] crosses
+//! the socket as its pointer alone, and a receiver on the same node reads it in place (or copies it into
+//! its own buffer). Every access through a pointer is bounds-checked against the segment, so a pointer from
+//! a hostile peer can name at most the segment's own payload area, never the allocator's state or memory
+//! outside the mapping.
+//!
+//! This is the only module with `unsafe` code: the mapping's raw accesses in [`Mapping`].
+//!
+//! [`BulkFlags::EXPOSE`]: crate::BulkFlags::EXPOSE
+
+#![allow(unsafe_code)]
+
+mod alloc;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What went wrong with shared memory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShmError {
+    /// A segment name with characters other than letters, digits, `.`, `_` and `-`, or too long.
+    #[error("invalid segment name {0:?}: use 1 to 200 letters, digits, '.', '_' or '-'")]
+    InvalidName(String),
+    /// No segment of that name exists on this node (or it was unlinked).
+    #[error("no shared-memory segment {0:?} on this node")]
+    UnknownSegment(String),
+    /// A segment of that name exists already.
+    #[error("shared-memory segment {0:?} exists already")]
+    Exists(String),
+    /// The file is not a Lightbeam segment (or not yet formatted).
+    #[error("not a Lightbeam shared-memory segment")]
+    NotASegment,
+    /// The segment is too small to hold its header and one block.
+    #[error("a segment of {size} bytes is too small: at least {minimum}")]
+    TooSmall {
+        /// Size asked for.
+        size: usize,
+        /// Smallest usable size.
+        minimum: usize,
+    },
+    /// An allocation larger than the segment could ever hold.
+    #[error("allocation of {requested} bytes is larger than the segment's capacity of {capacity}")]
+    TooLarge {
+        /// Bytes asked for.
+        requested: usize,
+        /// The most one allocation can hold.
+        capacity: usize,
+    },
+    /// No free block is large enough right now.
+    #[error("segment exhausted: no free block of {requested} bytes")]
+    Exhausted {
+        /// Bytes asked for.
+        requested: usize,
+    },
+    /// The offset was already freed.
+    #[error("double free of offset {offset}")]
+    DoubleFree {
+        /// The offset freed twice.
+        offset: u64,
+    },
+    /// The offset is not the start of an allocation in this segment.
+    #[error("offset {offset} is not an allocation of this segment")]
+    NotAnAllocation {
+        /// The offset given.
+        offset: u64,
+    },
+    /// A pointer from another segment was given to this one.
+    #[error("pointer into segment {pointer:?} given to segment {segment:?}")]
+    ForeignPointer {
+        /// The pointer's segment.
+        pointer: String,
+        /// The segment it was given to.
+        segment: String,
+    },
+    /// A pointer plus length that runs outside the segment's payload area.
+    #[error(
+        "{len} bytes at offset {offset} run outside segment {segment:?} (payloads lie in {start}..{end})"
+    )]
+    OutOfBounds {
+        /// The segment.
+        segment: String,
+        /// Offset of the access.
+        offset: u64,
+        /// Length of the access.
+        len: u64,
+        /// First payload byte.
+        start: u64,
+        /// End of the segment.
+        end: u64,
+    },
+    /// A block header inside the segment is damaged.
+    #[error("segment damaged: bad block header at offset {offset}")]
+    Corrupted {
+        /// Where the damage was found.
+        offset: u64,
+    },
+    /// The operating system refused a file or mapping operation.
+    #[error("{op} {path}: {message}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// The segment's file.
+        path: String,
+        /// The system's description.
+        message: String,
+    },
+}
+
+/// A mapping of a segment's file, accessed only through raw pointers: several processes write the same
+/// memory, so no Rust reference to it is held beyond the calls below (and [`FullPtr::as_slice`]).
+struct Mapping {
+    map: memmap2::MmapRaw,
+}
+
+impl Mapping {
+    fn new(file: &File) -> std::io::Result<Self> {
+        Ok(Self { map: memmap2::MmapRaw::map_raw(file)? })
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The address of `at`, after checking that `len` bytes from there lie in the mapping.
+    fn address(&self, at: usize, len: usize) -> *mut u8 {
+        assert!(at.checked_add(len).is_some_and(|end| end <= self.len()), "access outside the mapping");
+        // SAFETY: `at + len <= len()`, so the result stays inside the mapped range (or one past its end
+        // for len = 0), as `add` requires.
+        unsafe { self.map.as_mut_ptr().add(at) }
+    }
+
+    fn read_u64(&self, at: usize) -> u64 {
+        // SAFETY: `address` checked the 8 bytes lie in the live mapping; read_unaligned needs no alignment.
+        unsafe { self.address(at, 8).cast::<u64>().read_unaligned() }
+    }
+
+    fn read_u32(&self, at: usize) -> u32 {
+        // SAFETY: as in `read_u64`, for 4 bytes.
+        unsafe { self.address(at, 4).cast::<u32>().read_unaligned() }
+    }
+
+    fn write_u64(&self, at: usize, value: u64) {
+        // SAFETY: as in `read_u64`; the allocator writes block headers only while holding the segment lock.
+        unsafe { self.address(at, 8).cast::<u64>().write_unaligned(value) }
+    }
+
+    fn write_u32(&self, at: usize, value: u32) {
+        // SAFETY: as in `write_u64`, for 4 bytes.
+        unsafe { self.address(at, 4).cast::<u32>().write_unaligned(value) }
+    }
+
+    /// The atomic lock word at `at`, which must be 4-byte aligned.
+    fn lock_word(&self, at: usize) -> &AtomicU32 {
+        let address = self.address(at, 4);
+        assert_eq!(address as usize % 4, 0, "lock word misaligned");
+        // SAFETY: 4 aligned bytes inside the mapping, which lives as long as `self`; every process touches
+        // them only atomically, so sharing them as an AtomicU32 is sound.
+        unsafe { &*address.cast::<AtomicU32>() }
+    }
+
+    /// Copies `data` into the mapping at `at`.
+    fn copy_in(&self, at: usize, data: &[u8]) {
+        let target = self.address(at, data.len());
+        // SAFETY: `address` checked the range lies in the mapping; `data` is ordinary memory of this
+        // process and cannot overlap the mapping's range through a `&[u8]` we handed out and still write.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) }
+    }
+
+    /// Copies `out.len()` bytes from the mapping at `at` into `out`.
+    fn copy_out(&self, at: usize, out: &mut [u8]) {
+        let source = self.address(at, out.len());
+        // SAFETY: as in `copy_in`, in the other direction; `out` is a unique borrow, so no overlap.
+        unsafe { std::ptr::copy_nonoverlapping(source, out.as_mut_ptr(), out.len()) }
+    }
+
+    /// The bytes at `at..at + len` as a slice that lives as long as `self`.
+    fn slice(&self, at: usize, len: usize) -> &[u8] {
+        let start = self.address(at, len);
+        // SAFETY: the range lies in the mapping, which outlives the returned borrow. Other processes may
+        // write the same bytes; Lightbeam's protocol hands a region to its reader with the message, and
+        // `FullPtr::as_slice` documents that the region must not be written while it is read.
+        unsafe { std::slice::from_raw_parts(start, len) }
+    }
+}
+
+// SAFETY: the mapping is plain memory with no thread affinity; all shared mutation goes through the
+// atomic lock word or happens under the lock.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` only offers raw copies and atomic access.
+unsafe impl Sync for Mapping {}
+
+struct Inner {
+    name: String,
+    path: PathBuf,
+    mapping: Mapping,
+    unlink_on_drop: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.unlink_on_drop {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A named shared-memory segment mapped into this process. Cheap to clone; unmapped when the last clone is
+/// dropped, and removed from the system then if this process created it (see [`Segment::create`]).
+#[derive(Clone)]
+pub struct Segment {
+    inner: Arc<Inner>,
+}
+
+fn registry() -> &'static Mutex<HashMap<String, Weak<Inner>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<Inner>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+fn check_name(name: &str) -> Result<(), ShmError> {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 200 || !name.chars().all(valid_char) || name.starts_with('.') {
+        return Err(ShmError::InvalidName(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// Where segment `name` lives: /dev/shm on Linux, else the temporary folder.
+fn path_of(name: &str) -> PathBuf {
+    let dir = PathBuf::from("/dev/shm");
+    let dir = if dir.is_dir() { dir } else { std::env::temp_dir() };
+    dir.join(format!("lightbeam-{name}"))
+}
+
+fn io_error(op: &'static str, path: &std::path::Path, err: std::io::Error) -> ShmError {
+    ShmError::Io { op, path: path.display().to_string(), message: err.to_string() }
+}
+
+impl Segment {
+    /// Creates segment `name` of `size` bytes and maps it. The segment is removed from the system when the
+    /// last handle in this process is dropped; processes that mapped it keep their mapping until then.
+    pub fn create(name: &str, size: usize) -> Result<Self> {
+        check_name(name)?;
+        let path = path_of(name);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ShmError::Exists(name.to_owned())
+            } else {
+                io_error("create", &path, e)
+            }
+        })?;
+        let segment = Self::map(name, path.clone(), &file, size, true);
+        if segment.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        segment
+    }
+
+    fn map(name: &str, path: PathBuf, file: &File, size: usize, create: bool) -> Result<Self> {
+        if create {
+            file.set_len(size as u64).map_err(|e| io_error("size", &path, e))?;
+        }
+        let mapping = Mapping::new(file).map_err(|e| io_error("map", &path, e))?;
+        if create {
+            alloc::format(&mapping)?;
+        } else {
+            alloc::check(&mapping)?;
+        }
+        let inner = Arc::new(Inner { name: name.to_owned(), path, mapping, unlink_on_drop: create });
+        crate::transport::lock(registry()).insert(name.to_owned(), Arc::downgrade(&inner));
+        Ok(Self { inner })
+    }
+
+    /// Maps the existing segment `name`, created by this or another process on this node.
+    pub fn open(name: &str) -> Result<Self> {
+        check_name(name)?;
+        let path = path_of(name);
+        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ShmError::UnknownSegment(name.to_owned())
+            } else {
+                io_error("open", &path, e)
+            }
+        })?;
+        Self::map(name, path, &file, 0, false)
+    }
+
+    /// This process's mapping of `name`, mapping it first if needed.
+    pub fn lookup(name: &str) -> Result<Self> {
+        let known = crate::transport::lock(registry()).get(name).and_then(Weak::upgrade);
+        match known {
+            Some(inner) => Ok(Self { inner }),
+            None => Self::open(name),
+        }
+    }
+
+    /// Removes segment `name` from the system. Processes that map it keep their mapping; new `open`s fail.
+    pub fn unlink(name: &str) -> Result<()> {
+        check_name(name)?;
+        let path = path_of(name);
+        std::fs::remove_file(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ShmError::UnknownSegment(name.to_owned()).into(),
+            _ => Error::from(io_error("unlink", &path, e)),
+        })
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The segment's size in bytes.
+    pub fn size(&self) -> usize {
+        self.inner.mapping.len()
+    }
+
+    /// Allocates `len` bytes, 64-byte aligned; the region belongs to the caller until [`Segment::free`].
+    pub fn allocate(&self, len: usize) -> Result<FullPtr> {
+        let offset = alloc::allocate(&self.inner.mapping, len)?;
+        Ok(FullPtr { segment: self.clone(), offset, len })
+    }
+
+    /// Returns an allocation to the segment. A pointer of another segment, an offset that is no
+    /// allocation, and a second free of the same offset are errors.
+    pub fn free(&self, pointer: &ShmPtr) -> Result<()> {
+        self.check_own(pointer)?;
+        let offset = usize::try_from(pointer.offset)
+            .map_err(|_| ShmError::NotAnAllocation { offset: pointer.offset })?;
+        Ok(alloc::free(&self.inner.mapping, offset)?)
+    }
+
+    /// Bytes allocated and bytes free (payloads only).
+    pub fn usage(&self) -> Result<(usize, usize)> {
+        Ok(alloc::usage(&self.inner.mapping)?)
+    }
+
+    /// The `len` bytes at `pointer`, checked to lie inside this segment's payload area.
+    pub fn resolve(&self, pointer: &ShmPtr, len: usize) -> Result<FullPtr> {
+        self.check_own(pointer)?;
+        let end = self.size() as u64;
+        let start = alloc::SEGMENT_HEADER as u64;
+        let inside =
+            pointer.offset >= start && pointer.offset.checked_add(len as u64).is_some_and(|e| e <= end);
+        if !inside {
+            return Err(ShmError::OutOfBounds {
+                segment: self.name().to_owned(),
+                offset: pointer.offset,
+                len: len as u64,
+                start,
+                end,
+            }
+            .into());
+        }
+        Ok(FullPtr { segment: self.clone(), offset: pointer.offset as usize, len })
+    }
+
+    fn check_own(&self, pointer: &ShmPtr) -> Result<(), ShmError> {
+        if pointer.segment != self.name() {
+            return Err(ShmError::ForeignPointer {
+                pointer: pointer.segment.clone(),
+                segment: self.name().to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("name", &self.name()).field("size", &self.size()).finish()
+    }
+}
+
+/// A location in a named segment: meaningful in every process that maps it (the Rust `hipc::Pointer`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShmPtr {
+    /// The segment's name.
+    pub segment: String,
+    /// Byte offset from the segment's start.
+    pub offset: u64,
+}
+
+impl ShmPtr {
+    /// The `len` bytes at this pointer in this process's mapping (mapping the segment if needed), checked
+    /// to lie inside the segment.
+    pub fn resolve(&self, len: usize) -> Result<FullPtr> {
+        Segment::lookup(&self.segment)?.resolve(self, len)
+    }
+}
+
+/// A region of a mapped segment: its location in this process and its [`ShmPtr`] (the Rust
+/// `hipc::FullPtr`, with the length it covers). Every access is bounds-checked.
+#[derive(Clone)]
+pub struct FullPtr {
+    segment: Segment,
+    offset: usize,
+    len: usize,
+}
+
+impl FullPtr {
+    /// The region's pointer, to send to other processes.
+    pub fn shm_ptr(&self) -> ShmPtr {
+        ShmPtr { segment: self.segment.name().to_owned(), offset: self.offset as u64 }
+    }
+
+    /// The region's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length region.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The segment the region lies in.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// The region read in place. Another process must not write the region while the slice is alive: with
+    /// Lightbeam the sender hands the region over with the message and does not touch it until told.
+    pub fn as_slice(&self) -> &[u8] {
+        self.segment.inner.mapping.slice(self.offset, self.len)
+    }
+
+    /// Copies `data` into the region at `at`; fails if it would run past the region's end.
+    pub fn write(&self, at: usize, data: &[u8]) -> Result<()> {
+        self.check_range(at, data.len())?;
+        self.segment.inner.mapping.copy_in(self.offset + at, data);
+        Ok(())
+    }
+
+    /// Copies bytes from the region at `at` into `out`; fails if it would run past the region's end.
+    pub fn read(&self, at: usize, out: &mut [u8]) -> Result<()> {
+        self.check_range(at, out.len())?;
+        self.segment.inner.mapping.copy_out(self.offset + at, out);
+        Ok(())
+    }
+
+    fn check_range(&self, at: usize, len: usize) -> Result<()> {
+        if at.checked_add(len).is_some_and(|end| end <= self.len) {
+            return Ok(());
+        }
+        Err(ShmError::OutOfBounds {
+            segment: self.segment.name().to_owned(),
+            offset: (self.offset + at) as u64,
+            len: len as u64,
+            start: self.offset as u64,
+            end: (self.offset + self.len) as u64,
+        }
+        .into())
+    }
+}
+
+impl std::fmt::Debug for FullPtr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FullPtr").field("ptr", &self.shm_ptr()).field("len", &self.len).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unique(name: &str) -> String {
+        format!("unit-{name}-{}", std::process::id())
+    }
+
+    #[test]
+    fn allocate_write_read_free_and_reuse() {
+        let segment = Segment::create(&unique("basic"), 1 << 20).unwrap();
+        let a = segment.allocate(100).unwrap();
+        let b = segment.allocate(5000).unwrap();
+        assert_eq!(a.shm_ptr().offset % alloc::ALIGN as u64, 0);
+        a.write(0, b"hello").unwrap();
+        let mut out = [0u8; 5];
+        a.read(0, &mut out).unwrap();
+        assert_eq!(&out, b"hello");
+        assert_eq!(&a.as_slice()[..5], b"hello");
+        segment.free(&a.shm_ptr()).unwrap();
+        segment.free(&b.shm_ptr()).unwrap();
+        let (used, _) = segment.usage().unwrap();
+        assert_eq!(used, 0, "frees merge back into one block");
+        assert_eq!(segment.allocate(200_000).unwrap().shm_ptr().offset, a.shm_ptr().offset);
+    }
+
+    #[test]
+    fn misuse_is_an_error_never_a_crash() {
+        let segment = Segment::create(&unique("misuse"), 64 << 10).unwrap();
+        let a = segment.allocate(10).unwrap();
+        segment.free(&a.shm_ptr()).unwrap();
+        assert!(matches!(segment.free(&a.shm_ptr()), Err(Error::Shm(ShmError::DoubleFree { .. }))));
+        let inside = ShmPtr { offset: a.shm_ptr().offset + 64, ..a.shm_ptr() };
+        assert!(matches!(segment.free(&inside), Err(Error::Shm(ShmError::NotAnAllocation { .. }))));
+        let foreign = ShmPtr { segment: "other".into(), offset: a.shm_ptr().offset };
+        assert!(matches!(segment.free(&foreign), Err(Error::Shm(ShmError::ForeignPointer { .. }))));
+        assert!(matches!(segment.allocate(1 << 20), Err(Error::Shm(ShmError::TooLarge { .. }))));
+        let mut held = Vec::new();
+        let exhausted = loop {
+            match segment.allocate(4096) {
+                Ok(p) => held.push(p),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(exhausted, Error::Shm(ShmError::Exhausted { .. })), "{exhausted}");
+        assert!(matches!(held[0].write(4095, b"ab"), Err(Error::Shm(ShmError::OutOfBounds { .. }))));
+    }
+
+    #[test]
+    fn hostile_pointers_are_bounds_checked() {
+        let segment = Segment::create(&unique("bounds"), 64 << 10).unwrap();
+        let name = segment.name().to_owned();
+        for (offset, len) in [(0, 8), (16, 4), (60_000, 10_000), (u64::MAX - 2, 8), (128, usize::MAX)] {
+            let pointer = ShmPtr { segment: name.clone(), offset };
+            assert!(
+                matches!(pointer.resolve(len), Err(Error::Shm(ShmError::OutOfBounds { .. }))),
+                "{offset}+{len}"
+            );
+        }
+        let unknown = ShmPtr { segment: "no-such-segment".into(), offset: 128 };
+        assert!(matches!(unknown.resolve(1), Err(Error::Shm(ShmError::UnknownSegment(_)))));
+        let traversal = ShmPtr { segment: "../etc/passwd".into(), offset: 128 };
+        assert!(matches!(traversal.resolve(1), Err(Error::Shm(ShmError::InvalidName(_)))));
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_process_is_taken_over() {
+        let segment = Segment::create(&unique("stale"), 64 << 10).unwrap();
+        // No process has this pid (Linux pids stay below 2^22).
+        alloc::hold_lock_as(&segment.inner.mapping, u32::MAX - 1);
+        assert!(segment.allocate(10).is_ok());
+    }
+
+    #[test]
+    fn creating_twice_fails_and_the_creator_removes_the_segment() {
+        let name = unique("twice");
+        let segment = Segment::create(&name, 64 << 10).unwrap();
+        assert!(matches!(Segment::create(&name, 64 << 10), Err(Error::Shm(ShmError::Exists(_)))));
+        assert!(path_of(&name).exists());
+        drop(segment);
+        assert!(!path_of(&name).exists(), "segment file left behind");
+        assert!(matches!(Segment::open(&name), Err(Error::Shm(ShmError::UnknownSegment(_)))));
+    }
+}
