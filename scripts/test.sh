@@ -22,7 +22,7 @@ step 600 cargo doc --no-deps
 step 900 cargo build --no-default-features
 step 2400 cargo test --release
 step 900 cargo build --release --examples
-for example in basic custom_metadata; do
+for example in basic custom_metadata shared_memory; do
     step 120 "target/release/examples/$example"
 done
 for ranks in 1 2 3 4; do

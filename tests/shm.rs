@@ -1,0 +1,174 @@
+//! Shared memory between two real processes: segments, the allocator, descriptor-only bulks, and faults.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use lightbeam::shm::{Segment, ShmError, ShmPtr};
+use lightbeam::verify::{checksum, pattern};
+use lightbeam::wire;
+use lightbeam::{BulkFlags, Client, Endpoint, Error, LbmMeta, Options, Protocol, ZeroMqClient};
+use util::*;
+
+const PEER: &str = env!("CARGO_BIN_EXE_lbm-test-shm-peer");
+
+/// A segment name unique to this test process and `what`.
+fn name(what: &str) -> String {
+    format!("test-{what}-{}", std::process::id())
+}
+
+/// Runs the peer to completion (bounded) and asserts it printed `ok`.
+#[track_caller]
+fn peer_ok(args: &[&str]) {
+    let mut child =
+        Command::new(PEER).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + WAIT * 3;
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "peer {args:?} hung");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && out.contains("ok"), "peer {args:?} failed: {out}{err}");
+}
+
+#[track_caller]
+fn assert_no_segment_file(name: &str) {
+    let leftovers: Vec<_> = std::fs::read_dir("/dev/shm")
+        .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(!leftovers.iter().any(|f| f.contains(name)), "stale segment files: {leftovers:?}");
+}
+
+#[test]
+fn another_process_reads_what_this_one_wrote() {
+    let segment_name = name("share");
+    {
+        let segment = Segment::create(&segment_name, 8 << 20).unwrap();
+        let data = pattern(3 << 20, 1);
+        let region = segment.allocate(data.len()).unwrap();
+        region.write(0, &data).unwrap();
+        let at = region.shm_ptr().offset.to_string();
+        peer_ok(&["read", &segment_name, &at, &data.len().to_string(), &checksum(&data).to_string()]);
+    }
+    assert_no_segment_file(&segment_name);
+}
+
+#[test]
+fn a_descriptor_only_bulk_crosses_the_socket_as_a_pointer() {
+    let segment_name = name("expose");
+    {
+        let segment = Segment::create(&segment_name, 80 << 20).unwrap();
+        let data = pattern(64 << 20, 2);
+        let region = segment.allocate(data.len()).unwrap();
+        region.write(0, &data).unwrap();
+        let endpoint = fresh_endpoint(Protocol::Ipc);
+        let uri = endpoint.to_string();
+        let sum = checksum(&data).to_string();
+        let receiver = std::thread::spawn(move || peer_ok(&["receive", &uri, &sum]));
+        let client = ZeroMqClient::connect(&endpoint, &Options::default()).unwrap();
+        let mut meta = LbmMeta::new("by value".to_string());
+        meta.bulks.push(client.expose_shm(region.clone(), BulkFlags::EXPOSE));
+        meta.bulks.push(client.expose(b"by value", BulkFlags::NONE));
+        assert_eq!(client.send(&meta).into_result().unwrap(), data.len() + 8);
+        receiver.join().unwrap();
+        segment.free(&region.shm_ptr()).unwrap();
+    }
+    assert_no_segment_file(&segment_name);
+}
+
+#[test]
+fn a_shared_region_can_be_sent_by_value_and_received_into_shared_memory() {
+    let segment = Segment::create(&name("by-value"), 1 << 20).unwrap();
+    let source = segment.allocate(1000).unwrap();
+    source.write(0, &pattern(1000, 3)).unwrap();
+    let target = segment.allocate(1000).unwrap();
+    let (server, client) = pair(Protocol::Inproc);
+    let pointer = source.shm_ptr();
+    let meta = LbmMeta::new(()).with_bulk(client.expose_shm_ptr(&pointer, 1000, BulkFlags::NONE).unwrap());
+    client.send(&meta).into_result().unwrap();
+    let mut received = recv_meta::<()>(&server).unwrap();
+    assert!(received.bulks[0].location().is_none(), "sent by value, not as a pointer");
+    received.bulks[0] = lightbeam::Server::expose_shm(&server, target.clone(), BulkFlags::NONE);
+    lightbeam::Server::recv_bulks(&server, &mut received).into_result().unwrap();
+    assert_eq!(target.as_slice(), source.as_slice());
+}
+
+/// A header frame with one descriptor-only bulk of `size` bytes at `pointer`, as a hostile peer would
+/// write it (the wire layout of `lightbeam::wire`), and custom metadata `7u32`.
+fn exposed_header(pointer: &ShmPtr, size: u64) -> Vec<u8> {
+    let mut custom = Vec::new();
+    wire::encode_custom(&7u32, &mut custom).unwrap();
+    let mut header = wire::MAGIC.to_vec();
+    header.extend_from_slice(&[wire::VERSION, 0, 0, 0]);
+    header.extend_from_slice(&1u32.to_le_bytes());
+    header.extend_from_slice(&(custom.len() as u32).to_le_bytes());
+    header.extend_from_slice(&size.to_le_bytes());
+    header.extend_from_slice(&BulkFlags::EXPOSE.0.to_le_bytes());
+    header.extend_from_slice(&pointer.offset.to_le_bytes());
+    header.push(pointer.segment.len() as u8);
+    header.extend_from_slice(pointer.segment.as_bytes());
+    header.extend_from_slice(&custom);
+    header
+}
+
+#[test]
+fn hostile_pointers_from_a_peer_are_refused_and_the_next_message_arrives() {
+    let segment = Segment::create(&name("hostile"), 64 << 10).unwrap();
+    let (server, _) = pair(Protocol::Tcp);
+    let raw = raw_push(&server);
+    let cases = [
+        (ShmPtr { segment: "no-such-segment".into(), offset: 128 }, 16),
+        (ShmPtr { segment: segment.name().into(), offset: 0 }, 16),
+        (ShmPtr { segment: segment.name().into(), offset: 60_000 }, 1 << 20),
+        (ShmPtr { segment: "../../etc/passwd".into(), offset: 128 }, 16),
+    ];
+    for (pointer, size) in cases {
+        raw.send(exposed_header(&pointer, size), 0).unwrap();
+        let error = recv_all::<u32>(&server).expect_err("a hostile pointer was read");
+        assert!(matches!(error, Error::Shm(_)), "{pointer:?}: {error}");
+        let address = lightbeam::Server::address(&server);
+        let good = ZeroMqClient::connect(&Endpoint::parse(address).unwrap(), &Options::default()).unwrap();
+        send_all(&good, 1u32, &[b"next"]);
+        assert_eq!(recv_all::<u32>(&server).unwrap(), (1, vec![b"next".to_vec()]));
+    }
+}
+
+#[test]
+fn an_unlinked_segment_keeps_working_in_the_process_that_maps_it() {
+    let segment_name = name("unlinked");
+    let segment = Segment::create(&segment_name, 1 << 20).unwrap();
+    let mut child = Command::new(PEER)
+        .args(["hold", &segment_name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "mapped");
+    Segment::unlink(&segment_name).unwrap();
+    drop(segment);
+    assert!(matches!(Segment::open(&segment_name), Err(Error::Shm(ShmError::UnknownSegment(_)))));
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "ok");
+    assert!(child.wait().unwrap().success());
+    assert_no_segment_file(&segment_name);
+}
+
+#[test]
+fn a_process_that_dies_holding_allocations_leaves_the_segment_usable() {
+    let segment_name = name("dies");
+    let segment = Segment::create(&segment_name, 1 << 20).unwrap();
+    let status =
+        Command::new(PEER).args(["die-holding", &segment_name]).stderr(Stdio::null()).status().unwrap();
+    assert!(!status.success(), "the peer was meant to abort");
+    let (used, _) = segment.usage().unwrap();
+    assert!(used >= 3 * 1000, "the dead process's allocations are still accounted: {used}");
+    let region = segment.allocate(500_000).unwrap();
+    region.write(0, b"fine").unwrap();
+    segment.free(&region.shm_ptr()).unwrap();
+    drop((region, segment));
+    assert_no_segment_file(&segment_name);
+}
