@@ -20,7 +20,7 @@ fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::err
     } else {
         let message = mesh.recv(Source::Rank(Rank(0)), GREETING)?;
         let text = String::from_utf8_lossy(message.data());
-        println!("rank {} received: {text}", mesh.rank().0);
+        println!("rank {} at {} received: {text}", mesh.rank().0, mesh.endpoint(mesh.rank())?);
         if text != expected(mesh.rank().0) {
             return Err(format!("rank {} got the wrong message", mesh.rank().0).into());
         }

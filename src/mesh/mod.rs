@@ -84,7 +84,8 @@ pub struct MeshConfig {
     /// `Tcp` (the default) between nodes, or `Ipc` when every rank is on one node.
     pub protocol: Protocol,
     /// The address to bind and announce; `None` resolves this machine's host name. The environment
-    /// variable [`HOST_ENV`] (`LIGHTBEAM_HOST`) overrides both, for nodes with several interfaces.
+    /// variable [`HOST_ENV`] (`LIGHTBEAM_HOST`) overrides both, for nodes with several interfaces. Either
+    /// may be an IP address, a host name, or a subnet such as `10.1.0.0/16`: this node's address in it.
     pub host: Option<String>,
     /// How long any receive (and every step of a collective) waits before failing. Default 60 s.
     pub timeout: Duration,

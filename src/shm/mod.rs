@@ -8,7 +8,7 @@
 //! a hostile peer can name at most the segment's own payload area, never the allocator's state or memory
 //! outside the mapping.
 //!
-//! This is the only module with `unsafe` code: the mapping's raw accesses in [`Mapping`].
+//! This is the only module with `unsafe` code: the raw accesses of a mapping (the private `Mapping`).
 //!
 //! [`BulkFlags::EXPOSE`]: crate::BulkFlags::EXPOSE
 
