@@ -15,7 +15,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
 fn main() {
-    harness::main_with(&[("each", each), ("mixed", mixed), ("bad-input", bad_input)]);
+    harness::main_with(&[("each", each), ("mixed", mixed), ("bad-input", bad_input), ("endless", endless)]);
 }
 
 type Outcome = Result<(), String>;
@@ -268,5 +268,43 @@ fn bad_input(world: &SimpleCommunicator) -> Outcome {
     ensure(data == pattern(4096, 9), || "broadcast after bad input delivered wrong data".into())?;
     ensure(started.elapsed() < Duration::from_secs(100), || "a rank waited for its deadline".into())?;
     world.barrier();
+    Ok(())
+}
+
+/// Runs one kind of collective (`broadcast` or `all-to-all`, the second argument) over and over for up to
+/// 60 s with the deadline given in milliseconds (third argument), for fault tests: a test cuts a link or
+/// kills a rank meanwhile. The first Lightbeam error ends the run, stamped with the wall-clock time so the
+/// test can time it.
+fn endless(world: &SimpleCommunicator) -> Outcome {
+    let kind = std::env::args().nth(2).unwrap_or_default();
+    let deadline_ms = std::env::args().nth(3).and_then(|d| d.parse().ok()).unwrap_or(3000);
+    let mesh = mesh(world, Duration::from_millis(deadline_ms))?;
+    let n = mesh.size();
+    let started = std::time::Instant::now();
+    let chunks: Vec<Vec<u8>> = (0..n).map(|r| pattern(256 << 10, r as u64)).collect();
+    let chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    let mut data = pattern(2 << 20, 1);
+    let mut received = Vec::new();
+    for round in 0.. {
+        let result = match kind.as_str() {
+            "broadcast" => mesh.broadcast_into(Rank(0), &mut data).map(drop),
+            "all-to-all" => mesh.all_to_all_into(&chunks, &mut received).map(drop),
+            other => return Err(format!("unknown kind {other:?}")),
+        };
+        if let Err(error) = result {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            return Err(format!("lightbeam error at {} ms: {error}", now.as_millis()));
+        }
+        if round == 0 {
+            println!(
+                "rank {}: running {kind} at {}",
+                mesh.rank().0,
+                mesh.endpoint(mesh.rank()).map_err(text)?
+            );
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err("no fault came within 60 s".into());
+        }
+    }
     Ok(())
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, docs, a build without MPI, unit, integration, doc and MPI tests (real
-# mpirun), then every example, the MPI ones at 1 to 4 ranks, then the Slurm batch scripts on a local Slurm. Installs what is missing first. Each step has
+# mpirun), then every example, the MPI ones at 1 to 4 ranks, then the Slurm batch scripts on a local Slurm,
+# then the multi-host tests across network-namespace hosts. Installs what is missing first. Each step has
 # a time limit, so nothing hangs forever.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The Slurm tests bring up a single-node Slurm from Debian's packages.
-export LIGHTBEAM_EXTRA_PACKAGES="slurmctld slurmd slurm-client munge python3 ${LIGHTBEAM_EXTRA_PACKAGES:-}"
+# The multi-host tests need iproute2 (network namespaces) and root.
+export LIGHTBEAM_EXTRA_PACKAGES="slurmctld slurmd slurm-client munge python3 iproute2 procps ${LIGHTBEAM_EXTRA_PACKAGES:-}"
 source scripts/setup.sh
 
 step() {
@@ -33,4 +35,7 @@ for ranks in 1 2 3 4; do
 done
 step 300 ./scripts/demo.sh
 step 600 slurm/test-local.sh
+as_root=()
+[ "$(id -u)" -eq 0 ] || as_root=(sudo --preserve-env=PATH)
+step 900 "${as_root[@]}" mpi_tests/cluster/test-cluster.sh
 echo "all tests passed" >&2

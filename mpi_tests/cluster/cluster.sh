@@ -3,6 +3,11 @@
 # hostname, address and loopback, joined by a bridge in a switch namespace. Nothing is configured outside
 # the namespaces this script creates (the bridge has no address; no route leaves the namespaces).
 #
+# What it simulates: separate nodes on one Ethernet segment, each with one interface and its own
+# 127.0.0.1, and OpenMPI launching through a remote shell (agent.sh stands in for ssh). What it does not:
+# separate kernels, file systems or /dev/shm (a shared segment is visible to every "host"), or latency and
+# bandwidth of a real network (the veth links are memory copies).
+#
 #   cluster.sh up N        create hosts h1..hN at 10.77.0.11 .. 10.77.0.(10+N)
 #   cluster.sh down        kill every process in them, delete them (and their links), remove MPI session dirs
 #   cluster.sh cut K       take host K's link down (the cable pulled), cluster.sh mend K to bring it back
@@ -35,6 +40,9 @@ up() {
         ip -n "$ns" addr add "$(host_ip "$k")/24" dev eth0
         ip -n "$ns" link set eth0 up
         ip -n "$ns" link set lo up
+        # Give up on unacknowledged TCP data after about 3 s instead of 15 minutes, so that mpirun notices
+        # a host behind a cut link while it is trying to tell it to stop (keepalive only covers idle links).
+        ip netns exec "$ns" sysctl -qw net.ipv4.tcp_retries2=3
     done
 }
 
@@ -51,7 +59,7 @@ down() {
 
 # Runs mpirun inside h1; the other hosts are reached through agent.sh instead of ssh.
 run_mpirun() {
-    local ranks=$1 k hostfile
+    local ranks=$1 k hostfile status=0
     shift
     hostfile=$(mktemp /tmp/lbm-hostfile.XXXXXX)
     for k in $(seq "$(hosts | wc -l)"); do echo "$(host_ip "$k") slots=4"; done >"$hostfile"
@@ -61,8 +69,8 @@ run_mpirun() {
         --mca plm rsh --mca plm_rsh_agent "$here/agent.sh" \
         --mca oob_tcp_if_include "$subnet.0/24" --mca btl_tcp_if_include "$subnet.0/24" \
         --mca btl tcp,self,vader --mca mpi_yield_when_idle 1 \
-        -x LIGHTBEAM_HOST="$subnet.0/24" "$@"
-    local status=$?
+        --mca oob_tcp_keepalive_time 2 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3 \
+        -x LIGHTBEAM_HOST="$subnet.0/24" "$@" || status=$?
     rm -f "$hostfile"
     return $status
 }

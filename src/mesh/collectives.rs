@@ -264,7 +264,20 @@ impl Mesh {
         let absolute = |r: usize| Rank((r + root.0) % n);
         let next = (relative + 1 < n).then(|| absolute(relative + 1));
         // Only this rank's parent (tree) or predecessor (chain) sends to it in this broadcast.
-        let first = self.receive(channel, Source::Any, "broadcast").and_then(|incoming| {
+        let first = self.receive(channel, Source::Any, "broadcast").map_err(|error| match error {
+            // Name the ranks that could have sent: the tree parent and the chain predecessor.
+            Error::Timeout { op, after, .. } => {
+                let (parent, previous) =
+                    (absolute(relative - (relative & relative.wrapping_neg())), absolute(relative - 1));
+                let mut peer = self.describe(previous);
+                if parent != previous {
+                    peer = format!("{} or {peer}", self.describe(parent));
+                }
+                Error::Timeout { op, after, peer: Some(peer) }
+            }
+            other => other,
+        });
+        let first = first.and_then(|incoming| {
             let (piece, _) = Piece::read(&incoming)?;
             Ok((incoming, piece.total, piece.algorithm))
         });
