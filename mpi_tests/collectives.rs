@@ -293,14 +293,17 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
         };
         if let Err(error) = result {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            return Err(format!("lightbeam error at {} ms: {error}", now.as_millis()));
+            let report = format!("lightbeam error at {} ms: {error}", now.as_millis());
+            eprintln!("rank {}: {report}", mesh.rank().0);
+            // The loss notices still queued go out as the mesh drops. Then leave without MPI_Abort: the
+            // kill test runs mpirun with --enable-recovery (so that mpirun does not end the job at the
+            // first death and every rank's own error shows), and the job ends as every rank ends.
+            drop(mesh);
+            std::process::exit(1);
         }
         if round == 0 {
-            println!(
-                "rank {}: running {kind} at {}",
-                mesh.rank().0,
-                mesh.endpoint(mesh.rank()).map_err(text)?
-            );
+            let endpoint = mesh.endpoint(mesh.rank()).map_err(text)?;
+            println!("rank {}: running {kind} at {endpoint} pid {}", mesh.rank().0, std::process::id());
         }
         if started.elapsed() > Duration::from_secs(60) {
             return Err("no fault came within 60 s".into());

@@ -42,6 +42,7 @@ fn size_for(from: usize, to: usize, ranks: usize) -> usize {
 fn pairs(world: &SimpleCommunicator) -> Result<(), String> {
     let mesh = mesh(world, LONG)?;
     let (me, n) = (mesh.rank().0, mesh.size());
+    println!("rank {me}: receiving at {}", mesh.endpoint(mesh.rank()).map_err(|e| e.to_string())?);
     for to in 0..n {
         for tag in [1, 2] {
             let data = pattern(size_for(me, to, n) + tag as usize, seed(me, to, tag));

@@ -60,3 +60,26 @@ fn a_rank_that_never_joins_bootstrap_ends_the_job_at_the_deadline() {
     assert!(run.stderr.contains("mesh bootstrap timed out"), "{}", run.stderr);
     assert!(!run.stderr.contains("killed after"), "the job hung: {}", run.stderr);
 }
+
+#[test]
+fn ranks_on_distinct_loopback_addresses_form_a_mesh() {
+    // Stand-ins for separate nodes: each rank binds and announces its own address.
+    let mut args = Vec::new();
+    let hosts: Vec<String> = (2..=5).map(|i| format!("LIGHTBEAM_HOST=127.0.0.{i}")).collect();
+    for (i, host) in hosts.iter().enumerate() {
+        if i > 0 {
+            args.push(":");
+        }
+        args.extend(["-n", "1", "-x", host.as_str(), PROGRAM, "pairs"]);
+    }
+    let run = mpirun::mpirun_raw(&args, Duration::from_secs(120), |_| {});
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout.matches(": pairs ok").count(), 4, "{}", run.stdout);
+    for i in 2..=5 {
+        assert!(
+            run.stdout.contains(&format!("at tcp://127.0.0.{i}:")),
+            "no rank on 127.0.0.{i}: {}",
+            run.stdout
+        );
+    }
+}

@@ -182,6 +182,14 @@ impl Mesh {
         Channel::Collective(self.collective_sequence.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Starts a collective: takes its channel, and fails at once if a rank is known lost (even a rank, like
+    /// a broadcast root, that would otherwise only send and never learn of it).
+    fn begin_collective(&self, op: &str) -> Result<Channel> {
+        let channel = self.next_collective();
+        self.check_no_loss(op)?;
+        Ok(channel)
+    }
+
     /// The algorithm a broadcast of `len` bytes from this rank uses.
     pub fn broadcast_algorithm(&self, len: usize) -> BroadcastAlgorithm {
         if len < self.config.pipeline_threshold {
@@ -206,7 +214,7 @@ impl Mesh {
         buffer: &mut B,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<usize> {
-        let channel = self.next_collective();
+        let channel = self.begin_collective("broadcast")?;
         self.check_rank(root)?;
         let n = self.size();
         let relative = (self.rank.0 + n - root.0) % n;
@@ -264,19 +272,25 @@ impl Mesh {
         let absolute = |r: usize| Rank((r + root.0) % n);
         let next = (relative + 1 < n).then(|| absolute(relative + 1));
         // Only this rank's parent (tree) or predecessor (chain) sends to it in this broadcast.
-        let first = self.receive(channel, Source::Any, "broadcast").map_err(|error| match error {
-            // Name the ranks that could have sent: the tree parent and the chain predecessor.
-            Error::Timeout { op, after, .. } => {
-                let (parent, previous) =
-                    (absolute(relative - (relative & relative.wrapping_neg())), absolute(relative - 1));
-                let mut peer = self.describe(previous);
-                if parent != previous {
-                    peer = format!("{} or {peer}", self.describe(parent));
+        // The sender is the tree parent or the chain predecessor: often the same rank, which is then the
+        // one to suspect when nothing comes.
+        let (parent, previous) =
+            (absolute(relative - (relative & relative.wrapping_neg())), absolute(relative - 1));
+        let suspect = (parent == previous).then_some(parent);
+        let timeout = self.config.timeout;
+        let first =
+            self.receive_within(channel, Source::Any, "broadcast", timeout, suspect).map_err(|error| {
+                match error {
+                    Error::Timeout { op, after, .. } => {
+                        let mut peer = self.describe(previous);
+                        if parent != previous {
+                            peer = format!("{} or {peer}", self.describe(parent));
+                        }
+                        Error::Timeout { op, after, peer: Some(peer) }
+                    }
+                    other => other,
                 }
-                Error::Timeout { op, after, peer: Some(peer) }
-            }
-            other => other,
-        });
+            });
         let first = first.and_then(|incoming| {
             let (piece, _) = Piece::read(&incoming)?;
             Ok((incoming, piece.total, piece.algorithm))
@@ -341,7 +355,7 @@ impl Mesh {
     /// The root's side of a scatter: rank r receives `chunks[r]` (sizes may differ); the root's own chunk
     /// lands in `buffer`. Returns the size of the root's chunk.
     pub fn scatter_into_root<B: Buffer + ?Sized>(&self, chunks: &[&[u8]], buffer: &mut B) -> Result<usize> {
-        let channel = self.next_collective();
+        let channel = self.begin_collective("scatter")?;
         let sent = if chunks.len() != self.size() {
             Err(wrong_chunk_count("scatter", chunks.len(), self.size()))
         } else {
@@ -361,7 +375,7 @@ impl Mesh {
 
     /// A non-root's side of a scatter: receives this rank's chunk from `root` into `buffer`; returns its size.
     pub fn scatter_into<B: Buffer + ?Sized>(&self, root: Rank, buffer: &mut B) -> Result<usize> {
-        let channel = self.next_collective();
+        let channel = self.begin_collective("scatter")?;
         self.check_not_root(root, "scatter_into", "scatter_into_root")?;
         let incoming = self.receive(channel, Source::Rank(root), "scatter")?;
         let data = incoming.payloads.first().map_or(&[][..], |p| &p[..]);
@@ -373,7 +387,7 @@ impl Mesh {
 
     /// A non-root's side of a gather: sends `data` to `root`.
     pub fn gather_into(&self, root: Rank, data: &[u8]) -> Result<()> {
-        let channel = self.next_collective();
+        let channel = self.begin_collective("gather")?;
         self.check_not_root(root, "gather_into", "gather_into_root")?;
         let sent = self.send_on(root, channel, &[data]);
         self.or_report(channel, [root], sent)
@@ -382,7 +396,7 @@ impl Mesh {
     /// The root's side of a gather: `gathered[r]` becomes rank r's data (sizes may differ), the root's own
     /// from `data`. Returns the total bytes gathered.
     pub fn gather_into_root(&self, data: &[u8], gathered: &mut Vec<Vec<u8>>) -> Result<usize> {
-        let channel = self.next_collective();
+        let channel = self.begin_collective("gather")?;
         let n = self.size();
         gathered.clear();
         gathered.resize(n, Vec::new());
@@ -403,7 +417,7 @@ impl Mesh {
     /// All-to-all: this rank sends `chunks[r]` to rank r and `received[r]` becomes what rank r sent it
     /// (sizes may differ: alltoallv). Returns the total bytes received.
     pub fn all_to_all_into(&self, chunks: &[&[u8]], received: &mut Vec<Vec<u8>>) -> Result<usize> {
-        let channel = self.next_collective();
+        let channel = self.begin_collective("all_to_all")?;
         let n = self.size();
         let exchanged = if chunks.len() != n {
             Err(wrong_chunk_count("all_to_all", chunks.len(), n))

@@ -19,6 +19,8 @@ pub(crate) enum Channel {
     User(Tag),
     /// The collective with this sequence number (every rank counts its collectives alike).
     Collective(u64),
+    /// A notice that the sender lost this rank (it waited for it past its deadline).
+    PeerLost(u32),
 }
 
 /// What every mesh message carries in its metadata.
@@ -34,6 +36,15 @@ pub(crate) struct Envelope {
     pub(crate) failed: bool,
 }
 
+/// Why a receive ended without a message.
+#[derive(Debug)]
+pub(crate) enum Receive {
+    /// A rank of the mesh is known lost.
+    Lost(Loss),
+    /// The transport failed.
+    Failed(crate::error::Error),
+}
+
 /// One received mesh message.
 #[derive(Debug)]
 pub(crate) struct Incoming {
@@ -43,11 +54,21 @@ pub(crate) struct Incoming {
     pub(crate) payloads: Vec<Payload>,
 }
 
-/// The server's messages not yet asked for, and a count of messages rejected as not from this mesh.
+/// A rank this mesh lost, and who found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loss {
+    pub(crate) lost: Rank,
+    pub(crate) reporter: Rank,
+}
+
+/// The server's messages not yet asked for, a count of messages rejected as not from this mesh, and the
+/// first rank known lost: once one is, every receive fails at once (the mesh is broken, as an MPI job
+/// whose rank died is).
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
     unexpected: VecDeque<Incoming>,
     rejected: u64,
+    loss: Option<Loss>,
 }
 
 impl Mailbox {
@@ -59,19 +80,26 @@ impl Mailbox {
         size: usize,
         timeout: Duration,
         wanted: impl Fn(Rank, Channel) -> bool,
-    ) -> Result<Option<Incoming>> {
+    ) -> Result<Option<Incoming>, Receive> {
         if let Some(i) = self.unexpected.iter().position(|m| wanted(m.source, m.channel)) {
             return Ok(self.unexpected.remove(i));
         }
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some(loss) = self.loss {
+                return Err(Receive::Lost(loss));
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            let Some(message) = self.next_message(server, token, size, left)? else {
+            let Some(message) = self.next_message(server, token, size, left).map_err(Receive::Failed)? else {
                 if left.is_zero() {
                     return Ok(None);
                 }
                 continue;
             };
+            if let Channel::PeerLost(lost) = message.channel {
+                self.record_loss(Loss { lost: Rank(lost as usize), reporter: message.source });
+                continue;
+            }
             if wanted(message.source, message.channel) {
                 return Ok(Some(message));
             }
@@ -117,6 +145,11 @@ impl Mailbox {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// Remembers the first loss reported or found.
+    pub(crate) fn record_loss(&mut self, loss: Loss) {
+        self.loss.get_or_insert(loss);
     }
 
     /// How many messages were rejected as not belonging to this mesh.

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use mpi::traits::Communicator;
 
 pub use self::bootstrap::HOST_ENV;
-use self::mailbox::{Channel, Envelope, Incoming, Mailbox};
+use self::mailbox::{Channel, Envelope, Incoming, Loss, Mailbox, Receive};
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
@@ -219,7 +219,7 @@ impl Mesh {
 
     /// Receives the next message with `tag` from `from`, waiting up to `timeout`.
     pub fn recv_timeout(&self, from: Source, tag: Tag, timeout: Duration) -> Result<Message> {
-        let incoming = self.receive_within(Channel::User(tag), from, "receive", timeout)?;
+        let incoming = self.receive_within(Channel::User(tag), from, "receive", timeout, None)?;
         Ok(Message { source: incoming.source, tag, payload: incoming.payloads.into_iter().next() })
     }
 
@@ -246,7 +246,11 @@ impl Mesh {
         if let Some(client) = &clients[to.0] {
             return Ok(Arc::clone(client));
         }
-        let client = Arc::new(ZeroMqClient::connect(&self.endpoints[to.0], &self.config.options)?);
+        // A send waits no longer than a receive would.
+        let send_timeout =
+            self.config.options.send_timeout.map_or(self.config.timeout, |t| t.min(self.config.timeout));
+        let options = Options { send_timeout: Some(send_timeout), ..self.config.options.clone() };
+        let client = Arc::new(ZeroMqClient::connect(&self.endpoints[to.0], &options)?);
         clients[to.0] = Some(Arc::clone(&client));
         Ok(client)
     }
@@ -260,7 +264,7 @@ impl Mesh {
         let mut meta = LbmMeta::new(self.envelope(channel, false));
         meta.bulks = parts.iter().map(|p| client.expose(p, Default::default())).collect();
         let sent = client.send(&meta).into_result();
-        sent.map(drop).map_err(|e| self.name_peer(e, to))
+        sent.map(drop).map_err(|e| self.send_failed(e, to, channel))
     }
 
     /// Sends received payloads on to `to` without copying them.
@@ -268,7 +272,7 @@ impl Mesh {
         let client = self.client(to)?;
         let mut meta = LbmMeta::new(self.envelope(channel, false));
         meta.bulks = payloads.iter().map(|p| Bulk::descriptor(p.len(), Default::default())).collect();
-        client.forward(&meta, payloads).map(drop).map_err(|e| self.name_peer(e, to))
+        client.forward(&meta, payloads).map(drop).map_err(|e| self.send_failed(e, to, channel))
     }
 
     /// Tells `ranks` that this rank failed in the collective on `channel`, so they fail at once instead of
@@ -284,33 +288,70 @@ impl Mesh {
         }
     }
 
-    fn name_peer(&self, error: Error, peer: Rank) -> Error {
+    /// Names the peer in a send timeout; in a collective, that peer is then taken as lost (as after a
+    /// receive that waited past the deadline) and every other rank is told.
+    fn send_failed(&self, error: Error, peer: Rank, channel: Channel) -> Error {
         match error {
-            Error::Timeout { op, after, .. } => Error::Timeout { op, after, peer: Some(self.describe(peer)) },
+            Error::Timeout { op, after, .. } => {
+                if let Channel::Collective(_) = channel {
+                    crate::transport::lock(&self.mailbox)
+                        .record_loss(Loss { lost: peer, reporter: self.rank });
+                    self.report_loss(peer);
+                }
+                Error::Timeout { op, after, peer: Some(self.describe(peer)) }
+            }
             e => e,
         }
     }
 
+    /// A collective's receive: waits up to the mesh's deadline; past it, the rank waited for is lost.
     fn receive(&self, channel: Channel, from: Source, op: &'static str) -> Result<Incoming> {
-        self.receive_within(channel, from, op, self.config.timeout)
+        let suspect = match from {
+            Source::Rank(rank) => Some(rank),
+            Source::Any => None,
+        };
+        self.receive_within(channel, from, op, self.config.timeout, suspect)
     }
 
+    /// Receives the next message on `channel` from `from` within `timeout`. When nothing came and `suspect`
+    /// names the rank that should have sent, that rank is taken as lost and every other rank is told, so
+    /// that their receives fail at once instead of each at its own deadline. (Point-to-point receives
+    /// name no suspect: that judgement is the application's.)
     fn receive_within(
         &self,
         channel: Channel,
         from: Source,
         op: &'static str,
         timeout: Duration,
+        suspect: Option<Rank>,
     ) -> Result<Incoming> {
         if let Source::Rank(rank) = from {
             self.check_rank(rank)?;
         }
         let started = Instant::now();
         let mut mailbox = crate::transport::lock(&self.mailbox);
-        mailbox
-            .receive(&self.server, self.token, self.size(), timeout, |source, c| {
-                c == channel && from.admits(source)
-            })?
+        let received = mailbox.receive(&self.server, self.token, self.size(), timeout, |source, c| {
+            c == channel && from.admits(source)
+        });
+        let received = match received {
+            Ok(received) => received,
+            Err(Receive::Failed(error)) => return Err(error),
+            Err(Receive::Lost(loss)) => return Err(self.lost_error(loss, op)),
+        };
+        if let (None, Some(rank)) = (&received, suspect) {
+            // The suspect may itself be stuck behind a lost rank and about to say so: give its notice a
+            // moment (a fifth of the deadline, at most 200 ms) before blaming the suspect.
+            let grace = (timeout / 5).min(Duration::from_millis(200));
+            if let Err(Receive::Lost(loss)) =
+                mailbox.receive(&self.server, self.token, self.size(), grace, |_, _| false)
+            {
+                return Err(self.lost_error(loss, op));
+            }
+            mailbox.record_loss(Loss { lost: rank, reporter: self.rank });
+            drop(mailbox);
+            self.report_loss(rank);
+        }
+        received
             .ok_or_else(|| Error::Timeout {
                 op,
                 after: started.elapsed(),
@@ -330,6 +371,36 @@ impl Mesh {
                     reason.unwrap_or_default()
                 )))
             })
+    }
+
+    /// Fails if a rank is known lost, after taking in (without waiting) whatever notices have arrived.
+    fn check_no_loss(&self, op: &str) -> Result<()> {
+        let mut mailbox = crate::transport::lock(&self.mailbox);
+        match mailbox.receive(&self.server, self.token, self.size(), Duration::ZERO, |_, _| false) {
+            Err(Receive::Lost(loss)) => Err(self.lost_error(loss, op)),
+            Err(Receive::Failed(error)) => Err(error),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Tells every rank but `lost` (and this one) that `lost` is gone. Best effort, waiting at most 200 ms
+    /// per rank (a connection may have to be made first): a rank that cannot be told still has its own
+    /// deadline.
+    fn report_loss(&self, lost: Rank) {
+        let notice = LbmMeta::new(self.envelope(Channel::PeerLost(lost.0 as u32), false));
+        for rank in (0..self.size()).map(Rank).filter(|&r| r != lost && r != self.rank) {
+            if let Ok(client) = self.client(rank) {
+                let _ = client.send_within(&notice, Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn lost_error(&self, loss: Loss, op: &str) -> Error {
+        let who = if loss.reporter == self.rank { "this rank".to_owned() } else { loss.reporter.to_string() };
+        Error::Mesh(format!(
+            "{op}: {} is lost ({who} waited for it past its deadline); the mesh cannot continue",
+            self.describe(loss.lost)
+        ))
     }
 
     fn describe(&self, rank: Rank) -> String {

@@ -140,6 +140,18 @@ impl ZeroMqClient {
         Ok(())
     }
 
+    /// Sends a message without bulks if it can be queued within `wait` (a connected peer with room),
+    /// whatever the client's own send timeout.
+    pub(crate) fn send_within(&self, meta: &dyn Metadata, wait: Duration) -> Result<()> {
+        let header = wire::encode_header(meta.bulks(), |out| meta.encode_custom(out))?;
+        let socket = lock(&self.socket);
+        match socket.poll(zmq::POLLOUT, i64::from(millis(wait))) {
+            Ok(_) | Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(self.send_error(e)),
+        }
+        retry_eintr(|| socket.send(&header[..], zmq::DONTWAIT)).map_err(|e| self.send_error(e))
+    }
+
     /// Sends received payloads on without copying them: the frames move into the outgoing message.
     pub(crate) fn forward(&self, meta: &dyn Metadata, payloads: Vec<Payload>) -> Result<usize> {
         let header = wire::encode_header(meta.bulks(), |out| meta.encode_custom(out))?;

@@ -12,19 +12,31 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Runs `program args...` under `mpirun -n ranks`, killed after `limit`.
-pub fn mpirun(ranks: usize, limit: Duration, program: &str, args: &[&str]) -> Run {
-    let mut child = Command::new("mpirun")
-        .args(["-n", &ranks.to_string(), "--oversubscribe", "--bind-to", "none"])
-        .arg(program)
+/// `mpirun` with the options every test run needs, then `args` (ranks, program, its arguments).
+fn mpirun_command(args: &[&str]) -> Command {
+    let mut command = Command::new("mpirun");
+    command
+        .args(["--oversubscribe", "--bind-to", "none"])
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mpirun starts (is openmpi-bin installed?)");
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `program args...` under `mpirun -n ranks`, killed after `limit`.
+pub fn mpirun(ranks: usize, limit: Duration, program: &str, args: &[&str]) -> Run {
+    let n = ranks.to_string();
+    let all: Vec<&str> = ["-n", n.as_str(), program].into_iter().chain(args.iter().copied()).collect();
+    mpirun_raw(&all, limit, |_| {})
+}
+
+/// Runs `mpirun` with raw arguments (for example several `-n 1 -x VAR=... program` contexts joined by
+/// `:`), killed after `limit`. `on_line` sees each line of standard output as it comes.
+pub fn mpirun_raw(args: &[&str], limit: Duration, mut on_line: impl FnMut(&str)) -> Run {
+    let mut child = mpirun_command(args).spawn().expect("mpirun starts (is openmpi-bin installed?)");
     // Drain the pipes on threads so that a chatty program cannot block on a full pipe.
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -33,10 +45,23 @@ pub fn mpirun(ranks: usize, limit: Duration, program: &str, args: &[&str]) -> Ru
             text
         })
     };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout_pipe = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout_pipe)).map_while(Result::ok) {
+            lines_tx.send(line.clone()).ok();
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
     let started = Instant::now();
     let status = loop {
+        while let Ok(line) = lines.try_recv() {
+            on_line(&line);
+        }
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);
         }
