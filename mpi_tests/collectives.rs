@@ -15,7 +15,13 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
 fn main() {
-    harness::main_with(&[("each", each), ("mixed", mixed), ("bad-input", bad_input), ("endless", endless)]);
+    harness::main_with(&[
+        ("each", each),
+        ("mixed", mixed),
+        ("bad-input", bad_input),
+        ("endless", endless),
+        ("large", large),
+    ]);
 }
 
 type Outcome = Result<(), String>;
@@ -308,6 +314,32 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
         if started.elapsed() > Duration::from_secs(60) {
             return Err("no fault came within 60 s".into());
         }
+    }
+    Ok(())
+}
+
+/// A broadcast of 2.5 GiB (past MPI's 2^31-1 element count): every rank checks its checksum.
+fn large(world: &SimpleCommunicator) -> Outcome {
+    const SIZE: usize = 5 << 29;
+    let mesh = mesh(world, Duration::from_secs(120))?;
+    let mut data = if mesh.rank() == Rank(0) { pattern(SIZE, 25) } else { Vec::new() };
+    let expected = pattern(1 << 20, 25); // the first MiB, to spot-check cheaply before the full checksum
+    world.barrier();
+    let started = std::time::Instant::now();
+    mesh.broadcast_into(Rank(0), &mut data).map_err(text)?;
+    world.barrier();
+    let elapsed = started.elapsed();
+    ensure(data.len() == SIZE && data[..1 << 20] == expected[..], || "wrong data".into())?;
+    let sum = checksum(&data);
+    let mut sums = vec![0u64; mesh.size()];
+    world.all_gather_into(&sum, &mut sums[..]);
+    ensure(sums.iter().all(|&s| s == sums[0]), || format!("checksums differ: {sums:x?}"))?;
+    if mesh.rank() == Rank(0) {
+        println!(
+            "rank 0: 2.5 GiB broadcast to {} ranks in {:.2} s, checksums agree",
+            mesh.size(),
+            elapsed.as_secs_f64()
+        );
     }
     Ok(())
 }

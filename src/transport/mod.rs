@@ -30,7 +30,8 @@ pub struct Options {
     /// How long a send may wait for a peer to take the message (no peer connected, or the peer's queue
     /// full) before it fails with [`crate::Error::Timeout`]. `None` waits forever. Default 30 s.
     pub send_timeout: Option<Duration>,
-    /// How long dropping a client may spend delivering messages still queued. Default 5 s.
+    /// How long dropping a client may spend delivering messages still queued (default 5 s); what is still
+    /// queued after that is dropped. Raise it when a client is dropped right after sending gigabytes.
     pub linger: Duration,
     /// Messages queued per peer before a send waits (ZeroMQ's high-water mark). Default 1000.
     pub high_water_mark: i32,

@@ -6,6 +6,8 @@
 //! - `hold SEGMENT`: map the segment, print `mapped`, wait for a line on stdin, then check that it still
 //!   reads, writes, allocates and frees (after the other process unlinked it).
 //! - `die-holding SEGMENT`: allocate three regions and abort without freeing them.
+//! - `receive-value ENDPOINT SIZE CHECKSUM`: bind a server, receive one bulk by value into a buffer of
+//!   SIZE bytes, check it (the over-2-GiB test).
 //!
 //! Exits 0 and prints `ok` when every check passes.
 
@@ -80,6 +82,24 @@ fn die_holding(args: &[String]) -> Outcome {
     std::process::abort();
 }
 
+fn receive_value(args: &[String]) -> Outcome {
+    let server = ZeroMqServer::bind(&Endpoint::parse(arg(args, 2)?)?, &Options::default())?;
+    let size: usize = arg(args, 3)?.parse()?;
+    let mut buffer = vec![0u8; size];
+    let mut meta = LbmMeta::<()>::default();
+    server.recv_metadata_timeout(&mut meta, Duration::from_secs(120)).into_result()?;
+    if meta.bulks.len() != 1 || meta.bulks[0].size() != size {
+        return Err(format!("expected one bulk of {size} bytes").into());
+    }
+    meta.bulks[0] = server.expose(&mut buffer, BulkFlags::NONE);
+    server.recv_bulks(&mut meta).into_result()?;
+    drop(meta);
+    if checksum(&buffer) != arg(args, 4)?.parse::<u64>()? {
+        return Err("the large bulk arrived corrupted".into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let outcome = match args.get(1).map(String::as_str) {
@@ -87,6 +107,7 @@ fn main() {
         Some("receive") => receive(&args),
         Some("hold") => hold(&args),
         Some("die-holding") => die_holding(&args),
+        Some("receive-value") => receive_value(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };
     match outcome {
