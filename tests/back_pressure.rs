@@ -29,7 +29,7 @@ fn a_sender_with_no_reader_is_pushed_back_then_times_out_and_loses_nothing() {
     println!(
         "push-back after {sent} messages of {} KiB ({} MiB queued)",
         MESSAGE >> 10,
-        sent as usize * MESSAGE >> 20
+        (sent as usize * MESSAGE) >> 20
     );
     // Queued: the two high-water marks plus the kernel's socket buffers; far below the 10,000 tried.
     assert!(sent < 1000, "{sent} messages queued: not bounded by the high-water marks");
