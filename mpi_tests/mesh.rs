@@ -24,6 +24,8 @@ fn main() {
         ("drop-after-send", drop_after_send),
         ("panic", panic),
         ("missing-rank", missing_rank),
+        ("victim", victim),
+        ("intruder", intruder),
     ]);
 }
 
@@ -187,4 +189,75 @@ fn missing_rank(world: &SimpleCommunicator) -> Result<(), String> {
     }
     mesh(world, Duration::from_secs(2)).map(drop)?;
     Err("bootstrap completed without rank 1".into())
+}
+
+/// The file through which the intruder job learns the victim job's endpoint (the third argument).
+fn rendezvous() -> Result<std::path::PathBuf, String> {
+    std::env::args().nth(2).map(Into::into).ok_or_else(|| "needs a rendezvous file".into())
+}
+
+/// Job A of the two-jobs test: rank 1 publishes its endpoint, waits until a message from job B (well
+/// formed, but with job B's token) was rejected, then receives job A's own message.
+fn victim(world: &SimpleCommunicator) -> Result<(), String> {
+    let mesh = mesh(world, LONG)?;
+    if mesh.rank() == Rank(1) {
+        let file = rendezvous()?;
+        let endpoint = mesh.endpoint(Rank(1)).map_err(|e| e.to_string())?.to_string();
+        std::fs::write(file.with_extension("tmp"), endpoint).map_err(|e| e.to_string())?;
+        std::fs::rename(file.with_extension("tmp"), &file).map_err(|e| e.to_string())?;
+        for _ in 0..300 {
+            if mesh.rejected_messages() > 0 {
+                break;
+            }
+            let _ = mesh.recv_timeout(Source::Any, Tag(99), Duration::from_millis(100));
+        }
+        ensure(mesh.rejected_messages() > 0, || "job B's message never came".into())?;
+        println!("rank 1: rejected {} message(s) of another job", mesh.rejected_messages());
+    }
+    world.barrier();
+    if mesh.rank() == Rank(0) {
+        mesh.send(Rank(1), Tag(5), b"from job A").map_err(|e| e.to_string())?;
+    } else if mesh.rank() == Rank(1) {
+        let message = mesh.recv(Source::Any, Tag(5)).map_err(|e| e.to_string())?;
+        ensure(message.data() == b"from job A", || "job B's data was delivered".into())?;
+    }
+    world.barrier();
+    Ok(())
+}
+
+/// Job B of the two-jobs test: sends job A's rank 1 a message in the mesh's own format, on the tag job A
+/// uses, carrying job B's real token, as a job sharing the node and its port range could.
+fn intruder(world: &SimpleCommunicator) -> Result<(), String> {
+    #[derive(serde::Serialize)]
+    enum Channel {
+        User(u32),
+    }
+    #[derive(serde::Serialize)]
+    struct Envelope {
+        token: u64,
+        source: u32,
+        channel: Option<Channel>,
+        failed: bool,
+    }
+    let mesh = mesh(world, LONG)?;
+    let file = rendezvous()?;
+    let endpoint = (0..300)
+        .find_map(|_| std::fs::read_to_string(&file).ok().or_else(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        }))
+        .ok_or("job A never published its endpoint")?;
+    let envelope = Envelope { token: mesh.token(), source: 0, channel: Some(Channel::User(5)), failed: false };
+    let payload = b"from job B";
+    let bulk = lightbeam::Bulk::source(payload, Default::default());
+    let header = lightbeam::wire::encode_header(&[bulk], |out| lightbeam::wire::encode_custom(&envelope, out))
+        .map_err(|e| e.to_string())?;
+    let context = zmq::Context::new();
+    let push = context.socket(zmq::PUSH).map_err(|e| e.to_string())?;
+    push.set_linger(2000).map_err(|e| e.to_string())?;
+    push.connect(&endpoint).map_err(|e| e.to_string())?;
+    push.send_multipart([&header[..], &payload[..]], 0).map_err(|e| e.to_string())?;
+    drop(push);
+    println!("rank {}: sent job A a message with job B's token {:#x}", world.rank(), mesh.token());
+    Ok(())
 }

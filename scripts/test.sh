@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, docs, a build without MPI, unit, integration, doc and MPI tests (real
-# mpirun), then every example, the MPI ones at 1 to 4 ranks, then the Slurm batch scripts on a local Slurm,
-# then the multi-host tests across network-namespace hosts. Installs what is missing first. Each step has
+# mpirun), then every example, the MPI ones at 1 to 4 ranks, a short fuzz run of the decoders, the Slurm
+# batch scripts on a local Slurm, and the multi-host tests across network-namespace hosts. Installs what is missing first. Each step has
 # a time limit, so nothing hangs forever.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +34,7 @@ for ranks in 1 2 3 4; do
     step 300 mpirun -n "$ranks" --oversubscribe --bind-to none target/release/examples/broadcast --size 16MiB
 done
 step 300 ./scripts/demo.sh
+step 1200 fuzz/run.sh
 step 600 slurm/test-local.sh
 as_root=()
 [ "$(id -u)" -eq 0 ] || as_root=(sudo --preserve-env=PATH)

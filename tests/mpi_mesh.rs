@@ -83,3 +83,17 @@ fn ranks_on_distinct_loopback_addresses_form_a_mesh() {
         );
     }
 }
+
+#[test]
+fn two_jobs_on_one_node_never_exchange_data() {
+    let file = std::env::temp_dir().join(format!("lbm-two-jobs-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let path = file.display().to_string();
+    let victim_path = path.clone();
+    let victim = std::thread::spawn(move || expect_ok(2, PROGRAM, "victim", &[&victim_path]));
+    let intruder = expect_ok(1, PROGRAM, "intruder", &[&path]);
+    let victim = victim.join().unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(victim.stdout.contains("rejected"), "{}", victim.stdout);
+    assert!(intruder.stdout.contains("job B's token"), "{}", intruder.stdout);
+}
