@@ -242,16 +242,20 @@ fn intruder(world: &SimpleCommunicator) -> Result<(), String> {
     let mesh = mesh(world, LONG)?;
     let file = rendezvous()?;
     let endpoint = (0..300)
-        .find_map(|_| std::fs::read_to_string(&file).ok().or_else(|| {
-            std::thread::sleep(Duration::from_millis(100));
-            None
-        }))
+        .find_map(|_| {
+            std::fs::read_to_string(&file).ok().or_else(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                None
+            })
+        })
         .ok_or("job A never published its endpoint")?;
-    let envelope = Envelope { token: mesh.token(), source: 0, channel: Some(Channel::User(5)), failed: false };
+    let envelope =
+        Envelope { token: mesh.token(), source: 0, channel: Some(Channel::User(5)), failed: false };
     let payload = b"from job B";
     let bulk = lightbeam::Bulk::source(payload, Default::default());
-    let header = lightbeam::wire::encode_header(&[bulk], |out| lightbeam::wire::encode_custom(&envelope, out))
-        .map_err(|e| e.to_string())?;
+    let header =
+        lightbeam::wire::encode_header(&[bulk], |out| lightbeam::wire::encode_custom(&envelope, out))
+            .map_err(|e| e.to_string())?;
     let context = zmq::Context::new();
     let push = context.socket(zmq::PUSH).map_err(|e| e.to_string())?;
     push.set_linger(2000).map_err(|e| e.to_string())?;
