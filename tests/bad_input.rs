@@ -170,11 +170,10 @@ fn unparsable_addresses_unknown_protocols_and_ports_in_use() {
 #[test]
 fn a_send_with_no_peer_times_out_with_a_clear_error() {
     let options = Options { send_timeout: Some(Duration::from_millis(200)), ..Options::default() };
-    // Reserve a port, then free it: nothing listens there.
-    let port: u16 = {
-        let (server, _) = pair(Protocol::Tcp);
-        server.address().rsplit(':').next().unwrap().parse().unwrap()
-    };
+    // A plain TCP listener holds the port: connections open, but no ZeroMQ peer ever answers, so no
+    // message can be taken (and no other test can take the port meanwhile).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
     let client =
         ZeroMqClient::connect(&format!("tcp://127.0.0.1:{port}").parse().unwrap(), &options).unwrap();
     let started = Instant::now();
