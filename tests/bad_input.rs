@@ -185,3 +185,21 @@ fn a_send_with_no_peer_times_out_with_a_clear_error() {
     drop(client);
     assert!(started.elapsed() < WAIT, "dropping the client hung");
 }
+
+#[test]
+fn a_message_over_the_configured_cap_is_never_delivered_and_the_server_goes_on() {
+    let options = Options { max_message_size: Some(64 << 10), ..Options::default() };
+    let server = ZeroMqServer::bind(&fresh_endpoint(Protocol::Tcp), &options).unwrap();
+    let endpoint = lightbeam::Server::address(&server).parse().unwrap();
+    let big = ZeroMqClient::connect(&endpoint, &Options::default()).unwrap();
+    send_all(&big, 1u32, &[&pattern(1 << 20, 1)]);
+    let event = lightbeam::Server::recv_metadata_timeout(
+        &server,
+        &mut LbmMeta::<u32>::default(),
+        Duration::from_millis(500),
+    );
+    assert!(!event.is_done(), "a message over the cap was delivered");
+    let small = ZeroMqClient::connect(&endpoint, &Options::default()).unwrap();
+    send_all(&small, 2u32, &[b"small"]);
+    assert_eq!(recv_all::<u32>(&server).unwrap(), (2, vec![b"small".to_vec()]));
+}

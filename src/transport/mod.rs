@@ -35,6 +35,9 @@ pub struct Options {
     pub linger: Duration,
     /// Messages queued per peer before a send waits (ZeroMQ's high-water mark). Default 1000.
     pub high_water_mark: i32,
+    /// The largest message a server accepts, in bytes (ZeroMQ's `MAXMSGSIZE`): a peer announcing a larger
+    /// frame is disconnected before anything is allocated for it. `None` (the default) accepts any size.
+    pub max_message_size: Option<u64>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             send_timeout: Some(Duration::from_secs(30)),
             linger: Duration::from_secs(5),
             high_water_mark: 1000,
+            max_message_size: None,
         }
     }
 }

@@ -62,6 +62,9 @@ fn new_socket(
         socket.set_sndhwm(options.high_water_mark)?;
         socket.set_rcvhwm(options.high_water_mark)?;
         socket.set_ipv6(endpoint.is_ipv6())?;
+        if let Some(limit) = options.max_message_size {
+            socket.set_maxmsgsize(i64::try_from(limit).unwrap_or(i64::MAX))?;
+        }
         Ok(socket)
     };
     configure().map_err(|e| Error::transport("create socket for", &uri, e))
