@@ -93,3 +93,13 @@ pub fn expect_ok(ranks: usize, program: &str, scenario: &str, extra: &[&str]) ->
     );
     run
 }
+
+/// Runs a scenario that must make the job fail (not hang), printing `expected` on standard error.
+#[track_caller]
+pub fn expect_failure(ranks: usize, limit: Duration, program: &str, scenario: &str, expected: &str) -> Run {
+    let run = mpirun(ranks, limit, program, &[scenario]);
+    assert!(!run.success, "{scenario}: the job succeeded");
+    assert!(run.stderr.contains(expected), "{scenario}: no {expected:?} in:\n{}", run.stderr);
+    assert!(!run.stderr.contains("killed after"), "{scenario}: the job hung:\n{}", run.stderr);
+    run
+}
