@@ -89,7 +89,9 @@ pub struct MeshConfig {
     pub host: Option<String>,
     /// How long any receive (and every step of a collective) waits before failing. Default 60 s.
     pub timeout: Duration,
-    /// Socket options of every client and server.
+    /// Socket options of every client and server. The default queues at most 32 messages per peer (not
+    /// ZeroMQ's 1000): with 1 MiB broadcast pieces a rank holds at most about 32 MiB in flight per peer, so
+    /// a 256 MiB broadcast peaks near 256 + 64 MiB per rank instead of twice the buffer.
     pub options: Options,
     /// Install a panic hook that aborts the whole MPI job, so that a panic on one rank does not leave the
     /// others waiting. Default true.
@@ -108,7 +110,7 @@ impl Default for MeshConfig {
             protocol: Protocol::Tcp,
             host: None,
             timeout: Duration::from_secs(60),
-            options: Options::default(),
+            options: Options { high_water_mark: 32, ..Options::default() },
             abort_on_panic: true,
             pipeline_threshold: collectives::PIPELINE_THRESHOLD,
             chunk_size: collectives::CHUNK_SIZE,
@@ -294,14 +296,32 @@ impl Mesh {
         match error {
             Error::Timeout { op, after, .. } => {
                 if let Channel::Collective(_) = channel {
-                    crate::transport::lock(&self.mailbox)
-                        .record_loss(Loss { lost: peer, reporter: self.rank });
-                    self.report_loss(peer);
+                    if let Some(earlier) = self.conclude_loss(peer, op) {
+                        return earlier;
+                    }
                 }
                 Error::Timeout { op, after, peer: Some(self.describe(peer)) }
             }
             e => e,
         }
+    }
+
+    /// After waiting past the deadline on `suspect` in a collective. The suspect may itself be stuck
+    /// behind a lost rank and about to say so: its notice gets a moment (a fifth of the deadline, at most
+    /// 200 ms), and if one comes, that earlier loss is the error returned. Otherwise the suspect is taken
+    /// as lost and every other rank is told, so that their receives fail at once.
+    fn conclude_loss(&self, suspect: Rank, op: &str) -> Option<Error> {
+        let grace = (self.config.timeout / 5).min(Duration::from_millis(200));
+        let mut mailbox = crate::transport::lock(&self.mailbox);
+        if let Err(Receive::Lost(loss)) =
+            mailbox.receive(&self.server, self.token, self.size(), grace, |_, _| false)
+        {
+            return Some(self.lost_error(loss, op));
+        }
+        mailbox.record_loss(Loss { lost: suspect, reporter: self.rank });
+        drop(mailbox);
+        self.report_loss(suspect);
+        None
     }
 
     /// A collective's receive: waits up to the mesh's deadline; past it, the rank waited for is lost.
@@ -339,17 +359,10 @@ impl Mesh {
             Err(Receive::Lost(loss)) => return Err(self.lost_error(loss, op)),
         };
         if let (None, Some(rank)) = (&received, suspect) {
-            // The suspect may itself be stuck behind a lost rank and about to say so: give its notice a
-            // moment (a fifth of the deadline, at most 200 ms) before blaming the suspect.
-            let grace = (timeout / 5).min(Duration::from_millis(200));
-            if let Err(Receive::Lost(loss)) =
-                mailbox.receive(&self.server, self.token, self.size(), grace, |_, _| false)
-            {
-                return Err(self.lost_error(loss, op));
-            }
-            mailbox.record_loss(Loss { lost: rank, reporter: self.rank });
             drop(mailbox);
-            self.report_loss(rank);
+            if let Some(earlier) = self.conclude_loss(rank, op) {
+                return Err(earlier);
+            }
         }
         received
             .ok_or_else(|| Error::Timeout {
