@@ -39,7 +39,7 @@ fn size_for(from: usize, to: usize, ranks: usize) -> usize {
     (from * 7919 + to * 104_729) % max
 }
 
-/// Every ordered pair exchanges checksummed data on two tags, received in the opposite order to the one
+/// Every ordered pair exchanges checksummed data on two tags (one sent from a borrowed slice, one owned), received in the opposite order to the one
 /// sent (so the first arrival waits in the unexpected queue); then an any-source receive at rank 0.
 fn pairs(world: &SimpleCommunicator) -> Result<(), String> {
     let mesh = mesh(world, LONG)?;
@@ -48,7 +48,13 @@ fn pairs(world: &SimpleCommunicator) -> Result<(), String> {
     for to in 0..n {
         for tag in [1, 2] {
             let data = pattern(size_for(me, to, n) + tag as usize, seed(me, to, tag));
-            mesh.send(Rank(to), Tag(tag), &data).map_err(|e| e.to_string())?;
+            // Tag 2 gives its buffer away (zero-copy send); tag 1 lends it.
+            let sent = if tag == 2 {
+                mesh.send_owned(Rank(to), Tag(tag), data)
+            } else {
+                mesh.send(Rank(to), Tag(tag), &data)
+            };
+            sent.map_err(|e| e.to_string())?;
         }
     }
     for from in 0..n {

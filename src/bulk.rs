@@ -2,6 +2,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::Mutex;
+
 use crate::error::{Error, Result};
 use crate::shm::{FullPtr, ShmPtr};
 
@@ -45,6 +47,8 @@ enum Region<'a> {
     Destination(&'a mut [u8]),
     /// Bytes to send, in shared memory.
     SharedSource(FullPtr),
+    /// Bytes to hand to the transport on the first send, without a copy (taken then, so `None` after).
+    Owned(Mutex<Option<Vec<u8>>>),
     /// Shared memory to receive into.
     SharedDestination(FullPtr),
 }
@@ -65,6 +69,13 @@ impl<'a> Bulk<'a> {
     /// A bulk that sends `data`.
     pub fn source(data: &'a [u8], flags: BulkFlags) -> Self {
         Self { size: data.len(), flags, region: Region::Source(data) }
+    }
+
+    /// A bulk that gives `data` away to the transport: the first send moves it into the outgoing message
+    /// without a copy (where [`Bulk::source`] copies it once, because ZeroMQ sends after `send` returns and
+    /// a borrowed slice may be gone by then). A second send of the same bulk fails.
+    pub fn owned(data: Vec<u8>, flags: BulkFlags) -> Bulk<'static> {
+        Bulk { size: data.len(), flags, region: Region::Owned(Mutex::new(Some(data))) }
     }
 
     /// A bulk that receives into `buffer`.
@@ -103,7 +114,28 @@ impl<'a> Bulk<'a> {
         self.flags
     }
 
-    /// The bytes to send, for a bulk exposed on the sending side.
+    /// True for a bulk made by [`Bulk::owned`], whose bytes go to the transport on send.
+    pub fn is_owned(&self) -> bool {
+        matches!(self.region, Region::Owned(_))
+    }
+
+    /// Takes the bytes of an owned bulk out, to be sent; `None` for any other bulk, or once taken.
+    pub(crate) fn take_owned(&self) -> Option<Vec<u8>> {
+        match &self.region {
+            Region::Owned(data) => data.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(),
+            _ => None,
+        }
+    }
+
+    /// Puts back the bytes of an owned bulk whose send failed before they went out.
+    pub(crate) fn restore_owned(&self, bytes: Vec<u8>) {
+        if let Region::Owned(data) = &self.region {
+            *data.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bytes);
+        }
+    }
+
+    /// The bytes to send, for a bulk exposed on the sending side from a slice or shared memory (an owned
+    /// bulk's bytes are not lent out: see [`Bulk::is_owned`]).
     pub fn source_bytes(&self) -> Option<&[u8]> {
         match &self.region {
             Region::Source(data) => Some(data),

@@ -3,8 +3,9 @@
 mod util;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use lightbeam::{LbmMeta, Protocol, Server, Transport, TransportFactory};
+use lightbeam::{Client, LbmMeta, Protocol, Server, Transport, TransportFactory};
 use serde::{Deserialize, Serialize};
 use util::*;
 
@@ -130,4 +131,31 @@ fn bulks_can_be_read_in_place_without_a_copy() {
     recv_meta::<()>(&server).unwrap();
     let payloads = server.take_bulks().unwrap();
     assert_eq!(payloads.iter().map(|p| &p[..]).collect::<Vec<_>>(), [&b"in"[..], b"place"]);
+}
+
+#[test]
+fn owned_bulks_are_sent_without_a_copy_once_and_kept_when_a_send_fails() {
+    let (server, client) = pair(Protocol::Tcp);
+    let owned = lightbeam::verify::pattern(1 << 20, 3);
+    let meta = LbmMeta::new(7u32)
+        .with_bulk(client.expose(b"borrowed", Default::default()))
+        .with_bulk(client.expose_owned(owned.clone(), Default::default()));
+    assert!(meta.bulks[1].is_owned() && meta.bulks[1].source_bytes().is_none());
+    assert_eq!(client.send(&meta).into_result().unwrap(), 8 + (1 << 20));
+    let (custom, buffers) = recv_all::<u32>(&server).unwrap();
+    assert_eq!((custom, &buffers[0][..], &buffers[1]), (7, &b"borrowed"[..], &owned));
+
+    let again = client.send(&meta).into_result().unwrap_err();
+    assert!(again.to_string().contains("bulk 1 was given away by an earlier send"), "{again}");
+
+    // No server yet: the send times out before anything is taken, so the same message can go later.
+    let endpoint = fresh_endpoint(Protocol::Ipc);
+    let options = lightbeam::Options { send_timeout: Some(Duration::from_millis(100)), ..Default::default() };
+    let early = lightbeam::ZeroMqClient::connect(&endpoint, &options).unwrap();
+    let meta = LbmMeta::new(()).with_bulk(early.expose_owned(vec![5; 64], Default::default()));
+    assert!(matches!(early.send(&meta).into_result(), Err(lightbeam::Error::Timeout { .. })));
+    assert!(meta.bulks[0].is_owned());
+    let server = lightbeam::ZeroMqServer::bind(&endpoint, &Default::default()).unwrap();
+    early.send(&meta).into_result().unwrap();
+    assert_eq!(recv_all::<()>(&server).unwrap().1, [vec![5u8; 64]]);
 }

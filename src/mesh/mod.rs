@@ -214,6 +214,12 @@ impl Mesh {
         self.send_on(to, Channel::User(tag), &[data])
     }
 
+    /// As [`Mesh::send`], giving `data` away: it moves into the outgoing message without a copy (a borrowed
+    /// slice is copied once, because ZeroMQ sends after the call returns).
+    pub fn send_owned(&self, to: Rank, tag: Tag, data: Vec<u8>) -> Result<()> {
+        self.send_bulks(to, Channel::User(tag), vec![Bulk::owned(data, Default::default())])
+    }
+
     /// Receives the next message with `tag` from `from`, waiting up to the mesh's timeout.
     pub fn recv(&self, from: Source, tag: Tag) -> Result<Message> {
         self.recv_timeout(from, tag, self.config.timeout)
@@ -262,9 +268,13 @@ impl Mesh {
     }
 
     fn send_on(&self, to: Rank, channel: Channel, parts: &[&[u8]]) -> Result<()> {
+        self.send_bulks(to, channel, parts.iter().map(|p| Bulk::source(p, Default::default())).collect())
+    }
+
+    fn send_bulks(&self, to: Rank, channel: Channel, bulks: Vec<Bulk<'_>>) -> Result<()> {
         let client = self.client(to)?;
         let mut meta = LbmMeta::new(self.envelope(channel, false));
-        meta.bulks = parts.iter().map(|p| client.expose(p, Default::default())).collect();
+        meta.bulks = bulks;
         let sent = client.send(&meta).into_result();
         sent.map(drop).map_err(|e| self.send_failed(e, to, channel))
     }

@@ -76,6 +76,12 @@ pub trait Client: Send + Sync + std::fmt::Debug {
         Bulk::source(data, flags)
     }
 
+    /// Gives `data` to the message without a copy: the first send moves it into ZeroMQ, which frees it once
+    /// sent. Use it for buffers you do not need again; [`Client::expose`] copies once instead.
+    fn expose_owned(&self, data: Vec<u8>, flags: BulkFlags) -> Bulk<'static> {
+        Bulk::owned(data, flags)
+    }
+
     /// Exposes a shared-memory region for sending: by value, or as its pointer alone with
     /// [`BulkFlags::EXPOSE`] (for receivers on this node).
     fn expose_shm(&self, region: FullPtr, flags: BulkFlags) -> Bulk<'static> {

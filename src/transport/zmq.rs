@@ -112,33 +112,31 @@ impl ZeroMqClient {
 
     fn send_message(&self, meta: &dyn Metadata) -> Result<usize> {
         let bulks = meta.bulks();
-        let payloads = bulks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| !b.flags().contains(BulkFlags::EXPOSE))
-            .map(|(i, b)| {
-                b.source_bytes()
-                    .ok_or_else(|| Error::InvalidArgument(format!("bulk {i} was not exposed for sending")))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let header = wire::encode_header(bulks, |out| meta.encode_custom(out))?;
-        self.send_parts(&header, payloads.iter().copied())?;
+        let parts = take_parts(bulks)?;
+        self.send_parts(&header, parts).map_err(|(error, parts)| {
+            restore_parts(bulks, parts);
+            error
+        })?;
         Ok(bulks.iter().map(Bulk::size).sum())
     }
 
     /// Sends a header frame and its bulk frames as one message. Only the header can wait (for a peer, or
-    /// at the high-water mark): once it is queued, ZeroMQ takes the rest of the message at once.
+    /// at the high-water mark): once it is queued, ZeroMQ takes the rest of the message at once. When the
+    /// header cannot be sent, the parts are handed back untouched.
     fn send_parts<T: Into<zmq::Message>>(
         &self,
         header: &[u8],
-        parts: impl ExactSizeIterator<Item = T>,
-    ) -> Result<()> {
+        parts: Vec<T>,
+    ) -> std::result::Result<(), (Error, Vec<T>)> {
         let count = parts.len();
         let more = |i: usize| if i < count { zmq::SNDMORE } else { 0 };
         let socket = lock(&self.socket);
-        retry_eintr(|| socket.send(header, more(0))).map_err(|e| self.send_error(e))?;
-        for (i, part) in parts.enumerate() {
-            socket.send(part, more(i + 1)).map_err(|e| self.send_error(e))?;
+        if let Err(e) = retry_eintr(|| socket.send(header, more(0))) {
+            return Err((self.send_error(e), parts));
+        }
+        for (i, part) in parts.into_iter().enumerate() {
+            socket.send(part, more(i + 1)).map_err(|e| (self.send_error(e), Vec::new()))?;
         }
         Ok(())
     }
@@ -159,7 +157,8 @@ impl ZeroMqClient {
     pub(crate) fn forward(&self, meta: &dyn Metadata, payloads: Vec<Payload>) -> Result<usize> {
         let header = wire::encode_header(meta.bulks(), |out| meta.encode_custom(out))?;
         let bytes = payloads.iter().map(|p| p.len()).sum();
-        self.send_parts(&header, payloads.into_iter().map(|p| p.0))?;
+        let frames = payloads.into_iter().map(|p| p.0).collect();
+        self.send_parts(&header, frames).map_err(|(error, _)| error)?;
         Ok(bytes)
     }
 
@@ -171,6 +170,54 @@ impl ZeroMqClient {
                 peer: Some(self.address.clone()),
             },
             (err, _) => Error::transport("send to", &self.address, err),
+        }
+    }
+}
+
+/// One bulk frame of an outgoing message: copied from a borrowed region, or moved in without a copy.
+enum Part<'a> {
+    Borrowed(&'a [u8]),
+    Owned { index: usize, bytes: Vec<u8> },
+}
+
+impl From<Part<'_>> for zmq::Message {
+    fn from(part: Part<'_>) -> Self {
+        match part {
+            Part::Borrowed(bytes) => bytes.into(),
+            Part::Owned { bytes, .. } => bytes.into(),
+        }
+    }
+}
+
+/// The frames of the bulks sent by value (descriptor-only bulks travel in the header alone). Owned bulks
+/// give their bytes up here; if any bulk cannot be sent, those taken are put back.
+fn take_parts<'a>(bulks: &'a [Bulk<'_>]) -> Result<Vec<Part<'a>>> {
+    let mut parts = Vec::with_capacity(bulks.len());
+    for (index, bulk) in bulks.iter().enumerate().filter(|(_, b)| !b.flags().contains(BulkFlags::EXPOSE)) {
+        let part = match (bulk.take_owned(), bulk.source_bytes()) {
+            (Some(bytes), _) => Ok(Part::Owned { index, bytes }),
+            (None, Some(bytes)) => Ok(Part::Borrowed(bytes)),
+            (None, None) if bulk.is_owned() => {
+                Err(Error::InvalidArgument(format!("bulk {index} was given away by an earlier send")))
+            }
+            (None, None) => Err(Error::InvalidArgument(format!("bulk {index} was not exposed for sending"))),
+        };
+        match part {
+            Ok(part) => parts.push(part),
+            Err(error) => {
+                restore_parts(bulks, parts);
+                return Err(error);
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// Gives owned bulks back the bytes of a message that was not sent.
+fn restore_parts(bulks: &[Bulk<'_>], parts: Vec<Part<'_>>) {
+    for part in parts {
+        if let Part::Owned { index, bytes } = part {
+            bulks[index].restore_owned(bytes);
         }
     }
 }
