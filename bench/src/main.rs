@@ -1,0 +1,337 @@
+//! `lbm-bench`: an OSU-style benchmark of Lightbeam beside raw ZeroMQ and MPI, run under `mpirun`.
+//!
+//! ```text
+//! mpirun -n 2 lbm-bench latency
+//! mpirun -n 4 lbm-bench all --json bench.json --plot bench.svg
+//! ```
+//! Every subcommand measures, in the same run on the same ranks, Lightbeam, raw ZeroMQ doing the same
+//! pattern (copying and zero-copy sends) and MPI, and prints a table with Lightbeam's ratios. See
+//! `docs/BENCHMARKS.md` for what the figures mean.
+
+mod collectives;
+mod p2p;
+mod plot;
+mod raw;
+mod report;
+mod series;
+mod sizes;
+mod timing;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use lightbeam::mesh::{or_abort, Mesh, MeshConfig};
+use lightbeam::Protocol;
+
+use crate::collectives::Collective;
+use crate::report::{BenchmarkRun, Metric, Record, Run, Table};
+use crate::series::{Peers, Series};
+use crate::sizes::{parse_size, show_size};
+use crate::timing::Schedule;
+
+/// OSU-style benchmarks of Lightbeam beside raw ZeroMQ and MPI, in the same run. Run under mpirun.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    benchmark: Which,
+    /// Message sizes, comma-separated (8, 64K, 1MiB, ...). Default: 8 B, then powers of 4 from 16 B to
+    /// 64 MiB.
+    #[arg(long, global = true, value_delimiter = ',', value_parser = parse_size)]
+    sizes: Option<Vec<usize>>,
+    /// Leave out sizes above this (with the default sweep or --sizes).
+    #[arg(long, global = true, value_parser = parse_size)]
+    max_size: Option<usize>,
+    /// Timed iterations per size and series. Default as OSU: latency 1000 (100 above 8 KiB), bandwidth
+    /// 100 (20), collectives 1000 (100); fewer for large sizes, see --budget.
+    #[arg(long, global = true)]
+    iterations: Option<usize>,
+    /// Untimed iterations before the timed ones. Default: a tenth of the iterations, at least 1.
+    #[arg(long, global = true)]
+    warmup: Option<usize>,
+    /// Cut the iterations of large sizes so that one series moves about this many bytes per size (at
+    /// least 5 iterations are kept).
+    #[arg(long, global = true, default_value = "1G", value_parser = parse_size)]
+    budget: usize,
+    /// How Lightbeam and raw ZeroMQ connect the ranks: tcp (any nodes) or ipc (one node).
+    #[arg(long, global = true, value_enum, default_value_t = Transport::Tcp)]
+    transport: Transport,
+    /// Write every figure to this JSON file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// Write every figure to this CSV file.
+    #[arg(long, global = true)]
+    csv: Option<PathBuf>,
+    /// Draw an SVG plot of each benchmark (with `all`, one file per benchmark: NAME-latency.svg, ...).
+    #[arg(long, global = true)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    Tcp,
+    Ipc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+enum Which {
+    /// One-way latency: ping-pong between ranks 0 and 1, half the round trip (osu_latency).
+    Latency,
+    /// Streaming bandwidth from rank 0 to rank 1: windows of messages, each acknowledged (osu_bw).
+    Bandwidth,
+    /// Broadcast from rank 0 (osu_bcast).
+    Bcast,
+    /// Scatter from rank 0, `size` bytes to each rank (osu_scatter).
+    Scatter,
+    /// Gather to rank 0, `size` bytes from each rank (osu_gather).
+    Gather,
+    /// All-to-all, `size` bytes between every pair of ranks (osu_alltoall).
+    Alltoall,
+    /// Every benchmark above, in that order.
+    All,
+}
+
+impl Which {
+    const EACH: [Self; 6] =
+        [Self::Latency, Self::Bandwidth, Self::Bcast, Self::Scatter, Self::Gather, Self::Alltoall];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Latency => "latency",
+            Self::Bandwidth => "bandwidth",
+            Self::Bcast => "bcast",
+            Self::Scatter => "scatter",
+            Self::Gather => "gather",
+            Self::Alltoall => "alltoall",
+            Self::All => "all",
+        }
+    }
+
+    fn collective(self) -> Option<Collective> {
+        match self {
+            Self::Bcast => Some(Collective::Bcast),
+            Self::Scatter => Some(Collective::Scatter),
+            Self::Gather => Some(Collective::Gather),
+            Self::Alltoall => Some(Collective::Alltoall),
+            _ => None,
+        }
+    }
+
+    fn series(self) -> &'static [Series] {
+        match self.collective() {
+            Some(_) => &Series::COLLECTIVE,
+            None => &Series::POINT_TO_POINT,
+        }
+    }
+
+    fn metric(self) -> Metric {
+        if self == Self::Bandwidth {
+            Metric::MbPerS
+        } else {
+            Metric::MedianUs
+        }
+    }
+
+    /// OSU's iteration counts: (up to 8 KiB, above).
+    fn default_iterations(self) -> (usize, usize) {
+        match self {
+            Self::Bandwidth => (100, 20),
+            _ => (1000, 100),
+        }
+    }
+
+    /// Bytes one iteration moves between ranks, to scale iterations down for large sizes.
+    fn bytes_per_iteration(self, size: usize, ranks: usize) -> usize {
+        let others = ranks.saturating_sub(1).max(1);
+        match self {
+            Self::Latency => 2 * size,
+            Self::Bandwidth => p2p::window(size) * size,
+            Self::Alltoall => size * ranks * others,
+            _ => size * others,
+        }
+    }
+
+    fn measure(
+        self,
+        peers: &Peers<'_>,
+        series: Series,
+        size: usize,
+        schedule: Schedule,
+    ) -> Result<timing::Summary, String> {
+        match (self, self.collective()) {
+            (Self::Latency, _) => p2p::latency(peers, series, size, schedule),
+            (Self::Bandwidth, _) => p2p::bandwidth(peers, series, size, schedule),
+            (_, Some(collective)) => collective.measure(peers, series, size, schedule),
+            (Self::All, None) | (_, None) => unreachable!("`all` runs each benchmark in turn"),
+        }
+    }
+}
+
+impl Cli {
+    fn sizes(&self) -> Result<Vec<usize>, String> {
+        let mut sizes = self.sizes.clone().unwrap_or_else(sizes::default_sizes);
+        sizes.retain(|&s| self.max_size.is_none_or(|max| s <= max));
+        if sizes.is_empty() {
+            return Err("no message sizes left to measure".into());
+        }
+        if sizes.contains(&0) {
+            return Err("message sizes start at 1 byte".into());
+        }
+        Ok(sizes)
+    }
+
+    fn schedule(&self, which: Which, size: usize, ranks: usize) -> Schedule {
+        let (small, large) = which.default_iterations();
+        let wanted = self.iterations.unwrap_or(if size <= 8192 { small } else { large });
+        let affordable = (self.budget / which.bytes_per_iteration(size, ranks).max(1)).max(5);
+        let iterations = wanted.min(affordable).max(1);
+        Schedule { warmup: self.warmup.unwrap_or((iterations / 10).max(1)), iterations }
+    }
+
+    fn plot_path(&self, which: Which) -> Option<PathBuf> {
+        let path = self.plot.as_ref()?;
+        if self.benchmark != Which::All {
+            return Some(path.clone());
+        }
+        let stem = path.file_stem().map_or_else(|| "lbm-bench".into(), |s| s.to_string_lossy().into_owned());
+        Some(path.with_file_name(format!("{stem}-{}.svg", which.name())))
+    }
+}
+
+/// Prints where a run is, on stderr: rewritten in place on a terminal, one line per size otherwise.
+struct Progress {
+    terminal: bool,
+}
+
+impl Progress {
+    fn show(&self, which: Which, step: usize, steps: usize, size: usize, series: Series) {
+        let line =
+            format!("lbm-bench {} [{step}/{steps}] {}: {}", which.name(), show_size(size), series.name());
+        if self.terminal {
+            eprint!("\r\x1b[2K{line}");
+        } else if series == which.series()[0] {
+            eprintln!("{line} ...");
+        }
+    }
+
+    fn done(&self) {
+        if self.terminal {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+fn run_benchmark(
+    cli: &Cli,
+    peers: &Peers<'_>,
+    which: Which,
+    sizes: &[usize],
+    transport: &str,
+) -> Result<BenchmarkRun, String> {
+    let (me, n) = (peers.rank(), peers.size());
+    let series = which.series();
+    let table = Table::new(series, which.metric());
+    let progress = Progress { terminal: me == 0 && std::io::stderr().is_terminal() };
+    let quiet = me != 0;
+    if !quiet {
+        println!("{}", table.header(&format!("lbm-bench {}: {n} ranks, {transport}", which.name())));
+    }
+    let mut records = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let schedule = cli.schedule(which, size, n);
+        let mut row = Vec::new();
+        for &s in series {
+            if !quiet {
+                progress.show(which, i + 1, sizes.len(), size, s);
+            }
+            let time = which.measure(peers, s, size, schedule)?;
+            row.push(Record::new(which.name(), s, size, schedule.iterations, time));
+        }
+        if !quiet {
+            progress.done();
+            println!("{}", table.row(size, &row));
+        }
+        records.extend(row);
+    }
+    Ok(BenchmarkRun { benchmark: which.name(), metric: which.metric(), records })
+}
+
+fn write_outputs(cli: &Cli, run: &Run) -> Result<(), String> {
+    if let Some(path) = &cli.json {
+        run.write_json(path)?;
+    }
+    if let Some(path) = &cli.csv {
+        run.write_csv(path)?;
+    }
+    for (which, benchmark) in Which::EACH.iter().zip(&run.benchmarks).filter(|(w, b)| w.name() == b.benchmark)
+    {
+        let _ = which;
+        if let Some(path) = cli.plot_path(*which) {
+            let title = format!("lbm-bench {}: {} ranks, {}", benchmark.benchmark, run.ranks, run.transport);
+            plot::draw(benchmark, &title, &path)?;
+        }
+    }
+    Ok(())
+}
+
+fn written(path: Option<&Path>) -> String {
+    path.map(|p| format!(" {}", p.display())).unwrap_or_default()
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let universe = mpi::initialize().expect("MPI initializes once per process");
+    let world = universe.world();
+    let sizes = or_abort(&world, cli.sizes());
+    let protocol = match cli.transport {
+        Transport::Tcp => Protocol::Tcp,
+        Transport::Ipc => Protocol::Ipc,
+    };
+    let mesh = or_abort(&world, Mesh::bootstrap(&world, MeshConfig { protocol, ..MeshConfig::default() }));
+    let raw = or_abort(&world, raw::RawMesh::connect(&world, &mesh));
+    let peers = Peers { world: &world, mesh: &mesh, raw: &raw };
+    let benchmarks: Vec<Which> = match cli.benchmark {
+        Which::All => Which::EACH.to_vec(),
+        one => vec![one],
+    };
+    if peers.size() < 2 && benchmarks.iter().any(|b| b.collective().is_none()) {
+        if peers.rank() == 0 {
+            eprintln!("lbm-bench: latency and bandwidth need 2 ranks or more (mpirun -n 2)");
+        }
+        std::process::exit(2);
+    }
+    let transport = format!("{:?}", cli.transport).to_lowercase();
+    let mut runs = Vec::new();
+    for &which in &benchmarks {
+        runs.push(or_abort(&world, run_benchmark(&cli, &peers, which, &sizes, &transport)));
+        if peers.rank() == 0 {
+            println!();
+        }
+    }
+    let hosts = or_abort(&world, hosts(&peers));
+    if peers.rank() == 0 {
+        let run = Run {
+            lbm_bench: env!("CARGO_PKG_VERSION"),
+            ranks: peers.size(),
+            transport,
+            hosts,
+            command: std::env::args().collect(),
+            benchmarks: runs,
+        };
+        or_abort(&world, write_outputs(&cli, &run));
+        let files = [cli.json.as_deref(), cli.csv.as_deref()].map(written).concat();
+        if !files.is_empty() {
+            eprintln!("lbm-bench: wrote{files}");
+        }
+    }
+}
+
+/// Every rank's Lightbeam endpoint, to record where the run ran.
+fn hosts(peers: &Peers<'_>) -> Result<Vec<String>, String> {
+    (0..peers.size())
+        .map(|r| {
+            peers.mesh.endpoint(lightbeam::mesh::Rank(r)).map(|e| e.to_string()).map_err(|e| e.to_string())
+        })
+        .collect()
+}
