@@ -264,12 +264,12 @@ fn write_outputs(cli: &Cli, run: &Run) -> Result<(), String> {
     if let Some(path) = &cli.csv {
         run.write_csv(path)?;
     }
-    for (which, benchmark) in Which::EACH.iter().zip(&run.benchmarks).filter(|(w, b)| w.name() == b.benchmark)
-    {
-        let _ = which;
-        if let Some(path) = cli.plot_path(*which) {
+    for benchmark in &run.benchmarks {
+        let which = Which::EACH.into_iter().find(|w| w.name() == benchmark.benchmark);
+        if let Some(path) = which.and_then(|w| cli.plot_path(w)) {
             let title = format!("lbm-bench {}: {} ranks, {}", benchmark.benchmark, run.ranks, run.transport);
             plot::draw(benchmark, &title, &path)?;
+            eprintln!("lbm-bench: wrote {}", path.display());
         }
     }
     Ok(())
@@ -291,6 +291,7 @@ fn main() {
     let mesh = or_abort(&world, Mesh::bootstrap(&world, MeshConfig { protocol, ..MeshConfig::default() }));
     let raw = or_abort(&world, raw::RawMesh::connect(&world, &mesh));
     let peers = Peers { world: &world, mesh: &mesh, raw: &raw };
+    or_abort(&world, peers.connect_all());
     let benchmarks: Vec<Which> = match cli.benchmark {
         Which::All => Which::EACH.to_vec(),
         one => vec![one],

@@ -1,5 +1,5 @@
 //! The SVG plot of one benchmark: its figure against message size, one line per series, both axes
-//! logarithmic.
+//! logarithmic (sizes placed by their base-2 logarithm, so powers of two fall on the labels).
 
 use std::path::Path;
 
@@ -17,7 +17,7 @@ fn draw_chart(run: &BenchmarkRun, title: &str, path: &Path) -> Result<(), Box<dy
     let points = |series: &str| -> Vec<(f64, f64)> {
         let records = run.records.iter().filter(|r| r.series == series);
         records
-            .map(|r| (r.size as f64, run.metric.of(r)))
+            .map(|r| ((r.size as f64).log2(), run.metric.of(r)))
             .filter(|&(_, y)| y.is_finite() && y > 0.0)
             .collect()
     };
@@ -41,12 +41,12 @@ fn draw_chart(run: &BenchmarkRun, title: &str, path: &Path) -> Result<(), Box<dy
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(80)
-        .build_cartesian_2d((x_min..x_max * 1.5).log_scale(), (y_min / 1.5..y_max * 1.5).log_scale())?;
+        .build_cartesian_2d(x_min - 0.5..x_max + 0.5, (y_min / 1.5..y_max * 1.5).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("message size")
         .y_desc(run.metric.label())
-        .x_label_formatter(&|x| show_size(x.round() as usize))
+        .x_label_formatter(&|log2| show_size(log2.exp2().round() as usize))
         .draw()?;
     for (i, name) in names.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
