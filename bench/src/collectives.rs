@@ -48,9 +48,11 @@ impl Collective {
         match self {
             Self::Bcast => pattern(size, 0),
             Self::Scatter => mine(pattern(n * size, 0)),
-            Self::Gather if me == ROOT => (0..n).flat_map(|p| pattern(size, p as u64)).collect(),
+            Self::Gather if me == ROOT => {
+                (0..n).map(|p| pattern(size, p as u64)).collect::<Vec<_>>().concat()
+            }
             Self::Gather => Vec::new(),
-            Self::Alltoall => (0..n).flat_map(|p| mine(pattern(n * size, p as u64))).collect(),
+            Self::Alltoall => (0..n).map(|p| mine(pattern(n * size, p as u64))).collect::<Vec<_>>().concat(),
         }
     }
 

@@ -54,9 +54,20 @@ struct Cli {
     /// least 5 iterations are kept).
     #[arg(long, global = true, default_value = "1G", value_parser = parse_size)]
     budget: usize,
+    /// Measure only these series (comma-separated: lightbeam, lightbeam-owned, zmq-copy, zmq-zerocopy,
+    /// mpi). Default: all that apply.
+    #[arg(long, global = true, value_delimiter = ',')]
+    series: Option<Vec<String>>,
     /// How Lightbeam and raw ZeroMQ connect the ranks: tcp (any nodes) or ipc (one node).
     #[arg(long, global = true, value_enum, default_value_t = Transport::Tcp)]
     transport: Transport,
+    /// Lightbeam's broadcast switches from the binomial tree to the pipelined chain at this size (the
+    /// raw ZeroMQ broadcast follows). Default: Lightbeam's.
+    #[arg(long, global = true, value_parser = parse_size)]
+    pipeline_threshold: Option<usize>,
+    /// The piece size of Lightbeam's pipelined chain (and of the raw ZeroMQ one). Default: Lightbeam's.
+    #[arg(long, global = true, value_parser = parse_size)]
+    chunk_size: Option<usize>,
     /// Write every figure to this JSON file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
@@ -169,6 +180,14 @@ impl Which {
 }
 
 impl Cli {
+    fn check_series(&self) -> Result<(), String> {
+        let known = Series::POINT_TO_POINT.map(Series::name);
+        match self.series.iter().flatten().find(|name| !known.contains(&name.as_str())) {
+            Some(name) => Err(format!("unknown series {name:?}: choose from {}", known.join(", "))),
+            None => Ok(()),
+        }
+    }
+
     fn sizes(&self) -> Result<Vec<usize>, String> {
         let mut sizes = self.sizes.clone().unwrap_or_else(sizes::default_sizes);
         sizes.retain(|&s| self.max_size.is_none_or(|max| s <= max));
@@ -189,6 +208,12 @@ impl Cli {
         Schedule { warmup: self.warmup.unwrap_or((iterations / 10).max(1)), iterations }
     }
 
+    fn series(&self, which: Which) -> Vec<Series> {
+        let wanted =
+            |s: &Series| self.series.as_ref().is_none_or(|names| names.iter().any(|n| n == s.name()));
+        which.series().iter().copied().filter(wanted).collect()
+    }
+
     fn plot_path(&self, which: Which) -> Option<PathBuf> {
         let path = self.plot.as_ref()?;
         if self.benchmark != Which::All {
@@ -205,12 +230,12 @@ struct Progress {
 }
 
 impl Progress {
-    fn show(&self, which: Which, step: usize, steps: usize, size: usize, series: Series) {
+    fn show(&self, which: Which, step: usize, steps: usize, size: usize, series: Series, first: bool) {
         let line =
             format!("lbm-bench {} [{step}/{steps}] {}: {}", which.name(), show_size(size), series.name());
         if self.terminal {
             eprint!("\r\x1b[2K{line}");
-        } else if series == which.series()[0] {
+        } else if first {
             eprintln!("{line} ...");
         }
     }
@@ -230,8 +255,8 @@ fn run_benchmark(
     transport: &str,
 ) -> Result<BenchmarkRun, String> {
     let (me, n) = (peers.rank(), peers.size());
-    let series = which.series();
-    let table = Table::new(series, which.metric());
+    let series = cli.series(which);
+    let table = Table::new(&series, which.metric());
     let progress = Progress { terminal: me == 0 && std::io::stderr().is_terminal() };
     let quiet = me != 0;
     if !quiet {
@@ -241,9 +266,9 @@ fn run_benchmark(
     for (i, &size) in sizes.iter().enumerate() {
         let schedule = cli.schedule(which, size, n);
         let mut row = Vec::new();
-        for &s in series {
+        for &s in &series {
             if !quiet {
-                progress.show(which, i + 1, sizes.len(), size, s);
+                progress.show(which, i + 1, sizes.len(), size, s, row.is_empty());
             }
             let time = which.measure(peers, s, size, schedule)?;
             row.push(Record::new(which.name(), s, size, schedule.iterations, time));
@@ -284,11 +309,19 @@ fn main() {
     let universe = mpi::initialize().expect("MPI initializes once per process");
     let world = universe.world();
     let sizes = or_abort(&world, cli.sizes());
+    or_abort(&world, cli.check_series());
     let protocol = match cli.transport {
         Transport::Tcp => Protocol::Tcp,
         Transport::Ipc => Protocol::Ipc,
     };
-    let mesh = or_abort(&world, Mesh::bootstrap(&world, MeshConfig { protocol, ..MeshConfig::default() }));
+    let defaults = MeshConfig::default();
+    let config = MeshConfig {
+        protocol,
+        pipeline_threshold: cli.pipeline_threshold.unwrap_or(defaults.pipeline_threshold),
+        chunk_size: cli.chunk_size.unwrap_or(defaults.chunk_size),
+        ..defaults
+    };
+    let mesh = or_abort(&world, Mesh::bootstrap(&world, config));
     let raw = or_abort(&world, raw::RawMesh::connect(&world, &mesh));
     let peers = Peers { world: &world, mesh: &mesh, raw: &raw };
     or_abort(&world, peers.connect_all());

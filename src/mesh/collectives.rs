@@ -167,6 +167,13 @@ fn pieces(data: &[u8], chunk_size: usize) -> impl Iterator<Item = (usize, &[u8])
     })
 }
 
+/// Makes `vec` a copy of `data`, reusing its allocation: collectives called in a loop with the same
+/// output vectors allocate (and page in) their memory once.
+fn refill(vec: &mut Vec<u8>, data: &[u8]) {
+    vec.clear();
+    vec.extend_from_slice(data);
+}
+
 fn too_small(what: &str, needed: usize, capacity: usize) -> Error {
     Error::InvalidArgument(format!("{what}: {needed} bytes arrive but the receive buffer holds {capacity}"))
 }
@@ -398,9 +405,9 @@ impl Mesh {
     pub fn gather_into_root(&self, data: &[u8], gathered: &mut Vec<Vec<u8>>) -> Result<usize> {
         let channel = self.begin_collective("gather")?;
         let n = self.size();
-        gathered.clear();
-        gathered.resize(n, Vec::new());
-        gathered[self.rank.0] = data.to_vec();
+        gathered.resize_with(n, Vec::new);
+        gathered.truncate(n);
+        refill(&mut gathered[self.rank.0], data);
         let mut arrived = vec![false; n];
         arrived[self.rank.0] = true;
         for _ in 1..n {
@@ -409,7 +416,7 @@ impl Mesh {
             if std::mem::replace(&mut arrived[source.0], true) {
                 return Err(Error::Mesh(format!("gather: {source} sent twice")));
             }
-            gathered[source.0] = incoming.payloads.first().map_or_else(Vec::new, |p| p.to_vec());
+            refill(&mut gathered[source.0], incoming.payloads.first().map_or(&[][..], |p| &p[..]));
         }
         Ok(gathered.iter().map(Vec::len).sum())
     }
@@ -435,14 +442,14 @@ impl Mesh {
         received: &mut Vec<Vec<u8>>,
     ) -> Result<()> {
         let (me, n) = (self.rank.0, self.size());
-        received.clear();
-        received.resize(n, Vec::new());
-        received[me] = chunks[me].to_vec();
+        received.resize_with(n, Vec::new);
+        received.truncate(n);
+        refill(&mut received[me], chunks[me]);
         for step in 1..n {
             let (to, from) = ((me + step) % n, (me + n - step) % n);
             self.send_on(Rank(to), channel, &[chunks[to]])?;
             let incoming = self.receive(channel, Source::Rank(Rank(from)), "all_to_all")?;
-            received[from] = incoming.payloads.first().map_or_else(Vec::new, |p| p.to_vec());
+            refill(&mut received[from], incoming.payloads.first().map_or(&[][..], |p| &p[..]));
         }
         Ok(())
     }
