@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, docs, a build without MPI, unit, integration, doc and MPI tests (real
-# mpirun), then every example, the MPI ones at 1 to 4 ranks, a short fuzz run of the decoders, the Slurm
+# mpirun, including a short run of every lbm-bench subcommand), then every example, the MPI ones at 1 to 4 ranks, a short fuzz run of the decoders, the Slurm
 # batch scripts on a local Slurm, and the multi-host tests across network-namespace hosts. Installs what is missing first. Each step has
 # a time limit, so nothing hangs forever.
 set -euo pipefail
@@ -19,11 +19,11 @@ step() {
 
 export RUSTDOCFLAGS="-D warnings"
 step 60 cargo fmt --all -- --check
-step 1200 cargo clippy --all-targets -- -D warnings
-step 600 cargo doc --no-deps
+step 1200 cargo clippy --workspace --all-targets -- -D warnings
+step 600 cargo doc --workspace --no-deps
 step 900 cargo build --no-default-features
-step 2400 cargo test --release
-step 900 cargo build --release --examples
+step 2400 cargo test --release --workspace
+step 900 cargo build --release --workspace --examples --bins
 for example in basic custom_metadata shared_memory; do
     step 120 "target/release/examples/$example"
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings up a single-node Slurm, submits the batch scripts and a job whose rank fails, checks how each ended
 # and what it printed, and tears Slurm down again (also when a check fails). Run from the repository root
-# after `cargo build --release --examples --bins`; scripts/test.sh does both.
+# after `cargo build --release --workspace --examples --bins`; scripts/test.sh does both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,8 +47,12 @@ expect_job() {
 LIGHTBEAM_SIZE=64MiB expect_job broadcast COMPLETED "verified: all 4 ranks hold checksum" 300 \
     slurm/broadcast.sbatch
 grep -E "^(lightbeam|MPI_Bcast):" "$outputs/broadcast.out"
-expect_job benchmark COMPLETED "all-to-all 1 MiB per pair" 300 slurm/benchmark.sbatch
+LBM_BENCH_OUTPUT="$outputs/bench" expect_job benchmark COMPLETED "# lbm-bench alltoall: 4 ranks" 300 \
+    slurm/benchmark.sbatch all --sizes 8,64K,1M --iterations 20
 cat "$outputs/benchmark.out"
+for file in bench.json bench.csv bench-bcast.svg; do
+    [ -s "$outputs/$file" ] || { echo "slurm: benchmark: $file was not written" >&2; exit 1; }
+done
 # A rank that panics: the job must end FAILED at once, not at its 10-minute limit.
 expect_job failing-rank FAILED "rank 1 fails on purpose" 120 --ntasks=3 --overcommit --time=00:10:00 \
     --wrap "srun --mpi=pmix --kill-on-bad-exit=1 target/release/lbm-test-mesh panic"

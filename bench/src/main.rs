@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 use lightbeam::mesh::{or_abort, Mesh, MeshConfig};
 use lightbeam::Protocol;
+use mpi::traits::CommunicatorCollectives;
 
 use crate::collectives::Collective;
 use crate::report::{BenchmarkRun, Metric, Record, Run, Table};
@@ -321,7 +322,10 @@ fn main() {
         chunk_size: cli.chunk_size.unwrap_or(defaults.chunk_size),
         ..defaults
     };
+    world.barrier();
+    let started = std::time::Instant::now();
     let mesh = or_abort(&world, Mesh::bootstrap(&world, config));
+    let bootstrap = started.elapsed();
     let raw = or_abort(&world, raw::RawMesh::connect(&world, &mesh));
     let peers = Peers { world: &world, mesh: &mesh, raw: &raw };
     or_abort(&world, peers.connect_all());
@@ -336,6 +340,13 @@ fn main() {
         std::process::exit(2);
     }
     let transport = format!("{:?}", cli.transport).to_lowercase();
+    if peers.rank() == 0 {
+        println!(
+            "# Lightbeam mesh of {} ranks over {transport} formed in {:.1} ms\n",
+            peers.size(),
+            bootstrap.as_secs_f64() * 1e3
+        );
+    }
     let mut runs = Vec::new();
     for &which in &benchmarks {
         runs.push(or_abort(&world, run_benchmark(&cli, &peers, which, &sizes, &transport)));

@@ -47,33 +47,40 @@ impl RawMesh {
         // Rank r's socket for messages from rank p: an ipc path derived from r's mesh endpoint, or a tcp
         // port r chose and published.
         let home = |rank: usize| mesh.endpoint(Rank(rank)).map_err(|e| e.to_string());
-        let mut pulls = Vec::with_capacity(n);
-        let mut ports = vec![0u16; n];
-        for peer in 0..n {
-            if peer == me {
-                pulls.push(None);
-                continue;
-            }
-            let pull = socket(zmq::PULL)?;
-            let at = raw_endpoint(home(me)?, peer, 0)?;
-            pull.bind(&at).map_err(|e| format!("raw ZeroMQ: bind {at}: {e}"))?;
-            let bound = pull.get_last_endpoint().map_err(|e| e.to_string())?.unwrap_or_default();
-            ports[peer] = Endpoint::parse(&bound).map_err(|e| e.to_string())?.port();
-            pulls.push(Some(pull));
-        }
+        let pulls = (0..n)
+            .map(|peer| {
+                if peer == me {
+                    return Ok(None);
+                }
+                let pull = socket(zmq::PULL)?;
+                let at = raw_endpoint(home(me)?, peer, 0)?;
+                pull.bind(&at).map_err(|e| format!("raw ZeroMQ: bind {at}: {e}"))?;
+                Ok(Some(pull))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let ports = pulls
+            .iter()
+            .map(|pull| match pull {
+                None => Ok(0),
+                Some(pull) => {
+                    let bound = pull.get_last_endpoint().map_err(|e| e.to_string())?.unwrap_or_default();
+                    Ok(Endpoint::parse(&bound).map_err(|e| e.to_string())?.port())
+                }
+            })
+            .collect::<Result<Vec<u16>, String>>()?;
         let mut all_ports = vec![0u16; n * n];
         world.all_gather_into(&ports[..], &mut all_ports[..]);
-        let mut pushes = Vec::with_capacity(n);
-        for peer in 0..n {
-            if peer == me {
-                pushes.push(None);
-                continue;
-            }
-            let push = socket(zmq::PUSH)?;
-            let at = raw_endpoint(home(peer)?, me, all_ports[peer * n + me])?;
-            push.connect(&at).map_err(|e| format!("raw ZeroMQ: connect {at}: {e}"))?;
-            pushes.push(Some(push));
-        }
+        let pushes = (0..n)
+            .map(|peer| {
+                if peer == me {
+                    return Ok(None);
+                }
+                let push = socket(zmq::PUSH)?;
+                let at = raw_endpoint(home(peer)?, me, all_ports[peer * n + me])?;
+                push.connect(&at).map_err(|e| format!("raw ZeroMQ: connect {at}: {e}"))?;
+                Ok(Some(push))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Self { pulls, pushes, _context: context })
     }
 

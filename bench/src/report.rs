@@ -105,14 +105,25 @@ impl Table {
         let figure = |s: Series| records.iter().find(|r| r.series == s.name()).map(|r| self.metric.of(r));
         let mut line = format!("{:>10}", show_size(size));
         for &s in &self.series {
-            line += &figure(s).map_or_else(|| format!(" {:>16}", "-"), |v| format!(" {v:>16.2}"));
+            line += &format!(" {:>16}", figure(s).map_or_else(|| "-".into(), show_figure));
         }
         for &(lightbeam, other) in &self.ratios {
             let ratio = figure(lightbeam).zip(figure(other)).map(|(a, b)| a / b);
-            line += &ratio.map_or_else(|| format!(" {:>24}", "-"), |r| format!(" {r:>24.2}"));
+            line += &format!(" {:>24}", ratio.map_or_else(|| "-".into(), show_figure));
         }
         line
     }
+}
+
+/// A figure with at least three significant digits (two decimals from 1 up, one from 100 up).
+fn show_figure(value: f64) -> String {
+    let decimals = match value.abs() {
+        v if v >= 100.0 => 1,
+        v if v >= 1.0 => 2,
+        0.0 => 2,
+        v => (2 - v.log10().floor() as i32).clamp(2, 9) as usize,
+    };
+    format!("{value:.decimals$}")
 }
 
 /// Everything one invocation measured, as written to JSON.
@@ -186,5 +197,9 @@ mod tests {
         ];
         let row = table.row(8, &records);
         assert!(row.contains("4.00") && row.contains("2.00") && row.contains(" - "), "{row}");
+        assert_eq!(
+            [show_figure(4235.38), show_figure(0.002041), show_figure(0.5)],
+            ["4235.4", "0.00204", "0.500"]
+        );
     }
 }

@@ -1,0 +1,146 @@
+//! A short run of every lbm-bench subcommand under real `mpirun` (a few iterations: it proves the
+//! benchmark works end to end and writes what it says; no timing is asserted).
+
+#[path = "../../tests/util/mpirun.rs"]
+mod mpirun;
+
+use std::time::Duration;
+
+use mpirun::{mpirun, Run};
+
+const BENCH: &str = env!("CARGO_BIN_EXE_lbm-bench");
+const LIMIT: Duration = Duration::from_secs(240);
+const QUICK: [&str; 6] = ["--sizes", "8,64K", "--iterations", "3", "--warmup", "1"];
+
+#[track_caller]
+fn bench(ranks: usize, args: &[&str]) -> Run {
+    let run = mpirun(ranks, LIMIT, BENCH, args);
+    assert!(
+        run.success,
+        "lbm-bench {args:?} at {ranks} ranks failed\n--- stdout\n{}\n--- stderr\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// The figures of the table row for `size`, with no column left empty.
+fn row<'a>(stdout: &'a str, size: &str) -> Vec<&'a str> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(size))
+        .unwrap_or_else(|| panic!("no {size} row in:\n{stdout}"));
+    let figures: Vec<&str> = line.split_whitespace().skip(2).collect();
+    assert!(
+        figures.iter().all(|f| f.parse::<f64>().is_ok_and(|v| v > 0.0)),
+        "empty or bad figure in {line:?}"
+    );
+    figures
+}
+
+#[test]
+fn every_subcommand_runs_at_two_ranks_with_every_series_and_ratio() {
+    for (subcommand, columns) in [
+        ("latency", 5 + 3),
+        ("bandwidth", 5 + 3),
+        ("bcast", 3 + 2),
+        ("scatter", 3 + 2),
+        ("gather", 3 + 2),
+        ("alltoall", 3 + 2),
+    ] {
+        let args: Vec<&str> = std::iter::once(subcommand).chain(QUICK).collect();
+        let run = bench(2, &args);
+        assert!(run.stdout.contains(&format!("# lbm-bench {subcommand}: 2 ranks, tcp")), "{}", run.stdout);
+        for size in ["8 B", "64 KiB"] {
+            assert_eq!(row(&run.stdout, size).len(), columns, "{subcommand} {size}:\n{}", run.stdout);
+        }
+        assert!(
+            run.stderr.contains(&format!("lbm-bench {subcommand} [2/2] 64 KiB")),
+            "no progress: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
+    let dir = std::env::temp_dir().join(format!("lbm-bench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, csv, svg) = (dir.join("run.json"), dir.join("run.csv"), dir.join("run.svg"));
+    let paths = [json.to_str().unwrap(), csv.to_str().unwrap(), svg.to_str().unwrap()];
+    let args = [
+        "all",
+        "--sizes",
+        "8,1M",
+        "--iterations",
+        "2",
+        "--json",
+        paths[0],
+        "--csv",
+        paths[1],
+        "--plot",
+        paths[2],
+    ];
+    let run = bench(4, &args);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 6, "{}", run.stdout);
+
+    let document: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(document["ranks"], 4);
+    let benchmarks = document["benchmarks"].as_array().unwrap();
+    let names: Vec<&str> = benchmarks.iter().map(|b| b["benchmark"].as_str().unwrap()).collect();
+    assert_eq!(names, ["latency", "bandwidth", "bcast", "scatter", "gather", "alltoall"]);
+    let mut records = 0;
+    for benchmark in benchmarks {
+        let list = benchmark["records"].as_array().unwrap();
+        let series = if list.iter().any(|r| r["series"] == "zmq-zerocopy") { 5 } else { 3 };
+        assert_eq!(list.len(), 2 * series, "{benchmark}");
+        assert!(list.iter().all(|r| r["median_us"].as_f64().unwrap() > 0.0 && r["iterations"] == 2));
+        records += list.len();
+    }
+    let table = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(table.lines().count(), 1 + records);
+    assert!(table.starts_with("benchmark,ranks,transport,series,size"));
+    for name in names {
+        let plot = std::fs::read_to_string(dir.join(format!("run-{name}.svg"))).unwrap();
+        assert!(plot.starts_with("<svg") && plot.contains("lightbeam") && plot.contains("mpi"), "{name}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ipc_transport_and_chosen_series() {
+    let run = bench(
+        2,
+        &[
+            "bandwidth",
+            "--transport",
+            "ipc",
+            "--series",
+            "lightbeam-owned,zmq-zerocopy",
+            "--sizes",
+            "1M",
+            "--iterations",
+            "3",
+        ],
+    );
+    assert!(
+        run.stdout.contains("2 ranks, ipc") && run.stdout.contains("lightbeam-owned/zmq-zerocopy"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(row(&run.stdout, "1 MiB").len(), 3);
+}
+
+#[test]
+fn bad_arguments_end_the_job_with_a_reason() {
+    for (ranks, args, reason) in [
+        (2, &["latency", "--sizes", "0"][..], "message sizes start at 1 byte"),
+        (2, &["latency", "--sizes", "12Q"][..], "unknown unit"),
+        (2, &["bcast", "--series", "nccl"][..], "unknown series \"nccl\""),
+        (1, &["latency"][..], "need 2 ranks or more"),
+    ] {
+        let run = mpirun(ranks, LIMIT, BENCH, args);
+        assert!(!run.success, "{args:?} succeeded");
+        assert!(run.stderr.contains(reason), "{args:?}: no {reason:?} in {}", run.stderr);
+        assert!(!run.stderr.contains("killed after"), "{args:?} hung");
+    }
+}
