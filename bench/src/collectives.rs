@@ -7,7 +7,22 @@ use mpi::traits::*;
 
 use crate::raw::Outgoing;
 use crate::series::{Library, Peers, Series};
-use crate::timing::{time_iterations, Schedule, Summary};
+use crate::timing::Trial;
+
+/// One rank's part of a collective with one library, and its buffers.
+pub(crate) struct CollectiveTrial<'p> {
+    collective: Collective,
+    peers: &'p Peers<'p>,
+    library: Library,
+    size: usize,
+    buffers: Buffers,
+}
+
+impl Trial for CollectiveTrial<'_> {
+    fn run(&mut self) -> Result<(), String> {
+        self.collective.run(self.peers, self.library, self.size, &mut self.buffers)
+    }
+}
 
 /// The collectives measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,29 +71,32 @@ impl Collective {
         }
     }
 
-    /// Median time of one collective in microseconds, after checking once that every rank got the right
-    /// data.
-    pub(crate) fn measure(
+    /// This rank's part of the collective with `series`, checked once (untimed) to leave every rank
+    /// with the right data.
+    pub(crate) fn trial<'p>(
         self,
-        peers: &Peers<'_>,
+        peers: &'p Peers<'p>,
         series: Series,
         size: usize,
-        schedule: Schedule,
-    ) -> Result<Summary, String> {
+    ) -> Result<CollectiveTrial<'p>, String> {
         let (me, n) = (peers.rank(), peers.size());
-        let mut buffers = self.buffers(me, n, size);
-        self.run(peers, series.library, size, &mut buffers)?;
-        let held = if buffers.parts.is_empty() { buffers.recv.clone() } else { buffers.parts.concat() };
+        let mut trial = CollectiveTrial {
+            collective: self,
+            peers,
+            library: series.library,
+            size,
+            buffers: self.buffers(me, n, size),
+        };
+        trial.run()?;
+        let held = if trial.buffers.parts.is_empty() {
+            trial.buffers.recv.clone()
+        } else {
+            trial.buffers.parts.concat()
+        };
         if held != self.expected(me, n, size) {
             return Err(format!("{self:?} with {}: rank {me} holds the wrong data", series.name()));
         }
-        let times = time_iterations(
-            peers.world,
-            schedule,
-            || (),
-            |()| self.run(peers, series.library, size, &mut buffers),
-        )?;
-        Ok(Summary::of(&times).scaled(1e6))
+        Ok(trial)
     }
 
     fn run(self, peers: &Peers<'_>, library: Library, size: usize, b: &mut Buffers) -> Result<(), String> {

@@ -29,7 +29,7 @@ use crate::collectives::Collective;
 use crate::report::{BenchmarkRun, Metric, Record, Run, Table};
 use crate::series::{Peers, Series};
 use crate::sizes::{parse_size, show_size};
-use crate::timing::Schedule;
+use crate::timing::{Schedule, Summary, Trial};
 
 /// OSU-style benchmarks of Lightbeam beside raw ZeroMQ and MPI, in the same run. Run under mpirun.
 #[derive(Debug, Parser)]
@@ -164,18 +164,27 @@ impl Which {
         }
     }
 
-    fn measure(
+    /// This rank's part of the benchmark with `series` at `size`.
+    fn trial<'p>(
         self,
-        peers: &Peers<'_>,
+        peers: &'p Peers<'p>,
         series: Series,
         size: usize,
-        schedule: Schedule,
-    ) -> Result<timing::Summary, String> {
-        match (self, self.collective()) {
-            (Self::Latency, _) => p2p::latency(peers, series, size, schedule),
-            (Self::Bandwidth, _) => p2p::bandwidth(peers, series, size, schedule),
-            (_, Some(collective)) => collective.measure(peers, series, size, schedule),
-            (Self::All, None) | (_, None) => unreachable!("`all` runs each benchmark in turn"),
+    ) -> Result<Box<dyn Trial + 'p>, String> {
+        Ok(match self.collective() {
+            Some(collective) => Box::new(collective.trial(peers, series, size)?),
+            None if self == Self::Latency => Box::new(p2p::PingPong::new(peers, series, size)),
+            None => Box::new(p2p::Stream::new(peers, series, size)),
+        })
+    }
+
+    /// Turns an iteration's seconds into the microseconds the table reports: one way for latency, per
+    /// message for bandwidth, per call for collectives.
+    fn microseconds(self, size: usize) -> f64 {
+        match self {
+            Self::Latency => 0.5e6,
+            Self::Bandwidth => 1e6 / p2p::window(size) as f64,
+            _ => 1e6,
         }
     }
 }
@@ -231,13 +240,12 @@ struct Progress {
 }
 
 impl Progress {
-    fn show(&self, which: Which, step: usize, steps: usize, size: usize, series: Series, first: bool) {
-        let line =
-            format!("lbm-bench {} [{step}/{steps}] {}: {}", which.name(), show_size(size), series.name());
+    fn show(&self, which: Which, step: usize, steps: usize, size: usize) {
+        let line = format!("lbm-bench {} [{step}/{steps}] {} ...", which.name(), show_size(size));
         if self.terminal {
             eprint!("\r\x1b[2K{line}");
-        } else if first {
-            eprintln!("{line} ...");
+        } else {
+            eprintln!("{line}");
         }
     }
 
@@ -266,14 +274,20 @@ fn run_benchmark(
     let mut records = Vec::new();
     for (i, &size) in sizes.iter().enumerate() {
         let schedule = cli.schedule(which, size, n);
-        let mut row = Vec::new();
-        for &s in &series {
-            if !quiet {
-                progress.show(which, i + 1, sizes.len(), size, s, row.is_empty());
-            }
-            let time = which.measure(peers, s, size, schedule)?;
-            row.push(Record::new(which.name(), s, size, schedule.iterations, time));
+        if !quiet {
+            progress.show(which, i + 1, sizes.len(), size);
         }
+        let mut trials =
+            series.iter().map(|&s| which.trial(peers, s, size)).collect::<Result<Vec<_>, _>>()?;
+        let times = timing::time_interleaved(peers.world, schedule, &mut trials)?;
+        let row: Vec<Record> = series
+            .iter()
+            .zip(&times)
+            .map(|(&s, t)| {
+                let summary = Summary::of(t).scaled(which.microseconds(size));
+                Record::new(which.name(), s, size, schedule.iterations, summary)
+            })
+            .collect();
         if !quiet {
             progress.done();
             println!("{}", table.row(size, &row));

@@ -2,10 +2,11 @@
 //! `osu_latency` (ping-pong) and `osu_bw` (a window of messages, then one acknowledgement).
 
 use lightbeam::verify::pattern;
+use mpi::traits::*;
 
 use crate::raw::Outgoing;
 use crate::series::{Library, Peers, Series};
-use crate::timing::{time_iterations, Schedule, Summary};
+use crate::timing::Trial;
 
 /// At most this many messages per bandwidth window (OSU's default window).
 const WINDOW: usize = 64;
@@ -19,97 +20,115 @@ pub(crate) fn window(size: usize) -> usize {
     (WINDOW_BYTES / size.max(1)).clamp(1, WINDOW)
 }
 
-/// What each send of an iteration hands over: owned copies made before the clock starts for a series
-/// that gives its buffers away, else the same buffer lent each time.
-fn outgoing<'a>(mut owned: Vec<Vec<u8>>, data: &'a [u8]) -> impl FnMut() -> Outgoing<'a> + 'a {
-    move || owned.pop().map_or(Outgoing::Lent(data), Outgoing::Given)
+/// What rank 0 or 1 needs to exchange `size`-byte messages with one series.
+struct Exchange<'p> {
+    peers: &'p Peers<'p>,
+    series: Series,
+    size: usize,
+    data: Vec<u8>,
+    /// Where MPI receives (Lightbeam and ZeroMQ read in place).
+    buffer: Vec<u8>,
+    /// Buffers to give away in the next iteration, made off the clock (zero-copy series only).
+    owned: Vec<Vec<u8>>,
 }
 
-fn prepare(series: Series, sends: usize, data: &[u8]) -> Vec<Vec<u8>> {
-    if series.gives {
-        (0..sends).map(|_| data.to_vec()).collect()
-    } else {
-        Vec::new()
+impl<'p> Exchange<'p> {
+    fn new(peers: &'p Peers<'p>, series: Series, size: usize, receive_room: usize) -> Self {
+        let buffer =
+            if series.library == Library::Mpi { vec![0; receive_room.max(ACK.len())] } else { Vec::new() };
+        Self { peers, series, size, data: pattern(size, 1), buffer, owned: Vec::new() }
+    }
+
+    /// Makes `sends` owned copies of the data for a series that gives its buffers away.
+    fn prepare(&mut self, sends: usize) {
+        if self.series.gives {
+            self.owned = (0..sends).map(|_| self.data.clone()).collect();
+        }
+    }
+
+    fn send(&mut self, to: usize) -> Result<(), String> {
+        let data = self.owned.pop().map_or(Outgoing::Lent(&self.data), Outgoing::Given);
+        self.peers.send(self.series.library, to, data)
+    }
+
+    fn recv(&mut self, from: usize, size: usize) -> Result<(), String> {
+        self.peers.recv(self.series.library, from, size, &mut self.buffer)
     }
 }
 
-/// One-way latency in microseconds: half the median round trip of a `size`-byte ping-pong.
-pub(crate) fn latency(
-    peers: &Peers<'_>,
-    series: Series,
-    size: usize,
-    schedule: Schedule,
-) -> Result<Summary, String> {
-    let me = peers.rank();
-    let data = pattern(size, 1);
-    let mut buffer = if series.library == Library::Mpi { vec![0u8; size] } else { Vec::new() };
-    let sends = usize::from(me <= 1);
-    let times = time_iterations(
-        peers.world,
-        schedule,
-        || prepare(series, sends, &data),
-        |owned| {
-            let mut next = outgoing(owned, &data);
-            match me {
-                0 => {
-                    peers.send(series.library, 1, next())?;
-                    peers.recv(series.library, 1, size, &mut buffer)
-                }
-                1 => {
-                    peers.recv(series.library, 0, size, &mut buffer)?;
-                    peers.send(series.library, 0, next())
-                }
-                _ => Ok(()),
-            }
-        },
-    )?;
-    Ok(Summary::of(&times).scaled(0.5e6))
+/// Ping-pong: rank 0 sends, rank 1 answers with as many bytes. Time one way = half an iteration.
+pub(crate) struct PingPong<'p>(Exchange<'p>);
+
+impl<'p> PingPong<'p> {
+    pub(crate) fn new(peers: &'p Peers<'p>, series: Series, size: usize) -> Self {
+        Self(Exchange::new(peers, series, size, size))
+    }
 }
 
-/// Streaming: the time per message (microseconds) of windows of `size`-byte messages from rank 0 to
-/// rank 1, each window ending when rank 1 acknowledges it.
-pub(crate) fn bandwidth(
-    peers: &Peers<'_>,
-    series: Series,
-    size: usize,
-    schedule: Schedule,
-) -> Result<Summary, String> {
-    let me = peers.rank();
-    let count = window(size);
-    let data = pattern(size, 2);
-    let mut buffer =
-        if series.library == Library::Mpi { vec![0u8; count * size] } else { vec![0u8; ACK.len()] };
-    let times = time_iterations(
-        peers.world,
-        schedule,
-        || prepare(series, if me == 0 { count } else { 0 }, &data),
-        |owned| match (me, series.library) {
+impl Trial for PingPong<'_> {
+    fn prepare(&mut self) {
+        self.0.prepare(usize::from(self.0.peers.rank() <= 1));
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        let size = self.0.size;
+        match self.0.peers.rank() {
+            0 => {
+                self.0.send(1)?;
+                self.0.recv(1, size)
+            }
+            1 => {
+                self.0.recv(0, size)?;
+                self.0.send(0)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Streaming: rank 0 sends a window of messages, rank 1 acknowledges the whole window. Time per message
+/// = an iteration over the window.
+pub(crate) struct Stream<'p>(Exchange<'p>);
+
+impl<'p> Stream<'p> {
+    pub(crate) fn new(peers: &'p Peers<'p>, series: Series, size: usize) -> Self {
+        Self(Exchange::new(peers, series, size, window(size) * size))
+    }
+}
+
+impl Trial for Stream<'_> {
+    fn prepare(&mut self) {
+        let sends = if self.0.peers.rank() == 0 { window(self.0.size) } else { 0 };
+        self.0.prepare(sends);
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        let (count, size) = (window(self.0.size), self.0.size);
+        let (library, peers) = (self.0.series.library, self.0.peers);
+        match (peers.rank(), library) {
             (0, Library::Mpi) => {
-                mpi_send_window(peers, &data, count);
-                peers.recv(Library::Mpi, 1, ACK.len(), &mut buffer)
+                mpi_send_window(peers, &self.0.data, count);
+                self.0.recv(1, ACK.len())
             }
             (1, Library::Mpi) => {
-                mpi_recv_window(peers, &mut buffer, size);
-                peers.send(Library::Mpi, 0, Outgoing::Lent(&ACK))
+                mpi_recv_window(peers, &mut self.0.buffer[..count * size], size);
+                peers.send(library, 0, Outgoing::Lent(&ACK))
             }
-            (0, library) => {
-                let mut next = outgoing(owned, &data);
-                (0..count).try_for_each(|_| peers.send(library, 1, next()))?;
-                peers.recv(library, 1, ACK.len(), &mut buffer)
+            (0, _) => {
+                (0..count).try_for_each(|_| self.0.send(1))?;
+                self.0.recv(1, ACK.len())
             }
-            (1, library) => {
-                (0..count).try_for_each(|_| peers.recv(library, 0, size, &mut buffer))?;
+            (1, _) => {
+                (0..count).try_for_each(|_| self.0.recv(0, size))?;
                 peers.send(library, 0, Outgoing::Lent(&ACK))
             }
             _ => Ok(()),
-        },
-    )?;
-    Ok(Summary::of(&times).scaled(1e6 / count as f64))
+        }
+    }
 }
 
 /// MPI's window as osu_bw sends it: every send posted at once, then all awaited.
 fn mpi_send_window(peers: &Peers<'_>, data: &[u8], count: usize) {
-    use mpi::traits::*;
     let to = peers.world.process_at_rank(1);
     mpi::request::multiple_scope(count, |scope, requests| {
         for _ in 0..count {
@@ -121,12 +140,11 @@ fn mpi_send_window(peers: &Peers<'_>, data: &[u8], count: usize) {
 
 /// MPI's receiving side of a window: every receive posted at once, each into its own part of `buffer`.
 fn mpi_recv_window(peers: &Peers<'_>, buffer: &mut [u8], size: usize) {
-    use mpi::traits::*;
     let from = peers.world.process_at_rank(0);
     let count = buffer.len() / size.max(1);
     mpi::request::multiple_scope(count, |scope, requests| {
-        for part in buffer.chunks_mut(size.max(1)).take(count) {
-            requests.add(from.immediate_receive_into(scope, &mut part[..size]));
+        for part in buffer.chunks_mut(size.max(1)) {
+            requests.add(from.immediate_receive_into(scope, part));
         }
         requests.wait_all(&mut Vec::new());
     });

@@ -1,5 +1,5 @@
-//! Timing one operation the same way for every library: each iteration starts together after a barrier,
-//! and counts as long as its slowest rank took. Summaries are medians, as noisy shared machines need.
+//! Timing every library the same way: each iteration starts together after a barrier, and counts as
+//! long as its slowest rank took; the libraries take turns. Summaries are medians, as noisy shared machines need.
 
 use std::time::Instant;
 
@@ -14,30 +14,43 @@ pub(crate) struct Schedule {
     pub(crate) iterations: usize,
 }
 
-/// The time of every timed iteration (seconds), each the slowest rank's; the same on every rank.
-///
-/// `prepare` runs before each iteration's barrier, off the clock (for instance to make the buffers a
-/// zero-copy send gives away); `op` is what is timed.
-pub(crate) fn time_iterations<P>(
+/// One series' part of an interleaved measurement.
+pub(crate) trait Trial {
+    /// Runs before each iteration's barrier, off the clock (for instance to make the buffers a zero-copy
+    /// send gives away).
+    fn prepare(&mut self) {}
+    /// The timed operation.
+    fn run(&mut self) -> Result<(), String>;
+}
+
+/// The time (seconds) of every timed iteration of every trial, each the slowest rank's; the same on
+/// every rank. The trials take turns iteration by iteration, so that a slow moment of a shared machine
+/// hits every library alike instead of whichever happened to be running.
+pub(crate) fn time_interleaved(
     world: &SimpleCommunicator,
     schedule: Schedule,
-    mut prepare: impl FnMut() -> P,
-    mut op: impl FnMut(P) -> Result<(), String>,
-) -> Result<Vec<f64>, String> {
-    let mut mine = Vec::with_capacity(schedule.iterations);
+    trials: &mut [Box<dyn Trial + '_>],
+) -> Result<Vec<Vec<f64>>, String> {
+    let mut mine = vec![Vec::with_capacity(schedule.iterations); trials.len()];
     for i in 0..schedule.warmup + schedule.iterations {
-        let prepared = prepare();
-        world.barrier();
-        let started = Instant::now();
-        op(prepared)?;
-        let took = started.elapsed().as_secs_f64();
-        if i >= schedule.warmup {
-            mine.push(took);
+        for (trial, times) in trials.iter_mut().zip(&mut mine) {
+            trial.prepare();
+            world.barrier();
+            let started = Instant::now();
+            trial.run()?;
+            let took = started.elapsed().as_secs_f64();
+            if i >= schedule.warmup {
+                times.push(took);
+            }
         }
     }
-    let mut slowest = vec![0.0; mine.len()];
-    world.all_reduce_into(&mine[..], &mut slowest[..], SystemOperation::max());
-    Ok(slowest)
+    mine.iter()
+        .map(|times| {
+            let mut slowest = vec![0.0; times.len()];
+            world.all_reduce_into(&times[..], &mut slowest[..], SystemOperation::max());
+            Ok(slowest)
+        })
+        .collect()
 }
 
 /// Median, minimum and maximum of a non-empty sample.
