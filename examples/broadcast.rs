@@ -1,6 +1,6 @@
 //! The main demo: rank 0 broadcasts a generated dataset to every rank over Lightbeam, every rank verifies
-//! its checksum, and rank 0 reports size, time, throughput and the algorithm, beside MPI_Bcast of the
-//! same data.
+//! its checksum, and rank 0 reports size, time, throughput, the algorithm and every rank's peak memory,
+//! beside MPI_Bcast of the same data.
 //!
 //! Run: `mpirun -n 4 target/release/examples/broadcast [--size 256MiB] [--root 0] [--no-mpi-compare]`
 //! (`./scripts/demo.sh` builds it and runs it at 4 ranks). Exits non-zero if any rank's data is wrong.
@@ -85,6 +85,7 @@ type Outcome = Result<(), Box<dyn std::error::Error>>;
 fn run(world: &SimpleCommunicator, args: &Args) -> Outcome {
     let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
     broadcast_and_verify(world, &mesh, args)?;
+    report_peak_memory(&mesh, args)?;
     if args.compare_mpi {
         compare_with_mpi(world, args, &mesh)?;
     }
@@ -146,6 +147,37 @@ fn broadcast_and_verify(world: &SimpleCommunicator, mesh: &Mesh, args: &Args) ->
         return Err(format!("WRONG DATA on ranks {bad:?}").into());
     }
     println!("verified: all {n} ranks hold checksum {expected_sum:#018x}");
+    Ok(())
+}
+
+/// This process's peak resident memory so far (Linux `VmHWM`), in bytes.
+fn peak_resident_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
+}
+
+/// Every rank's peak resident memory through the broadcast, against the buffer it had to hold.
+fn report_peak_memory(mesh: &Mesh, args: &Args) -> Outcome {
+    let mine = peak_resident_bytes().unwrap_or(0) as u64;
+    let root = Rank(args.root);
+    if mesh.rank() != root {
+        mesh.gather_into(root, &mine.to_le_bytes())?;
+        return Ok(());
+    }
+    let mut peaks = Vec::new();
+    mesh.gather_into_root(&mine.to_le_bytes(), &mut peaks)?;
+    let peaks: Vec<usize> =
+        peaks.iter().filter_map(|p| Some(u64::from_le_bytes(p[..].try_into().ok()?) as usize)).collect();
+    let (low, high) = (peaks.iter().min().copied().unwrap_or(0), peaks.iter().max().copied().unwrap_or(0));
+    println!(
+        "peak resident memory per rank: {:.0} to {:.0} MiB (the buffer is {:.0} MiB: at most {:.0} MiB more)",
+        mib(low),
+        mib(high),
+        mib(args.size),
+        mib(high.saturating_sub(args.size))
+    );
     Ok(())
 }
 
