@@ -248,6 +248,18 @@ pub struct ZeroMqServer {
 struct ServerState {
     socket: zmq::Socket,
     inbox: Inbox,
+    /// The socket's receive timeout in milliseconds as last set (-1: none), to set it only on a change.
+    receive_timeout: i32,
+}
+
+impl ServerState {
+    fn set_receive_timeout(&mut self, millis: i32) -> zmq::Result<()> {
+        if self.receive_timeout != millis {
+            self.socket.set_rcvtimeo(millis)?;
+            self.receive_timeout = millis;
+        }
+        Ok(())
+    }
 }
 
 impl ZeroMqServer {
@@ -270,30 +282,35 @@ impl ZeroMqServer {
             _ => uri,
         };
         Ok(Self {
-            state: Mutex::new(ServerState { socket, inbox: Inbox::default() }),
+            state: Mutex::new(ServerState { socket, inbox: Inbox::default(), receive_timeout: -1 }),
             address,
             _context: context,
         })
     }
 
     /// Receives every frame of the next message, waiting up to `timeout`; `None` when nothing came.
-    fn recv_frames(&self, socket: &zmq::Socket, timeout: Duration) -> Result<Option<Vec<Payload>>> {
+    /// The wait is ZeroMQ's own blocking receive with a receive timeout (one call, where polling first
+    /// and receiving after costs a round of ZeroMQ's command processing more per message).
+    fn recv_frames(&self, state: &mut ServerState, timeout: Duration) -> Result<Option<Vec<Payload>>> {
         let deadline = Instant::now() + timeout;
         let first = loop {
-            match socket.recv_msg(zmq::DONTWAIT) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let received = if left.is_zero() {
+                state.socket.recv_msg(zmq::DONTWAIT)
+            } else {
+                state
+                    .set_receive_timeout(millis(left).max(1))
+                    .map_err(|e| Error::transport("configure", &self.address, e))?;
+                state.socket.recv_msg(0)
+            };
+            match received {
                 Ok(message) => break message,
+                Err(zmq::Error::EAGAIN) if left.is_zero() || Instant::now() >= deadline => return Ok(None),
                 Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => {}
                 Err(e) => return Err(Error::transport("receive on", &self.address, e)),
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            match socket.poll(zmq::POLLIN, i64::from(millis(left).max(1))) {
-                Ok(_) | Err(zmq::Error::EINTR) => {}
-                Err(e) => return Err(Error::transport("poll", &self.address, e)),
-            }
         };
+        let socket = &state.socket;
         let mut frames = vec![Payload(first)];
         // The rest of a multipart message is already here: ZeroMQ delivers messages whole.
         while socket.get_rcvmore().map_err(|e| Error::transport("receive on", &self.address, e))? {
@@ -307,7 +324,7 @@ impl ZeroMqServer {
     fn recv_metadata_within(&self, meta: &mut dyn Metadata, timeout: Duration) -> Result<Option<usize>> {
         let mut state = lock(&self.state);
         state.inbox.ensure_idle()?;
-        let Some(frames) = self.recv_frames(&state.socket, timeout)? else {
+        let Some(frames) = self.recv_frames(&mut state, timeout)? else {
             return Ok(None);
         };
         state.inbox.accept(frames, meta).map(Some)
