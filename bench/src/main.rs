@@ -19,11 +19,14 @@ mod timing;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use lightbeam::mesh::{or_abort, Mesh, MeshConfig};
+use lightbeam::mesh::{or_abort, Mesh, MeshConfig, Rank, Source, Tag};
 use lightbeam::Protocol;
-use mpi::traits::CommunicatorCollectives;
+use mpi::topology::Color;
+use mpi::traits::{Communicator, CommunicatorCollectives};
 
 use crate::collectives::Collective;
 use crate::report::{BenchmarkRun, Metric, Record, Run, Table};
@@ -171,10 +174,11 @@ impl Which {
         series: Series,
         size: usize,
     ) -> Result<Box<dyn Trial + 'p>, String> {
-        Ok(match self.collective() {
-            Some(collective) => Box::new(collective.trial(peers, series, size)?),
-            None if self == Self::Latency => Box::new(p2p::PingPong::new(peers, series, size)),
-            None => Box::new(p2p::Stream::new(peers, series, size)),
+        Ok(match (self, self.collective()) {
+            (Self::Latency, _) => Box::new(p2p::PingPong::new(peers, series, size)),
+            (Self::Bandwidth, _) => Box::new(p2p::Stream::new(peers, series, size)),
+            (_, Some(collective)) => Box::new(collective.trial(peers, series, size)?),
+            (_, None) => unreachable!("`all` runs each benchmark in turn"),
         })
     }
 
@@ -190,15 +194,15 @@ impl Which {
 }
 
 impl Cli {
-    fn check_series(&self) -> Result<(), String> {
+    /// The sizes to measure, after checking every argument MPI's ranks cannot check alone.
+    fn validate(&self, ranks: usize) -> Result<Vec<usize>, String> {
         let known = Series::POINT_TO_POINT.map(Series::name);
-        match self.series.iter().flatten().find(|name| !known.contains(&name.as_str())) {
-            Some(name) => Err(format!("unknown series {name:?}: choose from {}", known.join(", "))),
-            None => Ok(()),
+        if let Some(name) = self.series.iter().flatten().find(|name| !known.contains(&name.as_str())) {
+            return Err(format!("unknown series {name:?}: choose from {}", known.join(", ")));
         }
-    }
-
-    fn sizes(&self) -> Result<Vec<usize>, String> {
+        if ranks < 2 && matches!(self.benchmark, Which::Latency | Which::Bandwidth | Which::All) {
+            return Err("latency and bandwidth need 2 ranks or more (mpirun -n 2)".into());
+        }
         let mut sizes = self.sizes.clone().unwrap_or_else(sizes::default_sizes);
         sizes.retain(|&s| self.max_size.is_none_or(|max| s <= max));
         if sizes.is_empty() {
@@ -264,21 +268,34 @@ fn run_benchmark(
     transport: &str,
 ) -> Result<BenchmarkRun, String> {
     let (me, n) = (peers.rank(), peers.size());
+    let mut run = BenchmarkRun { benchmark: which.name(), metric: which.metric(), records: Vec::new() };
+    // Point to point, ranks 0 and 1 measure on a communicator of their own; the others wait in a
+    // blocking Lightbeam receive, not in an MPI barrier that would spin on the cores the two need.
+    let pair = (which.collective().is_none() && n > 2)
+        .then(|| peers.world.split_by_color(if me < 2 { Color::with_value(0) } else { Color::undefined() }));
+    let peers = match &pair {
+        None => *peers,
+        Some(Some(comm)) => Peers { world: comm, ..*peers },
+        Some(None) => {
+            wait_for_pair(peers, sizes.len())?;
+            return Ok(run);
+        }
+    };
     let series = cli.series(which);
     let table = Table::new(&series, which.metric());
     let progress = Progress { terminal: me == 0 && std::io::stderr().is_terminal() };
     let quiet = me != 0;
     if !quiet {
-        println!("{}", table.header(&format!("lbm-bench {}: {n} ranks, {transport}", which.name())));
+        let idle = if pair.is_some() { " (ranks 0 and 1 measure, the others wait)" } else { "" };
+        println!("{}", table.header(&format!("lbm-bench {}: {n} ranks, {transport}{idle}", which.name())));
     }
-    let mut records = Vec::new();
     for (i, &size) in sizes.iter().enumerate() {
         let schedule = cli.schedule(which, size, n);
         if !quiet {
             progress.show(which, i + 1, sizes.len(), size);
         }
         let mut trials =
-            series.iter().map(|&s| which.trial(peers, s, size)).collect::<Result<Vec<_>, _>>()?;
+            series.iter().map(|&s| which.trial(&peers, s, size)).collect::<Result<Vec<_>, _>>()?;
         let times = timing::time_interleaved(peers.world, schedule, &mut trials)?;
         let row: Vec<Record> = series
             .iter()
@@ -292,9 +309,25 @@ fn run_benchmark(
             progress.done();
             println!("{}", table.row(size, &row));
         }
-        records.extend(row);
+        if pair.is_some() && me == 0 {
+            (2..n).try_for_each(|rank| {
+                peers.mesh.send(Rank(rank), SIZE_DONE, &[]).map_err(|e| e.to_string())
+            })?;
+        }
+        run.records.extend(row);
     }
-    Ok(BenchmarkRun { benchmark: which.name(), metric: which.metric(), records })
+    Ok(run)
+}
+
+/// The tag of rank 0's word to the waiting ranks that a point-to-point size is done.
+const SIZE_DONE: Tag = Tag(0x0d);
+
+/// A rank outside a point-to-point benchmark: waits (without using a core) for rank 0 to finish each size.
+fn wait_for_pair(peers: &Peers<'_>, sizes: usize) -> Result<(), String> {
+    let within = Duration::from_secs(3600);
+    (0..sizes)
+        .try_for_each(|_| peers.mesh.recv_timeout(Source::Rank(Rank(0)), SIZE_DONE, within).map(drop))
+        .map_err(|e| e.to_string())
 }
 
 fn write_outputs(cli: &Cli, run: &Run) -> Result<(), String> {
@@ -319,12 +352,20 @@ fn written(path: Option<&Path>) -> String {
     path.map(|p| format!(" {}", p.display())).unwrap_or_default()
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let universe = mpi::initialize().expect("MPI initializes once per process");
     let world = universe.world();
-    let sizes = or_abort(&world, cli.sizes());
-    or_abort(&world, cli.check_series());
+    // Every rank checks the same arguments alike, so all of them can end cleanly (MPI finalized).
+    let sizes = match cli.validate(world.size() as usize) {
+        Ok(sizes) => sizes,
+        Err(reason) => {
+            if world.rank() == 0 {
+                eprintln!("lbm-bench: {reason}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     let protocol = match cli.transport {
         Transport::Tcp => Protocol::Tcp,
         Transport::Ipc => Protocol::Ipc,
@@ -347,12 +388,6 @@ fn main() {
         Which::All => Which::EACH.to_vec(),
         one => vec![one],
     };
-    if peers.size() < 2 && benchmarks.iter().any(|b| b.collective().is_none()) {
-        if peers.rank() == 0 {
-            eprintln!("lbm-bench: latency and bandwidth need 2 ranks or more (mpirun -n 2)");
-        }
-        std::process::exit(2);
-    }
     let transport = format!("{:?}", cli.transport).to_lowercase();
     if peers.rank() == 0 {
         println!(
@@ -384,13 +419,12 @@ fn main() {
             eprintln!("lbm-bench: wrote{files}");
         }
     }
+    ExitCode::SUCCESS
 }
 
 /// Every rank's Lightbeam endpoint, to record where the run ran.
 fn hosts(peers: &Peers<'_>) -> Result<Vec<String>, String> {
     (0..peers.size())
-        .map(|r| {
-            peers.mesh.endpoint(lightbeam::mesh::Rank(r)).map(|e| e.to_string()).map_err(|e| e.to_string())
-        })
+        .map(|r| peers.mesh.endpoint(Rank(r)).map(|e| e.to_string()).map_err(|e| e.to_string()))
         .collect()
 }

@@ -53,6 +53,7 @@ impl Series {
 }
 
 /// Everything the benchmarks talk over: MPI's world, Lightbeam's mesh and the raw ZeroMQ sockets.
+#[derive(Clone, Copy)]
 pub(crate) struct Peers<'a> {
     pub(crate) world: &'a SimpleCommunicator,
     pub(crate) mesh: &'a Mesh,

@@ -82,6 +82,9 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     ];
     let run = bench(4, &args);
     assert_eq!(run.stdout.matches("# lbm-bench ").count(), 6, "{}", run.stdout);
+    assert!(run
+        .stdout
+        .contains("# lbm-bench latency: 4 ranks, tcp (ranks 0 and 1 measure, the others wait)"));
 
     let document: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(document["ranks"], 4);
