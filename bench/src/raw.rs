@@ -27,6 +27,16 @@ pub(crate) enum Outgoing<'a> {
     Given(Vec<u8>),
 }
 
+impl Outgoing<'_> {
+    /// The bytes to send, however they are handed over.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Lent(bytes) => bytes,
+            Self::Given(bytes) => bytes,
+        }
+    }
+}
+
 impl RawMesh {
     /// Binds and connects every pair, next to `mesh` (same hosts, same protocol, same socket options).
     pub(crate) fn connect(world: &SimpleCommunicator, mesh: &Mesh) -> Result<Self, String> {

@@ -91,12 +91,8 @@ impl Peers<'_> {
             (Library::Lightbeam, Outgoing::Lent(bytes)) => self.mesh.send(Rank(to), TAG, bytes),
             (Library::Lightbeam, Outgoing::Given(bytes)) => self.mesh.send_owned(Rank(to), TAG, bytes),
             (Library::Zmq, data) => return self.raw.send(to, data),
-            (Library::Mpi, Outgoing::Lent(bytes)) => {
-                self.world.process_at_rank(to as i32).send(bytes);
-                Ok(())
-            }
-            (Library::Mpi, Outgoing::Given(bytes)) => {
-                self.world.process_at_rank(to as i32).send(&bytes[..]);
+            (Library::Mpi, data) => {
+                self.world.process_at_rank(to as i32).send(data.bytes());
                 Ok(())
             }
         }
@@ -130,6 +126,7 @@ pub(crate) fn received(status: Status) -> usize {
     status.count(u8::equivalent_datatype()) as usize
 }
 
+/// Fails unless a message of `expected` bytes arrived whole.
 pub(crate) fn check_length(got: usize, expected: usize, from: usize) -> Result<(), String> {
     if got == expected {
         Ok(())
