@@ -417,7 +417,6 @@ impl Mesh {
         let channel = self.begin_collective("gather")?;
         let n = self.size();
         gathered.resize_with(n, Vec::new);
-        gathered.truncate(n);
         refill(&mut gathered[self.rank.0], data);
         let mut arrived = vec![false; n];
         arrived[self.rank.0] = true;
@@ -454,7 +453,6 @@ impl Mesh {
     ) -> Result<()> {
         let (me, n) = (self.rank.0, self.size());
         received.resize_with(n, Vec::new);
-        received.truncate(n);
         refill(&mut received[me], chunks[me]);
         for step in 1..n {
             let (to, from) = ((me + step) % n, (me + n - step) % n);
