@@ -300,7 +300,7 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
         if let Err(error) = result {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             let report = format!("lightbeam error at {} ms: {error}", now.as_millis());
-            eprintln!("rank {}: {report}", mesh.rank().0);
+            harness::report(&format!("rank {}: {report}", mesh.rank().0));
             // The loss notices still queued go out as the mesh drops. Then leave without MPI_Abort: the
             // kill test runs mpirun with --enable-recovery (so that mpirun does not end the job at the
             // first death and every rank's own error shows), and the job ends as every rank ends.

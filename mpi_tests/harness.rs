@@ -24,7 +24,7 @@ pub fn main_with(scenarios: &[(&str, Scenario)]) {
     match scenario(&world) {
         Ok(()) => println!("rank {}: {name} ok", world.rank()),
         Err(message) => {
-            eprintln!("rank {}: {name} FAILED: {message}", world.rank());
+            report(&format!("rank {}: {name} FAILED: {message}", world.rank()));
             world.abort(1);
         }
     }
@@ -43,4 +43,10 @@ pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), S
     } else {
         Err(message())
     }
+}
+
+/// Prints `line` on standard error in one write, so that the lines of ranks sharing mpirun's pipe never
+/// interleave mid-line (`eprintln!` writes each formatted piece separately).
+pub fn report(line: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
 }

@@ -460,7 +460,9 @@ fn copy_into(data: &[u8], buffer: &mut [u8], source: Rank) -> Result<()> {
 /// (exit code 1) so that no other rank waits for this one. Meant for the `main` of MPI programs.
 pub fn or_abort<T, E: fmt::Display, C: Communicator>(comm: &C, result: std::result::Result<T, E>) -> T {
     result.unwrap_or_else(|error| {
-        eprintln!("rank {}: {error}", comm.rank());
+        // One write, so that the lines of ranks sharing mpirun's pipe never interleave mid-line.
+        let line = format!("rank {}: {error}\n", comm.rank());
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         comm.abort(1)
     })
 }
