@@ -2,7 +2,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,9 @@ pub(crate) enum Channel {
     Collective(u64),
     /// A notice that the sender lost this rank (it waited for it past its deadline).
     PeerLost(u32),
+    /// A notice that the sender's deadline passed while it waited for this rank in a collective: the
+    /// sender is alive, so a rank waiting for the sender should blame this one instead.
+    WaitingOn(u32),
 }
 
 /// What every mesh message carries in its metadata.
@@ -61,14 +64,15 @@ pub(crate) struct Loss {
     pub(crate) reporter: Rank,
 }
 
-/// The server's messages not yet asked for, a count of messages rejected as not from this mesh, and the
-/// first rank known lost: once one is, every receive fails at once (the mesh is broken, as an MPI job
-/// whose rank died is).
+/// The server's messages not yet asked for, a count of messages rejected as not from this mesh, the
+/// first rank known lost (once one is, every receive fails at once: the mesh is broken, as an MPI job
+/// whose rank died is), and which rank each rank last said it was stuck waiting for.
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
     unexpected: VecDeque<Incoming>,
     rejected: u64,
     loss: Option<Loss>,
+    waiting_on: HashMap<Rank, Rank>,
 }
 
 impl Mailbox {
@@ -96,9 +100,17 @@ impl Mailbox {
                 }
                 continue;
             };
-            if let Channel::PeerLost(lost) = message.channel {
-                self.record_loss(Loss { lost: Rank(lost as usize), reporter: message.source });
-                continue;
+            match message.channel {
+                Channel::PeerLost(lost) => {
+                    self.record_loss(Loss { lost: Rank(lost as usize), reporter: message.source });
+                    continue;
+                }
+                Channel::WaitingOn(rank) if (rank as usize) < size => {
+                    self.waiting_on.insert(message.source, Rank(rank as usize));
+                    continue;
+                }
+                Channel::WaitingOn(_) => continue,
+                _ => {}
             }
             if wanted(message.source, message.channel) {
                 return Ok(Some(message));
@@ -152,8 +164,41 @@ impl Mailbox {
         self.loss.get_or_insert(loss);
     }
 
+    /// The rank at the end of the chain of waits that starts at `suspect` (`suspect` waited past its
+    /// deadline for a rank, which waited for another...): the one that does not say it is waiting.
+    pub(crate) fn end_of_wait_chain(&self, suspect: Rank) -> Rank {
+        let mut culprit = suspect;
+        let mut seen = vec![suspect];
+        while let Some(&next) = self.waiting_on.get(&culprit) {
+            if seen.contains(&next) {
+                break;
+            }
+            seen.push(next);
+            culprit = next;
+        }
+        culprit
+    }
+
     /// How many messages were rejected as not belonging to this mesh.
     pub(crate) fn rejected(&self) -> u64 {
         self.rejected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_of_waits_ends_at_the_rank_that_waits_for_nobody() {
+        let mut mailbox = Mailbox::default();
+        assert_eq!(mailbox.end_of_wait_chain(Rank(0)), Rank(0));
+        // Rank 3 waits for 0, which says it waits for 1, which says it waits for 2.
+        mailbox.waiting_on.insert(Rank(0), Rank(1));
+        mailbox.waiting_on.insert(Rank(1), Rank(2));
+        assert_eq!(mailbox.end_of_wait_chain(Rank(0)), Rank(2));
+        // A cycle ends where it would repeat.
+        mailbox.waiting_on.insert(Rank(2), Rank(0));
+        assert_eq!(mailbox.end_of_wait_chain(Rank(0)), Rank(2));
     }
 }

@@ -319,10 +319,14 @@ impl Mesh {
     }
 
     /// After waiting past the deadline on `suspect` in a collective. The suspect may itself be stuck
-    /// behind a lost rank and about to say so: its notice gets a moment (a fifth of the deadline, at most
-    /// 200 ms), and if one comes, that earlier loss is the error returned. Otherwise the suspect is taken
-    /// as lost and every other rank is told, so that their receives fail at once.
+    /// behind a lost rank. So this rank first tells every rank that it is stuck waiting for `suspect`
+    /// (ranks waiting for this one then look past it), then gives notices a moment (a fifth of the
+    /// deadline, at most 200 ms): if a loss is reported meanwhile, that is the error returned. Otherwise
+    /// the rank at the end of the chain of waits (the suspect, or the rank the suspect said it waits for,
+    /// and so on) is taken as lost and every other rank is told, so that their receives fail at once.
+    /// Returns `None` when the suspect itself is taken as lost.
     fn conclude_loss(&self, suspect: Rank, op: &str) -> Option<Error> {
+        self.tell_others(Channel::WaitingOn(suspect.0 as u32), suspect, Duration::from_millis(50));
         let grace = (self.config.timeout / 5).min(Duration::from_millis(200));
         let mut mailbox = crate::transport::lock(&self.mailbox);
         if let Err(Receive::Lost(loss)) =
@@ -330,10 +334,18 @@ impl Mesh {
         {
             return Some(self.lost_error(loss, op));
         }
-        mailbox.record_loss(Loss { lost: suspect, reporter: self.rank });
+        let culprit = mailbox.end_of_wait_chain(suspect);
+        mailbox.record_loss(Loss { lost: culprit, reporter: self.rank });
         drop(mailbox);
-        self.report_loss(suspect);
-        None
+        self.tell_others(Channel::PeerLost(culprit.0 as u32), culprit, Duration::from_millis(200));
+        (culprit != suspect).then(|| {
+            Error::Mesh(format!(
+                "{op}: {} is lost: this rank waited past its deadline for {}, which waits for it; the mesh \
+                 cannot continue",
+                self.describe(culprit),
+                self.describe(suspect)
+            ))
+        })
     }
 
     /// A collective's receive: waits up to the mesh's deadline; past it, the rank waited for is lost.
@@ -408,14 +420,14 @@ impl Mesh {
         }
     }
 
-    /// Tells every rank but `lost` (and this one) that `lost` is gone. Best effort, waiting at most 200 ms
-    /// per rank (a connection may have to be made first): a rank that cannot be told still has its own
-    /// deadline.
-    fn report_loss(&self, lost: Rank) {
-        let notice = LbmMeta::new(self.envelope(Channel::PeerLost(lost.0 as u32), false));
-        for rank in (0..self.size()).map(Rank).filter(|&r| r != lost && r != self.rank) {
+    /// Sends a notice on `channel` to every rank but `about` (and this one). Best effort, waiting at most
+    /// `wait` per rank (a connection may have to be made first): a rank that cannot be told still has its
+    /// own deadline.
+    fn tell_others(&self, channel: Channel, about: Rank, wait: Duration) {
+        let notice = LbmMeta::new(self.envelope(channel, false));
+        for rank in (0..self.size()).map(Rank).filter(|&r| r != about && r != self.rank) {
             if let Ok(client) = self.client(rank) {
-                let _ = client.send_within(&notice, Duration::from_millis(200));
+                let _ = client.send_within(&notice, wait);
             }
         }
     }
