@@ -38,6 +38,7 @@ pub mod event;
 pub mod mesh;
 pub mod meta;
 pub mod shm;
+mod sync;
 pub mod transport;
 pub mod verify;
 pub mod wire;

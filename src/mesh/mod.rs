@@ -202,7 +202,7 @@ impl Mesh {
 
     /// How many received messages were dropped as not belonging to this mesh (garbage, another job).
     pub fn rejected_messages(&self) -> u64 {
-        crate::transport::lock(&self.mailbox).rejected()
+        crate::sync::lock(&self.mailbox).rejected()
     }
 
     /// The configuration the mesh was formed with.
@@ -252,7 +252,7 @@ impl Mesh {
     /// The client to `to`, connected on first use.
     fn client(&self, to: Rank) -> Result<Arc<ZeroMqClient>> {
         self.check_rank(to)?;
-        let mut clients = crate::transport::lock(&self.clients);
+        let mut clients = crate::sync::lock(&self.clients);
         if let Some(client) = &clients[to.0] {
             return Ok(Arc::clone(client));
         }
@@ -328,7 +328,7 @@ impl Mesh {
     fn conclude_loss(&self, suspect: Rank, op: &str) -> Option<Error> {
         self.tell_others(Channel::WaitingOn(suspect.0 as u32), suspect, Duration::from_millis(50));
         let grace = (self.config.timeout / 5).min(Duration::from_millis(200));
-        let mut mailbox = crate::transport::lock(&self.mailbox);
+        let mut mailbox = crate::sync::lock(&self.mailbox);
         if let Err(Receive::Lost(loss)) =
             mailbox.receive(&self.server, self.token, self.size(), grace, |_, _| false)
         {
@@ -373,7 +373,7 @@ impl Mesh {
             self.check_rank(rank)?;
         }
         let started = Instant::now();
-        let mut mailbox = crate::transport::lock(&self.mailbox);
+        let mut mailbox = crate::sync::lock(&self.mailbox);
         let received = mailbox.receive(&self.server, self.token, self.size(), timeout, |source, c| {
             c == channel && from.admits(source)
         });
@@ -412,7 +412,7 @@ impl Mesh {
 
     /// Fails if a rank is known lost, after taking in (without waiting) whatever notices have arrived.
     fn check_no_loss(&self, op: &str) -> Result<()> {
-        let mut mailbox = crate::transport::lock(&self.mailbox);
+        let mut mailbox = crate::sync::lock(&self.mailbox);
         match mailbox.receive(&self.server, self.token, self.size(), Duration::ZERO, |_, _| false) {
             Err(Receive::Lost(loss)) => Err(self.lost_error(loss, op)),
             Err(Receive::Failed(error)) => Err(error),

@@ -278,7 +278,7 @@ impl Segment {
             alloc::check(&mapping)?;
         }
         let inner = Arc::new(Inner { name: name.to_owned(), path, mapping, unlink_on_drop: create });
-        crate::transport::lock(registry()).insert(name.to_owned(), Arc::downgrade(&inner));
+        crate::sync::lock(registry()).insert(name.to_owned(), Arc::downgrade(&inner));
         Ok(Self { inner })
     }
 
@@ -298,7 +298,7 @@ impl Segment {
 
     /// This process's mapping of `name`, mapping it first if needed.
     pub fn lookup(name: &str) -> Result<Self> {
-        let known = crate::transport::lock(registry()).get(name).and_then(Weak::upgrade);
+        let known = crate::sync::lock(registry()).get(name).and_then(Weak::upgrade);
         match known {
             Some(inner) => Ok(Self { inner }),
             None => Self::open(name),

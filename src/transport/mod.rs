@@ -9,7 +9,6 @@ pub mod zmq;
 use std::time::Duration;
 
 pub use self::endpoint::{Endpoint, Protocol};
-pub(crate) use self::zmq::lock;
 pub use self::zmq::{ZeroMqClient, ZeroMqServer};
 use crate::bulk::{Bulk, BulkFlags};
 use crate::error::Result;

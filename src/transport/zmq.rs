@@ -7,7 +7,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::inbox::{self, Inbox};
@@ -16,6 +16,7 @@ use crate::bulk::{Bulk, BulkFlags};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::meta::Metadata;
+use crate::sync::lock;
 use crate::wire;
 
 /// One ZeroMQ context per process while any client or server is alive (inproc needs them to share it).
@@ -28,11 +29,6 @@ fn shared_context() -> Arc<zmq::Context> {
         *slot = Arc::downgrade(&context);
         context
     })
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic in another thread while holding the lock leaves the socket usable: take it anyway.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn millis(d: Duration) -> i32 {
