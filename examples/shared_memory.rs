@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use lightbeam::shm::Segment;
 use lightbeam::verify::{checksum, pattern};
-use lightbeam::{BulkFlags, Client, Endpoint, LbmMeta, Options, Server, ZeroMqClient, ZeroMqServer};
+use lightbeam::{
+    BulkFlags, Client, Endpoint, LbmMeta, Options, Server, SharedMemoryAccess, ZeroMqClient, ZeroMqServer,
+};
 use serde::{Deserialize, Serialize};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -37,7 +39,9 @@ enum Task {
 type Outcome = Result<(), Box<dyn std::error::Error>>;
 
 fn receiver(endpoint: &str, ack_endpoint: &str) -> Outcome {
-    let server = ZeroMqServer::bind(&Endpoint::parse(endpoint)?, &Options::default())?;
+    // A server resolves descriptor-only bulks only in segments its owner allows: here the example's own.
+    let options = Options::default().with_shared_memory(SharedMemoryAccess::segments("example-"));
+    let server = ZeroMqServer::bind(&Endpoint::parse(endpoint)?, &options)?;
     let ack = ZeroMqClient::connect(&Endpoint::parse(ack_endpoint)?, &Options::default())?;
     ack.send(&LbmMeta::new(())).into_result()?; // ready
                                                 // One receive buffer, reused: a fresh 64 MiB buffer per message would time page faults, not transfers.

@@ -147,6 +147,28 @@ pub enum Error {
     /// A shared-memory segment, allocation or pointer was refused.
     #[error("shared memory: {0}")]
     Shm(#[from] crate::shm::ShmError),
+    /// A received message was refused because it announced more than the server's limits allow
+    /// ([`crate::Options`]); it was dropped whole, before any of its sizes reached the application.
+    #[error("message refused: {what} of {announced} exceeds the limit of {limit} ({option})")]
+    LimitExceeded {
+        /// What was too large (`"message size"`, `"bulk count"`, `"frame count"`).
+        what: &'static str,
+        /// What the message announced or carried.
+        announced: u64,
+        /// The server's limit.
+        limit: u64,
+        /// The option that sets the limit.
+        option: &'static str,
+    },
+    /// A received message named shared memory the server may not read (see
+    /// [`crate::SharedMemoryAccess`]); it was dropped whole.
+    #[error("message refused: descriptor-only bulk in segment {segment:?}: {reason}")]
+    SharedMemoryRefused {
+        /// The segment the bulk named.
+        segment: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 fn peer_suffix(peer: &Option<String>) -> String {
@@ -171,7 +193,15 @@ impl Error {
             Self::InvalidArgument(_) => 12,
             Self::Mesh(_) => 13,
             Self::Shm(_) => 14,
+            Self::LimitExceeded { .. } => 15,
+            Self::SharedMemoryRefused { .. } => 16,
         }
+    }
+
+    /// True when the error is about one received message that was refused and dropped (malformed, over a
+    /// limit, naming shared memory the server may not read): the server goes on with the next message.
+    pub fn is_refused_message(&self) -> bool {
+        matches!(self, Self::Wire(_) | Self::LimitExceeded { .. } | Self::SharedMemoryRefused { .. })
     }
 
     pub(crate) fn transport(op: &'static str, endpoint: &str, err: impl std::fmt::Display) -> Self {

@@ -2,6 +2,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 
 /// The status of one operation: done or not yet, an error, and the bytes moved.
@@ -16,7 +18,10 @@ pub struct Event {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
-    Pending,
+    /// Nothing completed; `waited` is how long the call waited for it (zero for a non-blocking call).
+    Pending {
+        waited: Duration,
+    },
     Done(usize),
     Failed(Error),
 }
@@ -29,7 +34,13 @@ impl Event {
 
     /// An operation that has not completed yet (nothing was waiting).
     pub fn pending() -> Self {
-        Self { state: State::Pending }
+        Self::timed_out(Duration::ZERO)
+    }
+
+    /// An operation that has not completed after waiting `waited`: not done, and
+    /// [`Event::into_result`] reports it as [`Error::Timeout`].
+    pub fn timed_out(waited: Duration) -> Self {
+        Self { state: State::Pending { waited } }
     }
 
     /// A failed operation. A failed event counts as done: retrying will not complete it.
@@ -39,7 +50,7 @@ impl Event {
 
     /// True when the operation completed, successfully or not.
     pub fn is_done(&self) -> bool {
-        !matches!(self.state, State::Pending)
+        !matches!(self.state, State::Pending { .. })
     }
 
     /// 0 on success or while pending, else the error's stable [`Error::code`].
@@ -71,15 +82,22 @@ impl Event {
     /// `Ok(Some(bytes))` when done, `Ok(None)` while pending, `Err` on failure.
     pub fn into_poll(self) -> Result<Option<usize>> {
         match self.state {
-            State::Pending => Ok(None),
+            State::Pending { .. } => Ok(None),
             State::Done(n) => Ok(Some(n)),
             State::Failed(e) => Err(e),
         }
     }
 
-    /// `Ok(bytes)` when done; a pending event becomes an error, so use this on blocking calls.
+    /// `Ok(bytes)` when done; an event that is not done becomes [`Error::Timeout`] (with how long the
+    /// call waited), so use this on blocking calls.
     pub fn into_result(self) -> Result<usize> {
-        self.into_poll()?.ok_or_else(|| Error::InvalidArgument("operation is still pending".into()))
+        match self.state {
+            State::Pending { waited } => {
+                Err(Error::Timeout { op: "receive (nothing arrived)", after: waited, peer: None })
+            }
+            State::Done(n) => Ok(n),
+            State::Failed(e) => Err(e),
+        }
     }
 }
 
@@ -113,6 +131,9 @@ mod tests {
         let pending = Event::pending();
         assert!(!pending.is_done());
         assert_eq!(pending.into_poll(), Ok(None));
+        let waited = Duration::from_millis(5);
+        let timed_out = Event::timed_out(waited).into_result().unwrap_err();
+        assert!(matches!(timed_out, Error::Timeout { after, .. } if after == waited), "{timed_out}");
 
         let failed = Event::failed(Error::NoPendingMessage);
         assert!(failed.is_done());

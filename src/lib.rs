@@ -41,15 +41,22 @@ pub mod shm;
 mod sync;
 pub mod transport;
 pub mod verify;
+/// The frame format, sans IO. Public only for the fuzz targets and the tests that forge frames as a
+/// hostile peer would; not part of the supported API.
+#[doc(hidden)]
 pub mod wire;
 
 pub use bulk::{Bulk, BulkFlags};
 pub use error::{Error, Result, WireError};
 pub use event::Event;
 pub use meta::{LbmMeta, Metadata};
+/// The `mpi` crate (rsmpi) this build of Lightbeam uses: call `lightbeam::mpi::initialize()` so that
+/// your program and Lightbeam always agree on its version.
+#[cfg(feature = "mpi")]
+pub use mpi;
 pub use transport::{
-    Client, Endpoint, Options, Payload, Protocol, Server, Transport, TransportFactory, ZeroMqClient,
-    ZeroMqServer,
+    Client, Endpoint, Options, Payload, Protocol, Received, Server, SharedMemoryAccess, Transport,
+    TransportFactory, ZeroMqClient, ZeroMqServer, DEFAULT_MAX_MESSAGE_SIZE,
 };
 
 /// The README's code blocks, compiled and run as doc tests.

@@ -67,10 +67,7 @@ impl<M: Serialize + DeserializeOwned> Metadata for LbmMeta<'_, M> {
     fn set_received(&mut self, descriptors: &[BulkDescriptor], custom: &[u8]) -> Result<()> {
         self.custom = wire::decode_custom(custom).map_err(Error::Wire)?;
         self.bulks.clear();
-        self.bulks.extend(descriptors.iter().map(|d| match &d.location {
-            Some(location) => Bulk::located(d.size, d.flags, location.clone()),
-            None => Bulk::descriptor(d.size, d.flags),
-        }));
+        self.bulks.extend(descriptors.iter().map(received_bulk));
         Ok(())
     }
 
@@ -81,6 +78,15 @@ impl<M: Serialize + DeserializeOwned> Metadata for LbmMeta<'_, M> {
     fn write_received(&mut self, index: usize, data: &[u8]) -> Result<()> {
         let bulk = self.bulks.get_mut(index).ok_or(Error::NoPendingMessage)?;
         bulk.write_received(data)
+    }
+}
+
+/// The bulk a receiver sees for a received descriptor: its size and flags, and where a descriptor-only
+/// bulk lies.
+pub(crate) fn received_bulk<'a>(descriptor: &BulkDescriptor) -> Bulk<'a> {
+    match &descriptor.location {
+        Some(location) => Bulk::located(descriptor.size, descriptor.flags, location.clone()),
+        None => Bulk::descriptor(descriptor.size, descriptor.flags),
     }
 }
 

@@ -13,7 +13,7 @@ const MESSAGE: usize = 256 << 10;
 #[test]
 fn a_sender_with_no_reader_is_pushed_back_then_times_out_and_loses_nothing() {
     let options =
-        Options { high_water_mark: 4, send_timeout: Some(Duration::from_millis(300)), ..Options::default() };
+        Options::default().with_high_water_mark(4).with_send_timeout(Some(Duration::from_millis(300)));
     let (server, client) = pair_with(Protocol::Tcp, &options);
     let payload = pattern(MESSAGE, 1);
     let mut sent = 0u32;
@@ -45,7 +45,7 @@ fn a_sender_with_no_reader_is_pushed_back_then_times_out_and_loses_nothing() {
 #[test]
 fn a_sender_without_timeout_waits_for_a_slow_reader() {
     const COUNT: u32 = 200;
-    let options = Options { high_water_mark: 4, send_timeout: None, ..Options::default() };
+    let options = Options::default().with_high_water_mark(4).with_send_timeout(None);
     let (server, client) = pair_with(Protocol::Tcp, &options);
     let reader = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(500));

@@ -169,7 +169,7 @@ fn unparsable_addresses_unknown_protocols_and_ports_in_use() {
 
 #[test]
 fn a_send_with_no_peer_times_out_with_a_clear_error() {
-    let options = Options { send_timeout: Some(Duration::from_millis(200)), ..Options::default() };
+    let options = Options::default().with_send_timeout(Some(Duration::from_millis(200)));
     // A plain TCP listener holds the port: connections open, but no ZeroMQ peer ever answers, so no
     // message can be taken (and no other test can take the port meanwhile).
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -188,7 +188,7 @@ fn a_send_with_no_peer_times_out_with_a_clear_error() {
 
 #[test]
 fn a_message_over_the_configured_cap_is_never_delivered_and_the_server_goes_on() {
-    let options = Options { max_message_size: Some(64 << 10), ..Options::default() };
+    let options = Options::default().with_max_message_size(Some(64 << 10));
     let server = ZeroMqServer::bind(&fresh_endpoint(Protocol::Tcp), &options).unwrap();
     let endpoint = lightbeam::Server::address(&server).parse().unwrap();
     let big = ZeroMqClient::connect(&endpoint, &Options::default()).unwrap();

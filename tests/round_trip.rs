@@ -150,7 +150,7 @@ fn owned_bulks_are_sent_without_a_copy_once_and_kept_when_a_send_fails() {
 
     // No server yet: the send times out before anything is taken, so the same message can go later.
     let endpoint = fresh_endpoint(Protocol::Ipc);
-    let options = lightbeam::Options { send_timeout: Some(Duration::from_millis(100)), ..Default::default() };
+    let options = lightbeam::Options::default().with_send_timeout(Some(Duration::from_millis(100)));
     let early = lightbeam::ZeroMqClient::connect(&endpoint, &options).unwrap();
     let meta = LbmMeta::new(()).with_bulk(early.expose_owned(vec![5; 64], Default::default()));
     assert!(matches!(early.send(&meta).into_result(), Err(lightbeam::Error::Timeout { .. })));

@@ -9,7 +9,9 @@ use std::time::Duration;
 use lightbeam::shm::{Segment, ShmError, ShmPtr};
 use lightbeam::verify::{checksum, pattern};
 use lightbeam::wire;
-use lightbeam::{BulkFlags, Client, Endpoint, Error, LbmMeta, Options, Protocol, ZeroMqClient};
+use lightbeam::{
+    BulkFlags, Client, Endpoint, Error, LbmMeta, Options, Protocol, SharedMemoryAccess, ZeroMqClient,
+};
 use util::*;
 
 const PEER: &str = env!("CARGO_BIN_EXE_lbm-test-shm-peer");
@@ -117,7 +119,9 @@ fn exposed_header(pointer: &ShmPtr, size: u64) -> Vec<u8> {
 #[test]
 fn hostile_pointers_from_a_peer_are_refused_and_the_next_message_arrives() {
     let segment = Segment::create(&name("hostile"), 64 << 10).unwrap();
-    let (server, _) = pair(Protocol::Tcp);
+    // The server allows the test's own segments, so the bounds checks behind the policy are tried too.
+    let access = SharedMemoryAccess::segments("test-").over_tcp();
+    let (server, _) = pair_with(Protocol::Tcp, &Options::default().with_shared_memory(access));
     let raw = raw_push(&server);
     let cases = [
         (ShmPtr { segment: "no-such-segment".into(), offset: 128 }, 16),
@@ -128,7 +132,7 @@ fn hostile_pointers_from_a_peer_are_refused_and_the_next_message_arrives() {
     for (pointer, size) in cases {
         raw.send(exposed_header(&pointer, size), 0).unwrap();
         let error = recv_all::<u32>(&server).expect_err("a hostile pointer was read");
-        assert!(matches!(error, Error::Shm(_)), "{pointer:?}: {error}");
+        assert!(matches!(error, Error::SharedMemoryRefused { .. }), "{pointer:?}: {error}");
         let address = lightbeam::Server::address(&server);
         let good = ZeroMqClient::connect(&Endpoint::parse(address).unwrap(), &Options::default()).unwrap();
         send_all(&good, 1u32, &[b"next"]);

@@ -74,8 +74,11 @@ impl Endpoint {
         let address = match protocol {
             Protocol::Tcp => {
                 let host = addr.trim_start_matches('[').trim_end_matches(']');
-                if host.contains('/') || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err()) {
+                if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
                     return Err(invalid("not an IP address or host name (give the port separately)"));
+                }
+                if !host.contains(':') {
+                    check_host(host).map_err(invalid)?;
                 }
                 host.to_owned()
             }
@@ -121,10 +124,55 @@ impl Endpoint {
         self.port
     }
 
+    /// This endpoint with a tcp host name replaced by its address (the first IPv4 one, else the first),
+    /// as a server must bind an address. Other endpoints are returned as they are.
+    pub fn resolved(&self) -> Result<Self> {
+        if self.protocol != Protocol::Tcp || self.address.parse::<std::net::IpAddr>().is_ok() {
+            return Ok(self.clone());
+        }
+        let unresolvable = |reason: String| Error::InvalidAddress { addr: self.address.clone(), reason };
+        let addresses: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(&(self.address.as_str(), 0))
+            .map_err(|e| unresolvable(format!("host name does not resolve: {e}")))?
+            .collect();
+        let address = addresses
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addresses.first())
+            .ok_or_else(|| unresolvable("host name resolves to no address".into()))?;
+        Ok(Self { address: address.ip().to_string(), ..self.clone() })
+    }
+
     /// True for an IPv6 tcp address, which needs the socket's IPv6 option.
     pub fn is_ipv6(&self) -> bool {
         self.protocol == Protocol::Tcp && self.address.contains(':')
     }
+}
+
+/// Checks a tcp host that is not an IPv6 literal: a dotted IPv4 address must be a valid one (so
+/// `999.1.1.1` is refused rather than looked up as a name), anything else a valid host name.
+fn check_host(host: &str) -> std::result::Result<(), &'static str> {
+    let numeric = host.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if numeric {
+        return match host.parse::<std::net::Ipv4Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err("not a valid IPv4 address (four numbers from 0 to 255)"),
+        };
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
+        return Err("not an IP address or host name (give the port separately)");
+    }
+    Ok(())
+}
+
+/// True when a process listens on the Unix socket at `path` (a stale socket file refuses connections).
+pub(super) fn ipc_listener_alive(path: &str) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
 impl fmt::Display for Endpoint {
@@ -162,12 +210,20 @@ mod tests {
     }
 
     #[test]
+    fn host_names_resolve_for_binding() {
+        let local = Endpoint::new("localhost", "tcp", 0).unwrap().resolved().unwrap();
+        assert!(local.address().parse::<std::net::IpAddr>().unwrap().is_loopback(), "{local}");
+        let literal = Endpoint::new("127.0.0.1", "tcp", 5).unwrap();
+        assert_eq!(literal.resolved().unwrap(), literal);
+    }
+
+    #[test]
     fn rejects_bad_addresses_with_a_reason() {
         assert_eq!(Endpoint::new("h", "udp", 1), Err(Error::UnknownProtocol("udp".into())));
-        for bad in ["", "a b", "1.2.3.4:80", "x/y"] {
+        for bad in ["", "a b", "1.2.3.4:80", "x/y", "999.1.1.1", "1.2.3", "-host", "a..b", "under_score"] {
             assert!(matches!(Endpoint::new(bad, "tcp", 1), Err(Error::InvalidAddress { .. })), "{bad:?}");
         }
-        for bad in ["127.0.0.1:5555", "tcp://h:port", "tcp://h:70000", "tcp://nohost"] {
+        for bad in ["127.0.0.1:5555", "tcp://h:port", "tcp://h:70000", "tcp://nohost", "tcp://999.1.1.1:5"] {
             assert!(matches!(Endpoint::parse(bad), Err(Error::InvalidAddress { .. })), "{bad:?}");
         }
         assert!(matches!(Endpoint::new(&"p".repeat(200), "ipc", 0), Err(Error::InvalidAddress { .. })));

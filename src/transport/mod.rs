@@ -3,12 +3,17 @@
 #![forbid(unsafe_code)]
 
 mod endpoint;
-mod inbox;
+mod payload;
+mod received;
+mod two_phase;
 pub mod zmq;
 
 use std::time::Duration;
 
 pub use self::endpoint::{Endpoint, Protocol};
+pub use self::payload::Payload;
+pub(crate) use self::received::Limits;
+pub use self::received::Received;
 pub use self::zmq::{ZeroMqClient, ZeroMqServer};
 use crate::bulk::{Bulk, BulkFlags};
 use crate::error::Result;
@@ -18,13 +23,21 @@ use crate::shm::{FullPtr, ShmPtr};
 
 /// The transports Lightbeam can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Transport {
     /// ZeroMQ PUSH/PULL sockets over tcp, ipc or inproc.
     ZeroMq,
 }
 
-/// Socket settings shared by clients and servers. `Options::default()` suits bulk traffic.
+/// Socket settings shared by clients and servers, and the limits a server holds every peer to.
+/// `Options::default()` suits bulk traffic; change what you need with the `with_` methods, as in
+/// `Options::default().with_send_timeout(None)`.
+///
+/// What one peer can make a server hold (docs/RELIABILITY.md has the measured figures): at most
+/// `high_water_mark` whole messages queued per connection, each at most `max_message_size` bytes and
+/// `max_bulks` bulk frames, plus the one message being read off the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Options {
     /// How long a send may wait for a peer to take the message (no peer connected, or the peer's queue
     /// full) before it fails with [`crate::Error::Timeout`]. `None` waits forever. Default 30 s.
@@ -32,12 +45,24 @@ pub struct Options {
     /// How long dropping a client may spend delivering messages still queued (default 5 s); what is still
     /// queued after that is dropped. Raise it when a client is dropped right after sending gigabytes.
     pub linger: Duration,
-    /// Messages queued per peer before a send waits (ZeroMQ's high-water mark). Default 1000.
+    /// Messages queued per peer before a send waits (ZeroMQ's high-water mark), on both sides. Default 1000.
     pub high_water_mark: i32,
-    /// The largest message a server accepts, in bytes (ZeroMQ's `MAXMSGSIZE`): a peer announcing a larger
-    /// frame is disconnected before anything is allocated for it. `None` (the default) accepts any size.
+    /// The largest message a server accepts, in bytes: its header plus every bulk, descriptor-only bulks
+    /// included. A frame larger than this disconnects its sender before anything is allocated for it
+    /// (ZeroMQ's `MAXMSGSIZE`); a message whose sizes add up to more is dropped whole with
+    /// [`crate::Error::LimitExceeded`], so no size above it ever reaches the application. `None` accepts
+    /// any size (only for trusted peers). Default [`DEFAULT_MAX_MESSAGE_SIZE`] (4 GiB).
     pub max_message_size: Option<u64>,
+    /// The most bulks one message may carry (and so bulk frames). A message with more is dropped whole
+    /// with [`crate::Error::LimitExceeded`]. Default 1024.
+    pub max_bulks: usize,
+    /// Which descriptor-only bulks ([`BulkFlags::EXPOSE`]) a server resolves. Default: none (a message
+    /// with one is dropped with [`crate::Error::SharedMemoryRefused`]).
+    pub shared_memory: SharedMemoryAccess,
 }
+
+/// The default of [`Options::max_message_size`]: 4 GiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 4 << 30;
 
 impl Default for Options {
     fn default() -> Self {
@@ -45,24 +70,103 @@ impl Default for Options {
             send_timeout: Some(Duration::from_secs(30)),
             linger: Duration::from_secs(5),
             high_water_mark: 1000,
-            max_message_size: None,
+            max_message_size: Some(DEFAULT_MAX_MESSAGE_SIZE),
+            max_bulks: 1024,
+            shared_memory: SharedMemoryAccess::none(),
         }
     }
 }
 
-/// A received bulk payload, read in place without copying it into a buffer of yours.
-pub struct Payload(::zmq::Message);
+impl Options {
+    /// With [`Options::send_timeout`] set to `timeout`.
+    pub fn with_send_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
 
-impl std::ops::Deref for Payload {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
+    /// With [`Options::linger`] set to `linger`.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// With [`Options::high_water_mark`] set to `messages`.
+    pub fn with_high_water_mark(mut self, messages: i32) -> Self {
+        self.high_water_mark = messages;
+        self
+    }
+
+    /// With [`Options::max_message_size`] set to `bytes`.
+    pub fn with_max_message_size(mut self, bytes: Option<u64>) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// With [`Options::max_bulks`] set to `bulks`.
+    pub fn with_max_bulks(mut self, bulks: usize) -> Self {
+        self.max_bulks = bulks;
+        self
+    }
+
+    /// With [`Options::shared_memory`] set to `access`.
+    pub fn with_shared_memory(mut self, access: SharedMemoryAccess) -> Self {
+        self.shared_memory = access;
+        self
+    }
+
+    pub(crate) fn limits(&self, protocol: Protocol) -> Limits {
+        Limits {
+            max_message_size: self.max_message_size.unwrap_or(u64::MAX),
+            max_bulks: self.max_bulks,
+            shared_memory: self.shared_memory.clone(),
+            protocol,
+        }
     }
 }
 
-impl std::fmt::Debug for Payload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Payload({} bytes)", self.len())
+/// Which descriptor-only bulks a server may resolve: the shared memory a peer may make it read.
+///
+/// A descriptor-only bulk is a segment name and an offset; resolving it reads memory of this node that the
+/// *peer* chose. So a server resolves one only when its owner allowed that segment (by name prefix, for
+/// example the prefix its own job gives its segments), only over ipc and inproc unless tcp is allowed too
+/// (a tcp peer may be anywhere), and only wholly inside one live allocation of the segment (never the
+/// allocator's own state). Everything else is refused with [`crate::Error::SharedMemoryRefused`] before the
+/// message reaches the application.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedMemoryAccess {
+    /// Segment name prefixes the server may read; empty refuses every descriptor-only bulk.
+    pub segment_prefixes: Vec<String>,
+    /// Also accept descriptor-only bulks from tcp peers. Default false.
+    pub over_tcp: bool,
+}
+
+impl SharedMemoryAccess {
+    /// Refuse every descriptor-only bulk (the default).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Allow segments whose names start with `prefix` (over ipc and inproc).
+    pub fn segments(prefix: impl Into<String>) -> Self {
+        Self { segment_prefixes: vec![prefix.into()], over_tcp: false }
+    }
+
+    /// Also allow segments whose names start with `prefix`.
+    pub fn and_segments(mut self, prefix: impl Into<String>) -> Self {
+        self.segment_prefixes.push(prefix.into());
+        self
+    }
+
+    /// Also accept descriptor-only bulks from tcp peers (whose process may be on another node, or hostile).
+    pub fn over_tcp(mut self) -> Self {
+        self.over_tcp = true;
+        self
+    }
+
+    /// True when `segment` starts with an allowed prefix.
+    pub fn allows(&self, segment: &str) -> bool {
+        self.segment_prefixes.iter().any(|prefix| segment.starts_with(prefix.as_str()))
     }
 }
 
@@ -101,10 +205,13 @@ pub trait Client: Send + Sync + std::fmt::Debug {
     fn address(&self) -> &str;
 }
 
-/// The receiving side: the two-phase receive of metadata, then bulks.
+/// The receiving side: whole messages ([`Server::recv_message`]), or the C++ guide's two-phase receive of
+/// metadata, then bulks.
 ///
-/// One server may be used from several threads at once; each call is atomic. The message whose metadata
-/// was received stays pending until `recv_bulks`, `take_bulks` or `discard_pending`.
+/// One server may be used from several threads at once. [`Server::recv_message`] hands each message, whole,
+/// to one caller. In the two-phase form, the message whose metadata a thread received stays pending for
+/// **that thread** until it calls `recv_bulks`, `take_bulks` or `discard_pending`, so threads sharing a
+/// server never read each other's bulks.
 pub trait Server: Send + Sync + std::fmt::Debug {
     /// Exposes `buffer` to receive a bulk into.
     fn expose<'a>(&self, buffer: &'a mut [u8], flags: BulkFlags) -> Bulk<'a> {
@@ -121,29 +228,36 @@ pub trait Server: Send + Sync + std::fmt::Debug {
         Ok(Bulk::shared_destination(pointer.resolve(size)?, flags))
     }
 
+    /// Receives the next message whole, waiting up to `timeout` (zero: only what is already here); fails
+    /// with [`crate::Error::Timeout`] when nothing came. The message has passed every check (wire format,
+    /// [`Options`] limits, [`SharedMemoryAccess`]); a message that fails one is dropped whole and reported,
+    /// and the next call reads the next message.
+    fn recv_message(&self, timeout: Duration) -> Result<Received>;
+
     /// Receives the next message's metadata without blocking: the event is not done when nothing waits.
     ///
     /// On success `meta.bulks` holds one descriptor per bulk (size and flags), and `meta.custom` the sender's
-    /// fields; `bytes_transferred` is the length of the metadata frame. A malformed message is dropped whole
-    /// and reported as an error, so the next call reads the next message cleanly.
+    /// fields; `bytes_transferred` is the length of the metadata frame. The message stays pending for this
+    /// thread. A malformed message is dropped whole and reported as an error, so the next call reads the
+    /// next message cleanly.
     fn recv_metadata(&self, meta: &mut dyn Metadata) -> Event {
         self.recv_metadata_timeout(meta, Duration::ZERO)
     }
 
-    /// As [`Server::recv_metadata`], waiting up to `timeout` for a message; a timeout is a pending event.
+    /// As [`Server::recv_metadata`], waiting up to `timeout` for a message. When nothing came the event is
+    /// not done, and [`Event::into_result`] turns it into [`crate::Error::Timeout`].
     fn recv_metadata_timeout(&self, meta: &mut dyn Metadata, timeout: Duration) -> Event;
 
-    /// Copies the pending message's bulks into the buffers exposed in `meta.bulks` (one per bulk, each at
-    /// least the bulk's size). Descriptor-only bulks are copied from their shared segment, which must be
-    /// mappable here (on this node); if it is not, the call fails naming the segment. The message is
-    /// consumed either way, as MPI consumes a truncated message.
+    /// Copies this thread's pending message's bulks into the buffers exposed in `meta.bulks` (one per bulk,
+    /// each at least the bulk's size). The message is consumed either way, as MPI consumes a truncated
+    /// message.
     fn recv_bulks(&self, meta: &mut dyn Metadata) -> Event;
 
-    /// Takes the pending message's bulks sent by value, as received, without copying them anywhere.
+    /// Takes this thread's pending message's bulks sent by value, as received, without copying them.
     /// Descriptor-only bulks are read in place through `meta.bulks[i].location()` instead.
     fn take_bulks(&self) -> Result<Vec<Payload>>;
 
-    /// Drops the pending message, if any, and returns how many bulks it had.
+    /// Drops this thread's pending message, if any, and returns how many bulks it had.
     fn discard_pending(&self) -> usize;
 
     /// The bound endpoint, with the real port when port 0 was asked for.

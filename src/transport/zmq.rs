@@ -10,8 +10,8 @@
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use super::inbox::{self, Inbox};
-use super::{Client, Endpoint, Options, Payload, Protocol, Server};
+use super::two_phase::TwoPhase;
+use super::{endpoint, Client, Endpoint, Limits, Options, Payload, Protocol, Received, Server};
 use crate::bulk::{Bulk, BulkFlags};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -236,19 +236,20 @@ impl std::fmt::Debug for ZeroMqClient {
 
 /// Receives Lightbeam messages on a bound PULL socket.
 pub struct ZeroMqServer {
-    state: Mutex<ServerState>,
+    socket: Mutex<ServerSocket>,
+    two_phase: TwoPhase,
+    limits: Limits,
     address: String,
     _context: Arc<zmq::Context>,
 }
 
-struct ServerState {
+struct ServerSocket {
     socket: zmq::Socket,
-    inbox: Inbox,
     /// The socket's receive timeout in milliseconds as last set (-1: none), to set it only on a change.
     receive_timeout: i32,
 }
 
-impl ServerState {
+impl ServerSocket {
     fn set_receive_timeout(&mut self, millis: i32) -> zmq::Result<()> {
         if self.receive_timeout != millis {
             self.socket.set_rcvtimeo(millis)?;
@@ -264,21 +265,30 @@ impl ZeroMqServer {
         Self::bind(&Endpoint::new(addr, protocol, port)?, &Options::default())
     }
 
-    /// Binds `endpoint`. For tcp port 0 a free port is chosen; [`Server::address`] reports it.
+    /// Binds `endpoint`. For tcp port 0 a free port is chosen; [`Server::address`] reports it. A tcp host
+    /// name is resolved to its first IPv4 address (else its first address). An ipc path where another
+    /// server listens fails with [`Error::AddressInUse`] (ZeroMQ would silently take it over).
     pub fn bind(endpoint: &Endpoint, options: &Options) -> Result<Self> {
+        let endpoint = endpoint.resolved()?;
         let context = shared_context();
         let uri = endpoint.to_string();
-        let socket = new_socket(&context, zmq::PULL, endpoint, options)?;
+        let in_use = || Error::AddressInUse { endpoint: uri.clone(), port: endpoint.port() };
+        if endpoint.protocol() == Protocol::Ipc && endpoint::ipc_listener_alive(endpoint.address()) {
+            return Err(in_use());
+        }
+        let socket = new_socket(&context, zmq::PULL, &endpoint, options)?;
         socket.bind(&uri).map_err(|e| match e {
-            zmq::Error::EADDRINUSE => Error::AddressInUse { endpoint: uri.clone(), port: endpoint.port() },
+            zmq::Error::EADDRINUSE => in_use(),
             e => Error::transport("bind", &uri, e),
         })?;
         let address = match socket.get_last_endpoint() {
             Ok(Ok(bound)) => bound,
-            _ => uri,
+            _ => uri.clone(),
         };
         Ok(Self {
-            state: Mutex::new(ServerState { socket, inbox: Inbox::default(), receive_timeout: -1 }),
+            socket: Mutex::new(ServerSocket { socket, receive_timeout: -1 }),
+            two_phase: TwoPhase::default(),
+            limits: options.limits(endpoint.protocol()),
             address,
             _context: context,
         })
@@ -287,7 +297,8 @@ impl ZeroMqServer {
     /// Receives every frame of the next message, waiting up to `timeout`; `None` when nothing came.
     /// The wait is ZeroMQ's own blocking receive with a receive timeout (one call, where polling first
     /// and receiving after costs a round of ZeroMQ's command processing more per message).
-    fn recv_frames(&self, state: &mut ServerState, timeout: Duration) -> Result<Option<Vec<Payload>>> {
+    fn recv_frames(&self, timeout: Duration) -> Result<Option<Vec<Payload>>> {
+        let mut state = lock(&self.socket);
         let deadline = Instant::now() + timeout;
         let first = loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -316,34 +327,32 @@ impl ZeroMqServer {
         }
         Ok(Some(frames))
     }
-
-    fn recv_metadata_within(&self, meta: &mut dyn Metadata, timeout: Duration) -> Result<Option<usize>> {
-        let mut state = lock(&self.state);
-        state.inbox.ensure_idle()?;
-        let Some(frames) = self.recv_frames(&mut state, timeout)? else {
-            return Ok(None);
-        };
-        state.inbox.accept(frames, meta).map(Some)
-    }
 }
 
 impl Server for ZeroMqServer {
+    fn recv_message(&self, timeout: Duration) -> Result<Received> {
+        let frames = self.recv_frames(timeout)?.ok_or(Error::Timeout {
+            op: "receive (nothing arrived)",
+            after: timeout,
+            peer: None,
+        })?;
+        Received::accept(frames, &self.limits)
+    }
+
     fn recv_metadata_timeout(&self, meta: &mut dyn Metadata, timeout: Duration) -> Event {
-        self.recv_metadata_within(meta, timeout).into()
+        self.two_phase.recv_metadata(meta, timeout, |timeout| self.recv_message(timeout))
     }
 
     fn recv_bulks(&self, meta: &mut dyn Metadata) -> Event {
-        // Copy outside the lock, so that other threads can receive meanwhile.
-        let pending = lock(&self.state).inbox.take();
-        pending.and_then(|pending| pending.deliver(meta)).into()
+        self.two_phase.recv_bulks(meta)
     }
 
     fn take_bulks(&self) -> Result<Vec<Payload>> {
-        lock(&self.state).inbox.take().map(inbox::Pending::into_frames)
+        self.two_phase.take_bulks()
     }
 
     fn discard_pending(&self) -> usize {
-        lock(&self.state).inbox.discard()
+        self.two_phase.discard()
     }
 
     fn address(&self) -> &str {

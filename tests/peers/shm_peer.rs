@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lightbeam::shm::{Segment, ShmPtr};
 use lightbeam::verify::checksum;
-use lightbeam::{BulkFlags, Endpoint, LbmMeta, Options, Server, ZeroMqServer};
+use lightbeam::{BulkFlags, Endpoint, LbmMeta, Options, Server, SharedMemoryAccess, ZeroMqServer};
 
 type Outcome = Result<(), Box<dyn std::error::Error>>;
 
@@ -34,7 +34,9 @@ fn read(args: &[String]) -> Outcome {
 }
 
 fn receive(args: &[String]) -> Outcome {
-    let server = ZeroMqServer::bind(&Endpoint::parse(arg(args, 2)?)?, &Options::default())?;
+    // The test's segments are named "test-..."; this server may read those and no others.
+    let options = Options::default().with_shared_memory(SharedMemoryAccess::segments("test-"));
+    let server = ZeroMqServer::bind(&Endpoint::parse(arg(args, 2)?)?, &options)?;
     let expected: u64 = arg(args, 3)?.parse()?;
     let mut meta = LbmMeta::<String>::default();
     server.recv_metadata_timeout(&mut meta, Duration::from_secs(30)).into_result()?;
