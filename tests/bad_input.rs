@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use lightbeam::wire;
 use lightbeam::{
-    Bulk, BulkFlags, Error, LbmMeta, Options, Protocol, Server, Transport, TransportFactory, WireError,
-    ZeroMqClient, ZeroMqServer,
+    Bulk, BulkFlags, Endpoint, Error, LbmMeta, Options, Protocol, Server, Transport, TransportFactory,
+    WireError, ZeroMqClient, ZeroMqServer,
 };
 use util::*;
 
@@ -202,4 +202,63 @@ fn a_message_over_the_configured_cap_is_never_delivered_and_the_server_goes_on()
     let small = ZeroMqClient::connect(&endpoint, &Options::default()).unwrap();
     send_all(&small, 2u32, &[b"small"]);
     assert_eq!(recv_all::<u32>(&server).unwrap(), (2, vec![b"small".to_vec()]));
+}
+
+#[test]
+fn a_receive_that_times_out_says_so() {
+    let (server, _client) = pair(Protocol::Tcp);
+    let waited = Duration::from_millis(100);
+    let error =
+        server.recv_metadata_timeout(&mut LbmMeta::<()>::default(), waited).into_result().unwrap_err();
+    assert!(matches!(error, Error::Timeout { after, .. } if after >= waited), "{error}");
+    let error = server.recv_message(waited).unwrap_err();
+    assert!(matches!(error, Error::Timeout { .. }), "{error}");
+}
+
+#[test]
+fn host_names_bind_and_impossible_addresses_are_refused() {
+    let server = TransportFactory::server("localhost", Transport::ZeroMq, "tcp", 0).unwrap();
+    assert!(server.address().starts_with("tcp://127."), "{}", server.address());
+    let client = ZeroMqClient::connect(&server.address().parse().unwrap(), &Options::default()).unwrap();
+    send_all(&client, 3u32, &[b"via localhost"]);
+    assert_eq!(recv_all::<u32>(server.as_ref()).unwrap(), (3, vec![b"via localhost".to_vec()]));
+    for bad in ["tcp://999.1.1.1:5", "tcp://1.2.3:5", "tcp://bad_host:5"] {
+        assert!(matches!(Endpoint::parse(bad), Err(Error::InvalidAddress { .. })), "{bad} parsed");
+    }
+}
+
+#[test]
+fn a_second_ipc_server_on_a_live_path_is_refused_and_the_first_keeps_its_peers() {
+    let endpoint = fresh_endpoint(Protocol::Ipc);
+    let first = ZeroMqServer::bind(&endpoint, &Options::default()).unwrap();
+    let second = ZeroMqServer::bind(&endpoint, &Options::default()).unwrap_err();
+    assert!(matches!(second, Error::AddressInUse { .. }), "{second}");
+    let client = ZeroMqClient::connect(&endpoint, &Options::default()).unwrap();
+    send_all(&client, 4u32, &[b"still mine"]);
+    assert_eq!(recv_all::<u32>(&first).unwrap(), (4, vec![b"still mine".to_vec()]));
+    // Once the first server is gone (ZeroMQ closes its listener in the background), the path binds again.
+    drop((client, first));
+    let deadline = Instant::now() + WAIT;
+    while let Err(error) = ZeroMqServer::bind(&endpoint, &Options::default()) {
+        assert!(Instant::now() < deadline, "the path stayed taken: {error}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn messages_over_the_limits_never_reach_the_application() {
+    let options = Options::default().with_max_message_size(Some(64 << 10)).with_max_bulks(8);
+    let server = ZeroMqServer::bind(&fresh_endpoint(Protocol::Tcp), &options).unwrap();
+    let raw = raw_push(&server);
+    // Frames each under the cap but adding up to more than it.
+    let piece = vec![0u8; 40 << 10];
+    send_raw(&raw, &[&header(&[piece.len(), piece.len()], 1u32), &piece, &piece]);
+    let over =
+        |what: &'static str| move |e: &Error| matches!(e, Error::LimitExceeded { what: w, .. } if *w == what);
+    rejects_then_recovers(&server, over("message size"));
+    // More bulks than allowed, as descriptors and as frames.
+    let nine = header(&[0; 9], 1u32);
+    let frames: Vec<&[u8]> = std::iter::once(&nine[..]).chain(std::iter::repeat_n(&b""[..], 9)).collect();
+    send_raw(&raw, &frames);
+    rejects_then_recovers(&server, over("bulk frame count"));
 }
