@@ -75,11 +75,9 @@ fn a_flooding_peer_can_make_the_server_hold_only_what_its_limits_allow() {
         bound >> 10
     );
     assert!(grown <= bound + (8 << 20), "the server held {grown} bytes for one peer");
+    // Raw frames are no Lightbeam messages: each that arrived is refused on receipt, none delivered.
     let (accepted, refused) = drain(&server);
-    assert!(
-        accepted <= HIGH_WATER_MARK + 2 && refused > 0 || accepted <= HIGH_WATER_MARK + 2,
-        "{accepted} queued"
-    );
+    assert!(accepted == 0 && (1..=sent).contains(&refused), "{accepted} accepted, {refused} refused");
 
     // Frames: ZeroMQ caps neither frames per message nor their count in its queue, only whole messages,
     // so a message of many empty frames costs PER_FRAME bytes each until it is received and refused.
@@ -93,5 +91,5 @@ fn a_flooding_peer_can_make_the_server_hold_only_what_its_limits_allow() {
     );
     assert!(grown <= bound + (8 << 20), "the server held {grown} bytes for one peer");
     let (accepted, refused) = drain(&server);
-    assert_eq!((accepted, refused), (0, sent), "a message of {frames} frames was accepted");
+    assert!(accepted == 0 && (1..=sent).contains(&refused), "{accepted} accepted, {refused} refused");
 }
