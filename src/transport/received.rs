@@ -38,6 +38,9 @@ impl Limits {
         let Some(location) = &descriptor.location else { return Ok(None) };
         let refuse =
             |reason: String| Error::SharedMemoryRefused { segment: location.segment.clone(), reason };
+        if self.shared_memory.segment_prefixes.is_empty() {
+            return Err(refuse("this server reads no shared memory (Options::shared_memory)".into()));
+        }
         if self.protocol == Protocol::Tcp && !self.shared_memory.over_tcp {
             return Err(refuse(
                 "descriptor-only bulks are not accepted over tcp (SharedMemoryAccess::over_tcp)".into(),
