@@ -3,8 +3,8 @@
 //!
 //! A [`ShmPtr`] (segment name and offset) means the same bytes in every process that maps the segment, so it
 //! can be sent instead of the bytes: a bulk exposed from shared memory with [`BulkFlags::EXPOSE`] crosses
-//! the socket as its pointer alone, and a receiver on the same node reads it in place (or copies it into
-//! its own buffer). Every access through a pointer is bounds-checked against the segment, so a pointer from
+//! the socket as its pointer alone, and a receiver on the same node copies it into its own buffer (or
+//! reads it in place with the `unsafe` [`FullPtr::as_slice`], whose contract says when that is sound). Every access through a pointer is bounds-checked against the segment, so a pointer from
 //! a hostile peer can name at most the segment's own payload area, never the allocator's state or memory
 //! outside the mapping.
 //!
@@ -119,7 +119,8 @@ pub enum ShmError {
 }
 
 /// A mapping of a segment's file, accessed only through raw pointers: several processes write the same
-/// memory, so no Rust reference to it is held beyond the calls below (and [`FullPtr::as_slice`]).
+/// memory, so safe code holds no Rust reference to it (the lock word aside, which is only used atomically);
+/// only the `unsafe` [`FullPtr::as_slice`] lends one out, under its caller's promise.
 struct Mapping {
     map: memmap2::MmapRaw,
 }
@@ -170,27 +171,42 @@ impl Mapping {
         unsafe { &*address.cast::<AtomicU32>() }
     }
 
-    /// Copies `data` into the mapping at `at`.
+    /// Copies `data` into the mapping at `at`. `data` may lie in this very mapping (memmove semantics).
     fn copy_in(&self, at: usize, data: &[u8]) {
         let target = self.address(at, data.len());
-        // SAFETY: `address` checked the range lies in the mapping; `data` is ordinary memory of this
-        // process and cannot overlap the mapping's range through a `&[u8]` we handed out and still write.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) }
+        // SAFETY: `address` checked that the target range lies in the live mapping and `data` is a valid
+        // slice. The two ranges may overlap, which `ptr::copy` allows. Safe code holds no reference into
+        // the mapping (`FullPtr::as_slice` is `unsafe` and its caller promises no writer while it lives).
+        unsafe { std::ptr::copy(data.as_ptr(), target, data.len()) }
     }
 
     /// Copies `out.len()` bytes from the mapping at `at` into `out`.
     fn copy_out(&self, at: usize, out: &mut [u8]) {
         let source = self.address(at, out.len());
-        // SAFETY: as in `copy_in`, in the other direction; `out` is a unique borrow, so no overlap.
-        unsafe { std::ptr::copy_nonoverlapping(source, out.as_mut_ptr(), out.len()) }
+        // SAFETY: as in `copy_in`, in the other direction: `address` checked the source range, `out` is a
+        // valid unique slice, and `ptr::copy` allows the ranges to overlap. Another process writing the
+        // source meanwhile can tear the bytes copied, but no Rust reference to them exists.
+        unsafe { std::ptr::copy(source, out.as_mut_ptr(), out.len()) }
+    }
+
+    /// Copies `len` bytes from `source` at `from` into this mapping at `at`. The mappings may be the same
+    /// and the ranges may overlap (memmove semantics).
+    fn copy_from(&self, at: usize, source: &Self, from: usize, len: usize) {
+        let (target, source) = (self.address(at, len), source.address(from, len));
+        // SAFETY: `address` checked both ranges against their live mappings; `ptr::copy` allows them to
+        // overlap, and no Rust reference to either range exists in safe code.
+        unsafe { std::ptr::copy(source, target, len) }
     }
 
     /// The bytes at `at..at + len` as a slice that lives as long as `self`.
-    fn slice(&self, at: usize, len: usize) -> &[u8] {
+    ///
+    /// # Safety
+    ///
+    /// No thread or process may write those bytes while the returned borrow lives.
+    unsafe fn slice(&self, at: usize, len: usize) -> &[u8] {
         let start = self.address(at, len);
-        // SAFETY: the range lies in the mapping, which outlives the returned borrow. Other processes may
-        // write the same bytes; Lightbeam's protocol hands a region to its reader with the message, and
-        // `FullPtr::as_slice` documents that the region must not be written while it is read.
+        // SAFETY: the range lies in the mapping (checked by `address`), which outlives the returned
+        // borrow; the caller promises that nothing writes it while the borrow lives.
         unsafe { std::slice::from_raw_parts(start, len) }
     }
 }
@@ -429,16 +445,45 @@ impl FullPtr {
         &self.segment
     }
 
-    /// The region read in place. Another process must not write the region while the slice is alive: with
-    /// Lightbeam the sender hands the region over with the message and does not touch it until told.
-    pub fn as_slice(&self) -> &[u8] {
-        self.segment.inner.mapping.slice(self.offset, self.len)
+    /// The region read in place, without a copy.
+    ///
+    /// # Safety
+    ///
+    /// While the returned borrow lives, no thread of this process and no other process may write the
+    /// region: not through this `FullPtr`, a clone of it, another `FullPtr` over the same bytes, nor another
+    /// process's mapping of the segment. (With Lightbeam's messages, a sender that hands a region over
+    /// with [`BulkFlags::EXPOSE`] must leave it untouched until the receiver says it is done.) Use
+    /// [`FullPtr::to_vec`] or [`FullPtr::read`] when that cannot be promised.
+    ///
+    /// [`BulkFlags::EXPOSE`]: crate::BulkFlags::EXPOSE
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the range is the region's own, bounds-checked by `Mapping::address`; the caller
+        // promises what `Mapping::slice` needs: no writer while the borrow lives.
+        unsafe { self.segment.inner.mapping.slice(self.offset, self.len) }
+    }
+
+    /// A copy of the whole region. Safe whatever other processes do: a concurrent writer can only make
+    /// the copy a mix of old and new bytes.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut copy = vec![0; self.len];
+        self.segment.inner.mapping.copy_out(self.offset, &mut copy);
+        copy
     }
 
     /// Copies `data` into the region at `at`; fails if it would run past the region's end.
     pub fn write(&self, at: usize, data: &[u8]) -> Result<()> {
         self.check_range(at, data.len())?;
         self.segment.inner.mapping.copy_in(self.offset + at, data);
+        Ok(())
+    }
+
+    /// Copies the whole of `source` into this region at `at`; fails if it would run past this region's
+    /// end. The regions may lie in the same segment and overlap: the result is as if `source` were first
+    /// copied out (memmove semantics).
+    pub fn write_from(&self, at: usize, source: &Self) -> Result<()> {
+        self.check_range(at, source.len)?;
+        let mapping = &self.segment.inner.mapping;
+        mapping.copy_from(self.offset + at, &source.segment.inner.mapping, source.offset, source.len);
         Ok(())
     }
 
@@ -488,12 +533,36 @@ mod tests {
         let mut out = [0u8; 5];
         a.read(0, &mut out).unwrap();
         assert_eq!(&out, b"hello");
-        assert_eq!(&a.as_slice()[..5], b"hello");
+        assert_eq!(&a.to_vec()[..5], b"hello");
+        // SAFETY: no thread or process writes `a` while the slice lives.
+        assert_eq!(unsafe { &a.as_slice()[..5] }, b"hello");
         segment.free(&a.shm_ptr()).unwrap();
         segment.free(&b.shm_ptr()).unwrap();
         let (used, _) = segment.usage().unwrap();
         assert_eq!(used, 0, "frees merge back into one block");
         assert_eq!(segment.allocate(200_000).unwrap().shm_ptr().offset, a.shm_ptr().offset);
+    }
+
+    /// A region over `len` bytes at `offset` of `region`, as another handle over the same memory.
+    fn view(region: &FullPtr, offset: usize, len: usize) -> FullPtr {
+        let pointer = ShmPtr { offset: region.shm_ptr().offset + offset as u64, ..region.shm_ptr() };
+        region.segment().resolve(&pointer, len).unwrap()
+    }
+
+    #[test]
+    fn overlapping_copies_have_memmove_semantics() {
+        let segment = Segment::create(&unique("overlap"), 64 << 10).unwrap();
+        let region = segment.allocate(200).unwrap();
+        let original: Vec<u8> = (0..200u8).collect();
+        for (from, to) in [(0, 10), (10, 0), (30, 30)] {
+            region.write(0, &original).unwrap();
+            region.write_from(to, &view(&region, from, 50)).unwrap();
+            let mut expected = original.clone();
+            expected.copy_within(from..from + 50, to);
+            assert_eq!(region.to_vec(), expected, "50 bytes from {from} to {to}");
+        }
+        let past_the_end = region.write_from(160, &view(&region, 0, 50));
+        assert!(matches!(past_the_end, Err(Error::Shm(ShmError::OutOfBounds { .. }))));
     }
 
     #[test]

@@ -66,10 +66,11 @@ enum Source<'p> {
 }
 
 impl Source<'_> {
-    fn bytes(&self) -> &[u8] {
+    /// Copies the bytes into bulk `index` of `meta` (a shared region straight from the segment).
+    fn write_into(&self, meta: &mut dyn Metadata, index: usize) -> Result<()> {
         match self {
-            Self::Frame(frame) => frame,
-            Self::Shared(region) => region.as_slice(),
+            Self::Frame(frame) => meta.write_received(index, frame),
+            Self::Shared(region) => meta.write_received_from(index, region),
         }
     }
 }
@@ -108,7 +109,7 @@ impl Pending {
             }
         }
         for (index, source) in sources.iter().enumerate() {
-            meta.write_received(index, source.bytes())?;
+            source.write_into(meta, index)?;
         }
         Ok(self.descriptors.iter().map(|d| d.size).sum())
     }

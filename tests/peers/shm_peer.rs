@@ -1,8 +1,8 @@
 //! The second process of the shared-memory tests (`tests/shm.rs` starts it). Commands:
 //!
-//! - `read SEGMENT OFFSET LEN CHECKSUM`: map the segment, check the bytes in place.
+//! - `read SEGMENT OFFSET LEN CHECKSUM`: map the segment, check the bytes there.
 //! - `receive ENDPOINT CHECKSUM`: bind a server, receive a message whose first bulk is descriptor-only,
-//!   check it read in place and copied by `recv_bulks`.
+//!   check it read straight from the segment and copied by `recv_bulks`.
 //! - `hold SEGMENT`: map the segment, print `mapped`, wait for a line on stdin, then check that it still
 //!   reads, writes, allocates and frees (after the other process unlinked it).
 //! - `die-holding SEGMENT`: allocate three regions and abort without freeing them.
@@ -27,7 +27,7 @@ fn arg(args: &[String], index: usize) -> Result<&str, String> {
 fn read(args: &[String]) -> Outcome {
     let pointer = ShmPtr { segment: arg(args, 2)?.into(), offset: arg(args, 3)?.parse()? };
     let region = pointer.resolve(arg(args, 4)?.parse()?)?;
-    if checksum(region.as_slice()) != arg(args, 5)?.parse::<u64>()? {
+    if checksum(&region.to_vec()) != arg(args, 5)?.parse::<u64>()? {
         return Err("the bytes in shared memory differ".into());
     }
     Ok(())
@@ -43,9 +43,9 @@ fn receive(args: &[String]) -> Outcome {
     if !shared.flags().contains(BulkFlags::EXPOSE) {
         return Err("EXPOSE flag lost".into());
     }
-    // In place: no copy at all.
-    if checksum(location.resolve(shared.size())?.as_slice()) != expected {
-        return Err("in-place read differs".into());
+    // Straight from the segment, through the pointer alone.
+    if checksum(&location.resolve(shared.size())?.to_vec()) != expected {
+        return Err("read through the pointer differs".into());
     }
     // Or copied into buffers of our own, with the by-value bulk beside it.
     let text = meta.custom.clone();
