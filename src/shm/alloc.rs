@@ -195,6 +195,25 @@ pub(super) fn free(map: &Mapping, offset: usize) -> Result<(), ShmError> {
     }
 }
 
+/// True when `offset..offset + len` lies wholly inside the payload of one allocation (a used block):
+/// never in the segment header, a block header, a free block, or across two blocks.
+pub(super) fn in_allocation(map: &Mapping, offset: usize, len: usize) -> Result<bool, ShmError> {
+    let Some(end) = offset.checked_add(len) else { return Ok(false) };
+    let _lock = Lock::acquire(map);
+    for block in blocks(map) {
+        let block = block?;
+        let payload = block.at + BLOCK_HEADER;
+        if offset < payload {
+            // Blocks are in order: the range starts in this block's header or before it.
+            return Ok(false);
+        }
+        if offset < payload + block.size {
+            return Ok(block.state == USED && end <= payload + block.size);
+        }
+    }
+    Ok(false)
+}
+
 /// Allocated and free bytes (payloads only), for tests and diagnostics.
 pub(super) fn usage(map: &Mapping) -> Result<(usize, usize), ShmError> {
     let _lock = Lock::acquire(map);

@@ -4,9 +4,11 @@
 //! A [`ShmPtr`] (segment name and offset) means the same bytes in every process that maps the segment, so it
 //! can be sent instead of the bytes: a bulk exposed from shared memory with [`BulkFlags::EXPOSE`] crosses
 //! the socket as its pointer alone, and a receiver on the same node copies it into its own buffer (or
-//! reads it in place with the `unsafe` [`FullPtr::as_slice`], whose contract says when that is sound). Every access through a pointer is bounds-checked against the segment, so a pointer from
-//! a hostile peer can name at most the segment's own payload area, never the allocator's state or memory
-//! outside the mapping.
+//! reads it in place with the `unsafe` [`FullPtr::as_slice`], whose contract says when that is sound).
+//!
+//! Every access through a pointer is bounds-checked against the segment, never memory outside the
+//! mapping. A pointer from another process should be resolved with [`ShmPtr::resolve_allocation`]: it
+//! names at most the payload of one live allocation, never the allocator's state or a free block.
 //!
 //! This is the only module with `unsafe` code: the raw accesses of a mapping (the private `Mapping`).
 //!
@@ -99,6 +101,19 @@ pub enum ShmError {
         start: u64,
         /// End of the segment.
         end: u64,
+    },
+    /// A range that does not lie wholly inside one live allocation of the segment.
+    #[error(
+        "{len} bytes at offset {offset} of segment {segment:?} do not lie inside one allocation (segment \
+         and block headers, free blocks and ranges across allocations are refused)"
+    )]
+    NotInAllocation {
+        /// The segment.
+        segment: String,
+        /// Offset of the range.
+        offset: u64,
+        /// Length of the range.
+        len: u64,
     },
     /// A block header inside the segment is damaged.
     #[error("segment damaged: bad block header at offset {offset}")]
@@ -361,7 +376,8 @@ impl Segment {
         Ok(alloc::usage(&self.inner.mapping)?)
     }
 
-    /// The `len` bytes at `pointer`, checked to lie inside this segment's payload area.
+    /// The `len` bytes at `pointer`, checked to lie inside this segment's payload area: the blocks, their
+    /// headers included. For a pointer from another process, use [`Segment::resolve_allocation`].
     pub fn resolve(&self, pointer: &ShmPtr, len: usize) -> Result<FullPtr> {
         self.check_own(pointer)?;
         let end = self.size() as u64;
@@ -379,6 +395,24 @@ impl Segment {
             .into());
         }
         Ok(FullPtr { segment: self.clone(), offset: pointer.offset as usize, len })
+    }
+
+    /// The `len` bytes at `pointer`, checked to lie wholly inside the payload of one live allocation at
+    /// the time of the call: never the segment's header, a block header, a free block, or two allocations.
+    /// This is the check for a pointer that came from another process: it can name only memory that some
+    /// process allocated, never the allocator's own state.
+    pub fn resolve_allocation(&self, pointer: &ShmPtr, len: usize) -> Result<FullPtr> {
+        self.check_own(pointer)?;
+        let refused = || ShmError::NotInAllocation {
+            segment: self.name().to_owned(),
+            offset: pointer.offset,
+            len: len as u64,
+        };
+        let offset = usize::try_from(pointer.offset).map_err(|_| refused())?;
+        if !alloc::in_allocation(&self.inner.mapping, offset, len)? {
+            return Err(refused().into());
+        }
+        Ok(FullPtr { segment: self.clone(), offset, len })
     }
 
     fn check_own(&self, pointer: &ShmPtr) -> Result<(), ShmError> {
@@ -412,6 +446,12 @@ impl ShmPtr {
     /// to lie inside the segment.
     pub fn resolve(&self, len: usize) -> Result<FullPtr> {
         Segment::lookup(&self.segment)?.resolve(self, len)
+    }
+
+    /// The `len` bytes at this pointer in this process's mapping (mapping the segment if needed), checked
+    /// to lie inside one live allocation: see [`Segment::resolve_allocation`].
+    pub fn resolve_allocation(&self, len: usize) -> Result<FullPtr> {
+        Segment::lookup(&self.segment)?.resolve_allocation(self, len)
     }
 }
 
@@ -602,6 +642,51 @@ mod tests {
         assert!(matches!(unknown.resolve(1), Err(Error::Shm(ShmError::UnknownSegment(_)))));
         let traversal = ShmPtr { segment: "../etc/passwd".into(), offset: 128 };
         assert!(matches!(traversal.resolve(1), Err(Error::Shm(ShmError::InvalidName(_)))));
+    }
+
+    #[test]
+    fn only_ranges_inside_one_live_allocation_resolve() {
+        let segment = Segment::create(&unique("in-allocation"), 64 << 10).unwrap();
+        let a = segment.allocate(100).unwrap(); // 128 bytes of payload, rounded to the 64-byte granule
+        let b = segment.allocate(1000).unwrap();
+        let freed = segment.allocate(500).unwrap();
+        let _after = segment.allocate(10).unwrap();
+        segment.free(&freed.shm_ptr()).unwrap();
+        let (a_at, b_at) = (a.shm_ptr().offset, b.shm_ptr().offset);
+        let at = |offset: u64| ShmPtr { segment: segment.name().into(), offset };
+        let refused = [
+            (at(0), 8, "the segment header"),
+            (at(16), 4, "the lock word"),
+            (at(a_at - 64), 64, "a's block header"),
+            (at(a_at - 1), 2, "the last header byte and the first payload byte"),
+            (at(b_at - 64), 16, "b's block header"),
+            (at(a_at + 100), 200, "a's tail, b's header and payload"),
+            (at(a_at), 129, "a and one byte of b's header"),
+            (freed.shm_ptr(), 500, "a freed block"),
+            (at(freed.shm_ptr().offset + 64), 8, "inside a freed block"),
+            (at(segment.size() as u64 - 8), 8, "the free block at the end"),
+            (at(u64::MAX - 4), 8, "an offset that overflows"),
+        ];
+        for (pointer, len, what) in refused {
+            let error = pointer.resolve_allocation(len).expect_err(what);
+            assert!(matches!(error, Error::Shm(ShmError::NotInAllocation { .. })), "{what}: {error}");
+        }
+        let accepted = [
+            (a.shm_ptr(), 100, "a exactly"),
+            (a.shm_ptr(), 128, "a with its rounding"),
+            (at(a_at + 10), 50, "a sub-range of a"),
+            (b.shm_ptr(), 1000, "b exactly"),
+            (at(b_at + 999), 1, "b's last byte"),
+        ];
+        for (pointer, len, what) in accepted {
+            let region = segment.resolve_allocation(&pointer, len).expect(what);
+            assert_eq!((region.shm_ptr(), region.len()), (pointer, len), "{what}");
+        }
+        let foreign = ShmPtr { segment: "other".into(), offset: a_at };
+        let error = segment.resolve_allocation(&foreign, 1).unwrap_err();
+        assert!(matches!(error, Error::Shm(ShmError::ForeignPointer { .. })), "{error}");
+        let message = at(0).resolve_allocation(8).unwrap_err().to_string();
+        assert!(message.contains("do not lie inside one allocation"), "{message}");
     }
 
     #[test]
