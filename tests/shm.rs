@@ -3,6 +3,7 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -170,5 +171,54 @@ fn a_process_that_dies_holding_allocations_leaves_the_segment_usable() {
     region.write(0, b"fine").unwrap();
     segment.free(&region.shm_ptr()).unwrap();
     drop((region, segment));
+    assert_no_segment_file(&segment_name);
+}
+
+/// Starts a peer that creates segment `name`, and kills it with SIGKILL once it has: the segment stays.
+/// Returns the peer's pid.
+fn leave_stale_segment(name: &str) -> u32 {
+    let mut child = Command::new(PEER)
+        .args(["create-and-wait", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (sender, first_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(stdout.lines().next()));
+    let line = first_line.recv_timeout(WAIT);
+    child.kill().unwrap();
+    assert_eq!(
+        line.ok().flatten().and_then(Result::ok).as_deref(),
+        Some("created"),
+        "the peer failed or hung"
+    );
+    assert_eq!(child.wait().unwrap().signal(), Some(9), "killed by SIGKILL");
+    child.id()
+}
+
+#[test]
+fn a_segment_left_by_a_killed_creator_is_reported_stale_and_reclaimed() {
+    let segment_name = name("stale");
+    let creator = leave_stale_segment(&segment_name);
+    let error = Segment::create(&segment_name, 1 << 20).expect_err("the name is taken");
+    match &error {
+        Error::Shm(ShmError::Stale { name, creator_pid, .. }) => {
+            assert_eq!((name.as_str(), *creator_pid), (segment_name.as_str(), creator));
+        }
+        other => panic!("expected a stale segment, got {other}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("stale") && message.contains("reclaim_stale"), "{message}");
+    assert!(Segment::reclaim_stale(&segment_name).unwrap(), "a stale segment is removed");
+    assert!(!Segment::reclaim_stale(&segment_name).unwrap(), "and only once");
+    assert_no_segment_file(&segment_name);
+
+    leave_stale_segment(&segment_name);
+    let segment = Segment::create_reclaiming(&segment_name, 1 << 20).unwrap();
+    assert_eq!(segment.usage().unwrap().0, 0, "a fresh segment, not the dead creator's");
+    assert!(!Segment::reclaim_stale(&segment_name).unwrap(), "a live creator's segment is never reclaimed");
+    assert!(matches!(Segment::create(&segment_name, 1 << 20), Err(Error::Shm(ShmError::Exists(_)))));
+    drop(segment);
     assert_no_segment_file(&segment_name);
 }

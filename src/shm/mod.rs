@@ -17,10 +17,13 @@
 #![allow(unsafe_code)]
 
 mod alloc;
+mod process;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::path::PathBuf;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -41,6 +44,20 @@ pub enum ShmError {
     /// A segment of that name exists already.
     #[error("shared-memory segment {0:?} exists already")]
     Exists(String),
+    /// A segment of that name exists, but the process that created it is gone (killed before it could
+    /// remove it): [`Segment::reclaim_stale`] removes it, [`Segment::create_reclaiming`] replaces it.
+    #[error(
+        "shared-memory segment {name:?} is stale: it was left by process {creator_pid}, which is gone; \
+         reclaim it with Segment::reclaim_stale or Segment::create_reclaiming, or remove {path}"
+    )]
+    Stale {
+        /// The segment's name.
+        name: String,
+        /// The pid of the process that created it.
+        creator_pid: u32,
+        /// The segment's file.
+        path: String,
+    },
     /// The file is not a Lightbeam segment (or not yet formatted).
     #[error("not a Lightbeam shared-memory segment")]
     NotASegment,
@@ -274,6 +291,38 @@ fn path_of(name: &str) -> PathBuf {
     dir.join(format!("lightbeam-{name}"))
 }
 
+/// A segment file whose recorded creator is gone.
+struct Leftover {
+    creator_pid: u32,
+    /// The file's device and inode, to tell it from a file created later under the same name.
+    file: (u64, u64),
+}
+
+impl Leftover {
+    /// The segment file at `path` if its creator is gone; `None` when there is no such file, it holds no
+    /// formatted segment, or its creator lives (or cannot be told).
+    fn at(path: &Path) -> Option<Self> {
+        let mut file = File::open(path).ok()?;
+        let mut header = [0u8; alloc::SEGMENT_HEADER];
+        file.read_exact(&mut header).ok()?;
+        let creator = alloc::creator_in(&header).filter(process::Process::is_gone)?;
+        let metadata = file.metadata().ok()?;
+        Some(Self { creator_pid: creator.pid, file: (metadata.dev(), metadata.ino()) })
+    }
+}
+
+/// The error for a `create` that found segment `name` in place: stale if its creator is gone.
+fn taken(name: &str, path: &Path) -> ShmError {
+    match Leftover::at(path) {
+        Some(leftover) => ShmError::Stale {
+            name: name.to_owned(),
+            creator_pid: leftover.creator_pid,
+            path: path.display().to_string(),
+        },
+        None => ShmError::Exists(name.to_owned()),
+    }
+}
+
 fn io_error(op: &'static str, path: &std::path::Path, err: std::io::Error) -> ShmError {
     ShmError::Io { op, path: path.display().to_string(), message: err.to_string() }
 }
@@ -286,7 +335,7 @@ impl Segment {
         let path = path_of(name);
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                ShmError::Exists(name.to_owned())
+                taken(name, &path)
             } else {
                 io_error("create", &path, e)
             }
@@ -304,13 +353,44 @@ impl Segment {
         }
         let mapping = Mapping::new(file).map_err(|e| io_error("map", &path, e))?;
         if create {
-            alloc::format(&mapping)?;
+            alloc::format(&mapping, process::Process::current())?;
         } else {
             alloc::check(&mapping)?;
         }
         let inner = Arc::new(Inner { name: name.to_owned(), path, mapping, unlink_on_drop: create });
         crate::sync::lock(registry()).insert(name.to_owned(), Arc::downgrade(&inner));
         Ok(Self { inner })
+    }
+
+    /// Like [`Segment::create`], but a stale segment of that name (its creator is gone: see
+    /// [`ShmError::Stale`]) is removed first. A segment whose creator lives is never touched.
+    pub fn create_reclaiming(name: &str, size: usize) -> Result<Self> {
+        match Self::create(name, size) {
+            Err(Error::Shm(ShmError::Stale { .. })) => {
+                Self::reclaim_stale(name)?;
+                Self::create(name, size)
+            }
+            other => other,
+        }
+    }
+
+    /// Removes segment `name` if the process that created it is gone (it was killed, or ended without
+    /// dropping its last handle); returns whether it removed it. A segment whose creator lives, or whose
+    /// creator cannot be told, is left alone. Processes that still map a removed segment keep their
+    /// mapping, as after [`Segment::unlink`].
+    pub fn reclaim_stale(name: &str) -> Result<bool> {
+        check_name(name)?;
+        let path = path_of(name);
+        let Some(leftover) = Leftover::at(&path) else { return Ok(false) };
+        // Remove the file inspected, not one created meanwhile under the same name.
+        if std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino())) != Some(leftover.file) {
+            return Ok(false);
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error("remove", &path, e).into()),
+        }
     }
 
     /// Maps the existing segment `name`, created by this or another process on this node.
@@ -695,6 +775,21 @@ mod tests {
         // No process has this pid (Linux pids stay below 2^22).
         alloc::hold_lock_as(&segment.inner.mapping, u32::MAX - 1);
         assert!(segment.allocate(10).is_ok());
+    }
+
+    #[test]
+    fn a_segment_whose_creator_pid_was_reused_is_stale() {
+        let name = unique("reused-pid");
+        let segment = Segment::create(&name, 64 << 10).unwrap();
+        assert!(!Segment::reclaim_stale(&name).unwrap(), "its creator (this process) lives");
+        let me = process::Process::current();
+        // The pid is alive (it is ours), but the start time recorded is another process's.
+        alloc::write_creator(&segment.inner.mapping, process::Process { start: me.start + 1, ..me });
+        let error = Segment::create(&name, 64 << 10).unwrap_err();
+        assert!(matches!(&error, Error::Shm(ShmError::Stale { creator_pid, .. }) if *creator_pid == me.pid));
+        assert!(Segment::reclaim_stale(&name).unwrap());
+        assert!(!path_of(&name).exists());
+        assert!(!Segment::reclaim_stale(&name).unwrap(), "nothing left to reclaim");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - `hold SEGMENT`: map the segment, print `mapped`, wait for a line on stdin, then check that it still
 //!   reads, writes, allocates and frees (after the other process unlinked it).
 //! - `die-holding SEGMENT`: allocate three regions and abort without freeing them.
+//! - `create-and-wait SEGMENT`: create the segment, write into it, print `created`, and wait for a line
+//!   on stdin (the test kills it with SIGKILL meanwhile, so the segment is left behind).
 //! - `receive-value ENDPOINT SIZE CHECKSUM`: bind a server, receive one bulk by value into a buffer of
 //!   SIZE bytes, check it (the over-2-GiB test).
 //!
@@ -82,6 +84,14 @@ fn die_holding(args: &[String]) -> Outcome {
     std::process::abort();
 }
 
+fn create_and_wait(args: &[String]) -> Outcome {
+    let segment = Segment::create(arg(args, 2)?, 1 << 20)?;
+    segment.allocate(1000)?.write(0, b"left behind")?;
+    println!("created");
+    std::io::stdin().lock().lines().next();
+    Ok(())
+}
+
 fn receive_value(args: &[String]) -> Outcome {
     let server = ZeroMqServer::bind(&Endpoint::parse(arg(args, 2)?)?, &Options::default())?;
     let size: usize = arg(args, 3)?.parse()?;
@@ -108,6 +118,7 @@ fn main() {
         Some("hold") => hold(&args),
         Some("die-holding") => die_holding(&args),
         Some("receive-value") => receive_value(&args),
+        Some("create-and-wait") => create_and_wait(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };
     match outcome {
