@@ -1,9 +1,12 @@
 //! The allocator kept inside a segment: a first-fit list of blocks, guarded by a lock word in the segment
 //! header, so that every process mapping the segment allocates from the same state.
 //!
-//! Layout: a 128-byte segment header (magic, size, lock word, creator's pid and start time), then blocks until the end. Each block is a 64-byte block header
-//! (magic, state, payload size) followed by its payload; payloads are 64-byte aligned and sized in multiples
-//! of 64, so blocks tile the segment and a walk from the first block visits every block.
+//! Layout: a 128-byte segment header (magic, size, lock word, creator's pid and start time), then blocks
+//! until the end. Each block is a 64-byte block header (magic, state, payload size) followed by its
+//! payload; payloads are 64-byte aligned and sized in multiples of 64, so blocks tile the segment and a
+//! walk from the first block visits every block.
+
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

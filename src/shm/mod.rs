@@ -10,26 +10,31 @@
 //! mapping. A pointer from another process should be resolved with [`ShmPtr::resolve_allocation`]: it
 //! names at most the payload of one live allocation, never the allocator's state or a free block.
 //!
-//! This is the only module with `unsafe` code: the raw accesses of a mapping (the private `Mapping`).
+//! This is the only module with `unsafe` code, and inside it only `mapping.rs` (the raw accesses of a
+//! mapping, and [`FullPtr::as_slice`]); `alloc.rs`, `region.rs` and `process.rs` forbid it.
 //!
 //! [`BulkFlags::EXPOSE`]: crate::BulkFlags::EXPOSE
 
-#![allow(unsafe_code)]
+// Not `forbid`: `mapping`, a child of this module, allows the unsafe code that the others forbid.
+#![deny(unsafe_code)]
 
 mod alloc;
+mod mapping;
 mod process;
+mod region;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use mapping::Mapping;
+pub use region::FullPtr;
 
 /// What went wrong with shared memory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,105 +154,6 @@ pub enum ShmError {
         message: String,
     },
 }
-
-/// A mapping of a segment's file, accessed only through raw pointers: several processes write the same
-/// memory, so safe code holds no Rust reference to it (the lock word aside, which is only used atomically);
-/// only the `unsafe` [`FullPtr::as_slice`] lends one out, under its caller's promise.
-struct Mapping {
-    map: memmap2::MmapRaw,
-}
-
-impl Mapping {
-    fn new(file: &File) -> std::io::Result<Self> {
-        Ok(Self { map: memmap2::MmapRaw::map_raw(file)? })
-    }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// The address of `at`, after checking that `len` bytes from there lie in the mapping.
-    fn address(&self, at: usize, len: usize) -> *mut u8 {
-        assert!(at.checked_add(len).is_some_and(|end| end <= self.len()), "access outside the mapping");
-        // SAFETY: `at + len <= len()`, so the result stays inside the mapped range (or one past its end
-        // for len = 0), as `add` requires.
-        unsafe { self.map.as_mut_ptr().add(at) }
-    }
-
-    fn read_u64(&self, at: usize) -> u64 {
-        // SAFETY: `address` checked the 8 bytes lie in the live mapping; read_unaligned needs no alignment.
-        unsafe { self.address(at, 8).cast::<u64>().read_unaligned() }
-    }
-
-    fn read_u32(&self, at: usize) -> u32 {
-        // SAFETY: as in `read_u64`, for 4 bytes.
-        unsafe { self.address(at, 4).cast::<u32>().read_unaligned() }
-    }
-
-    fn write_u64(&self, at: usize, value: u64) {
-        // SAFETY: as in `read_u64`; the allocator writes block headers only while holding the segment lock.
-        unsafe { self.address(at, 8).cast::<u64>().write_unaligned(value) }
-    }
-
-    fn write_u32(&self, at: usize, value: u32) {
-        // SAFETY: as in `write_u64`, for 4 bytes.
-        unsafe { self.address(at, 4).cast::<u32>().write_unaligned(value) }
-    }
-
-    /// The atomic lock word at `at`, which must be 4-byte aligned.
-    fn lock_word(&self, at: usize) -> &AtomicU32 {
-        let address = self.address(at, 4);
-        assert_eq!(address as usize % 4, 0, "lock word misaligned");
-        // SAFETY: 4 aligned bytes inside the mapping, which lives as long as `self`; every process touches
-        // them only atomically, so sharing them as an AtomicU32 is sound.
-        unsafe { &*address.cast::<AtomicU32>() }
-    }
-
-    /// Copies `data` into the mapping at `at`. `data` may lie in this very mapping (memmove semantics).
-    fn copy_in(&self, at: usize, data: &[u8]) {
-        let target = self.address(at, data.len());
-        // SAFETY: `address` checked that the target range lies in the live mapping and `data` is a valid
-        // slice. The two ranges may overlap, which `ptr::copy` allows. Safe code holds no reference into
-        // the mapping (`FullPtr::as_slice` is `unsafe` and its caller promises no writer while it lives).
-        unsafe { std::ptr::copy(data.as_ptr(), target, data.len()) }
-    }
-
-    /// Copies `out.len()` bytes from the mapping at `at` into `out`.
-    fn copy_out(&self, at: usize, out: &mut [u8]) {
-        let source = self.address(at, out.len());
-        // SAFETY: as in `copy_in`, in the other direction: `address` checked the source range, `out` is a
-        // valid unique slice, and `ptr::copy` allows the ranges to overlap. Another process writing the
-        // source meanwhile can tear the bytes copied, but no Rust reference to them exists.
-        unsafe { std::ptr::copy(source, out.as_mut_ptr(), out.len()) }
-    }
-
-    /// Copies `len` bytes from `source` at `from` into this mapping at `at`. The mappings may be the same
-    /// and the ranges may overlap (memmove semantics).
-    fn copy_from(&self, at: usize, source: &Self, from: usize, len: usize) {
-        let (target, source) = (self.address(at, len), source.address(from, len));
-        // SAFETY: `address` checked both ranges against their live mappings; `ptr::copy` allows them to
-        // overlap, and no Rust reference to either range exists in safe code.
-        unsafe { std::ptr::copy(source, target, len) }
-    }
-
-    /// The bytes at `at..at + len` as a slice that lives as long as `self`.
-    ///
-    /// # Safety
-    ///
-    /// No thread or process may write those bytes while the returned borrow lives.
-    unsafe fn slice(&self, at: usize, len: usize) -> &[u8] {
-        let start = self.address(at, len);
-        // SAFETY: the range lies in the mapping (checked by `address`), which outlives the returned
-        // borrow; the caller promises that nothing writes it while the borrow lives.
-        unsafe { std::slice::from_raw_parts(start, len) }
-    }
-}
-
-// SAFETY: the mapping is plain memory with no thread affinity; all shared mutation goes through the
-// atomic lock word or happens under the lock.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; `&Mapping` only offers raw copies and atomic access.
-unsafe impl Sync for Mapping {}
 
 struct Inner {
     name: String,
@@ -439,7 +345,7 @@ impl Segment {
     /// Allocates `len` bytes, 64-byte aligned; the region belongs to the caller until [`Segment::free`].
     pub fn allocate(&self, len: usize) -> Result<FullPtr> {
         let offset = alloc::allocate(&self.inner.mapping, len)?;
-        Ok(FullPtr { segment: self.clone(), offset, len })
+        Ok(FullPtr::new(self.clone(), offset, len))
     }
 
     /// Returns an allocation to the segment. A pointer of another segment, an offset that is no
@@ -474,7 +380,7 @@ impl Segment {
             }
             .into());
         }
-        Ok(FullPtr { segment: self.clone(), offset: pointer.offset as usize, len })
+        Ok(FullPtr::new(self.clone(), pointer.offset as usize, len))
     }
 
     /// The `len` bytes at `pointer`, checked to lie wholly inside the payload of one live allocation at
@@ -492,7 +398,7 @@ impl Segment {
         if !alloc::in_allocation(&self.inner.mapping, offset, len)? {
             return Err(refused().into());
         }
-        Ok(FullPtr { segment: self.clone(), offset, len })
+        Ok(FullPtr::new(self.clone(), offset, len))
     }
 
     fn check_own(&self, pointer: &ShmPtr) -> Result<(), ShmError> {
@@ -535,106 +441,6 @@ impl ShmPtr {
     }
 }
 
-/// A region of a mapped segment: its location in this process and its [`ShmPtr`] (the Rust
-/// `hipc::FullPtr`, with the length it covers). Every access is bounds-checked.
-#[derive(Clone)]
-pub struct FullPtr {
-    segment: Segment,
-    offset: usize,
-    len: usize,
-}
-
-impl FullPtr {
-    /// The region's pointer, to send to other processes.
-    pub fn shm_ptr(&self) -> ShmPtr {
-        ShmPtr { segment: self.segment.name().to_owned(), offset: self.offset as u64 }
-    }
-
-    /// The region's length.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True for a zero-length region.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The segment the region lies in.
-    pub fn segment(&self) -> &Segment {
-        &self.segment
-    }
-
-    /// The region read in place, without a copy.
-    ///
-    /// # Safety
-    ///
-    /// While the returned borrow lives, no thread of this process and no other process may write the
-    /// region: not through this `FullPtr`, a clone of it, another `FullPtr` over the same bytes, nor another
-    /// process's mapping of the segment. (With Lightbeam's messages, a sender that hands a region over
-    /// with [`BulkFlags::EXPOSE`] must leave it untouched until the receiver says it is done.) Use
-    /// [`FullPtr::to_vec`] or [`FullPtr::read`] when that cannot be promised.
-    ///
-    /// [`BulkFlags::EXPOSE`]: crate::BulkFlags::EXPOSE
-    pub unsafe fn as_slice(&self) -> &[u8] {
-        // SAFETY: the range is the region's own, bounds-checked by `Mapping::address`; the caller
-        // promises what `Mapping::slice` needs: no writer while the borrow lives.
-        unsafe { self.segment.inner.mapping.slice(self.offset, self.len) }
-    }
-
-    /// A copy of the whole region. Safe whatever other processes do: a concurrent writer can only make
-    /// the copy a mix of old and new bytes.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut copy = vec![0; self.len];
-        self.segment.inner.mapping.copy_out(self.offset, &mut copy);
-        copy
-    }
-
-    /// Copies `data` into the region at `at`; fails if it would run past the region's end.
-    pub fn write(&self, at: usize, data: &[u8]) -> Result<()> {
-        self.check_range(at, data.len())?;
-        self.segment.inner.mapping.copy_in(self.offset + at, data);
-        Ok(())
-    }
-
-    /// Copies the whole of `source` into this region at `at`; fails if it would run past this region's
-    /// end. The regions may lie in the same segment and overlap: the result is as if `source` were first
-    /// copied out (memmove semantics).
-    pub fn write_from(&self, at: usize, source: &Self) -> Result<()> {
-        self.check_range(at, source.len)?;
-        let mapping = &self.segment.inner.mapping;
-        mapping.copy_from(self.offset + at, &source.segment.inner.mapping, source.offset, source.len);
-        Ok(())
-    }
-
-    /// Copies bytes from the region at `at` into `out`; fails if it would run past the region's end.
-    pub fn read(&self, at: usize, out: &mut [u8]) -> Result<()> {
-        self.check_range(at, out.len())?;
-        self.segment.inner.mapping.copy_out(self.offset + at, out);
-        Ok(())
-    }
-
-    fn check_range(&self, at: usize, len: usize) -> Result<()> {
-        if at.checked_add(len).is_some_and(|end| end <= self.len) {
-            return Ok(());
-        }
-        Err(ShmError::OutOfBounds {
-            segment: self.segment.name().to_owned(),
-            offset: (self.offset + at) as u64,
-            len: len as u64,
-            start: self.offset as u64,
-            end: (self.offset + self.len) as u64,
-        }
-        .into())
-    }
-}
-
-impl std::fmt::Debug for FullPtr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FullPtr").field("ptr", &self.shm_ptr()).field("len", &self.len).finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,8 +460,6 @@ mod tests {
         a.read(0, &mut out).unwrap();
         assert_eq!(&out, b"hello");
         assert_eq!(&a.to_vec()[..5], b"hello");
-        // SAFETY: no thread or process writes `a` while the slice lives.
-        assert_eq!(unsafe { &a.as_slice()[..5] }, b"hello");
         segment.free(&a.shm_ptr()).unwrap();
         segment.free(&b.shm_ptr()).unwrap();
         let (used, _) = segment.usage().unwrap();
