@@ -134,12 +134,20 @@ impl<'a> Bulk<'a> {
         }
     }
 
-    /// The bytes to send, for a bulk exposed on the sending side from a slice or shared memory (an owned
-    /// bulk's bytes are not lent out: see [`Bulk::is_owned`]).
+    /// The bytes to send, for a bulk exposed on the sending side from a slice (a bulk exposed from shared
+    /// memory is read by copying: see [`FullPtr::to_vec`]; an owned bulk's bytes are not lent out: see
+    /// [`Bulk::is_owned`]).
     pub fn source_bytes(&self) -> Option<&[u8]> {
         match &self.region {
             Region::Source(data) => Some(data),
-            Region::SharedSource(region) => Some(region.as_slice()),
+            _ => None,
+        }
+    }
+
+    /// The shared-memory region to send, for a bulk exposed on the sending side from shared memory.
+    pub(crate) fn source_region(&self) -> Option<&FullPtr> {
+        match &self.region {
+            Region::SharedSource(region) => Some(region),
             _ => None,
         }
     }
@@ -165,16 +173,34 @@ impl<'a> Bulk<'a> {
 
     /// Writes received bytes into the exposed buffer or region.
     pub fn write_received(&mut self, data: &[u8]) -> Result<()> {
-        let capacity = self.capacity().unwrap_or(0);
-        let too_small = || Error::BufferTooSmall { index: 0, needed: data.len() as u64, exposed: capacity };
+        let too_small = self.too_small(data.len());
         match &mut self.region {
             Region::Destination(buffer) => {
-                buffer.get_mut(..data.len()).ok_or_else(too_small)?.copy_from_slice(data);
+                buffer.get_mut(..data.len()).ok_or(too_small)?.copy_from_slice(data);
                 Ok(())
             }
             Region::SharedDestination(region) => region.write(0, data),
-            _ => Err(Error::InvalidArgument("bulk was not exposed for receiving".into())),
+            _ => Err(Self::not_exposed()),
         }
+    }
+
+    /// Copies a received shared-memory region straight into the exposed buffer or region.
+    pub fn write_received_from(&mut self, source: &FullPtr) -> Result<()> {
+        let too_small = self.too_small(source.len());
+        match &mut self.region {
+            Region::Destination(buffer) => source.read(0, buffer.get_mut(..source.len()).ok_or(too_small)?),
+            Region::SharedDestination(region) => region.write_from(0, source),
+            _ => Err(Self::not_exposed()),
+        }
+    }
+
+    /// The error for `needed` bytes that do not fit the exposed buffer.
+    fn too_small(&self, needed: usize) -> Error {
+        Error::BufferTooSmall { index: 0, needed: needed as u64, exposed: self.capacity().unwrap_or(0) }
+    }
+
+    fn not_exposed() -> Error {
+        Error::InvalidArgument("bulk was not exposed for receiving".into())
     }
 }
 

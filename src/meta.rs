@@ -6,6 +6,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bulk::Bulk;
 use crate::error::{Error, Result, WireError};
+use crate::shm::FullPtr;
 use crate::wire::{self, BulkDescriptor};
 
 /// The metadata of one message: its bulks and the application's own fields `M`.
@@ -53,6 +54,8 @@ pub trait Metadata {
     fn receive_capacity(&self, index: usize) -> Option<usize>;
     /// Writes received bytes into bulk `index`.
     fn write_received(&mut self, index: usize, data: &[u8]) -> Result<()>;
+    /// Copies a received shared-memory region into bulk `index`.
+    fn write_received_from(&mut self, index: usize, source: &FullPtr) -> Result<()>;
 }
 
 impl<M: Serialize + DeserializeOwned> Metadata for LbmMeta<'_, M> {
@@ -78,6 +81,11 @@ impl<M: Serialize + DeserializeOwned> Metadata for LbmMeta<'_, M> {
     fn write_received(&mut self, index: usize, data: &[u8]) -> Result<()> {
         let bulk = self.bulks.get_mut(index).ok_or(Error::NoPendingMessage)?;
         bulk.write_received(data)
+    }
+
+    fn write_received_from(&mut self, index: usize, source: &FullPtr) -> Result<()> {
+        let bulk = self.bulks.get_mut(index).ok_or(Error::NoPendingMessage)?;
+        bulk.write_received_from(source)
     }
 }
 

@@ -81,3 +81,25 @@ fn an_announced_size_past_the_limit_never_reaches_the_application() {
     let error = receive_forged(&server, &descriptor_only(&own, 2 << 20)).unwrap_err();
     assert!(matches!(error, Error::SharedMemoryRefused { .. }), "past the segment: {error}");
 }
+
+#[test]
+fn only_inside_a_live_allocation_never_the_allocators_own_state() {
+    let (segment, own) = segment_with_secret("alloc", "inside");
+    let neighbour = segment.allocate(64).unwrap();
+    let freed = segment.allocate(64).unwrap();
+    segment.free(&freed.shm_ptr()).unwrap();
+    let server = server(Protocol::Ipc, SharedMemoryAccess::segments("alloc-"));
+    let at = |offset: u64| ShmPtr { offset, ..own.clone() };
+    let cases = [
+        ("the segment header", at(0), 16),
+        ("the block header before the secret", at(own.offset - 64), 64),
+        ("the secret and the block after it", own.clone(), 200),
+        ("a freed block", freed.shm_ptr(), 16),
+    ];
+    for (what, pointer, size) in cases {
+        let error = receive_forged(&server, &descriptor_only(&pointer, size)).unwrap_err();
+        assert!(matches!(error, Error::SharedMemoryRefused { .. }), "{what}: {error}");
+    }
+    let inside = ShmPtr { offset: neighbour.shm_ptr().offset + 8, ..neighbour.shm_ptr() };
+    assert_eq!(receive_forged(&server, &descriptor_only(&inside, 56)).unwrap().1, [vec![0; 56]]);
+}

@@ -3,6 +3,7 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -95,7 +96,7 @@ fn a_shared_region_can_be_sent_by_value_and_received_into_shared_memory() {
     assert!(received.bulks[0].location().is_none(), "sent by value, not as a pointer");
     received.bulks[0] = lightbeam::Server::expose_shm(&server, target.clone(), BulkFlags::NONE);
     lightbeam::Server::recv_bulks(&server, &mut received).into_result().unwrap();
-    assert_eq!(target.as_slice(), source.as_slice());
+    assert_eq!(target.to_vec(), source.to_vec());
 }
 
 /// A header frame with one descriptor-only bulk of `size` bytes at `pointer`, as a hostile peer would
@@ -174,5 +175,54 @@ fn a_process_that_dies_holding_allocations_leaves_the_segment_usable() {
     region.write(0, b"fine").unwrap();
     segment.free(&region.shm_ptr()).unwrap();
     drop((region, segment));
+    assert_no_segment_file(&segment_name);
+}
+
+/// Starts a peer that creates segment `name`, and kills it with SIGKILL once it has: the segment stays.
+/// Returns the peer's pid.
+fn leave_stale_segment(name: &str) -> u32 {
+    let mut child = Command::new(PEER)
+        .args(["create-and-wait", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (sender, first_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(stdout.lines().next()));
+    let line = first_line.recv_timeout(WAIT);
+    child.kill().unwrap();
+    assert_eq!(
+        line.ok().flatten().and_then(Result::ok).as_deref(),
+        Some("created"),
+        "the peer failed or hung"
+    );
+    assert_eq!(child.wait().unwrap().signal(), Some(9), "killed by SIGKILL");
+    child.id()
+}
+
+#[test]
+fn a_segment_left_by_a_killed_creator_is_reported_stale_and_reclaimed() {
+    let segment_name = name("stale");
+    let creator = leave_stale_segment(&segment_name);
+    let error = Segment::create(&segment_name, 1 << 20).expect_err("the name is taken");
+    match &error {
+        Error::Shm(ShmError::Stale { name, creator_pid, .. }) => {
+            assert_eq!((name.as_str(), *creator_pid), (segment_name.as_str(), creator));
+        }
+        other => panic!("expected a stale segment, got {other}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("stale") && message.contains("reclaim_stale"), "{message}");
+    assert!(Segment::reclaim_stale(&segment_name).unwrap(), "a stale segment is removed");
+    assert!(!Segment::reclaim_stale(&segment_name).unwrap(), "and only once");
+    assert_no_segment_file(&segment_name);
+
+    leave_stale_segment(&segment_name);
+    let segment = Segment::create_reclaiming(&segment_name, 1 << 20).unwrap();
+    assert_eq!(segment.usage().unwrap().0, 0, "a fresh segment, not the dead creator's");
+    assert!(!Segment::reclaim_stale(&segment_name).unwrap(), "a live creator's segment is never reclaimed");
+    assert!(matches!(Segment::create(&segment_name, 1 << 20), Err(Error::Shm(ShmError::Exists(_)))));
+    drop(segment);
     assert_no_segment_file(&segment_name);
 }

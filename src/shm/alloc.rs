@@ -1,16 +1,20 @@
 //! The allocator kept inside a segment: a first-fit list of blocks, guarded by a lock word in the segment
 //! header, so that every process mapping the segment allocates from the same state.
 //!
-//! Layout: a 128-byte segment header, then blocks until the end. Each block is a 64-byte block header
-//! (magic, state, payload size) followed by its payload; payloads are 64-byte aligned and sized in multiples
-//! of 64, so blocks tile the segment and a walk from the first block visits every block.
+//! Layout: a 128-byte segment header (magic, size, lock word, creator's pid and start time), then blocks
+//! until the end. Each block is a 64-byte block header (magic, state, payload size) followed by its
+//! payload; payloads are 64-byte aligned and sized in multiples of 64, so blocks tile the segment and a
+//! walk from the first block visits every block.
+
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::process::Process;
 use super::{Mapping, ShmError};
 
-/// Bytes before the first block: magic, size, lock word.
+/// Bytes before the first block: magic, size, lock word, creator.
 pub(super) const SEGMENT_HEADER: usize = 128;
 /// The alignment of every payload and the granule of every size.
 pub(super) const ALIGN: usize = 64;
@@ -22,6 +26,8 @@ const USED: u32 = 2;
 const MAGIC_AT: usize = 0;
 const SIZE_AT: usize = 8;
 const LOCK_AT: usize = 16;
+const CREATOR_PID_AT: usize = 24;
+const CREATOR_START_AT: usize = 32;
 /// A lock held this long by one process is checked: if its holder died, the lock is taken over.
 const STALE_LOCK_CHECK: Duration = Duration::from_millis(200);
 
@@ -34,14 +40,15 @@ fn end_of(size: usize) -> usize {
     size / ALIGN * ALIGN
 }
 
-/// Writes a fresh header and one free block spanning the segment.
-pub(super) fn format(map: &Mapping) -> Result<(), ShmError> {
+/// Writes a fresh header, naming `creator`, and one free block spanning the segment.
+pub(super) fn format(map: &Mapping, creator: Process) -> Result<(), ShmError> {
     let end = end_of(map.len());
     if end < SEGMENT_HEADER + BLOCK_HEADER + ALIGN {
         return Err(ShmError::TooSmall { size: map.len(), minimum: SEGMENT_HEADER + BLOCK_HEADER + ALIGN });
     }
     map.write_u64(SIZE_AT, map.len() as u64);
     map.lock_word(LOCK_AT).store(0, Ordering::SeqCst);
+    write_creator(map, creator);
     write_block(map, SEGMENT_HEADER, FREE, end - SEGMENT_HEADER - BLOCK_HEADER);
     // The magic goes last: a process that opens the segment meanwhile sees it as not ready.
     map.write_u64(MAGIC_AT, SEGMENT_MAGIC);
@@ -57,6 +64,22 @@ pub(super) fn check(map: &Mapping) -> Result<(), ShmError> {
         return Err(ShmError::NotASegment);
     }
     Ok(())
+}
+
+/// Records `creator` in the segment header.
+pub(super) fn write_creator(map: &Mapping, creator: Process) {
+    map.write_u64(CREATOR_PID_AT, u64::from(creator.pid));
+    map.write_u64(CREATOR_START_AT, creator.start);
+}
+
+/// The creator recorded in a segment's first bytes, as read from its file; `None` when they hold no
+/// formatted segment (not a Lightbeam segment, or its creator has not finished formatting it).
+pub(super) fn creator_in(header: &[u8]) -> Option<Process> {
+    let u64_at = |at: usize| Some(u64::from_ne_bytes(header.get(at..at + 8)?.try_into().ok()?));
+    if u64_at(MAGIC_AT)? != SEGMENT_MAGIC {
+        return None;
+    }
+    Some(Process { pid: u32::try_from(u64_at(CREATOR_PID_AT)?).ok()?, start: u64_at(CREATOR_START_AT)? })
 }
 
 fn write_block(map: &Mapping, at: usize, state: u32, size: usize) {
@@ -193,6 +216,25 @@ pub(super) fn free(map: &Mapping, offset: usize) -> Result<(), ShmError> {
         Some(_) => Ok(()),
         None => Err(foreign),
     }
+}
+
+/// True when `offset..offset + len` lies wholly inside the payload of one allocation (a used block):
+/// never in the segment header, a block header, a free block, or across two blocks.
+pub(super) fn in_allocation(map: &Mapping, offset: usize, len: usize) -> Result<bool, ShmError> {
+    let Some(end) = offset.checked_add(len) else { return Ok(false) };
+    let _lock = Lock::acquire(map);
+    for block in blocks(map) {
+        let block = block?;
+        let payload = block.at + BLOCK_HEADER;
+        if offset < payload {
+            // Blocks are in order: the range starts in this block's header or before it.
+            return Ok(false);
+        }
+        if offset < payload + block.size {
+            return Ok(block.state == USED && end <= payload + block.size);
+        }
+    }
+    Ok(false)
 }
 
 /// Allocated and free bytes (payloads only), for tests and diagnostics.

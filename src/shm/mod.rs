@@ -3,28 +3,38 @@
 //!
 //! A [`ShmPtr`] (segment name and offset) means the same bytes in every process that maps the segment, so it
 //! can be sent instead of the bytes: a bulk exposed from shared memory with [`BulkFlags::EXPOSE`] crosses
-//! the socket as its pointer alone, and a receiver on the same node reads it in place (or copies it into
-//! its own buffer). Every access through a pointer is bounds-checked against the segment, so a pointer from
-//! a hostile peer can name at most the segment's own payload area, never the allocator's state or memory
-//! outside the mapping.
+//! the socket as its pointer alone, and a receiver on the same node copies it into its own buffer (or
+//! reads it in place with the `unsafe` [`FullPtr::as_slice`], whose contract says when that is sound).
 //!
-//! This is the only module with `unsafe` code: the raw accesses of a mapping (the private `Mapping`).
+//! Every access through a pointer is bounds-checked against the segment, never memory outside the
+//! mapping. A pointer from another process should be resolved with [`ShmPtr::resolve_allocation`]: it
+//! names at most the payload of one live allocation, never the allocator's state or a free block.
+//!
+//! This is the only module with `unsafe` code, and inside it only `mapping.rs` (the raw accesses of a
+//! mapping, and [`FullPtr::as_slice`]); `alloc.rs`, `region.rs` and `process.rs` forbid it.
 //!
 //! [`BulkFlags::EXPOSE`]: crate::BulkFlags::EXPOSE
 
-#![allow(unsafe_code)]
+// Not `forbid`: `mapping`, a child of this module, allows the unsafe code that the others forbid.
+#![deny(unsafe_code)]
 
 mod alloc;
+mod mapping;
+mod process;
+mod region;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::path::PathBuf;
-use std::sync::atomic::AtomicU32;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use mapping::Mapping;
+pub use region::FullPtr;
 
 /// What went wrong with shared memory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +49,20 @@ pub enum ShmError {
     /// A segment of that name exists already.
     #[error("shared-memory segment {0:?} exists already")]
     Exists(String),
+    /// A segment of that name exists, but the process that created it is gone (killed before it could
+    /// remove it): [`Segment::reclaim_stale`] removes it, [`Segment::create_reclaiming`] replaces it.
+    #[error(
+        "shared-memory segment {name:?} is stale: it was left by process {creator_pid}, which is gone; \
+         reclaim it with Segment::reclaim_stale or Segment::create_reclaiming, or remove {path}"
+    )]
+    Stale {
+        /// The segment's name.
+        name: String,
+        /// The pid of the process that created it.
+        creator_pid: u32,
+        /// The segment's file.
+        path: String,
+    },
     /// The file is not a Lightbeam segment (or not yet formatted).
     #[error("not a Lightbeam shared-memory segment")]
     NotASegment,
@@ -100,6 +124,19 @@ pub enum ShmError {
         /// End of the segment.
         end: u64,
     },
+    /// A range that does not lie wholly inside one live allocation of the segment.
+    #[error(
+        "{len} bytes at offset {offset} of segment {segment:?} do not lie inside one allocation (segment \
+         and block headers, free blocks and ranges across allocations are refused)"
+    )]
+    NotInAllocation {
+        /// The segment.
+        segment: String,
+        /// Offset of the range.
+        offset: u64,
+        /// Length of the range.
+        len: u64,
+    },
     /// A block header inside the segment is damaged.
     #[error("segment damaged: bad block header at offset {offset}")]
     Corrupted {
@@ -117,89 +154,6 @@ pub enum ShmError {
         message: String,
     },
 }
-
-/// A mapping of a segment's file, accessed only through raw pointers: several processes write the same
-/// memory, so no Rust reference to it is held beyond the calls below (and [`FullPtr::as_slice`]).
-struct Mapping {
-    map: memmap2::MmapRaw,
-}
-
-impl Mapping {
-    fn new(file: &File) -> std::io::Result<Self> {
-        Ok(Self { map: memmap2::MmapRaw::map_raw(file)? })
-    }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// The address of `at`, after checking that `len` bytes from there lie in the mapping.
-    fn address(&self, at: usize, len: usize) -> *mut u8 {
-        assert!(at.checked_add(len).is_some_and(|end| end <= self.len()), "access outside the mapping");
-        // SAFETY: `at + len <= len()`, so the result stays inside the mapped range (or one past its end
-        // for len = 0), as `add` requires.
-        unsafe { self.map.as_mut_ptr().add(at) }
-    }
-
-    fn read_u64(&self, at: usize) -> u64 {
-        // SAFETY: `address` checked the 8 bytes lie in the live mapping; read_unaligned needs no alignment.
-        unsafe { self.address(at, 8).cast::<u64>().read_unaligned() }
-    }
-
-    fn read_u32(&self, at: usize) -> u32 {
-        // SAFETY: as in `read_u64`, for 4 bytes.
-        unsafe { self.address(at, 4).cast::<u32>().read_unaligned() }
-    }
-
-    fn write_u64(&self, at: usize, value: u64) {
-        // SAFETY: as in `read_u64`; the allocator writes block headers only while holding the segment lock.
-        unsafe { self.address(at, 8).cast::<u64>().write_unaligned(value) }
-    }
-
-    fn write_u32(&self, at: usize, value: u32) {
-        // SAFETY: as in `write_u64`, for 4 bytes.
-        unsafe { self.address(at, 4).cast::<u32>().write_unaligned(value) }
-    }
-
-    /// The atomic lock word at `at`, which must be 4-byte aligned.
-    fn lock_word(&self, at: usize) -> &AtomicU32 {
-        let address = self.address(at, 4);
-        assert_eq!(address as usize % 4, 0, "lock word misaligned");
-        // SAFETY: 4 aligned bytes inside the mapping, which lives as long as `self`; every process touches
-        // them only atomically, so sharing them as an AtomicU32 is sound.
-        unsafe { &*address.cast::<AtomicU32>() }
-    }
-
-    /// Copies `data` into the mapping at `at`.
-    fn copy_in(&self, at: usize, data: &[u8]) {
-        let target = self.address(at, data.len());
-        // SAFETY: `address` checked the range lies in the mapping; `data` is ordinary memory of this
-        // process and cannot overlap the mapping's range through a `&[u8]` we handed out and still write.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) }
-    }
-
-    /// Copies `out.len()` bytes from the mapping at `at` into `out`.
-    fn copy_out(&self, at: usize, out: &mut [u8]) {
-        let source = self.address(at, out.len());
-        // SAFETY: as in `copy_in`, in the other direction; `out` is a unique borrow, so no overlap.
-        unsafe { std::ptr::copy_nonoverlapping(source, out.as_mut_ptr(), out.len()) }
-    }
-
-    /// The bytes at `at..at + len` as a slice that lives as long as `self`.
-    fn slice(&self, at: usize, len: usize) -> &[u8] {
-        let start = self.address(at, len);
-        // SAFETY: the range lies in the mapping, which outlives the returned borrow. Other processes may
-        // write the same bytes; Lightbeam's protocol hands a region to its reader with the message, and
-        // `FullPtr::as_slice` documents that the region must not be written while it is read.
-        unsafe { std::slice::from_raw_parts(start, len) }
-    }
-}
-
-// SAFETY: the mapping is plain memory with no thread affinity; all shared mutation goes through the
-// atomic lock word or happens under the lock.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; `&Mapping` only offers raw copies and atomic access.
-unsafe impl Sync for Mapping {}
 
 struct Inner {
     name: String,
@@ -243,6 +197,38 @@ fn path_of(name: &str) -> PathBuf {
     dir.join(format!("lightbeam-{name}"))
 }
 
+/// A segment file whose recorded creator is gone.
+struct Leftover {
+    creator_pid: u32,
+    /// The file's device and inode, to tell it from a file created later under the same name.
+    file: (u64, u64),
+}
+
+impl Leftover {
+    /// The segment file at `path` if its creator is gone; `None` when there is no such file, it holds no
+    /// formatted segment, or its creator lives (or cannot be told).
+    fn at(path: &Path) -> Option<Self> {
+        let mut file = File::open(path).ok()?;
+        let mut header = [0u8; alloc::SEGMENT_HEADER];
+        file.read_exact(&mut header).ok()?;
+        let creator = alloc::creator_in(&header).filter(process::Process::is_gone)?;
+        let metadata = file.metadata().ok()?;
+        Some(Self { creator_pid: creator.pid, file: (metadata.dev(), metadata.ino()) })
+    }
+}
+
+/// The error for a `create` that found segment `name` in place: stale if its creator is gone.
+fn taken(name: &str, path: &Path) -> ShmError {
+    match Leftover::at(path) {
+        Some(leftover) => ShmError::Stale {
+            name: name.to_owned(),
+            creator_pid: leftover.creator_pid,
+            path: path.display().to_string(),
+        },
+        None => ShmError::Exists(name.to_owned()),
+    }
+}
+
 fn io_error(op: &'static str, path: &std::path::Path, err: std::io::Error) -> ShmError {
     ShmError::Io { op, path: path.display().to_string(), message: err.to_string() }
 }
@@ -255,7 +241,7 @@ impl Segment {
         let path = path_of(name);
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                ShmError::Exists(name.to_owned())
+                taken(name, &path)
             } else {
                 io_error("create", &path, e)
             }
@@ -273,13 +259,44 @@ impl Segment {
         }
         let mapping = Mapping::new(file).map_err(|e| io_error("map", &path, e))?;
         if create {
-            alloc::format(&mapping)?;
+            alloc::format(&mapping, process::Process::current())?;
         } else {
             alloc::check(&mapping)?;
         }
         let inner = Arc::new(Inner { name: name.to_owned(), path, mapping, unlink_on_drop: create });
         crate::sync::lock(registry()).insert(name.to_owned(), Arc::downgrade(&inner));
         Ok(Self { inner })
+    }
+
+    /// Like [`Segment::create`], but a stale segment of that name (its creator is gone: see
+    /// [`ShmError::Stale`]) is removed first. A segment whose creator lives is never touched.
+    pub fn create_reclaiming(name: &str, size: usize) -> Result<Self> {
+        match Self::create(name, size) {
+            Err(Error::Shm(ShmError::Stale { .. })) => {
+                Self::reclaim_stale(name)?;
+                Self::create(name, size)
+            }
+            other => other,
+        }
+    }
+
+    /// Removes segment `name` if the process that created it is gone (it was killed, or ended without
+    /// dropping its last handle); returns whether it removed it. A segment whose creator lives, or whose
+    /// creator cannot be told, is left alone. Processes that still map a removed segment keep their
+    /// mapping, as after [`Segment::unlink`].
+    pub fn reclaim_stale(name: &str) -> Result<bool> {
+        check_name(name)?;
+        let path = path_of(name);
+        let Some(leftover) = Leftover::at(&path) else { return Ok(false) };
+        // Remove the file inspected, not one created meanwhile under the same name.
+        if std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino())) != Some(leftover.file) {
+            return Ok(false);
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error("remove", &path, e).into()),
+        }
     }
 
     /// Maps the existing segment `name`, created by this or another process on this node.
@@ -328,7 +345,7 @@ impl Segment {
     /// Allocates `len` bytes, 64-byte aligned; the region belongs to the caller until [`Segment::free`].
     pub fn allocate(&self, len: usize) -> Result<FullPtr> {
         let offset = alloc::allocate(&self.inner.mapping, len)?;
-        Ok(FullPtr { segment: self.clone(), offset, len })
+        Ok(FullPtr::new(self.clone(), offset, len))
     }
 
     /// Returns an allocation to the segment. A pointer of another segment, an offset that is no
@@ -345,7 +362,8 @@ impl Segment {
         Ok(alloc::usage(&self.inner.mapping)?)
     }
 
-    /// The `len` bytes at `pointer`, checked to lie inside this segment's payload area.
+    /// The `len` bytes at `pointer`, checked to lie inside this segment's payload area: the blocks, their
+    /// headers included. For a pointer from another process, use [`Segment::resolve_allocation`].
     pub fn resolve(&self, pointer: &ShmPtr, len: usize) -> Result<FullPtr> {
         self.check_own(pointer)?;
         let end = self.size() as u64;
@@ -362,7 +380,25 @@ impl Segment {
             }
             .into());
         }
-        Ok(FullPtr { segment: self.clone(), offset: pointer.offset as usize, len })
+        Ok(FullPtr::new(self.clone(), pointer.offset as usize, len))
+    }
+
+    /// The `len` bytes at `pointer`, checked to lie wholly inside the payload of one live allocation at
+    /// the time of the call: never the segment's header, a block header, a free block, or two allocations.
+    /// This is the check for a pointer that came from another process: it can name only memory that some
+    /// process allocated, never the allocator's own state.
+    pub fn resolve_allocation(&self, pointer: &ShmPtr, len: usize) -> Result<FullPtr> {
+        self.check_own(pointer)?;
+        let refused = || ShmError::NotInAllocation {
+            segment: self.name().to_owned(),
+            offset: pointer.offset,
+            len: len as u64,
+        };
+        let offset = usize::try_from(pointer.offset).map_err(|_| refused())?;
+        if !alloc::in_allocation(&self.inner.mapping, offset, len)? {
+            return Err(refused().into());
+        }
+        Ok(FullPtr::new(self.clone(), offset, len))
     }
 
     fn check_own(&self, pointer: &ShmPtr) -> Result<(), ShmError> {
@@ -397,76 +433,11 @@ impl ShmPtr {
     pub fn resolve(&self, len: usize) -> Result<FullPtr> {
         Segment::lookup(&self.segment)?.resolve(self, len)
     }
-}
 
-/// A region of a mapped segment: its location in this process and its [`ShmPtr`] (the Rust
-/// `hipc::FullPtr`, with the length it covers). Every access is bounds-checked.
-#[derive(Clone)]
-pub struct FullPtr {
-    segment: Segment,
-    offset: usize,
-    len: usize,
-}
-
-impl FullPtr {
-    /// The region's pointer, to send to other processes.
-    pub fn shm_ptr(&self) -> ShmPtr {
-        ShmPtr { segment: self.segment.name().to_owned(), offset: self.offset as u64 }
-    }
-
-    /// The region's length.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True for a zero-length region.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The segment the region lies in.
-    pub fn segment(&self) -> &Segment {
-        &self.segment
-    }
-
-    /// The region read in place. Another process must not write the region while the slice is alive: with
-    /// Lightbeam the sender hands the region over with the message and does not touch it until told.
-    pub fn as_slice(&self) -> &[u8] {
-        self.segment.inner.mapping.slice(self.offset, self.len)
-    }
-
-    /// Copies `data` into the region at `at`; fails if it would run past the region's end.
-    pub fn write(&self, at: usize, data: &[u8]) -> Result<()> {
-        self.check_range(at, data.len())?;
-        self.segment.inner.mapping.copy_in(self.offset + at, data);
-        Ok(())
-    }
-
-    /// Copies bytes from the region at `at` into `out`; fails if it would run past the region's end.
-    pub fn read(&self, at: usize, out: &mut [u8]) -> Result<()> {
-        self.check_range(at, out.len())?;
-        self.segment.inner.mapping.copy_out(self.offset + at, out);
-        Ok(())
-    }
-
-    fn check_range(&self, at: usize, len: usize) -> Result<()> {
-        if at.checked_add(len).is_some_and(|end| end <= self.len) {
-            return Ok(());
-        }
-        Err(ShmError::OutOfBounds {
-            segment: self.segment.name().to_owned(),
-            offset: (self.offset + at) as u64,
-            len: len as u64,
-            start: self.offset as u64,
-            end: (self.offset + self.len) as u64,
-        }
-        .into())
-    }
-}
-
-impl std::fmt::Debug for FullPtr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FullPtr").field("ptr", &self.shm_ptr()).field("len", &self.len).finish()
+    /// The `len` bytes at this pointer in this process's mapping (mapping the segment if needed), checked
+    /// to lie inside one live allocation: see [`Segment::resolve_allocation`].
+    pub fn resolve_allocation(&self, len: usize) -> Result<FullPtr> {
+        Segment::lookup(&self.segment)?.resolve_allocation(self, len)
     }
 }
 
@@ -488,12 +459,34 @@ mod tests {
         let mut out = [0u8; 5];
         a.read(0, &mut out).unwrap();
         assert_eq!(&out, b"hello");
-        assert_eq!(&a.as_slice()[..5], b"hello");
+        assert_eq!(&a.to_vec()[..5], b"hello");
         segment.free(&a.shm_ptr()).unwrap();
         segment.free(&b.shm_ptr()).unwrap();
         let (used, _) = segment.usage().unwrap();
         assert_eq!(used, 0, "frees merge back into one block");
         assert_eq!(segment.allocate(200_000).unwrap().shm_ptr().offset, a.shm_ptr().offset);
+    }
+
+    /// A region over `len` bytes at `offset` of `region`, as another handle over the same memory.
+    fn view(region: &FullPtr, offset: usize, len: usize) -> FullPtr {
+        let pointer = ShmPtr { offset: region.shm_ptr().offset + offset as u64, ..region.shm_ptr() };
+        region.segment().resolve(&pointer, len).unwrap()
+    }
+
+    #[test]
+    fn overlapping_copies_have_memmove_semantics() {
+        let segment = Segment::create(&unique("overlap"), 64 << 10).unwrap();
+        let region = segment.allocate(200).unwrap();
+        let original: Vec<u8> = (0..200u8).collect();
+        for (from, to) in [(0, 10), (10, 0), (30, 30)] {
+            region.write(0, &original).unwrap();
+            region.write_from(to, &view(&region, from, 50)).unwrap();
+            let mut expected = original.clone();
+            expected.copy_within(from..from + 50, to);
+            assert_eq!(region.to_vec(), expected, "50 bytes from {from} to {to}");
+        }
+        let past_the_end = region.write_from(160, &view(&region, 0, 50));
+        assert!(matches!(past_the_end, Err(Error::Shm(ShmError::OutOfBounds { .. }))));
     }
 
     #[test]
@@ -536,11 +529,71 @@ mod tests {
     }
 
     #[test]
+    fn only_ranges_inside_one_live_allocation_resolve() {
+        let segment = Segment::create(&unique("in-allocation"), 64 << 10).unwrap();
+        let a = segment.allocate(100).unwrap(); // 128 bytes of payload, rounded to the 64-byte granule
+        let b = segment.allocate(1000).unwrap();
+        let freed = segment.allocate(500).unwrap();
+        let _after = segment.allocate(10).unwrap();
+        segment.free(&freed.shm_ptr()).unwrap();
+        let (a_at, b_at) = (a.shm_ptr().offset, b.shm_ptr().offset);
+        let at = |offset: u64| ShmPtr { segment: segment.name().into(), offset };
+        let refused = [
+            (at(0), 8, "the segment header"),
+            (at(16), 4, "the lock word"),
+            (at(a_at - 64), 64, "a's block header"),
+            (at(a_at - 1), 2, "the last header byte and the first payload byte"),
+            (at(b_at - 64), 16, "b's block header"),
+            (at(a_at + 100), 200, "a's tail, b's header and payload"),
+            (at(a_at), 129, "a and one byte of b's header"),
+            (freed.shm_ptr(), 500, "a freed block"),
+            (at(freed.shm_ptr().offset + 64), 8, "inside a freed block"),
+            (at(segment.size() as u64 - 8), 8, "the free block at the end"),
+            (at(u64::MAX - 4), 8, "an offset that overflows"),
+        ];
+        for (pointer, len, what) in refused {
+            let error = pointer.resolve_allocation(len).expect_err(what);
+            assert!(matches!(error, Error::Shm(ShmError::NotInAllocation { .. })), "{what}: {error}");
+        }
+        let accepted = [
+            (a.shm_ptr(), 100, "a exactly"),
+            (a.shm_ptr(), 128, "a with its rounding"),
+            (at(a_at + 10), 50, "a sub-range of a"),
+            (b.shm_ptr(), 1000, "b exactly"),
+            (at(b_at + 999), 1, "b's last byte"),
+        ];
+        for (pointer, len, what) in accepted {
+            let region = segment.resolve_allocation(&pointer, len).expect(what);
+            assert_eq!((region.shm_ptr(), region.len()), (pointer, len), "{what}");
+        }
+        let foreign = ShmPtr { segment: "other".into(), offset: a_at };
+        let error = segment.resolve_allocation(&foreign, 1).unwrap_err();
+        assert!(matches!(error, Error::Shm(ShmError::ForeignPointer { .. })), "{error}");
+        let message = at(0).resolve_allocation(8).unwrap_err().to_string();
+        assert!(message.contains("do not lie inside one allocation"), "{message}");
+    }
+
+    #[test]
     fn a_lock_left_by_a_dead_process_is_taken_over() {
         let segment = Segment::create(&unique("stale"), 64 << 10).unwrap();
         // No process has this pid (Linux pids stay below 2^22).
         alloc::hold_lock_as(&segment.inner.mapping, u32::MAX - 1);
         assert!(segment.allocate(10).is_ok());
+    }
+
+    #[test]
+    fn a_segment_whose_creator_pid_was_reused_is_stale() {
+        let name = unique("reused-pid");
+        let segment = Segment::create(&name, 64 << 10).unwrap();
+        assert!(!Segment::reclaim_stale(&name).unwrap(), "its creator (this process) lives");
+        let me = process::Process::current();
+        // The pid is alive (it is ours), but the start time recorded is another process's.
+        alloc::write_creator(&segment.inner.mapping, process::Process { start: me.start + 1, ..me });
+        let error = Segment::create(&name, 64 << 10).unwrap_err();
+        assert!(matches!(&error, Error::Shm(ShmError::Stale { creator_pid, .. }) if *creator_pid == me.pid));
+        assert!(Segment::reclaim_stale(&name).unwrap());
+        assert!(!path_of(&name).exists());
+        assert!(!Segment::reclaim_stale(&name).unwrap(), "nothing left to reclaim");
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Limits {
         if !self.shared_memory.allows(&location.segment) {
             return Err(refuse("the server does not allow this segment (Options::shared_memory)".into()));
         }
-        let region = location.resolve(descriptor.size).map_err(|e| refuse(e.to_string()))?;
+        let region = location.resolve_allocation(descriptor.size).map_err(|e| refuse(e.to_string()))?;
         Ok(Some(region))
     }
 }
@@ -154,7 +154,7 @@ impl Received {
         let mut frames = self.frames.iter();
         for (index, region) in self.shared.iter().enumerate() {
             match region {
-                Some(region) => meta.write_received(index, region.as_slice())?,
+                Some(region) => meta.write_received_from(index, region)?,
                 None => meta.write_received(index, frames.next().expect("frames were counted on arrival"))?,
             }
         }

@@ -170,17 +170,19 @@ impl ZeroMqClient {
     }
 }
 
-/// One bulk frame of an outgoing message: copied from a borrowed region, or moved in without a copy.
+/// One bulk frame of an outgoing message: copied from a borrowed region, or moved in without a copy
+/// (an owned bulk's bytes, or a copy of a shared-memory region).
 enum Part<'a> {
     Borrowed(&'a [u8]),
     Owned { index: usize, bytes: Vec<u8> },
+    Copied(Vec<u8>),
 }
 
 impl From<Part<'_>> for zmq::Message {
     fn from(part: Part<'_>) -> Self {
         match part {
             Part::Borrowed(bytes) => bytes.into(),
-            Part::Owned { bytes, .. } => bytes.into(),
+            Part::Owned { bytes, .. } | Part::Copied(bytes) => bytes.into(),
         }
     }
 }
@@ -190,13 +192,17 @@ impl From<Part<'_>> for zmq::Message {
 fn take_parts<'a>(bulks: &'a [Bulk<'_>]) -> Result<Vec<Part<'a>>> {
     let mut parts = Vec::with_capacity(bulks.len());
     for (index, bulk) in bulks.iter().enumerate().filter(|(_, b)| !b.flags().contains(BulkFlags::EXPOSE)) {
-        let part = match (bulk.take_owned(), bulk.source_bytes()) {
-            (Some(bytes), _) => Ok(Part::Owned { index, bytes }),
-            (None, Some(bytes)) => Ok(Part::Borrowed(bytes)),
-            (None, None) if bulk.is_owned() => {
+        let part = match (bulk.take_owned(), bulk.source_bytes(), bulk.source_region()) {
+            (Some(bytes), _, _) => Ok(Part::Owned { index, bytes }),
+            (None, Some(bytes), _) => Ok(Part::Borrowed(bytes)),
+            // Copied once out of the segment, as a borrowed slice would be copied into its frame.
+            (None, None, Some(region)) => Ok(Part::Copied(region.to_vec())),
+            (None, None, None) if bulk.is_owned() => {
                 Err(Error::InvalidArgument(format!("bulk {index} was given away by an earlier send")))
             }
-            (None, None) => Err(Error::InvalidArgument(format!("bulk {index} was not exposed for sending"))),
+            (None, None, None) => {
+                Err(Error::InvalidArgument(format!("bulk {index} was not exposed for sending")))
+            }
         };
         match part {
             Ok(part) => parts.push(part),

@@ -1,11 +1,13 @@
 //! The second process of the shared-memory tests (`tests/shm.rs` starts it). Commands:
 //!
-//! - `read SEGMENT OFFSET LEN CHECKSUM`: map the segment, check the bytes in place.
+//! - `read SEGMENT OFFSET LEN CHECKSUM`: map the segment, check the bytes there.
 //! - `receive ENDPOINT CHECKSUM`: bind a server, receive a message whose first bulk is descriptor-only,
-//!   check it read in place and copied by `recv_bulks`.
+//!   check it read straight from the segment and copied by `recv_bulks`.
 //! - `hold SEGMENT`: map the segment, print `mapped`, wait for a line on stdin, then check that it still
 //!   reads, writes, allocates and frees (after the other process unlinked it).
 //! - `die-holding SEGMENT`: allocate three regions and abort without freeing them.
+//! - `create-and-wait SEGMENT`: create the segment, write into it, print `created`, and wait for a line
+//!   on stdin (the test kills it with SIGKILL meanwhile, so the segment is left behind).
 //! - `receive-value ENDPOINT SIZE CHECKSUM`: bind a server, receive one bulk by value into a buffer of
 //!   SIZE bytes, check it (the over-2-GiB test).
 //!
@@ -27,7 +29,7 @@ fn arg(args: &[String], index: usize) -> Result<&str, String> {
 fn read(args: &[String]) -> Outcome {
     let pointer = ShmPtr { segment: arg(args, 2)?.into(), offset: arg(args, 3)?.parse()? };
     let region = pointer.resolve(arg(args, 4)?.parse()?)?;
-    if checksum(region.as_slice()) != arg(args, 5)?.parse::<u64>()? {
+    if checksum(&region.to_vec()) != arg(args, 5)?.parse::<u64>()? {
         return Err("the bytes in shared memory differ".into());
     }
     Ok(())
@@ -45,9 +47,9 @@ fn receive(args: &[String]) -> Outcome {
     if !shared.flags().contains(BulkFlags::EXPOSE) {
         return Err("EXPOSE flag lost".into());
     }
-    // In place: no copy at all.
-    if checksum(location.resolve(shared.size())?.as_slice()) != expected {
-        return Err("in-place read differs".into());
+    // Straight from the segment, through the pointer alone.
+    if checksum(&location.resolve(shared.size())?.to_vec()) != expected {
+        return Err("read through the pointer differs".into());
     }
     // Or copied into buffers of our own, with the by-value bulk beside it.
     let text = meta.custom.clone();
@@ -84,6 +86,14 @@ fn die_holding(args: &[String]) -> Outcome {
     std::process::abort();
 }
 
+fn create_and_wait(args: &[String]) -> Outcome {
+    let segment = Segment::create(arg(args, 2)?, 1 << 20)?;
+    segment.allocate(1000)?.write(0, b"left behind")?;
+    println!("created");
+    std::io::stdin().lock().lines().next();
+    Ok(())
+}
+
 fn receive_value(args: &[String]) -> Outcome {
     let server = ZeroMqServer::bind(&Endpoint::parse(arg(args, 2)?)?, &Options::default())?;
     let size: usize = arg(args, 3)?.parse()?;
@@ -110,6 +120,7 @@ fn main() {
         Some("hold") => hold(&args),
         Some("die-holding") => die_holding(&args),
         Some("receive-value") => receive_value(&args),
+        Some("create-and-wait") => create_and_wait(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };
     match outcome {

@@ -1,0 +1,66 @@
+//! Which process created a segment, told apart from a later process that reuses its pid.
+
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+/// A process: its pid and its start time (clock ticks after boot, field 22 of `/proc/<pid>/stat`), so
+/// that a later process reusing the pid is not taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Process {
+    pub(super) pid: u32,
+    /// 0 when unknown: then the pid alone is compared.
+    pub(super) start: u64,
+}
+
+impl Process {
+    /// This process.
+    pub(super) fn current() -> Self {
+        let pid = std::process::id();
+        Self { pid, start: stat(pid).map_or(0, |s| s.start) }
+    }
+
+    /// True when the process has ended: no process has its pid, the pid's process is a zombie, or the pid
+    /// now belongs to a process started at another time. False when that cannot be told (no `/proc`, or
+    /// no pid recorded).
+    pub(super) fn is_gone(&self) -> bool {
+        if self.pid == 0 || !Path::new("/proc/self/stat").exists() {
+            return false;
+        }
+        match stat(self.pid) {
+            None => true,
+            Some(stat) => stat.ended || (self.start != 0 && stat.start != self.start),
+        }
+    }
+}
+
+/// What `/proc/<pid>/stat` tells about a process.
+struct Stat {
+    start: u64,
+    ended: bool,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may hold spaces and parentheses itself: the
+    // fields from 3 on follow the last ')'.
+    let mut fields = text.get(text.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?;
+    let start = fields.nth(18)?.parse().ok()?; // field 22, after fields 4 to 21
+    Some(Stat { start, ended: matches!(state, "Z" | "X" | "x") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_lives_and_a_reused_pid_is_told_apart() {
+        let me = Process::current();
+        assert!(me.start > 0, "no start time read from /proc/self/stat");
+        assert!(!me.is_gone());
+        assert!(Process { start: me.start + 1, ..me }.is_gone(), "same pid, another start: a reused pid");
+        assert!(Process { pid: u32::MAX - 1, start: 1 }.is_gone(), "no such pid");
+        assert!(!Process { pid: 0, start: 0 }.is_gone(), "no creator recorded: cannot tell");
+    }
+}

@@ -1,0 +1,95 @@
+//! [`FullPtr`]: a bounds-checked region of a mapped segment, read and written by copying. Reading in
+//! place, the one `unsafe` method ([`FullPtr::as_slice`]), lives in `mapping.rs` with the other unsafe code.
+
+#![forbid(unsafe_code)]
+
+use super::{Segment, ShmError, ShmPtr};
+use crate::error::Result;
+
+/// A region of a mapped segment: its location in this process and its [`ShmPtr`] (the Rust
+/// `hipc::FullPtr`, with the length it covers). Every access is bounds-checked.
+#[derive(Clone)]
+pub struct FullPtr {
+    pub(super) segment: Segment,
+    pub(super) offset: usize,
+    pub(super) len: usize,
+}
+
+impl FullPtr {
+    /// The region of `len` bytes at `offset` in `segment`; the caller has checked that it lies inside.
+    pub(super) fn new(segment: Segment, offset: usize, len: usize) -> Self {
+        Self { segment, offset, len }
+    }
+
+    /// The region's pointer, to send to other processes.
+    pub fn shm_ptr(&self) -> ShmPtr {
+        ShmPtr { segment: self.segment.name().to_owned(), offset: self.offset as u64 }
+    }
+
+    /// The region's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length region.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The segment the region lies in.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// A copy of the whole region. Safe whatever other processes do: a concurrent writer can only make
+    /// the copy a mix of old and new bytes.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut copy = vec![0; self.len];
+        self.segment.inner.mapping.copy_out(self.offset, &mut copy);
+        copy
+    }
+
+    /// Copies `data` into the region at `at`; fails if it would run past the region's end.
+    pub fn write(&self, at: usize, data: &[u8]) -> Result<()> {
+        self.check_range(at, data.len())?;
+        self.segment.inner.mapping.copy_in(self.offset + at, data);
+        Ok(())
+    }
+
+    /// Copies the whole of `source` into this region at `at`; fails if it would run past this region's
+    /// end. The regions may lie in the same segment and overlap: the result is as if `source` were first
+    /// copied out (memmove semantics).
+    pub fn write_from(&self, at: usize, source: &Self) -> Result<()> {
+        self.check_range(at, source.len)?;
+        let mapping = &self.segment.inner.mapping;
+        mapping.copy_from(self.offset + at, &source.segment.inner.mapping, source.offset, source.len);
+        Ok(())
+    }
+
+    /// Copies bytes from the region at `at` into `out`; fails if it would run past the region's end.
+    pub fn read(&self, at: usize, out: &mut [u8]) -> Result<()> {
+        self.check_range(at, out.len())?;
+        self.segment.inner.mapping.copy_out(self.offset + at, out);
+        Ok(())
+    }
+
+    fn check_range(&self, at: usize, len: usize) -> Result<()> {
+        if at.checked_add(len).is_some_and(|end| end <= self.len) {
+            return Ok(());
+        }
+        Err(ShmError::OutOfBounds {
+            segment: self.segment.name().to_owned(),
+            offset: (self.offset + at) as u64,
+            len: len as u64,
+            start: self.offset as u64,
+            end: (self.offset + self.len) as u64,
+        }
+        .into())
+    }
+}
+
+impl std::fmt::Debug for FullPtr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FullPtr").field("ptr", &self.shm_ptr()).field("len", &self.len).finish()
+    }
+}
