@@ -1,9 +1,10 @@
 //! Lightbeam: two-phase bulk messaging for HPC ranks over ZeroMQ, bootstrapped by MPI.
 //!
 //! A client [`exposes`](Client::expose) memory as [`Bulk`]s and [`sends`](Client::send) a message: the
-//! metadata (bulk sizes and flags plus your own serde fields) and then the payloads. A server receives the
-//! metadata first ([`Server::recv_metadata`], non-blocking), exposes buffers of the announced sizes, and
-//! receives the payloads into them ([`Server::recv_bulks`]).
+//! metadata (bulk sizes and flags plus your own serde fields) and then the payloads. A server receives a
+//! whole, checked message ([`Server::recv_message`]), reads its metadata, exposes buffers of the announced
+//! sizes, and copies the payloads into them ([`Received::recv_bulks`]); or, as the C++ guide does, calls
+//! [`Server::recv_metadata`] then [`Server::recv_bulks`] on one thread.
 //!
 //! ```
 //! use lightbeam::{LbmMeta, Transport, TransportFactory};
@@ -18,11 +19,11 @@
 //! meta.bulks.push(client.expose(message, Default::default()));
 //! assert_eq!(client.send(&meta).into_result()?, message.len());
 //!
-//! let mut received = LbmMeta::<()>::default();
-//! server.recv_metadata_timeout(&mut received, Duration::from_secs(5)).into_result()?;
-//! let mut buffer = vec![0; received.bulks[0].size()];
-//! received.bulks[0] = server.expose(&mut buffer, Default::default());
-//! server.recv_bulks(&mut received).into_result()?;
+//! let received = server.recv_message(Duration::from_secs(5))?;
+//! let mut meta = received.metadata::<()>()?;
+//! let mut buffer = vec![0; meta.bulks[0].size()];
+//! meta.bulks[0] = server.expose(&mut buffer, Default::default());
+//! received.recv_bulks(&mut meta)?;
 //! assert_eq!(buffer, message);
 //! # Ok(())
 //! # }
