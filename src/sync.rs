@@ -2,10 +2,86 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 /// Locks `mutex`, taking it even when another thread panicked while holding it: the data it guards
 /// (sockets, queues, registries) stays usable after such a panic.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A value lent to one caller at a time, where waiting for it has a deadline (a `Mutex` has none): a
+/// server's socket, which one thread may hold in a long blocking receive while another asks for it with
+/// a short timeout.
+#[derive(Debug)]
+pub(crate) struct Slot<T> {
+    value: Mutex<Option<T>>,
+    returned: Condvar,
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self { value: Mutex::new(Some(value)), returned: Condvar::new() }
+    }
+
+    /// The value, once no other caller holds it; `None` when another held it until `deadline`.
+    pub(crate) fn borrow_until(&self, deadline: Instant) -> Option<Lent<'_, T>> {
+        let mut value = lock(&self.value);
+        loop {
+            if let Some(taken) = value.take() {
+                return Some(Lent { slot: self, value: Some(taken) });
+            }
+            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+            value = self.returned.wait_timeout(value, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+}
+
+/// The value of a [`Slot`] while one caller holds it; given back when dropped (also on a panic).
+pub(crate) struct Lent<'a, T> {
+    slot: &'a Slot<T>,
+    value: Option<T>,
+}
+
+impl<T> std::ops::Deref for Lent<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("held until dropped")
+    }
+}
+
+impl<T> std::ops::DerefMut for Lent<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value.as_mut().expect("held until dropped")
+    }
+}
+
+impl<T> Drop for Lent<'_, T> {
+    fn drop(&mut self) {
+        *lock(&self.slot.value) = self.value.take();
+        self.slot.returned.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_second_borrower_waits_only_until_its_deadline() {
+        let slot = Slot::new(5);
+        let held = slot.borrow_until(Instant::now()).expect("free at first");
+        let started = Instant::now();
+        assert!(slot.borrow_until(started + Duration::from_millis(20)).is_none());
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        std::thread::scope(|scope| {
+            let waiter =
+                scope.spawn(|| *slot.borrow_until(Instant::now() + Duration::from_secs(10)).unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+            drop(held);
+            assert_eq!(waiter.join().unwrap(), 5);
+        });
+    }
 }

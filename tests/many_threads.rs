@@ -177,3 +177,19 @@ fn the_seed_pair_reads_a_message_without_bulks_then_the_next_one() {
     let mut meta = LbmMeta::<u32>::default();
     assert_eq!(server.recv_bulks(&mut meta).error(), Some(&Error::NoPendingMessage));
 }
+
+#[test]
+fn a_short_receive_is_not_held_up_by_a_long_one_on_another_thread() {
+    let (server, client) = pair(Protocol::Tcp);
+    std::thread::scope(|scope| {
+        let long = scope.spawn(|| server.recv_message(WAIT));
+        std::thread::sleep(Duration::from_millis(100)); // the long receive now holds the socket
+        let started = Instant::now();
+        let short = server.recv_message(POLL);
+        assert!(matches!(short, Err(Error::Timeout { .. })), "{short:?}");
+        assert!(started.elapsed() < WAIT / 5, "the short receive waited {:?}", started.elapsed());
+        send_all(&client, 5u32, &[b"for the long one"]);
+        let message = long.join().unwrap().unwrap();
+        assert_eq!(message.metadata::<u32>().unwrap().custom, 5);
+    });
+}

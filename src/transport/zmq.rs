@@ -16,7 +16,7 @@ use crate::bulk::{Bulk, BulkFlags};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::meta::Metadata;
-use crate::sync::lock;
+use crate::sync::{lock, Slot};
 use crate::wire;
 
 /// One ZeroMQ context per process while any client or server is alive (inproc needs them to share it).
@@ -242,7 +242,8 @@ impl std::fmt::Debug for ZeroMqClient {
 
 /// Receives Lightbeam messages on a bound PULL socket.
 pub struct ZeroMqServer {
-    socket: Mutex<ServerSocket>,
+    /// Lent to one receiving thread at a time; a thread waits for it no longer than its own timeout.
+    socket: Slot<ServerSocket>,
     two_phase: TwoPhase,
     limits: Limits,
     address: String,
@@ -292,7 +293,7 @@ impl ZeroMqServer {
             _ => uri.clone(),
         };
         Ok(Self {
-            socket: Mutex::new(ServerSocket { socket, receive_timeout: -1 }),
+            socket: Slot::new(ServerSocket { socket, receive_timeout: -1 }),
             two_phase: TwoPhase::default(),
             limits: options.limits(endpoint.protocol()),
             address,
@@ -304,8 +305,9 @@ impl ZeroMqServer {
     /// The wait is ZeroMQ's own blocking receive with a receive timeout (one call, where polling first
     /// and receiving after costs a round of ZeroMQ's command processing more per message).
     fn recv_frames(&self, timeout: Duration) -> Result<Option<Vec<Payload>>> {
-        let mut state = lock(&self.socket);
         let deadline = Instant::now() + timeout;
+        // Another thread receiving meanwhile holds the socket; it gets what arrives until then.
+        let Some(mut state) = self.socket.borrow_until(deadline) else { return Ok(None) };
         let first = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let received = if left.is_zero() {
