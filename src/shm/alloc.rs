@@ -30,6 +30,10 @@ const CREATOR_PID_AT: usize = 24;
 const CREATOR_START_AT: usize = 32;
 /// A lock held this long by one process is checked: if its holder died, the lock is taken over.
 const STALE_LOCK_CHECK: Duration = Duration::from_millis(200);
+/// The longest an allocator operation waits for the segment's lock held by a live process (shorter in
+/// unit tests, which hold it on purpose).
+const LOCK_WAIT_LIMIT: Duration =
+    if cfg!(test) { Duration::from_millis(500) } else { Duration::from_secs(10) };
 
 fn round_up(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
@@ -124,22 +128,35 @@ struct Lock<'m> {
 }
 
 impl<'m> Lock<'m> {
-    fn acquire(map: &'m Mapping) -> Self {
+    /// Takes the lock: at once while it is free, after [`STALE_LOCK_CHECK`] from a holder that died, and
+    /// never past [`LOCK_WAIT_LIMIT`] (then an error, not a hang).
+    fn acquire(map: &'m Mapping) -> Result<Self, ShmError> {
         let word = map.lock_word(LOCK_AT);
         let me = std::process::id();
-        let mut waiting_since = Instant::now();
+        let started = Instant::now();
+        let mut checked = started;
         loop {
-            match word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Self { word },
-                Err(holder) if waiting_since.elapsed() > STALE_LOCK_CHECK => {
-                    if !process_alive(holder)
-                        && word.compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
-                    {
-                        return Self { word };
-                    }
-                    waiting_since = Instant::now();
+            let holder = match word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Ok(Self { word }),
+                Err(holder) => holder,
+            };
+            let waited = started.elapsed();
+            if waited > LOCK_WAIT_LIMIT {
+                return Err(ShmError::LockHeld { holder, waited });
+            }
+            if checked.elapsed() > STALE_LOCK_CHECK {
+                if !process_alive(holder)
+                    && word.compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
+                {
+                    return Ok(Self { word });
                 }
-                Err(_) => std::thread::yield_now(),
+                checked = Instant::now();
+            }
+            // Critical sections are short: yield at first, then sleep so a long wait costs no core.
+            if waited < STALE_LOCK_CHECK {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
     }
@@ -162,7 +179,7 @@ pub(super) fn allocate(map: &Mapping, len: usize) -> Result<usize, ShmError> {
         return Err(ShmError::TooLarge { requested: len, capacity });
     }
     let need = round_up(len.max(1));
-    let _lock = Lock::acquire(map);
+    let _lock = Lock::acquire(map)?;
     for block in blocks(map) {
         let block = block?;
         if block.state != FREE || block.size < need {
@@ -184,7 +201,7 @@ pub(super) fn allocate(map: &Mapping, len: usize) -> Result<usize, ShmError> {
 pub(super) fn free(map: &Mapping, offset: usize) -> Result<(), ShmError> {
     let foreign = ShmError::NotAnAllocation { offset: offset as u64 };
     let at = offset.checked_sub(BLOCK_HEADER).ok_or(foreign.clone())?;
-    let _lock = Lock::acquire(map);
+    let _lock = Lock::acquire(map)?;
     let mut previous_free: Option<Block> = None;
     let mut found: Option<Block> = None;
     for block in blocks(map) {
@@ -222,7 +239,7 @@ pub(super) fn free(map: &Mapping, offset: usize) -> Result<(), ShmError> {
 /// never in the segment header, a block header, a free block, or across two blocks.
 pub(super) fn in_allocation(map: &Mapping, offset: usize, len: usize) -> Result<bool, ShmError> {
     let Some(end) = offset.checked_add(len) else { return Ok(false) };
-    let _lock = Lock::acquire(map);
+    let _lock = Lock::acquire(map)?;
     for block in blocks(map) {
         let block = block?;
         let payload = block.at + BLOCK_HEADER;
@@ -239,7 +256,7 @@ pub(super) fn in_allocation(map: &Mapping, offset: usize, len: usize) -> Result<
 
 /// Allocated and free bytes (payloads only), for tests and diagnostics.
 pub(super) fn usage(map: &Mapping) -> Result<(usize, usize), ShmError> {
-    let _lock = Lock::acquire(map);
+    let _lock = Lock::acquire(map)?;
     blocks(map).try_fold((0, 0), |(used, free), block| {
         let block = block?;
         Ok(if block.state == USED { (used + block.size, free) } else { (used, free + block.size) })

@@ -137,6 +137,15 @@ pub enum ShmError {
         /// Length of the range.
         len: u64,
     },
+    /// The segment's allocator lock stayed held by a live process for 10 s (allocator operations take
+    /// microseconds): a holder stuck, or a dead holder whose pid a live process now has.
+    #[error("the segment's allocator lock stayed held by process {holder} for {waited:?}")]
+    LockHeld {
+        /// The pid in the lock word.
+        holder: u32,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
     /// A block header inside the segment is damaged.
     #[error("segment damaged: bad block header at offset {offset}")]
     Corrupted {
@@ -571,6 +580,14 @@ mod tests {
         assert!(matches!(error, Error::Shm(ShmError::ForeignPointer { .. })), "{error}");
         let message = at(0).resolve_allocation(8).unwrap_err().to_string();
         assert!(message.contains("do not lie inside one allocation"), "{message}");
+    }
+
+    #[test]
+    fn a_lock_held_by_a_live_process_fails_after_the_limit_instead_of_hanging() {
+        let segment = Segment::create(&unique("held"), 64 << 10).unwrap();
+        alloc::hold_lock_as(&segment.inner.mapping, std::process::id());
+        let error = segment.allocate(10).unwrap_err();
+        assert!(matches!(error, Error::Shm(ShmError::LockHeld { .. })), "{error}");
     }
 
     #[test]
