@@ -65,6 +65,134 @@ pub enum WireError {
     Metadata(String),
 }
 
+/// What went wrong with shared memory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShmError {
+    /// A segment name with characters other than letters, digits, `.`, `_` and `-`, or too long.
+    #[error("invalid segment name {0:?}: use 1 to 200 letters, digits, '.', '_' or '-'")]
+    InvalidName(String),
+    /// No segment of that name exists on this node (or it was unlinked).
+    #[error("no shared-memory segment {0:?} on this node")]
+    UnknownSegment(String),
+    /// A segment of that name exists already.
+    #[error("shared-memory segment {0:?} exists already")]
+    Exists(String),
+    /// A segment of that name exists, but the process that created it is gone (killed before it could
+    /// remove it): [`crate::shm::Segment::reclaim_stale`] removes it, [`crate::shm::Segment::create_reclaiming`] replaces it.
+    #[error(
+        "shared-memory segment {name:?} is stale: it was left by process {creator_pid}, which is gone; \
+         reclaim it with Segment::reclaim_stale or Segment::create_reclaiming, or remove {path}"
+    )]
+    Stale {
+        /// The segment's name.
+        name: String,
+        /// The pid of the process that created it.
+        creator_pid: u32,
+        /// The segment's file.
+        path: String,
+    },
+    /// The file is not a Lightbeam segment (or not yet formatted).
+    #[error("not a Lightbeam shared-memory segment")]
+    NotASegment,
+    /// The segment is too small to hold its header and one block.
+    #[error("a segment of {size} bytes is too small: at least {minimum}")]
+    TooSmall {
+        /// Size asked for.
+        size: usize,
+        /// Smallest usable size.
+        minimum: usize,
+    },
+    /// An allocation larger than the segment could ever hold.
+    #[error("allocation of {requested} bytes is larger than the segment's capacity of {capacity}")]
+    TooLarge {
+        /// Bytes asked for.
+        requested: usize,
+        /// The most one allocation can hold.
+        capacity: usize,
+    },
+    /// No free block is large enough right now.
+    #[error("segment exhausted: no free block of {requested} bytes")]
+    Exhausted {
+        /// Bytes asked for.
+        requested: usize,
+    },
+    /// The offset was already freed.
+    #[error("double free of offset {offset}")]
+    DoubleFree {
+        /// The offset freed twice.
+        offset: u64,
+    },
+    /// The offset is not the start of an allocation in this segment.
+    #[error("offset {offset} is not an allocation of this segment")]
+    NotAnAllocation {
+        /// The offset given.
+        offset: u64,
+    },
+    /// A pointer from another segment was given to this one.
+    #[error("pointer into segment {pointer:?} given to segment {segment:?}")]
+    ForeignPointer {
+        /// The pointer's segment.
+        pointer: String,
+        /// The segment it was given to.
+        segment: String,
+    },
+    /// A pointer plus length that runs outside the segment's payload area.
+    #[error(
+        "{len} bytes at offset {offset} run outside segment {segment:?} (payloads lie in {start}..{end})"
+    )]
+    OutOfBounds {
+        /// The segment.
+        segment: String,
+        /// Offset of the access.
+        offset: u64,
+        /// Length of the access.
+        len: u64,
+        /// First payload byte.
+        start: u64,
+        /// End of the segment.
+        end: u64,
+    },
+    /// A range that does not lie wholly inside one live allocation of the segment.
+    #[error(
+        "{len} bytes at offset {offset} of segment {segment:?} do not lie inside one allocation (segment \
+         and block headers, free blocks and ranges across allocations are refused)"
+    )]
+    NotInAllocation {
+        /// The segment.
+        segment: String,
+        /// Offset of the range.
+        offset: u64,
+        /// Length of the range.
+        len: u64,
+    },
+    /// The segment's allocator lock stayed held by a live process for 10 s (allocator operations take
+    /// microseconds): a holder stuck, or a dead holder whose pid a live process now has.
+    #[error("the segment's allocator lock stayed held by process {holder} for {waited:?}")]
+    LockHeld {
+        /// The pid in the lock word.
+        holder: u32,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
+    /// A block header inside the segment is damaged.
+    #[error("segment damaged: bad block header at offset {offset}")]
+    Corrupted {
+        /// Where the damage was found.
+        offset: u64,
+    },
+    /// The operating system refused a file or mapping operation.
+    #[error("{op} {path}: {message}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// The segment's file.
+        path: String,
+        /// The system's description.
+        message: String,
+    },
+}
+
 /// Every failure Lightbeam reports. Each variant has a stable [`Error::code`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -146,7 +274,7 @@ pub enum Error {
     Mesh(String),
     /// A shared-memory segment, allocation or pointer was refused.
     #[error("shared memory: {0}")]
-    Shm(#[from] crate::shm::ShmError),
+    Shm(#[from] ShmError),
     /// A received message was refused because it announced more than the server's limits allow
     /// ([`crate::Options`]); it was dropped whole, before any of its sizes reached the application.
     #[error("message refused: {what} of {announced} exceeds the limit of {limit} ({option})")]

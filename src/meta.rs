@@ -5,7 +5,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bulk::Bulk;
-use crate::error::{Error, Result, WireError};
+use crate::error::{Error, Result};
 use crate::shm::FullPtr;
 use crate::wire::{self, BulkDescriptor};
 
@@ -96,9 +96,4 @@ pub(crate) fn received_bulk<'a>(descriptor: &BulkDescriptor) -> Bulk<'a> {
         Some(location) => Bulk::located(descriptor.size, descriptor.flags, location.clone()),
         None => Bulk::descriptor(descriptor.size, descriptor.flags),
     }
-}
-
-/// Shorthand used by tests and errors: a decode failure of the custom fields.
-pub(crate) fn metadata_error(err: impl std::fmt::Display) -> WireError {
-    WireError::Metadata(err.to_string())
 }

@@ -20,7 +20,9 @@
 
 #![forbid(unsafe_code)]
 
-use serde::{de::DeserializeOwned, Serialize};
+mod codec;
+
+pub use self::codec::{decode_custom, encode_custom};
 
 use crate::bulk::{Bulk, BulkFlags};
 use crate::error::{Error, Result, WireError};
@@ -180,23 +182,6 @@ pub fn check_bulk_frames(
         }
     }
     Ok(())
-}
-
-/// Appends the postcard encoding of `custom` to `out`. The codec is chosen here alone.
-pub fn encode_custom<M: Serialize>(custom: &M, out: &mut Vec<u8>) -> Result<()> {
-    let encoded =
-        postcard::to_extend(custom, std::mem::take(out)).map_err(|e| Error::Encode(e.to_string()))?;
-    *out = encoded;
-    Ok(())
-}
-
-/// Decodes custom metadata, rejecting bytes left over (a sign the sender used another type).
-pub fn decode_custom<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, WireError> {
-    let (value, rest) = postcard::take_from_bytes(bytes).map_err(crate::meta::metadata_error)?;
-    if !rest.is_empty() {
-        return Err(WireError::Metadata(format!("{} bytes left over after decoding", rest.len())));
-    }
-    Ok(value)
 }
 
 #[cfg(test)]
