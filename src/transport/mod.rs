@@ -1,4 +1,22 @@
 //! Clients and servers: the [`Client`] and [`Server`] traits, the [`TransportFactory`], endpoints and options.
+//!
+//! # The contract every transport provides
+//!
+//! Written down so that a second transport (shared memory on one node) is held to the same promises as
+//! ZeroMQ, and so that the layers above need nothing else:
+//!
+//! - **A client** sends one message atomically (all of its bulks or none), within its send timeout; a send
+//!   that fails hands owned bulks back untouched; dropping it waits at most its `linger`.
+//! - **A server** turns whatever arrived into a [`Received`] through `Received::accept` alone, so every
+//!   message of every transport passes the same `wire` checks, the same [`Options`] limits and the same
+//!   [`SharedMemoryAccess`] rule before anything of it reaches the application. A message that fails is
+//!   dropped whole and reported; the next receive reads the next message.
+//! - **Waits are bounded**: a receive waits no longer than its timeout, also while another thread of the
+//!   same server is receiving; nothing waits forever unless the caller asked for it.
+//! - **Threads**: a server hands each message to exactly one caller; the two-phase form keeps one pending
+//!   message per thread (`two_phase.rs`, shared by every transport, holds that state).
+//! - **Errors**: a timeout is [`crate::Error::Timeout`], a taken address [`crate::Error::AddressInUse`],
+//!   the transport's own failures [`crate::Error::Transport`] naming the endpoint.
 
 #![forbid(unsafe_code)]
 
