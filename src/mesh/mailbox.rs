@@ -262,7 +262,46 @@ fn names_ranks(channel: Channel, size: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::envelope::{Collective, Operation};
     use super::*;
+
+    fn message(source: usize, sequence: u64, root: u32, failed: bool) -> Incoming {
+        let call = Call { operation: Operation::Broadcast, root: Some(root) };
+        let channel = Channel::Collective(Collective { sequence, call });
+        Incoming { source: Rank(source), channel, failed, payloads: Vec::new() }
+    }
+
+    #[test]
+    fn a_collective_message_is_judged_by_its_call_before_its_source() {
+        let mut mailbox = Mailbox::default();
+        let me = Rank(1);
+        mailbox.begin(5, Call { operation: Operation::Broadcast, root: Some(0) });
+        let want = |from| Want::Collective(5, Some(from));
+        // The call asked for, from the rank asked for: taken; from another rank: kept for a later step,
+        // unless it reports a failure.
+        assert_eq!(mailbox.verdict(&message(0, 5, 0, false), want(Source::Rank(Rank(0))), me), Verdict::Take);
+        assert_eq!(mailbox.verdict(&message(2, 5, 0, false), want(Source::Rank(Rank(0))), me), Verdict::Keep);
+        assert_eq!(mailbox.verdict(&message(2, 5, 0, true), want(Source::Rank(Rank(0))), me), Verdict::Take);
+        // Another root, from any rank, even one not asked for, and even when only checking: a mismatch.
+        let expected = Verdict::Mismatch(Mismatch {
+            sequence: 5,
+            rank: 1,
+            call: Call { operation: Operation::Broadcast, root: Some(0) },
+            peer: 2,
+            peer_call: Call { operation: Operation::Broadcast, root: Some(2) },
+        });
+        assert_eq!(mailbox.verdict(&message(2, 5, 2, false), want(Source::Rank(Rank(0))), me), expected);
+        assert_eq!(mailbox.verdict(&message(2, 5, 2, false), Want::Collective(5, None), me), expected);
+        // A later collective's message waits; a leftover of this one, once past, is dropped, as is one
+        // older than every call remembered; application receives leave collective messages alone.
+        assert_eq!(mailbox.verdict(&message(0, 6, 3, false), want(Source::Any), me), Verdict::Keep);
+        assert_eq!(mailbox.verdict(&message(0, 5, 0, false), Want::Collective(6, None), me), Verdict::Drop);
+        assert_eq!(mailbox.verdict(&message(0, 4, 0, false), want(Source::Any), me), Verdict::Drop);
+        assert_eq!(
+            mailbox.verdict(&message(0, 5, 2, false), Want::User(Tag(1), Source::Any), me),
+            Verdict::Keep
+        );
+    }
 
     #[test]
     fn the_chain_of_waits_ends_at_the_rank_that_waits_for_nobody() {
