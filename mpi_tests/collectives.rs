@@ -21,6 +21,7 @@ fn main() {
         ("bad-input", bad_input),
         ("endless", endless),
         ("large", large),
+        ("mismatch", mismatch),
     ]);
 }
 
@@ -342,4 +343,116 @@ fn large(world: &SimpleCommunicator) -> Outcome {
         );
     }
     Ok(())
+}
+
+/// How one rank's part of a mismatched pair of collectives ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Both calls returned the data this rank's own calls asked for.
+    RightData = 0,
+    /// `Error::CollectiveMismatch`.
+    Mismatch = 1,
+    /// `Error::PeerLost`, `Error::Timeout` or `Error::PeerFailed`: a deadline passed.
+    Deadline = 2,
+    /// Another error.
+    Other = 3,
+    /// A call returned success with data another call asked for.
+    WrongData = 4,
+}
+
+/// Classifies an error by its variant, printing it.
+fn ending_of(me: usize, call: &str, error: &Error) -> Ending {
+    println!("rank {me}: {call}: {error}");
+    match error {
+        Error::CollectiveMismatch { .. } => Ending::Mismatch,
+        Error::PeerLost { .. } | Error::Timeout { .. } | Error::PeerFailed { .. } => Ending::Deadline,
+        _ => Ending::Other,
+    }
+}
+
+/// A broadcast from root 0 of `size` bytes into `data` (the root's data is its own): right or wrong data.
+fn broadcast_checked(mesh: &Mesh, root: usize, size: usize) -> Result<bool, Error> {
+    let expected = pattern(size, 40 + root as u64);
+    let mut data = if mesh.rank() == Rank(root) { expected.clone() } else { Vec::new() };
+    mesh.broadcast_into(Rank(root), &mut data).map(|_| data == expected)
+}
+
+/// A scatter from `root` (chunk r is rank r's): right or wrong data.
+fn scatter_checked(mesh: &Mesh, root: usize) -> Result<bool, Error> {
+    let chunks: Vec<Vec<u8>> = (0..mesh.size()).map(|r| pattern(100 + r, 60 + r as u64)).collect();
+    let mut mine = Vec::new();
+    if mesh.rank() == Rank(root) {
+        mesh.scatter_into_root(&chunks.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut mine)?;
+    } else {
+        mesh.scatter_into(Rank(root), &mut mine)?;
+    }
+    Ok(mine == chunks[mesh.rank().0])
+}
+
+/// A gather to `root` (rank r sends a pattern of its own): right or wrong data.
+fn gather_checked(mesh: &Mesh, root: usize) -> Result<bool, Error> {
+    let chunk = |r: usize| pattern(50 + r, 80 + r as u64);
+    let me = mesh.rank().0;
+    if me != root {
+        return mesh.gather_into(Rank(root), &chunk(me)).map(|()| true);
+    }
+    let mut gathered = Vec::new();
+    mesh.gather_into_root(&chunk(me), &mut gathered)?;
+    Ok(gathered.iter().enumerate().all(|(r, c)| *c == chunk(r)))
+}
+
+/// An all-to-all every rank agrees on: right or wrong data.
+fn all_to_all_checked(mesh: &Mesh) -> Result<bool, Error> {
+    let (me, n) = (mesh.rank().0, mesh.size());
+    let chunk = |from: usize, to: usize| pattern(30 + to, (from * 100 + to) as u64);
+    let sent: Vec<Vec<u8>> = (0..n).map(|to| chunk(me, to)).collect();
+    let mut received = Vec::new();
+    mesh.all_to_all_into(&sent.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut received)?;
+    Ok(received.iter().enumerate().all(|(from, c)| *c == chunk(from, me)))
+}
+
+/// Ranks that do not make the same collective calls (the second argument says how), then an all-to-all
+/// they agree on. No rank may return success with data of another call; every error is reported with the
+/// time it came. Rank 0 gathers every rank's ending and prints one line per rank:
+/// `rank R ended <ending> after <ms> ms`, and the job fails if any rank got wrong data.
+fn mismatch(world: &SimpleCommunicator) -> Outcome {
+    let kind = std::env::args().nth(2).unwrap_or_default();
+    let deadline = std::env::args().nth(3).and_then(|d| d.parse().ok()).map_or(30_000, |d: u64| d);
+    let mesh = mesh(world, Duration::from_millis(deadline))?;
+    let (me, n) = (mesh.rank().0, mesh.size());
+    let last = me == n - 1;
+    world.barrier();
+    let started = std::time::Instant::now();
+    let first = match kind.as_str() {
+        // The last rank thinks it is the root; the others take rank 0's word.
+        "broadcast-roots" => broadcast_checked(&mesh, if last { me } else { 0 }, 1000),
+        // Rank 0 broadcasts while the others take part in a scatter from rank 0.
+        "broadcast-scatter" if me == 0 => broadcast_checked(&mesh, 0, 1000),
+        "broadcast-scatter" => scatter_checked(&mesh, 0),
+        // The last rank gathers to rank 1, the others to rank 0.
+        "gather-roots" => gather_checked(&mesh, if last { 1 } else { 0 }),
+        // The last rank skips the gather: its next call (a broadcast) takes the gather's number.
+        "skip" if last => Ok(true),
+        "skip" => gather_checked(&mesh, 0),
+        other => return Err(format!("unknown kind {other:?}")),
+    };
+    let second = |mesh: &Mesh| match kind.as_str() {
+        "skip" => broadcast_checked(mesh, 0, 1000),
+        _ => all_to_all_checked(mesh),
+    };
+    let ending = match first.and_then(|right| if right { second(&mesh) } else { Ok(false) }) {
+        Ok(true) => Ending::RightData,
+        Ok(false) => Ending::WrongData,
+        Err(error) => ending_of(me, &kind, &error),
+    };
+    let elapsed = started.elapsed().as_millis() as u64;
+    let mut endings = vec![0u64; n];
+    world.all_gather_into(&(ending as u64 * 1_000_000_000 + elapsed), &mut endings[..]);
+    if me == 0 {
+        for (rank, e) in endings.iter().enumerate() {
+            println!("rank {rank} ended {} after {} ms", e / 1_000_000_000, e % 1_000_000_000);
+        }
+    }
+    let wrong = endings.iter().any(|e| e / 1_000_000_000 == Ending::WrongData as u64);
+    ensure(!wrong, || "a rank returned success with data of another call".into())
 }

@@ -21,6 +21,7 @@ pub fn main_with(scenarios: &[(&str, Scenario)]) {
         world.abort(2);
     };
     lightbeam::mesh::abort_job_on_panic();
+    log::set_logger(&STDERR_LOGGER).map(|()| log::set_max_level(log::LevelFilter::Warn)).ok();
     match scenario(&world) {
         Ok(()) => println!("rank {}: {name} ok", world.rank()),
         Err(message) => {
@@ -28,6 +29,24 @@ pub fn main_with(scenarios: &[(&str, Scenario)]) {
             world.abort(1);
         }
     }
+}
+
+/// Prints the library's warnings on standard error, one write per line (the library logs through the
+/// `log` facade and leaves where lines go to the application).
+struct StderrLogger;
+
+static STDERR_LOGGER: StderrLogger = StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            report(&format!("{}", record.args()));
+        }
+    }
+    fn flush(&self) {}
 }
 
 /// A mesh on loopback with ephemeral ports and a deadline short enough for tests.

@@ -269,7 +269,7 @@ pub enum Error {
     /// A caller's argument is invalid (a rank out of range, a wrong chunk count, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// A peer reported a failure or the mesh could not be formed.
+    /// The mesh could not be formed (bootstrap), or a message did not belong to it.
     #[error("mesh: {0}")]
     Mesh(String),
     /// A shared-memory segment, allocation or pointer was refused.
@@ -297,6 +297,65 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A rank of the mesh sent nothing within the deadline while another waited for it in a collective
+    /// (it died, hangs, or is out of step); the mesh cannot continue.
+    #[error("{op}: rank {rank} ({endpoint}) is lost: {}; the mesh cannot continue", lost_because(*.rank, *.reporter, *.waited_for))]
+    PeerLost {
+        /// What the failed call was doing.
+        op: &'static str,
+        /// The rank taken as lost.
+        rank: usize,
+        /// The endpoint it received on.
+        endpoint: String,
+        /// The rank that waited for it past the deadline and told the others.
+        reporter: usize,
+        /// The rank the reporter waited for: `rank` itself, or a rank that said it waits for `rank`.
+        waited_for: usize,
+    },
+    /// Two ranks made different collective calls (another operation or root) for one sequence number:
+    /// the ranks are out of step, and every later collective fails too.
+    #[error("collective #{sequence}: rank {rank} called {this_call} but rank {peer} called {peer_call}; the ranks are out of step")]
+    CollectiveMismatch {
+        /// The sequence number both calls took (every rank counts its collectives from 0).
+        sequence: u64,
+        /// The rank that found the mismatch.
+        rank: usize,
+        /// The call that rank made.
+        this_call: String,
+        /// The rank whose message showed another call.
+        peer: usize,
+        /// The call the peer made.
+        peer_call: String,
+    },
+    /// A peer failed in a collective this rank takes part in, and said why.
+    #[error("rank {rank} failed in {op}: {reason}")]
+    PeerFailed {
+        /// The rank that failed.
+        rank: usize,
+        /// The collective.
+        op: &'static str,
+        /// The peer's own error.
+        reason: String,
+    },
+    /// A peer's message broke the mesh's protocol (a malformed or misplaced piece).
+    #[error("rank {rank} sent a bad message in {op}: {reason}")]
+    BadPeerMessage {
+        /// The sending rank.
+        rank: usize,
+        /// The collective.
+        op: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn lost_because(rank: usize, reporter: usize, waited_for: usize) -> String {
+    match waited_for == rank {
+        true => format!("rank {reporter} waited for it past its deadline"),
+        false => {
+            format!("rank {reporter} waited past its deadline for rank {waited_for}, which waits for it")
+        }
+    }
 }
 
 fn peer_suffix(peer: &Option<String>) -> String {
@@ -323,6 +382,10 @@ impl Error {
             Self::Shm(_) => 14,
             Self::LimitExceeded { .. } => 15,
             Self::SharedMemoryRefused { .. } => 16,
+            Self::PeerLost { .. } => 20,
+            Self::CollectiveMismatch { .. } => 21,
+            Self::PeerFailed { .. } => 22,
+            Self::BadPeerMessage { .. } => 23,
         }
     }
 

@@ -33,3 +33,65 @@ fn bad_input_fails_with_a_named_problem_and_no_rank_hangs() {
         expect_ok(ranks, PROGRAM, "bad-input", &[]);
     }
 }
+
+/// How each rank ended a `mismatch` run: (ending code, milliseconds), by rank. Codes: 0 right data,
+/// 1 `Error::CollectiveMismatch`, 2 a deadline error (`PeerLost`, `Timeout`, `PeerFailed`), 3 another
+/// error, 4 success with data of another call.
+fn mismatch_endings(ranks: usize, kind: &str, deadline_ms: u64) -> Vec<(u64, u64)> {
+    let deadline = deadline_ms.to_string();
+    let run = expect_ok(ranks, PROGRAM, "mismatch", &[kind, &deadline]);
+    let endings: Vec<(u64, u64)> = (0..ranks)
+        .map(|rank| {
+            let marker = format!("rank {rank} ended ");
+            let line = run.stdout.lines().find_map(|l| l.strip_prefix(&marker));
+            let words: Vec<&str> =
+                line.unwrap_or_else(|| panic!("no ending of rank {rank}")).split(' ').collect();
+            (words[0].parse().unwrap(), words[2].parse().unwrap())
+        })
+        .collect();
+    println!("{kind} at {ranks} ranks: {endings:?}\n{}", run.stdout);
+    endings
+}
+
+/// A mismatch every rank can see: no rank returns wrong data (the program itself fails on that), at
+/// least one names the mismatch, and every rank that fails names it, within 10 s of a 30 s deadline.
+#[track_caller]
+fn assert_mismatch_caught(kind: &str) {
+    for ranks in [3, 4] {
+        let endings = mismatch_endings(ranks, kind, 30_000);
+        assert!(endings.iter().any(|&(code, _)| code == 1), "{kind}: nobody named the mismatch: {endings:?}");
+        for (rank, &(code, ms)) in endings.iter().enumerate() {
+            assert!(code <= 1, "{kind} at {ranks} ranks: rank {rank} ended {code}: {endings:?}");
+            assert!(code == 0 || ms < 10_000, "{kind}: rank {rank} failed after {ms} ms, not at once");
+        }
+    }
+}
+
+#[test]
+fn ranks_that_disagree_on_a_broadcast_root_fail_at_once_naming_both_calls() {
+    assert_mismatch_caught("broadcast-roots");
+}
+
+#[test]
+fn a_broadcast_against_a_scatter_fails_at_once_instead_of_delivering_its_header() {
+    assert_mismatch_caught("broadcast-scatter");
+}
+
+#[test]
+fn ranks_that_gather_to_different_roots_fail_at_once() {
+    assert_mismatch_caught("gather-roots");
+}
+
+/// A skipped gather followed by a broadcast cannot be told from a slow rank: every rank fails by its
+/// deadline (4 s) plus the grace the module docs state (at most 0.2 s + 0.25 s per other rank), well
+/// inside 4 s + 3 s here.
+#[test]
+fn a_skipped_collective_fails_every_rank_within_the_deadline_and_grace() {
+    for ranks in [3, 4] {
+        let endings = mismatch_endings(ranks, "skip", 4000);
+        for (rank, &(code, ms)) in endings.iter().enumerate() {
+            assert!(code == 1 || code == 2, "skip at {ranks} ranks: rank {rank} ended {code}: {endings:?}");
+            assert!(ms < 7000, "skip at {ranks} ranks: rank {rank} failed after {ms} ms: {endings:?}");
+        }
+    }
+}

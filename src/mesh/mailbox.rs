@@ -1,49 +1,23 @@
-//! Matching received mesh messages to what a receive asks for, keeping early arrivals for later.
+//! Matching received mesh messages to what a receive asks for, keeping early arrivals for later, and
+//! comparing the call of every collective message with this rank's own call for its sequence number.
 
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use super::{Rank, Tag};
+use super::envelope::{Call, Channel, Envelope, Mismatch};
+use super::{Rank, Source, Tag};
 use crate::error::{Error, Result};
-use crate::meta::LbmMeta;
 use crate::transport::{Payload, Server, ZeroMqServer};
-
-/// Which stream of messages a mesh message belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Channel {
-    /// Point-to-point messages of the application, by tag.
-    User(Tag),
-    /// The collective with this sequence number (every rank counts its collectives alike).
-    Collective(u64),
-    /// A notice that the sender lost this rank (it waited for it past its deadline).
-    PeerLost(u32),
-    /// A notice that the sender's deadline passed while it waited for this rank in a collective: the
-    /// sender is alive, so a rank waiting for the sender should blame this one instead.
-    WaitingOn(u32),
-}
-
-/// What every mesh message carries in its metadata.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Envelope {
-    /// The job token drawn at bootstrap; messages without it are not ours.
-    pub(crate) token: u64,
-    /// The sending rank.
-    pub(crate) source: u32,
-    /// The channel, `None` only in a default value never sent.
-    pub(crate) channel: Option<Channel>,
-    /// The sender failed in this collective; the payload says why.
-    pub(crate) failed: bool,
-}
 
 /// Why a receive ended without a message.
 #[derive(Debug)]
 pub(crate) enum Receive {
     /// A rank of the mesh is known lost.
     Lost(Loss),
+    /// Ranks are known out of step; `true` when this rank found it just now (and should tell the others).
+    OutOfStep(Mismatch, bool),
     /// The transport failed.
     Failed(crate::error::Error),
 }
@@ -64,58 +38,143 @@ pub(crate) struct Loss {
     pub(crate) reporter: Rank,
 }
 
+/// What a receive asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Want {
+    /// An application message with this tag.
+    User(Tag, Source),
+    /// A message of this rank's collective `sequence` (its call recorded with [`Mailbox::begin`]) from
+    /// the source; `None` takes no message (only checks what has arrived). Any message of the sequence
+    /// from another rank is taken too when it reports a failure.
+    Collective(u64, Option<Source>),
+    /// Nothing: only take in notices.
+    Notices,
+}
+
+/// How many of this rank's recent collective calls are remembered to check late messages against.
+const CALLS_REMEMBERED: usize = 64;
+
 /// The server's messages not yet asked for, a count of messages rejected as not from this mesh, the
 /// first rank known lost (once one is, every receive fails at once: the mesh is broken, as an MPI job
-/// whose rank died is), and which rank each rank last said it was stuck waiting for.
+/// whose rank died is), the first collective mismatch known (from then on every collective fails at
+/// once: the ranks are out of step), this rank's recent collective calls, and which rank each rank last
+/// said it was stuck waiting for.
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
     unexpected: VecDeque<Incoming>,
     rejected: u64,
     loss: Option<Loss>,
+    out_of_step: Option<Mismatch>,
+    calls: VecDeque<(u64, Call)>,
     waiting_on: HashMap<Rank, Rank>,
 }
 
+/// What to do with a message, for one receive.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Take,
+    Keep,
+    Drop,
+    Mismatch(Mismatch),
+}
+
 impl Mailbox {
-    /// Returns the first message (queued or arriving within `timeout`) for which `wanted` holds.
+    /// Remembers this rank's call for collective `sequence`, to check messages of that sequence against.
+    pub(crate) fn begin(&mut self, sequence: u64, call: Call) {
+        if self.calls.len() == CALLS_REMEMBERED {
+            self.calls.pop_front();
+        }
+        self.calls.push_back((sequence, call));
+    }
+
+    /// Returns the first message (queued or arriving within `timeout`) that `want` asks for.
     pub(crate) fn receive(
         &mut self,
         server: &ZeroMqServer,
-        token: u64,
-        size: usize,
+        (token, size, rank): (u64, usize, Rank),
         timeout: Duration,
-        wanted: impl Fn(Rank, Channel) -> bool,
+        want: Want,
     ) -> Result<Option<Incoming>, Receive> {
-        if let Some(i) = self.unexpected.iter().position(|m| wanted(m.source, m.channel)) {
-            return Ok(self.unexpected.remove(i));
-        }
         let deadline = Instant::now() + timeout;
+        let mut queued = std::mem::take(&mut self.unexpected).into_iter();
         loop {
-            if let Some(loss) = self.loss {
-                return Err(Receive::Lost(loss));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Some(message) = self.next_message(server, token, size, left).map_err(Receive::Failed)? else {
-                if left.is_zero() {
-                    return Ok(None);
-                }
-                continue;
+            let failure = match (self.loss, self.out_of_step, want) {
+                (Some(loss), _, _) => Some(Receive::Lost(loss)),
+                (None, Some(mismatch), Want::Collective(..)) => Some(Receive::OutOfStep(mismatch, false)),
+                _ => None,
             };
-            match message.channel {
-                Channel::PeerLost(lost) => {
-                    self.record_loss(Loss { lost: Rank(lost as usize), reporter: message.source });
-                    continue;
-                }
-                Channel::WaitingOn(rank) if (rank as usize) < size => {
-                    self.waiting_on.insert(message.source, Rank(rank as usize));
-                    continue;
-                }
-                Channel::WaitingOn(_) => continue,
-                _ => {}
+            if let Some(failure) = failure {
+                self.unexpected.extend(queued);
+                return Err(failure);
             }
-            if wanted(message.source, message.channel) {
-                return Ok(Some(message));
+            let message = match queued.next() {
+                Some(message) => message,
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.next_message(server, token, size, left).map_err(Receive::Failed)? {
+                        Some(message) => message,
+                        None if left.is_zero() => return Ok(None),
+                        None => continue,
+                    }
+                }
+            };
+            match self.verdict(&message, want, rank) {
+                Verdict::Take => {
+                    self.unexpected.extend(queued);
+                    return Ok(Some(message));
+                }
+                Verdict::Keep => self.unexpected.push_back(message),
+                Verdict::Drop => {}
+                Verdict::Mismatch(mismatch) => {
+                    self.unexpected.extend(queued);
+                    self.out_of_step.get_or_insert(mismatch);
+                    return Err(Receive::OutOfStep(mismatch, true));
+                }
             }
-            self.unexpected.push_back(message);
+        }
+    }
+
+    /// Takes in notices; says what `want` makes of any other message.
+    fn verdict(&mut self, message: &Incoming, want: Want, rank: Rank) -> Verdict {
+        match (message.channel, want) {
+            (Channel::PeerLost(lost), _) => {
+                self.record_loss(Loss { lost: Rank(lost as usize), reporter: message.source });
+                Verdict::Drop
+            }
+            (Channel::WaitingOn(on), _) => {
+                self.waiting_on.insert(message.source, Rank(on as usize));
+                Verdict::Drop
+            }
+            (Channel::OutOfStep(mismatch), _) => {
+                self.out_of_step.get_or_insert(mismatch);
+                Verdict::Drop
+            }
+            (Channel::User(tag), Want::User(wanted, from))
+                if tag == wanted && from.admits(message.source) =>
+            {
+                Verdict::Take
+            }
+            (Channel::Collective(theirs), Want::Collective(current, from)) if theirs.sequence <= current => {
+                let Some(&(_, ours)) = self.calls.iter().find(|(s, _)| *s == theirs.sequence) else {
+                    return Verdict::Drop; // older than every call remembered
+                };
+                if theirs.call != ours {
+                    return Verdict::Mismatch(Mismatch {
+                        sequence: theirs.sequence,
+                        rank: rank.0 as u32,
+                        call: ours,
+                        peer: message.source.0 as u32,
+                        peer_call: theirs.call,
+                    });
+                }
+                match from {
+                    // Left over from an earlier call of this rank that failed: nobody will ask for it.
+                    _ if theirs.sequence < current => Verdict::Drop,
+                    Some(from) if message.failed || from.admits(message.source) => Verdict::Take,
+                    _ => Verdict::Keep,
+                }
+            }
+            _ => Verdict::Keep,
         }
     }
 
@@ -128,13 +187,19 @@ impl Mailbox {
         size: usize,
         timeout: Duration,
     ) -> Result<Option<Incoming>> {
-        let mut meta = LbmMeta::<Envelope>::default();
-        let accepted = server.recv_metadata_timeout(&mut meta, timeout).into_poll().and_then(|got| {
-            let Some(_) = got else { return Ok(None) };
-            let payloads = server.take_bulks()?;
-            let envelope = meta.custom;
+        let received = match server.recv_message(timeout) {
+            Err(Error::Timeout { .. }) => return Ok(None),
+            received => received,
+        };
+        let accepted = received.and_then(|message| {
+            let envelope = message.metadata::<Envelope>()?.custom;
+            let payloads = message.into_payloads();
             match envelope.channel {
-                Some(channel) if envelope.token == token && (envelope.source as usize) < size => {
+                Some(channel)
+                    if envelope.token == token
+                        && (envelope.source as usize) < size
+                        && names_ranks(channel, size) =>
+                {
                     Ok(Some(Incoming {
                         source: Rank(envelope.source as usize),
                         channel,
@@ -150,9 +215,9 @@ impl Mailbox {
         });
         match accepted {
             Ok(message) => Ok(message),
-            Err(err @ (Error::Wire(_) | Error::Mesh(_))) => {
+            Err(err) if err.is_refused_message() || matches!(err, Error::Mesh(_)) => {
                 self.rejected += 1;
-                eprintln!("lightbeam: {}: dropped a message from outside the mesh: {err}", server.address());
+                log::warn!("lightbeam: {}: dropped a message from outside the mesh: {err}", server.address());
                 Ok(None)
             }
             Err(err) => Err(err),
@@ -185,9 +250,59 @@ impl Mailbox {
     }
 }
 
+/// Whether every rank `channel` names is a rank of a mesh of `size`.
+fn names_ranks(channel: Channel, size: usize) -> bool {
+    let in_range = |rank: u32| (rank as usize) < size;
+    match channel {
+        Channel::User(_) => true,
+        Channel::Collective(c) => c.call.root.is_none_or(in_range),
+        Channel::PeerLost(rank) | Channel::WaitingOn(rank) => in_range(rank),
+        Channel::OutOfStep(m) => in_range(m.rank) && in_range(m.peer),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::envelope::{Collective, Operation};
     use super::*;
+
+    fn message(source: usize, sequence: u64, root: u32, failed: bool) -> Incoming {
+        let call = Call { operation: Operation::Broadcast, root: Some(root) };
+        let channel = Channel::Collective(Collective { sequence, call });
+        Incoming { source: Rank(source), channel, failed, payloads: Vec::new() }
+    }
+
+    #[test]
+    fn a_collective_message_is_judged_by_its_call_before_its_source() {
+        let mut mailbox = Mailbox::default();
+        let me = Rank(1);
+        mailbox.begin(5, Call { operation: Operation::Broadcast, root: Some(0) });
+        let want = |from| Want::Collective(5, Some(from));
+        // The call asked for, from the rank asked for: taken; from another rank: kept for a later step,
+        // unless it reports a failure.
+        assert_eq!(mailbox.verdict(&message(0, 5, 0, false), want(Source::Rank(Rank(0))), me), Verdict::Take);
+        assert_eq!(mailbox.verdict(&message(2, 5, 0, false), want(Source::Rank(Rank(0))), me), Verdict::Keep);
+        assert_eq!(mailbox.verdict(&message(2, 5, 0, true), want(Source::Rank(Rank(0))), me), Verdict::Take);
+        // Another root, from any rank, even one not asked for, and even when only checking: a mismatch.
+        let expected = Verdict::Mismatch(Mismatch {
+            sequence: 5,
+            rank: 1,
+            call: Call { operation: Operation::Broadcast, root: Some(0) },
+            peer: 2,
+            peer_call: Call { operation: Operation::Broadcast, root: Some(2) },
+        });
+        assert_eq!(mailbox.verdict(&message(2, 5, 2, false), want(Source::Rank(Rank(0))), me), expected);
+        assert_eq!(mailbox.verdict(&message(2, 5, 2, false), Want::Collective(5, None), me), expected);
+        // A later collective's message waits; a leftover of this one, once past, is dropped, as is one
+        // older than every call remembered; application receives leave collective messages alone.
+        assert_eq!(mailbox.verdict(&message(0, 6, 3, false), want(Source::Any), me), Verdict::Keep);
+        assert_eq!(mailbox.verdict(&message(0, 5, 0, false), Want::Collective(6, None), me), Verdict::Drop);
+        assert_eq!(mailbox.verdict(&message(0, 4, 0, false), want(Source::Any), me), Verdict::Drop);
+        assert_eq!(
+            mailbox.verdict(&message(0, 5, 2, false), Want::User(Tag(1), Source::Any), me),
+            Verdict::Keep
+        );
+    }
 
     #[test]
     fn the_chain_of_waits_ends_at_the_rank_that_waits_for_nobody() {

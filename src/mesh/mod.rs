@@ -25,6 +25,7 @@
 
 mod bootstrap;
 pub mod collectives;
+mod envelope;
 mod mailbox;
 
 use std::fmt;
@@ -34,19 +35,20 @@ use std::time::{Duration, Instant};
 use mpi::traits::Communicator;
 
 pub use self::bootstrap::HOST_ENV;
-use self::mailbox::{Channel, Envelope, Incoming, Loss, Mailbox, Receive};
+use self::envelope::{Channel, Envelope};
+use self::mailbox::{Incoming, Loss, Mailbox, Receive, Want};
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
 use crate::transport::{Client, Endpoint, Options, Payload, Protocol, Server, ZeroMqClient, ZeroMqServer};
 
-/// A process's rank in the mesh (its MPI rank).
+/// A process's rank in the mesh (its MPI rank). It displays as its number alone: `format!("rank {r}")`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rank(pub usize);
 
 impl fmt::Display for Rank {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rank {}", self.0)
+        write!(f, "{}", self.0)
     }
 }
 
@@ -229,7 +231,7 @@ impl Mesh {
 
     /// Receives the next message with `tag` from `from`, waiting up to `timeout`.
     pub fn recv_timeout(&self, from: Source, tag: Tag, timeout: Duration) -> Result<Message> {
-        let incoming = self.receive_within(Channel::User(tag), from, "receive", timeout, None)?;
+        let incoming = self.receive_within(Want::User(tag, from), from, "receive", timeout, None)?;
         Ok(Message { source: incoming.source, tag, payload: incoming.payloads.into_iter().next() })
     }
 
@@ -245,7 +247,10 @@ impl Mesh {
         if rank.0 < self.size() {
             Ok(())
         } else {
-            Err(Error::InvalidArgument(format!("{rank} is out of range for a mesh of {} ranks", self.size())))
+            Err(Error::InvalidArgument(format!(
+                "rank {rank} is out of range for a mesh of {} ranks",
+                self.size()
+            )))
         }
     }
 
@@ -325,26 +330,45 @@ impl Mesh {
     /// the rank at the end of the chain of waits (the suspect, or the rank the suspect said it waits for,
     /// and so on) is taken as lost and every other rank is told, so that their receives fail at once.
     /// Returns `None` when the suspect itself is taken as lost.
-    fn conclude_loss(&self, suspect: Rank, op: &str) -> Option<Error> {
+    fn conclude_loss(&self, suspect: Rank, op: &'static str) -> Option<Error> {
         self.tell_others(Channel::WaitingOn(suspect.0 as u32), suspect, Duration::from_millis(50));
         let grace = (self.config.timeout / 5).min(Duration::from_millis(200));
         let mut mailbox = crate::sync::lock(&self.mailbox);
-        if let Err(Receive::Lost(loss)) =
-            mailbox.receive(&self.server, self.token, self.size(), grace, |_, _| false)
-        {
-            return Some(self.lost_error(loss, op));
+        if let Err(error) = self.take(&mut mailbox, grace, Want::Notices, op) {
+            return Some(error);
         }
         let culprit = mailbox.end_of_wait_chain(suspect);
         mailbox.record_loss(Loss { lost: culprit, reporter: self.rank });
         drop(mailbox);
         self.tell_others(Channel::PeerLost(culprit.0 as u32), culprit, Duration::from_millis(200));
-        (culprit != suspect).then(|| {
-            Error::Mesh(format!(
-                "{op}: {} is lost: this rank waited past its deadline for {}, which waits for it; the mesh \
-                 cannot continue",
-                self.describe(culprit),
-                self.describe(suspect)
-            ))
+        (culprit != suspect).then(|| Error::PeerLost {
+            op,
+            rank: culprit.0,
+            endpoint: self.endpoints[culprit.0].to_string(),
+            reporter: self.rank.0,
+            waited_for: suspect.0,
+        })
+    }
+
+    /// Receives from the mailbox what `want` asks for, within `timeout`. When this rank finds ranks out
+    /// of step, it tells every other rank first.
+    fn take(
+        &self,
+        mailbox: &mut Mailbox,
+        timeout: Duration,
+        want: Want,
+        op: &'static str,
+    ) -> Result<Option<Incoming>> {
+        let identity = (self.token, self.size(), self.rank);
+        mailbox.receive(&self.server, identity, timeout, want).map_err(|failure| match failure {
+            Receive::Failed(error) => error,
+            Receive::Lost(loss) => self.lost_error(loss, op),
+            Receive::OutOfStep(mismatch, found_here) => {
+                if found_here {
+                    self.tell_others(Channel::OutOfStep(mismatch), self.rank, Duration::from_millis(200));
+                }
+                mismatch.into()
+            }
         })
     }
 
@@ -354,16 +378,16 @@ impl Mesh {
             Source::Rank(rank) => Some(rank),
             Source::Any => None,
         };
-        self.receive_within(channel, from, op, self.config.timeout, suspect)
+        self.receive_within(wanted(channel, from), from, op, self.config.timeout, suspect)
     }
 
-    /// Receives the next message on `channel` from `from` within `timeout`. When nothing came and `suspect`
-    /// names the rank that should have sent, that rank is taken as lost and every other rank is told, so
-    /// that their receives fail at once instead of each at its own deadline. (Point-to-point receives
-    /// name no suspect: that judgement is the application's.)
+    /// Receives the next message `want` asks for (from `from`) within `timeout`. When nothing came and
+    /// `suspect` names the rank that should have sent, that rank is taken as lost and every other rank is
+    /// told, so that their receives fail at once instead of each at its own deadline. (Point-to-point
+    /// receives name no suspect: that judgement is the application's.)
     fn receive_within(
         &self,
-        channel: Channel,
+        want: Want,
         from: Source,
         op: &'static str,
         timeout: Duration,
@@ -374,50 +398,32 @@ impl Mesh {
         }
         let started = Instant::now();
         let mut mailbox = crate::sync::lock(&self.mailbox);
-        let received = mailbox.receive(&self.server, self.token, self.size(), timeout, |source, c| {
-            c == channel && from.admits(source)
-        });
-        let received = match received {
-            Ok(received) => received,
-            Err(Receive::Failed(error)) => return Err(error),
-            Err(Receive::Lost(loss)) => return Err(self.lost_error(loss, op)),
-        };
+        let received = self.take(&mut mailbox, timeout, want, op)?;
+        drop(mailbox);
         if let (None, Some(rank)) = (&received, suspect) {
-            drop(mailbox);
-            if let Some(earlier) = self.conclude_loss(rank, op) {
-                return Err(earlier);
-            }
+            let lost = self.conclude_loss(rank, op);
+            return Err(lost.unwrap_or_else(|| self.lost_error(Loss { lost: rank, reporter: self.rank }, op)));
         }
-        received
-            .ok_or_else(|| Error::Timeout {
-                op,
-                after: started.elapsed(),
-                peer: Some(match from {
-                    Source::Rank(rank) => self.describe(rank),
-                    Source::Any => "any rank".into(),
-                }),
-            })
-            .and_then(|incoming| {
-                if !incoming.failed {
-                    return Ok(incoming);
-                }
-                let reason = incoming.payloads.first().map(|p| String::from_utf8_lossy(p).into_owned());
-                Err(Error::Mesh(format!(
-                    "{} failed in {op}: {}",
-                    incoming.source,
-                    reason.unwrap_or_default()
-                )))
-            })
+        let incoming = received.ok_or_else(|| Error::Timeout {
+            op,
+            after: started.elapsed(),
+            peer: Some(match from {
+                Source::Rank(rank) => self.describe(rank),
+                Source::Any => "any rank".into(),
+            }),
+        })?;
+        if !incoming.failed {
+            return Ok(incoming);
+        }
+        let reason = incoming.payloads.first().map(|p| String::from_utf8_lossy(p).into_owned());
+        Err(Error::PeerFailed { rank: incoming.source.0, op, reason: reason.unwrap_or_default() })
     }
 
     /// Fails if a rank is known lost, after taking in (without waiting) whatever notices have arrived.
-    fn check_no_loss(&self, op: &str) -> Result<()> {
+    /// `want` may ask for nothing ([`Want::Notices`]) or check a collective's messages so far.
+    fn check_no_loss(&self, want: Want, op: &'static str) -> Result<()> {
         let mut mailbox = crate::sync::lock(&self.mailbox);
-        match mailbox.receive(&self.server, self.token, self.size(), Duration::ZERO, |_, _| false) {
-            Err(Receive::Lost(loss)) => Err(self.lost_error(loss, op)),
-            Err(Receive::Failed(error)) => Err(error),
-            Ok(_) => Ok(()),
-        }
+        self.take(&mut mailbox, Duration::ZERO, want, op).map(drop)
     }
 
     /// Sends a notice on `channel` to every rank but `about` (and this one). Best effort, waiting at most
@@ -432,16 +438,27 @@ impl Mesh {
         }
     }
 
-    fn lost_error(&self, loss: Loss, op: &str) -> Error {
-        let who = if loss.reporter == self.rank { "this rank".to_owned() } else { loss.reporter.to_string() };
-        Error::Mesh(format!(
-            "{op}: {} is lost ({who} waited for it past its deadline); the mesh cannot continue",
-            self.describe(loss.lost)
-        ))
+    fn lost_error(&self, loss: Loss, op: &'static str) -> Error {
+        Error::PeerLost {
+            op,
+            rank: loss.lost.0,
+            endpoint: self.endpoints[loss.lost.0].to_string(),
+            reporter: loss.reporter.0,
+            waited_for: loss.lost.0,
+        }
     }
 
     fn describe(&self, rank: Rank) -> String {
-        format!("{rank} ({})", self.endpoints[rank.0])
+        format!("rank {rank} ({})", self.endpoints[rank.0])
+    }
+}
+
+/// What a receive on `channel` from `from` asks the mailbox for.
+fn wanted(channel: Channel, from: Source) -> Want {
+    match channel {
+        Channel::User(tag) => Want::User(tag, from),
+        Channel::Collective(c) => Want::Collective(c.sequence, Some(from)),
+        _ => Want::Notices,
     }
 }
 
@@ -460,7 +477,7 @@ fn copy_into(data: &[u8], buffer: &mut [u8], source: Rank) -> Result<()> {
     let capacity = buffer.len();
     let target = buffer.get_mut(..data.len()).ok_or_else(|| {
         Error::InvalidArgument(format!(
-            "a {}-byte message from {source} does not fit the {capacity}-byte buffer",
+            "a {}-byte message from rank {source} does not fit the {capacity}-byte buffer",
             data.len()
         ))
     })?;
