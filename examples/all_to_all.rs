@@ -15,7 +15,7 @@ fn keys_of(rank: usize) -> Vec<u32> {
         .collect()
 }
 
-fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::error::Error>> {
+fn run(world: &lightbeam::mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::error::Error>> {
     let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
     let (me, n) = (mesh.rank().0, mesh.size());
     let owner = |key: u32| key as usize % n;
@@ -44,7 +44,7 @@ fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::err
 }
 
 fn main() {
-    let universe = mpi::initialize().expect("MPI initializes once");
+    let universe = lightbeam::mpi::initialize().expect("MPI initializes once");
     let world = universe.world();
     lightbeam::mesh::or_abort(&world, run(&world));
 }

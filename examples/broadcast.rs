@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use lightbeam::mesh::{Mesh, MeshConfig, Rank};
 use lightbeam::verify::{checksum, pattern};
-use mpi::topology::SimpleCommunicator;
-use mpi::traits::*;
+use lightbeam::mpi::topology::SimpleCommunicator;
+use lightbeam::mpi::traits::*;
 
 struct Args {
     size: usize,
@@ -199,7 +199,7 @@ fn compare_with_mpi(world: &SimpleCommunicator, args: &Args, lightbeam_mesh: &Me
 }
 
 fn main() {
-    let universe = mpi::initialize().expect("MPI initializes once");
+    let universe = lightbeam::mpi::initialize().expect("MPI initializes once");
     let world = universe.world();
     let args = parse_args().and_then(|args| match args.root < world.size() as usize {
         true => Ok(args),

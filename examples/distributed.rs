@@ -5,11 +5,11 @@
 //! than cores need `--oversubscribe`).
 
 use lightbeam::mesh::{Mesh, MeshConfig, Rank, Source, Tag};
-use mpi::traits::*;
+use lightbeam::mpi::traits::*;
 
 const GREETING: Tag = Tag(1);
 
-fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::error::Error>> {
+fn run(world: &lightbeam::mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::error::Error>> {
     let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
     let expected = |rank: usize| format!("Message to rank {rank}");
     if mesh.rank() == Rank(0) {
@@ -30,7 +30,7 @@ fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::err
 }
 
 fn main() {
-    let universe = mpi::initialize().expect("MPI initializes once");
+    let universe = lightbeam::mpi::initialize().expect("MPI initializes once");
     let world = universe.world();
     lightbeam::mesh::or_abort(&world, run(&world));
 }

@@ -21,7 +21,7 @@ fn sum_of_squares(numbers: &[u64]) -> u64 {
     numbers.iter().fold(0u64, |sum, &x| sum.wrapping_add(x.wrapping_mul(x)))
 }
 
-fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::error::Error>> {
+fn run(world: &lightbeam::mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::error::Error>> {
     let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
     let n = mesh.size();
     let mut mine = Vec::new();
@@ -61,7 +61,7 @@ fn run(world: &mpi::topology::SimpleCommunicator) -> Result<(), Box<dyn std::err
 }
 
 fn main() {
-    let universe = mpi::initialize().expect("MPI initializes once");
+    let universe = lightbeam::mpi::initialize().expect("MPI initializes once");
     let world = universe.world();
     lightbeam::mesh::or_abort(&world, run(&world));
 }
