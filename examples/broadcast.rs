@@ -9,9 +9,9 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use lightbeam::mesh::{Mesh, MeshConfig, Rank};
-use lightbeam::verify::{checksum, pattern};
 use lightbeam::mpi::topology::SimpleCommunicator;
 use lightbeam::mpi::traits::*;
+use lightbeam::verify::{checksum, pattern};
 
 struct Args {
     size: usize,

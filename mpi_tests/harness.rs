@@ -11,6 +11,8 @@ use mpi::traits::*;
 pub type Scenario = fn(&SimpleCommunicator) -> Result<(), String>;
 
 /// Runs the scenario named by the first argument; exits non-zero (aborting every rank) when it fails.
+/// Installs no panic hook of its own: a mesh installs it (`MeshConfig::abort_on_panic`), and the panic
+/// scenarios of `mesh.rs` test exactly that.
 pub fn main_with(scenarios: &[(&str, Scenario)]) {
     let universe = mpi::initialize().expect("MPI initializes once");
     let world = universe.world();
@@ -20,7 +22,6 @@ pub fn main_with(scenarios: &[(&str, Scenario)]) {
         eprintln!("unknown scenario {name:?}; expected one of {names:?}");
         world.abort(2);
     };
-    lightbeam::mesh::abort_job_on_panic();
     log::set_logger(&STDERR_LOGGER).map(|()| log::set_max_level(log::LevelFilter::Warn)).ok();
     match scenario(&world) {
         Ok(()) => println!("rank {}: {name} ok", world.rank()),

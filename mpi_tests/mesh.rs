@@ -23,6 +23,7 @@ fn main() {
         ("stray", stray),
         ("drop-after-send", drop_after_send),
         ("panic", panic),
+        ("panic-unhooked", panic_unhooked),
         ("missing-rank", missing_rank),
         ("victim", victim),
         ("intruder", intruder),
@@ -187,13 +188,55 @@ fn drop_after_send(world: &SimpleCommunicator) -> Result<(), String> {
     Ok(())
 }
 
-/// Rank 1 panics while rank 0 waits for it: the panic hook aborts the whole job instead of a hang.
+/// How long every rank of the panic scenario waits in its receive: far beyond the time the test allows the
+/// job, so that only the panic hook can end it in time.
+const PANIC_DEADLINE: Duration = Duration::from_secs(120);
+
+/// How long every rank of the unhooked panic scenario waits after the panic, to show that it lives on.
+const UNHOOKED_WAIT: Duration = Duration::from_secs(5);
+
+/// A thread of rank 1 (not its main thread) panics while every rank's main thread waits in a mesh receive
+/// with a 120 s deadline. Rank 1's process does not exit on such a panic, so neither mpirun nor srun ends
+/// the job on its own: only the mesh's panic hook (`abort_on_panic`, on by default) ends it before then.
 fn panic(world: &SimpleCommunicator) -> Result<(), String> {
-    let mesh = mesh(world, LONG)?;
+    let mesh = mesh_for_panic(world, true, PANIC_DEADLINE)?;
+    let error = wait_after_a_thread_panics(&mesh)?;
+    Err(format!("the job outlived a panic until this rank's deadline: {error}"))
+}
+
+/// The panic scenario with `abort_on_panic: false`: every rank is still running (its receive times out)
+/// 5 s after the panic, showing that the other scenario's job ends because of the hook.
+fn panic_unhooked(world: &SimpleCommunicator) -> Result<(), String> {
+    let mesh = mesh_for_panic(world, false, UNHOOKED_WAIT)?;
+    let error = wait_after_a_thread_panics(&mesh)?;
+    ensure(matches!(error, Error::Timeout { .. }), || format!("not a timeout: {error}"))?;
+    println!("rank {}: still running {UNHOOKED_WAIT:?} after the panic", mesh.rank().0);
+    Ok(())
+}
+
+fn mesh_for_panic(
+    world: &SimpleCommunicator,
+    abort_on_panic: bool,
+    timeout: Duration,
+) -> Result<Mesh, String> {
+    let config =
+        MeshConfig { host: Some("127.0.0.1".into()), timeout, abort_on_panic, ..MeshConfig::default() };
+    let mesh = Mesh::bootstrap(world, config).map_err(|e| e.to_string())?;
+    world.barrier();
+    Ok(mesh)
+}
+
+/// Rank 1 announces the panic on standard output (so a test can time what follows), panics on a spawned
+/// thread and waits for that thread; then every rank waits for a message no rank sends, and returns the
+/// error its receive ended with.
+fn wait_after_a_thread_panics(mesh: &Mesh) -> Result<Error, String> {
     if mesh.rank() == Rank(1) {
-        panic!("rank 1 fails on purpose");
+        println!("rank 1: a thread panics now");
+        let thread = std::thread::spawn(|| panic!("rank 1 fails on purpose"));
+        ensure(thread.join().is_err(), || "the thread did not panic".into())?;
     }
-    mesh.recv(Source::Rank(Rank(1)), Tag(1)).map(drop).map_err(|e| e.to_string())
+    let next = Rank((mesh.rank().0 + 1) % mesh.size());
+    mesh.recv(Source::Rank(next), Tag(1)).map(drop).err().ok_or_else(|| "a message no rank sent".into())
 }
 
 /// Rank 1 never joins the bootstrap: the others give up at their deadline and end the job, no hang.

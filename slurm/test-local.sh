@@ -23,12 +23,25 @@ wait_for() {
     echo "${state:-UNKNOWN}"
 }
 
+# Checks that the last job submitted ran (from its start to its end) for at most $1 seconds.
+expect_run_time_at_most() {
+    local limit=$1 run_time seconds
+    run_time=$(scontrol show job "$last_job" | grep -oE 'RunTime=[0-9:-]+' | cut -d= -f2)
+    # RunTime is HH:MM:SS, with a day count and a dash in front from one day on.
+    seconds=$(echo "$run_time" | awk -F: '/-/ { print 86400; next } { print ($1 * 60 + $2) * 60 + $3 }')
+    if [ "$seconds" -gt "$limit" ]; then
+        echo "slurm: job $last_job ran $run_time, more than $limit s" >&2
+        exit 1
+    fi
+}
+
 # Submits a job, waits, and checks its end state, exit code and output.
 expect_job() {
     local name=$1 want_state=$2 want_output=$3 limit=$4
     shift 4
     local job state summary
     job=$(sbatch --parsable --output="$outputs/$name.out" "$@")
+    last_job=$job
     state=$(wait_for "$job" "$limit")
     summary=$(scontrol show job "$job" | grep -oE '(ExitCode|RunTime)=[^ ]*' | tr '\n' ' ')
     echo "slurm: $name: job $job ended $state ($summary)"
@@ -36,6 +49,7 @@ expect_job() {
         echo "slurm: $name: expected $want_state and output matching '$want_output'; its output:" >&2
         cat "$outputs/$name.out" >&2
         scontrol show job "$job" >&2 || true
+        scancel "$job" 2>/dev/null || true
         exit 1
     fi
     if [ "$want_state" = COMPLETED ] && ! scontrol show job "$job" | grep -q 'ExitCode=0:0'; then
@@ -53,7 +67,14 @@ cat "$outputs/benchmark.out"
 for file in bench.json bench.csv bench-bcast.svg; do
     [ -s "$outputs/$file" ] || { echo "slurm: benchmark: $file was not written" >&2; exit 1; }
 done
-# A rank that panics: the job must end FAILED at once, not at its 10-minute limit.
-expect_job failing-rank FAILED "rank 1 fails on purpose" 120 --ntasks=3 --overcommit --time=00:10:00 \
-    --wrap "srun --mpi=pmix --kill-on-bad-exit=1 target/release/lbm-test-mesh panic"
+# A thread of rank 1 panics while every rank waits 120 s in a receive. Rank 1's process lives on, so
+# --kill-on-bad-exit alone would not end the job before that deadline: the mesh's panic hook must, and the
+# job must end FAILED within 30 s of starting.
+panic_job=(--ntasks=3 --overcommit --time=00:10:00)
+panic_step="srun --mpi=pmix --kill-on-bad-exit=1 target/release/lbm-test-mesh"
+expect_job failing-rank FAILED "rank 1 fails on purpose" 60 "${panic_job[@]}" --wrap "$panic_step panic"
+expect_run_time_at_most 30
+# The control: with abort_on_panic off, every rank still runs 5 s after the panic, and the job completes.
+expect_job unhooked-panic COMPLETED "rank 2: still running" 60 "${panic_job[@]}" \
+    --wrap "$panic_step panic-unhooked"
 echo "slurm: all batch jobs ended as expected"

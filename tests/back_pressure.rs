@@ -10,11 +10,19 @@ use util::*;
 
 const MESSAGE: usize = 256 << 10;
 
+/// The high-water mark of the client's send queue and of the server's receive queue, in messages.
+const HIGH_WATER_MARK: i32 = 4;
+
 #[test]
 fn a_sender_with_no_reader_is_pushed_back_then_times_out_and_loses_nothing() {
-    let options =
-        Options::default().with_high_water_mark(4).with_send_timeout(Some(Duration::from_millis(300)));
+    let options = Options::default()
+        .with_high_water_mark(HIGH_WATER_MARK)
+        .with_send_timeout(Some(Duration::from_millis(300)));
     let (server, client) = pair_with(Protocol::Tcp, &options);
+    // A client waits for a connected peer before it queues anything (ZMQ_IMMEDIATE): one round trip first,
+    // so that the sends below are pushed back by full queues, not by a connection still being made.
+    send_all(&client, u32::MAX, &[]);
+    assert_eq!(recv_all::<u32>(&server).unwrap().0, u32::MAX);
     let payload = pattern(MESSAGE, 1);
     let mut sent = 0u32;
     let error = loop {
@@ -33,6 +41,8 @@ fn a_sender_with_no_reader_is_pushed_back_then_times_out_and_loses_nothing() {
     );
     // Queued: the two high-water marks plus the kernel's socket buffers; far below the 10,000 tried.
     assert!(sent < 1000, "{sent} messages queued: not bounded by the high-water marks");
+    let both_queues = 2 * HIGH_WATER_MARK as u32;
+    assert!(sent >= both_queues, "only {sent} messages queued: the two queues take {both_queues}");
     for expected in 0..sent {
         let (seq, buffers) = recv_all::<u32>(&server).unwrap();
         assert_eq!(seq, expected, "a message was lost or reordered");

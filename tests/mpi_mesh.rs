@@ -4,7 +4,7 @@
 #[path = "util/mpirun.rs"]
 mod mpirun;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mpirun::{expect_failure, expect_ok};
 
@@ -45,9 +45,34 @@ fn dropping_the_mesh_right_after_sending_loses_nothing() {
     expect_ok(4, PROGRAM, "drop-after-send", &[]);
 }
 
+/// The panic scenario's ranks wait 120 s in a receive; the whole job must end within this of the panic.
+const AFTER_PANIC: Duration = Duration::from_secs(15);
+
 #[test]
-fn a_panic_on_one_rank_aborts_the_job_instead_of_hanging() {
-    expect_failure(3, Duration::from_secs(120), PROGRAM, "panic", "rank 1 fails on purpose");
+fn a_panic_on_a_thread_of_one_rank_aborts_the_whole_job_at_once() {
+    // Killed at 60 s, half the ranks' 120 s deadline: without the hook the job hangs and is killed.
+    let mut panicked = None;
+    let run = mpirun::mpirun_raw(&["-n", "3", PROGRAM, "panic"], Duration::from_secs(60), |line| {
+        if line.contains("a thread panics now") {
+            panicked.get_or_insert_with(Instant::now);
+        }
+    });
+    let ended = Instant::now();
+    assert!(!run.stderr.contains("killed after"), "the job outlived the panic:\n{}", run.stderr);
+    assert!(!run.success, "the job succeeded");
+    assert!(run.stderr.contains("rank 1 fails on purpose"), "no panic message:\n{}", run.stderr);
+    let panicked = panicked.unwrap_or_else(|| panic!("rank 1 never panicked:\n{}", run.stdout));
+    let after = ended - panicked;
+    println!("the job ended {after:?} after the panic");
+    assert!(after < AFTER_PANIC, "the job ended {after:?} after the panic, not within {AFTER_PANIC:?}");
+}
+
+#[test]
+fn without_the_hook_a_panic_on_a_thread_leaves_every_rank_running() {
+    // The control of the test above: with `abort_on_panic: false`, every rank still runs 5 s later.
+    let run = expect_ok(3, PROGRAM, "panic-unhooked", &[]);
+    assert!(run.stderr.contains("rank 1 fails on purpose"), "no panic message:\n{}", run.stderr);
+    assert_eq!(run.stdout.matches("after the panic").count(), 3, "{}", run.stdout);
 }
 
 #[test]

@@ -42,6 +42,9 @@ use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
 use crate::transport::{Client, Endpoint, Options, Payload, Protocol, Server, ZeroMqClient, ZeroMqServer};
 
+/// How long a rank that failed in a collective waits for each peer to take its failure notice.
+const FAILURE_NOTICE_WAIT: Duration = Duration::from_millis(200);
+
 /// A process's rank in the mesh (its MPI rank). It displays as its number alone: `format!("rank {r}")`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rank(pub usize);
@@ -302,7 +305,9 @@ impl Mesh {
             if let Ok(client) = self.client(rank) {
                 let mut meta = LbmMeta::new(self.envelope(channel, true));
                 meta.bulks.push(client.expose(text.as_bytes(), Default::default()));
-                let _ = client.send(&meta);
+                // A rank that takes nothing within a moment (lost, or stuck) has its own deadline:
+                // waiting the whole send timeout for it would make every other rank learn late.
+                let _ = client.send_within(&meta, FAILURE_NOTICE_WAIT);
             }
         }
     }

@@ -106,11 +106,13 @@ impl ZeroMqClient {
         })
     }
 
-    fn send_message(&self, meta: &dyn Metadata) -> Result<usize> {
+    /// Sends `meta` and its bulks as one message; `wait` bounds how long it may wait for a peer with room
+    /// (`None`: the client's own send timeout).
+    fn send_message(&self, meta: &dyn Metadata, wait: Option<Duration>) -> Result<usize> {
         let bulks = meta.bulks();
         let header = wire::encode_header(bulks, |out| meta.encode_custom(out))?;
         let parts = take_parts(bulks)?;
-        self.send_parts(&header, parts).map_err(|(error, parts)| {
+        self.send_parts(&header, parts, wait).map_err(|(error, parts)| {
             restore_parts(bulks, parts);
             error
         })?;
@@ -118,17 +120,25 @@ impl ZeroMqClient {
     }
 
     /// Sends a header frame and its bulk frames as one message. Only the header can wait (for a peer, or
-    /// at the high-water mark): once it is queued, ZeroMQ takes the rest of the message at once. When the
-    /// header cannot be sent, the parts are handed back untouched.
+    /// at the high-water mark), up to `wait` or else the send timeout: once it is queued, ZeroMQ takes the
+    /// rest of the message at once. When the header cannot be sent, the parts are handed back untouched.
     fn send_parts<T: Into<zmq::Message>>(
         &self,
         header: &[u8],
         parts: Vec<T>,
+        wait: Option<Duration>,
     ) -> std::result::Result<(), (Error, Vec<T>)> {
         let count = parts.len();
         let more = |i: usize| if i < count { zmq::SNDMORE } else { 0 };
         let socket = lock(&self.socket);
-        if let Err(e) = retry_eintr(|| socket.send(header, more(0))) {
+        let mut header_flags = more(0);
+        if let Some(wait) = wait {
+            match socket.poll(zmq::POLLOUT, i64::from(millis(wait))) {
+                Ok(_) | Err(zmq::Error::EINTR) => header_flags |= zmq::DONTWAIT,
+                Err(e) => return Err((self.send_error(e), parts)),
+            }
+        }
+        if let Err(e) = retry_eintr(|| socket.send(header, header_flags)) {
             return Err((self.send_error(e), parts));
         }
         for (i, part) in parts.into_iter().enumerate() {
@@ -137,16 +147,10 @@ impl ZeroMqClient {
         Ok(())
     }
 
-    /// Sends a message without bulks if it can be queued within `wait` (a connected peer with room),
-    /// whatever the client's own send timeout.
+    /// Sends a message if it can be queued within `wait` (a connected peer with room), whatever the
+    /// client's own send timeout: for notices that must not hold their sender up.
     pub(crate) fn send_within(&self, meta: &dyn Metadata, wait: Duration) -> Result<()> {
-        let header = wire::encode_header(meta.bulks(), |out| meta.encode_custom(out))?;
-        let socket = lock(&self.socket);
-        match socket.poll(zmq::POLLOUT, i64::from(millis(wait))) {
-            Ok(_) | Err(zmq::Error::EINTR) => {}
-            Err(e) => return Err(self.send_error(e)),
-        }
-        retry_eintr(|| socket.send(&header[..], zmq::DONTWAIT)).map_err(|e| self.send_error(e))
+        self.send_message(meta, Some(wait)).map(drop)
     }
 
     /// Sends received payloads on without copying them: the frames move into the outgoing message.
@@ -154,7 +158,7 @@ impl ZeroMqClient {
         let header = wire::encode_header(meta.bulks(), |out| meta.encode_custom(out))?;
         let bytes = payloads.iter().map(|p| p.len()).sum();
         let frames = payloads.into_iter().map(|p| p.0).collect();
-        self.send_parts(&header, frames).map_err(|(error, _)| error)?;
+        self.send_parts(&header, frames, None).map_err(|(error, _)| error)?;
         Ok(bytes)
     }
 
@@ -226,7 +230,7 @@ fn restore_parts(bulks: &[Bulk<'_>], parts: Vec<Part<'_>>) {
 
 impl Client for ZeroMqClient {
     fn send(&self, meta: &dyn Metadata) -> Event {
-        self.send_message(meta).into()
+        self.send_message(meta, None).into()
     }
 
     fn address(&self) -> &str {
