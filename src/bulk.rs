@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::shm::{FullPtr, ShmPtr};
+use crate::shm::{FullPtr, PeerRegion, ShmPtr};
 
 /// Flags carried with each bulk. Bits 0 to 15 are Lightbeam's, bits 16 to 31 are free for applications.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -184,12 +184,12 @@ impl<'a> Bulk<'a> {
         }
     }
 
-    /// Copies a received shared-memory region straight into the exposed buffer or region.
-    pub fn write_received_from(&mut self, source: &FullPtr) -> Result<()> {
+    /// Copies a received region of a peer's segment straight into the exposed buffer or region.
+    pub fn write_received_from(&mut self, source: &PeerRegion) -> Result<()> {
         let too_small = self.too_small(source.len());
         match &mut self.region {
             Region::Destination(buffer) => source.read(0, buffer.get_mut(..source.len()).ok_or(too_small)?),
-            Region::SharedDestination(region) => region.write_from(0, source),
+            Region::SharedDestination(region) => region.write_from_peer(0, source),
             _ => Err(Self::not_exposed()),
         }
     }

@@ -6,7 +6,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
-use crate::shm::FullPtr;
+use crate::shm::PeerRegion;
 use crate::wire::{self, BulkDescriptor};
 
 /// The metadata of one message: its bulks and the application's own fields `M`.
@@ -55,7 +55,7 @@ pub trait Metadata {
     /// Writes received bytes into bulk `index`.
     fn write_received(&mut self, index: usize, data: &[u8]) -> Result<()>;
     /// Copies a received shared-memory region into bulk `index`.
-    fn write_received_from(&mut self, index: usize, source: &FullPtr) -> Result<()>;
+    fn write_received_from(&mut self, index: usize, source: &PeerRegion) -> Result<()>;
 }
 
 impl<M: Serialize + DeserializeOwned> Metadata for LbmMeta<'_, M> {
@@ -83,7 +83,7 @@ impl<M: Serialize + DeserializeOwned> Metadata for LbmMeta<'_, M> {
         bulk.write_received(data)
     }
 
-    fn write_received_from(&mut self, index: usize, source: &FullPtr) -> Result<()> {
+    fn write_received_from(&mut self, index: usize, source: &PeerRegion) -> Result<()> {
         let bulk = self.bulks.get_mut(index).ok_or(Error::NoPendingMessage)?;
         bulk.write_received_from(source)
     }

@@ -6,7 +6,7 @@ mod util;
 
 use lightbeam::shm::{Segment, ShmPtr};
 use lightbeam::wire;
-use lightbeam::{Bulk, BulkFlags, Error, Options, Protocol, SharedMemoryAccess, ZeroMqServer};
+use lightbeam::{Bulk, BulkFlags, Error, Options, Protocol, Server, SharedMemoryAccess, ZeroMqServer};
 use util::*;
 
 const SECRET: &[u8] = b"TOP-SECRET-DATA!";
@@ -102,4 +102,80 @@ fn only_inside_a_live_allocation_never_the_allocators_own_state() {
     }
     let inside = ShmPtr { offset: neighbour.shm_ptr().offset + 8, ..neighbour.shm_ptr() };
     assert_eq!(receive_forged(&server, &descriptor_only(&inside, 56)).unwrap().1, [vec![0; 56]]);
+}
+
+/// What a peer can do to a segment it may write (its own, allowed), to the server reading it.
+mod a_peer_tampering_with_its_own_segment {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+    use std::time::{Duration, Instant};
+
+    fn file_of(segment: &Segment) -> std::fs::File {
+        let path = format!("/dev/shm/lightbeam-{}", segment.name());
+        std::fs::OpenOptions::new().write(true).open(path).unwrap()
+    }
+
+    /// Receives `header` within `limit` on another thread; the receive's own timeout is 200 ms.
+    #[track_caller]
+    fn refused_within(server: ZeroMqServer, header: Vec<u8>, limit: Duration) -> Error {
+        raw_push(&server).send(header, 0).unwrap();
+        std::thread::sleep(Duration::from_millis(100)); // the message is here before the clock starts
+        let (done, result) = std::sync::mpsc::channel();
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            let _ = done.send(server.recv_message(Duration::from_millis(200)));
+        });
+        let received = result.recv_timeout(limit).expect("the receive did not return");
+        assert!(started.elapsed() < limit, "the receive took {:?}", started.elapsed());
+        received.expect_err("a tampered segment was read")
+    }
+
+    #[test]
+    fn a_symbolic_link_under_an_allowed_name_is_not_followed() {
+        let (_secret_segment, secret) = segment_with_secret("secret", "link");
+        let alias = format!("job-link-{}", std::process::id());
+        let file = |name: &str| format!("/dev/shm/lightbeam-{name}");
+        std::os::unix::fs::symlink(file(&secret.segment), file(&alias)).unwrap();
+        let server = server(Protocol::Ipc, SharedMemoryAccess::segments("job-"));
+        let forged = ShmPtr { segment: alias.clone(), ..secret };
+        let result = receive_forged(&server, &descriptor_only(&forged, SECRET.len()));
+        std::fs::remove_file(file(&alias)).unwrap();
+        assert!(matches!(result, Err(Error::SharedMemoryRefused { .. })), "{result:?}");
+    }
+
+    #[test]
+    fn a_forged_block_size_is_refused_at_once() {
+        let (segment, own) = segment_with_secret("job", "forged");
+        // The first block header's size, set so that the walk would wrap around to where it started.
+        file_of(&segment).write_at(&(u64::MAX - 63).to_ne_bytes(), 128 + 8).unwrap();
+        let server = server(Protocol::Ipc, SharedMemoryAccess::segments("job-"));
+        let error = refused_within(server, descriptor_only(&own, SECRET.len()), Duration::from_secs(2));
+        assert!(error.to_string().contains("damaged"), "{error}");
+    }
+
+    #[test]
+    fn a_held_allocator_lock_does_not_stall_the_receive() {
+        let (segment, own) = segment_with_secret("job", "locked");
+        file_of(&segment).write_at(&1u32.to_ne_bytes(), 16).unwrap(); // held by pid 1, alive forever
+        let server = server(Protocol::Ipc, SharedMemoryAccess::segments("job-"));
+        raw_push(&server).send(descriptor_only(&own, SECRET.len()), 0).unwrap();
+        let started = Instant::now();
+        let (_, bulks) = recv_all::<u32>(&server).unwrap();
+        assert_eq!(bulks, [SECRET.to_vec()]);
+        assert!(started.elapsed() < Duration::from_secs(2), "waited {:?} for the lock", started.elapsed());
+    }
+
+    #[test]
+    fn a_segment_truncated_after_the_message_arrived_is_an_error_not_a_crash() {
+        let (segment, own) = segment_with_secret("job", "truncated");
+        let server = server(Protocol::Ipc, SharedMemoryAccess::segments("job-"));
+        raw_push(&server).send(descriptor_only(&own, SECRET.len()), 0).unwrap();
+        let message = server.recv_message(WAIT).unwrap();
+        file_of(&segment).set_len(0).unwrap(); // mapped, this would raise SIGBUS in the reader
+        let mut meta = message.metadata::<u32>().unwrap();
+        let mut buffer = vec![0u8; SECRET.len()];
+        meta.bulks = vec![Bulk::destination(&mut buffer, BulkFlags::NONE)];
+        let error = message.recv_bulks(&mut meta).unwrap_err();
+        assert!(error.to_string().contains("truncated"), "{error}");
+    }
 }

@@ -70,6 +70,12 @@ pub(super) fn check(map: &Mapping) -> Result<(), ShmError> {
     Ok(())
 }
 
+/// True when a segment's first bytes, as read from its file, hold a formatted segment of `size` bytes.
+pub(super) fn header_is_formatted(header: &[u8; SEGMENT_HEADER], size: usize) -> bool {
+    let u64_at = |at: usize| u64::from_ne_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    u64_at(MAGIC_AT) == SEGMENT_MAGIC && u64_at(SIZE_AT) == size as u64
+}
+
 /// Records `creator` in the segment header.
 pub(super) fn write_creator(map: &Mapping, creator: Process) {
     map.write_u64(CREATOR_PID_AT, u64::from(creator.pid));
@@ -99,26 +105,64 @@ struct Block {
     size: usize,
 }
 
-/// Visits the blocks in order; fails if a block header is damaged.
-fn blocks(map: &Mapping) -> impl Iterator<Item = Result<Block, ShmError>> + '_ {
-    let end = end_of(map.len());
+/// Where a segment's headers are read from: this process's mapping, or (for a segment a peer owns) its
+/// file, read without mapping it.
+pub(super) trait Headers {
+    /// The segment's size in bytes.
+    fn size(&self) -> usize;
+    /// The magic, state and payload size of the block header at `at` (inside the segment).
+    fn block_header(&self, at: usize) -> Result<(u32, u32, u64), ShmError>;
+}
+
+impl Headers for Mapping {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn block_header(&self, at: usize) -> Result<(u32, u32, u64), ShmError> {
+        Ok((self.read_u32(at), self.read_u32(at + 4), self.read_u64(at + 8)))
+    }
+}
+
+/// Parses a block header's 16 bytes as `write_block` lays them out.
+pub(super) fn parse_block_header(bytes: &[u8; 16]) -> (u32, u32, u64) {
+    let u32_at = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    (u32_at(0), u32_at(4), u64::from_ne_bytes(bytes[8..].try_into().expect("8 bytes")))
+}
+
+/// Visits the blocks in order; fails if a block header is damaged. Every step moves forward by at least
+/// one header and stays inside the segment (sizes read from the segment are checked, never trusted), so
+/// the walk ends whatever the headers say.
+fn blocks<H: Headers>(headers: &H) -> impl Iterator<Item = Result<Block, ShmError>> + '_ {
+    let end = end_of(headers.size());
     let mut at = SEGMENT_HEADER;
     std::iter::from_fn(move || {
         if at + BLOCK_HEADER > end {
             return None;
         }
-        let (magic, state, size) = (map.read_u32(at), map.read_u32(at + 4), map.read_u64(at + 8) as usize);
-        let valid = magic == BLOCK_MAGIC
-            && (state == FREE || state == USED)
-            && size % ALIGN == 0
-            && at + BLOCK_HEADER + size <= end;
-        if !valid {
-            at = end;
-            return Some(Err(ShmError::Corrupted { offset: at as u64 }));
-        }
-        let block = Block { at, state, size };
-        at += BLOCK_HEADER + size;
-        Some(Ok(block))
+        let corrupted = ShmError::Corrupted { offset: at as u64 };
+        let block = headers.block_header(at).and_then(|(magic, state, size)| {
+            let size = usize::try_from(size).map_err(|_| corrupted.clone())?;
+            let next = (at + BLOCK_HEADER).checked_add(size).filter(|&next| next <= end);
+            match next {
+                Some(next)
+                    if magic == BLOCK_MAGIC && (state == FREE || state == USED) && size % ALIGN == 0 =>
+                {
+                    Ok((Block { at, state, size }, next))
+                }
+                _ => Err(corrupted),
+            }
+        });
+        Some(match block {
+            Ok((block, next)) => {
+                at = next;
+                Ok(block)
+            }
+            Err(error) => {
+                at = end;
+                Err(error)
+            }
+        })
     })
 }
 
@@ -237,10 +281,12 @@ pub(super) fn free(map: &Mapping, offset: usize) -> Result<(), ShmError> {
 
 /// True when `offset..offset + len` lies wholly inside the payload of one allocation (a used block):
 /// never in the segment header, a block header, a free block, or across two blocks.
-pub(super) fn in_allocation(map: &Mapping, offset: usize, len: usize) -> Result<bool, ShmError> {
+pub(super) fn in_allocation<H: Headers>(headers: &H, offset: usize, len: usize) -> Result<bool, ShmError> {
+    // No lock: a walk reads each header atomically and the allocator never erases a header, it only
+    // changes sizes to skip merged ones, so a walk beside an allocation or a free lands on headers
+    // that were valid a moment ago; and a lock held by a peer must not stall a receive.
     let Some(end) = offset.checked_add(len) else { return Ok(false) };
-    let _lock = Lock::acquire(map)?;
-    for block in blocks(map) {
+    for block in blocks(headers) {
         let block = block?;
         let payload = block.at + BLOCK_HEADER;
         if offset < payload {

@@ -20,13 +20,14 @@
 
 mod alloc;
 mod mapping;
+mod peer;
 mod process;
 mod region;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::error::ShmError;
 use crate::error::{Error, Result};
 use mapping::Mapping;
+pub use peer::PeerRegion;
 pub use region::FullPtr;
 
 struct Inner {
@@ -185,7 +187,9 @@ impl Segment {
     pub fn open(name: &str) -> Result<Self> {
         check_name(name)?;
         let path = path_of(name);
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| {
+        // Not through a symbolic link: a segment's name must name that segment.
+        let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(&path);
+        let file = file.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 ShmError::UnknownSegment(name.to_owned())
             } else {
@@ -349,26 +353,47 @@ mod tests {
         assert_eq!(segment.allocate(200_000).unwrap().shm_ptr().offset, a.shm_ptr().offset);
     }
 
-    /// A region over `len` bytes at `offset` of `region`, as another handle over the same memory.
-    fn view(region: &FullPtr, offset: usize, len: usize) -> FullPtr {
+    /// `len` bytes at `offset` of `region`, opened as a peer's region would be (through the file).
+    fn peer_view(region: &FullPtr, offset: usize, len: usize) -> PeerRegion {
         let pointer = ShmPtr { offset: region.shm_ptr().offset + offset as u64, ..region.shm_ptr() };
-        region.segment().resolve(&pointer, len).unwrap()
+        pointer.open_allocation(len).unwrap()
     }
 
     #[test]
-    fn overlapping_copies_have_memmove_semantics() {
+    fn overlapping_copies_from_a_peer_region_have_memmove_semantics() {
         let segment = Segment::create(&unique("overlap"), 64 << 10).unwrap();
         let region = segment.allocate(200).unwrap();
         let original: Vec<u8> = (0..200u8).collect();
         for (from, to) in [(0, 10), (10, 0), (30, 30)] {
             region.write(0, &original).unwrap();
-            region.write_from(to, &view(&region, from, 50)).unwrap();
+            region.write_from_peer(to, &peer_view(&region, from, 50)).unwrap();
             let mut expected = original.clone();
             expected.copy_within(from..from + 50, to);
             assert_eq!(region.to_vec(), expected, "50 bytes from {from} to {to}");
         }
-        let past_the_end = region.write_from(160, &view(&region, 0, 50));
+        let past_the_end = region.write_from_peer(160, &peer_view(&region, 0, 50));
         assert!(matches!(past_the_end, Err(Error::Shm(ShmError::OutOfBounds { .. }))));
+    }
+
+    #[test]
+    fn copies_at_every_alignment_and_length_are_exact() {
+        let segment = Segment::create(&unique("align"), 64 << 10).unwrap();
+        let region = segment.allocate(256).unwrap();
+        let data: Vec<u8> = (0..100u8).map(|b| b.wrapping_mul(7)).collect();
+        for at in 0..17 {
+            for len in [0, 1, 7, 8, 9, 15, 16, 17, 63, 100] {
+                region.write(0, &[0; 256]).unwrap();
+                region.write(at, &data[..len]).unwrap();
+                let mut expected = vec![0; 256];
+                expected[at..at + len].copy_from_slice(&data[..len]);
+                assert_eq!(region.to_vec(), expected, "at {at} len {len}");
+                let mut out = vec![0; len];
+                region.read(at, &mut out).unwrap();
+                assert_eq!(out, &data[..len], "at {at} len {len}");
+            }
+        }
+        let huge = region.write(usize::MAX, b"x").unwrap_err();
+        assert!(matches!(huge, Error::Shm(ShmError::OutOfBounds { offset: u64::MAX, .. })), "{huge}");
     }
 
     #[test]

@@ -3,11 +3,20 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Segment, ShmError, ShmPtr};
+use super::{PeerRegion, Segment, ShmError, ShmPtr};
 use crate::error::Result;
 
+/// The most a copy between two segments holds in its buffer at once.
+const COPY_CHUNK: usize = 1 << 20;
+
 /// A region of a mapped segment: its location in this process and its [`ShmPtr`] (the Rust
-/// `hipc::FullPtr`, with the length it covers). Every access is bounds-checked.
+/// `hipc::FullPtr`, with the length it covers). Every access is bounds-checked, and atomic word by word,
+/// so threads copying into and out of the same bytes never race.
+///
+/// A mapping reads the segment's memory directly: if another process truncates the segment's file, the
+/// next access raises SIGBUS. Map your own segments (and those of processes you trust); to read a region
+/// a peer names, use [`ShmPtr::open_allocation`], which reads through the file and turns such tricks into
+/// errors.
 #[derive(Clone)]
 pub struct FullPtr {
     pub(super) segment: Segment,
@@ -56,13 +65,16 @@ impl FullPtr {
         Ok(())
     }
 
-    /// Copies the whole of `source` into this region at `at`; fails if it would run past this region's
-    /// end. The regions may lie in the same segment and overlap: the result is as if `source` were first
-    /// copied out (memmove semantics).
-    pub fn write_from(&self, at: usize, source: &Self) -> Result<()> {
-        self.check_range(at, source.len)?;
-        let mapping = &self.segment.inner.mapping;
-        mapping.copy_from(self.offset + at, &source.segment.inner.mapping, source.offset, source.len);
+    /// Copies the whole of `source`, a region of a peer's segment, into this region at `at`, through a
+    /// bounded buffer; fails if it would run past this region's end or `source` cannot be read.
+    pub fn write_from_peer(&self, at: usize, source: &PeerRegion) -> Result<()> {
+        self.check_range(at, source.len())?;
+        let mut buffer = vec![0; source.len().min(COPY_CHUNK)];
+        for start in (0..source.len()).step_by(COPY_CHUNK) {
+            let piece = &mut buffer[..COPY_CHUNK.min(source.len() - start)];
+            source.read(start, piece)?;
+            self.segment.inner.mapping.copy_in(self.offset + at + start, piece);
+        }
         Ok(())
     }
 
@@ -79,7 +91,7 @@ impl FullPtr {
         }
         Err(ShmError::OutOfBounds {
             segment: self.segment.name().to_owned(),
-            offset: (self.offset + at) as u64,
+            offset: (self.offset as u64).saturating_add(at as u64),
             len: len as u64,
             start: self.offset as u64,
             end: (self.offset + self.len) as u64,

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::{Payload, Protocol, SharedMemoryAccess};
 use crate::error::{Error, Result, WireError};
 use crate::meta::{self, LbmMeta, Metadata};
-use crate::shm::FullPtr;
+use crate::shm::PeerRegion;
 use crate::wire::{self, BulkDescriptor};
 
 /// What a server accepts from a peer: checked on every message before it is handed out.
@@ -34,7 +34,7 @@ impl Limits {
 
     /// The region a descriptor-only bulk names, if the server's owner allows reading it: over a protocol
     /// and in a segment they allowed, and wholly inside one live allocation (never allocator state).
-    fn resolve_shared(&self, descriptor: &BulkDescriptor) -> Result<Option<FullPtr>> {
+    fn resolve_shared(&self, descriptor: &BulkDescriptor) -> Result<Option<PeerRegion>> {
         let Some(location) = &descriptor.location else { return Ok(None) };
         let refuse =
             |reason: String| Error::SharedMemoryRefused { segment: location.segment.clone(), reason };
@@ -49,7 +49,7 @@ impl Limits {
         if !self.shared_memory.allows(&location.segment) {
             return Err(refuse("the server does not allow this segment (Options::shared_memory)".into()));
         }
-        let region = location.resolve_allocation(descriptor.size).map_err(|e| refuse(e.to_string()))?;
+        let region = location.open_allocation(descriptor.size).map_err(|e| refuse(e.to_string()))?;
         Ok(Some(region))
     }
 }
@@ -66,7 +66,7 @@ pub struct Received {
     descriptors: Vec<BulkDescriptor>,
     custom_len: usize,
     frames: Vec<Payload>,
-    shared: Vec<Option<FullPtr>>,
+    shared: Vec<Option<PeerRegion>>,
 }
 
 impl Received {
@@ -80,8 +80,11 @@ impl Received {
         limits.check("bulk frame count", frames.len() as u64 - 1, max_bulks, "Options::max_bulks")?;
         let bulk_frames = frames.split_off(1);
         let header = frames.pop().expect("one frame left");
+        if let Some(announced) = wire::announced_bulk_count(&header) {
+            // Before decoding: descriptors take more memory than their bytes on the wire.
+            limits.check("bulk count", announced as u64, max_bulks, "Options::max_bulks")?;
+        }
         let decoded = wire::decode_header(&header)?;
-        limits.check("bulk count", decoded.descriptors.len() as u64, max_bulks, "Options::max_bulks")?;
         wire::check_bulk_frames(&decoded.descriptors, bulk_frames.iter().map(|b| b.len()))?;
         let total = decoded
             .descriptors

@@ -1,24 +1,43 @@
 //! The seed's two-phase receive (`recv_metadata`, then `recv_bulks`) on top of whole [`Received`]
 //! messages: the message whose metadata a thread received stays pending **for that thread** until the
-//! same thread reads its bulks, so threads sharing one server never take each other's messages.
+//! same thread reads its bulks, so threads sharing one server never take each other's messages. Pending
+//! messages live in thread-local storage, so a thread that ends with one pending leaves nothing behind.
 
 #![forbid(unsafe_code)]
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::thread::ThreadId;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{Payload, Received};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::meta::Metadata;
-use crate::sync::lock;
 
-/// The pending message of each thread that received metadata and has not read its bulks yet.
-#[derive(Debug, Default)]
+thread_local! {
+    /// This thread's pending message of each server (by [`TwoPhase::id`]); dropped with the thread.
+    static PENDING: RefCell<HashMap<u64, Received>> = RefCell::new(HashMap::new());
+}
+
+/// One server's two-phase state: the key of its pending messages in each thread's storage.
+#[derive(Debug)]
 pub(crate) struct TwoPhase {
-    pending: Mutex<HashMap<ThreadId, Received>>,
+    id: u64,
+}
+
+impl Default for TwoPhase {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self { id: NEXT.fetch_add(1, Ordering::Relaxed) }
+    }
+}
+
+impl Drop for TwoPhase {
+    fn drop(&mut self) {
+        // Other threads' pending messages of this server go when those threads end.
+        let _ = PENDING.try_with(|pending| pending.borrow_mut().remove(&self.id));
+    }
 }
 
 impl TwoPhase {
@@ -31,12 +50,11 @@ impl TwoPhase {
         timeout: Duration,
         receive: impl FnOnce(Duration) -> Result<Received>,
     ) -> Event {
-        let me = std::thread::current().id();
-        let unread = lock(&self.pending).get(&me).map_or(0, Received::bulk_count);
+        let unread = PENDING.with(|pending| pending.borrow().get(&self.id).map_or(0, Received::bulk_count));
         if unread > 0 {
             return Event::failed(Error::BulksPending(unread));
         }
-        lock(&self.pending).remove(&me);
+        self.discard();
         let received = match receive(timeout) {
             Ok(received) => received,
             Err(Error::Timeout { after, .. }) => return Event::timed_out(after),
@@ -44,7 +62,7 @@ impl TwoPhase {
         };
         match received.read_metadata(meta) {
             Ok(len) => {
-                lock(&self.pending).insert(me, received);
+                PENDING.with(|pending| pending.borrow_mut().insert(self.id, received));
                 Event::done(len)
             }
             Err(error) => Event::failed(error),
@@ -53,7 +71,7 @@ impl TwoPhase {
 
     /// Takes this thread's pending message out.
     fn take(&self) -> Result<Received> {
-        lock(&self.pending).remove(&std::thread::current().id()).ok_or(Error::NoPendingMessage)
+        PENDING.with(|pending| pending.borrow_mut().remove(&self.id)).ok_or(Error::NoPendingMessage)
     }
 
     /// Copies this thread's pending message's bulks into `meta`; the message is consumed either way.

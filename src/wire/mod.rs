@@ -106,6 +106,16 @@ fn le_u32(bytes: &[u8]) -> u32 {
     u32::from_le_bytes(bytes.try_into().expect("4 bytes"))
 }
 
+/// The bulk count a header frame announces, read before anything is decoded or allocated (so a
+/// receiver can hold it to its limit first); `None` when the frame is too short to say or is no
+/// Lightbeam header (then `decode_header` says what is wrong).
+pub fn announced_bulk_count(frame: &[u8]) -> Option<usize> {
+    if frame.get(..4)? != MAGIC {
+        return None;
+    }
+    Some(le_u32(frame.get(8..12)?) as usize)
+}
+
 /// Decodes and checks a header frame. Allocates at most one descriptor per 12 bytes of `frame`.
 pub fn decode_header(frame: &[u8]) -> Result<Header<'_>, WireError> {
     if frame.len() < HEADER_LEN {
