@@ -52,7 +52,7 @@ impl log::Log for StderrLogger {
 
 /// A mesh on loopback with ephemeral ports and a deadline short enough for tests.
 pub fn mesh(world: &SimpleCommunicator, timeout: Duration) -> Result<Mesh, String> {
-    let config = MeshConfig { host: Some("127.0.0.1".into()), timeout, ..MeshConfig::default() };
+    let config = MeshConfig::default().with_host("127.0.0.1").with_timeout(timeout);
     Mesh::bootstrap(world, config).map_err(|e| e.to_string())
 }
 

@@ -92,12 +92,10 @@ fn port_taken(world: &SimpleCommunicator) -> Result<(), String> {
     let mut port = [listener.as_ref().map_or(0, |l| l.local_addr().unwrap().port())];
     world.process_at_rank(0).broadcast_into(&mut port[..]);
     let taken = port[0];
-    let config = MeshConfig {
-        base_port: taken - 1,
-        host: Some("127.0.0.1".into()),
-        timeout: Duration::from_secs(10),
-        ..MeshConfig::default()
-    };
+    let config = MeshConfig::default()
+        .with_base_port(taken - 1)
+        .with_host("127.0.0.1")
+        .with_timeout(Duration::from_secs(10));
     let started = Instant::now();
     let error = Mesh::bootstrap(world, config).map(drop).expect_err("bootstrap succeeded on a taken port");
     let text = error.to_string();
@@ -219,8 +217,10 @@ fn mesh_for_panic(
     abort_on_panic: bool,
     timeout: Duration,
 ) -> Result<Mesh, String> {
-    let config =
-        MeshConfig { host: Some("127.0.0.1".into()), timeout, abort_on_panic, ..MeshConfig::default() };
+    let config = MeshConfig::default()
+        .with_host("127.0.0.1")
+        .with_timeout(timeout)
+        .with_abort_on_panic(abort_on_panic);
     let mesh = Mesh::bootstrap(world, config).map_err(|e| e.to_string())?;
     world.barrier();
     Ok(mesh)

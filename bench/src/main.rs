@@ -371,12 +371,10 @@ fn main() -> ExitCode {
         Transport::Ipc => Protocol::Ipc,
     };
     let defaults = MeshConfig::default();
-    let config = MeshConfig {
-        protocol,
-        pipeline_threshold: cli.pipeline_threshold.unwrap_or(defaults.pipeline_threshold),
-        chunk_size: cli.chunk_size.unwrap_or(defaults.chunk_size),
-        ..defaults
-    };
+    let config = MeshConfig::default()
+        .with_protocol(protocol)
+        .with_pipeline_threshold(cli.pipeline_threshold.unwrap_or(defaults.pipeline_threshold))
+        .with_chunk_size(cli.chunk_size.unwrap_or(defaults.chunk_size));
     world.barrier();
     let started = std::time::Instant::now();
     let mesh = or_abort(&world, Mesh::bootstrap(&world, config));

@@ -80,8 +80,10 @@ impl From<Rank> for Source {
     }
 }
 
-/// How a mesh forms and how long it waits.
+/// How a mesh forms and how long it waits. Start from `MeshConfig::default()` and change what you need
+/// with the `with_` methods, as in `MeshConfig::default().with_timeout(Duration::from_secs(10))`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct MeshConfig {
     /// Rank r binds `base_port + r`; 0 (the default) lets every rank take any free port, so that several
     /// jobs can share a node.
@@ -122,6 +124,56 @@ impl Default for MeshConfig {
             pipeline_threshold: collectives::PIPELINE_THRESHOLD,
             chunk_size: collectives::CHUNK_SIZE,
         }
+    }
+}
+
+impl MeshConfig {
+    /// With [`MeshConfig::base_port`] set to `port`.
+    pub fn with_base_port(mut self, port: u16) -> Self {
+        self.base_port = port;
+        self
+    }
+
+    /// With [`MeshConfig::protocol`] set to `protocol`.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// With [`MeshConfig::host`] set to `host`.
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// With [`MeshConfig::timeout`] set to `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// With [`MeshConfig::options`] set to `options`.
+    pub fn with_options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// With [`MeshConfig::abort_on_panic`] set to `abort`.
+    pub fn with_abort_on_panic(mut self, abort: bool) -> Self {
+        self.abort_on_panic = abort;
+        self
+    }
+
+    /// With [`MeshConfig::pipeline_threshold`] set to `bytes`.
+    pub fn with_pipeline_threshold(mut self, bytes: usize) -> Self {
+        self.pipeline_threshold = bytes;
+        self
+    }
+
+    /// With [`MeshConfig::chunk_size`] set to `bytes`.
+    pub fn with_chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes;
+        self
     }
 }
 

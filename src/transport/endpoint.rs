@@ -12,6 +12,7 @@ const MAX_IPC_PATH: usize = 107;
 
 /// How bytes travel: between hosts (`tcp`), between processes on one host (`ipc`), between threads (`inproc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Protocol {
     /// TCP; the address is an IP address (or, for clients, a resolvable host name).
     Tcp,

@@ -149,11 +149,13 @@ impl ZeroMqClient {
 
     /// Sends a message if it can be queued within `wait` (a connected peer with room), whatever the
     /// client's own send timeout: for notices that must not hold their sender up.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))] // the mesh's notices
     pub(crate) fn send_within(&self, meta: &dyn Metadata, wait: Duration) -> Result<()> {
         self.send_message(meta, Some(wait)).map(drop)
     }
 
     /// Sends received payloads on without copying them: the frames move into the outgoing message.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))] // the mesh's broadcast relay
     pub(crate) fn forward(&self, meta: &dyn Metadata, payloads: Vec<Payload>) -> Result<usize> {
         let header = wire::encode_header(meta.bulks(), |out| meta.encode_custom(out))?;
         let bytes = payloads.iter().map(|p| p.len()).sum();

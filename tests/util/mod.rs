@@ -20,6 +20,7 @@ pub fn fresh_endpoint(protocol: Protocol) -> Endpoint {
             std::env::temp_dir().join(format!("lbm-test-{}-{n}", std::process::id())).display().to_string()
         }
         Protocol::Inproc => format!("lbm-test-{n}"),
+        other => panic!("no test endpoint for {other}"),
     };
     Endpoint::with_protocol(&name, protocol, 0).unwrap()
 }
