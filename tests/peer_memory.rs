@@ -59,6 +59,22 @@ fn drain(server: &ZeroMqServer) -> (usize, usize) {
     }
 }
 
+/// Floods `server` with `messages` messages of `frames` frames of `size` bytes from another process,
+/// checks that it grew by at most `bound` bytes (plus 8 MiB of slack for the process's own allocations),
+/// then that each message that arrived was refused on receipt (raw frames are no Lightbeam messages).
+#[track_caller]
+fn holds_at_most(server: &ZeroMqServer, messages: usize, frames: usize, size: usize, bound: usize) {
+    let (grown, sent) = growth_under_flood(server, messages, frames, size);
+    println!(
+        "{sent} messages of {frames} frames of {size} bytes: the server grew by {} KiB (bound {} KiB)",
+        grown >> 10,
+        bound >> 10
+    );
+    assert!(grown <= bound + (8 << 20), "the server held {grown} bytes for one peer");
+    let (accepted, refused) = drain(server);
+    assert!(accepted == 0 && (1..=sent).contains(&refused), "{accepted} accepted, {refused} refused");
+}
+
 #[test]
 fn a_flooding_peer_can_make_the_server_hold_only_what_its_limits_allow() {
     let options = Options::default()
@@ -66,30 +82,10 @@ fn a_flooding_peer_can_make_the_server_hold_only_what_its_limits_allow() {
         .with_max_message_size(Some(MAX_MESSAGE as u64))
         .with_max_bulks(16);
     let server = ZeroMqServer::bind(&fresh_endpoint(Protocol::Tcp), &options).unwrap();
-    // Bytes: 64 messages of 1 MiB each, the most a frame may be.
-    let (grown, sent) = growth_under_flood(&server, 64, 1, MAX_MESSAGE - 64);
-    let bound = (HIGH_WATER_MARK + 2) * MAX_MESSAGE;
-    println!(
-        "bytes: the peer sent {sent} messages of 1 MiB; the server grew by {} KiB (bound {} KiB)",
-        grown >> 10,
-        bound >> 10
-    );
-    assert!(grown <= bound + (8 << 20), "the server held {grown} bytes for one peer");
-    // Raw frames are no Lightbeam messages: each that arrived is refused on receipt, none delivered.
-    let (accepted, refused) = drain(&server);
-    assert!(accepted == 0 && (1..=sent).contains(&refused), "{accepted} accepted, {refused} refused");
-
+    // Bytes: messages of one frame of (nearly) the largest size allowed.
+    holds_at_most(&server, 64, 1, MAX_MESSAGE - 64, (HIGH_WATER_MARK + 2) * MAX_MESSAGE);
     // Frames: ZeroMQ caps neither frames per message nor their count in its queue, only whole messages,
     // so a message of many empty frames costs PER_FRAME bytes each until it is received and refused.
     let frames = 50_000;
-    let (grown, sent) = growth_under_flood(&server, 16, frames, 0);
-    let bound = (HIGH_WATER_MARK + 2) * frames * PER_FRAME;
-    println!(
-        "frames: the peer sent {sent} messages of {frames} empty frames; the server grew by {} KiB (bound {} KiB)",
-        grown >> 10,
-        bound >> 10
-    );
-    assert!(grown <= bound + (8 << 20), "the server held {grown} bytes for one peer");
-    let (accepted, refused) = drain(&server);
-    assert!(accepted == 0 && (1..=sent).contains(&refused), "{accepted} accepted, {refused} refused");
+    holds_at_most(&server, 16, frames, 0, (HIGH_WATER_MARK + 2) * frames * PER_FRAME);
 }
