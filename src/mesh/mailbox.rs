@@ -88,14 +88,14 @@ impl Mailbox {
     }
 
     /// Returns the first message (queued or arriving within `timeout`) that `want` asks for. Messages
-    /// are taken in from the server only while fewer than `keep_at_most` wait unasked for: a look for
-    /// notices in the middle of a collective must not drain the server's queue into memory (that queue's
-    /// limit is what holds a fast sender back).
+    /// are taken in from the server only while those waiting unasked for hold fewer than `hold_at_most`
+    /// bytes: a look for notices in the middle of a collective must not drain the server's queue into
+    /// memory (that queue's limit is what holds a fast sender back).
     pub(crate) fn receive(
         &mut self,
         server: &ZeroMqServer,
         (token, size, rank): (u64, usize, Rank),
-        (timeout, keep_at_most): (Duration, usize),
+        (timeout, hold_at_most): (Duration, usize),
         want: Want,
     ) -> Result<Option<Incoming>, Receive> {
         let deadline = Instant::now() + timeout;
@@ -112,7 +112,7 @@ impl Mailbox {
             }
             let message = match queued.next() {
                 Some(message) => message,
-                None if self.unexpected.len() >= keep_at_most => return Ok(None),
+                None if self.held_bytes() >= hold_at_most => return Ok(None),
                 None => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self.next_message(server, token, size, left).map_err(Receive::Failed)? {
@@ -229,6 +229,11 @@ impl Mailbox {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// The bytes of the messages waiting unasked for.
+    fn held_bytes(&self) -> usize {
+        self.unexpected.iter().flat_map(|m| &m.payloads).map(|p| p.len()).sum()
     }
 
     /// Remembers the first loss reported or found.

@@ -349,7 +349,8 @@ impl Mesh {
     }
 
     /// Receives from the mailbox what `want` asks for, within the timeout of `intake` (taking in messages
-    /// from the server while fewer than its count wait unasked for: see [`Mailbox::receive`]). When this
+    /// from the server while those waiting unasked for hold fewer bytes than its second part: see
+    /// [`Mailbox::receive`]). When this
     /// rank finds ranks out of step, it tells every other rank first.
     fn take(
         &self,
@@ -409,16 +410,17 @@ impl Mesh {
 
     /// Fails if news has come that ends collective `sequence`: a lost rank, ranks out of step (a message
     /// of another call for this or a recent sequence number), a rank's failure in it. Takes in without
-    /// waiting what has arrived, while fewer than `keep_at_most` messages wait unasked for.
+    /// waiting what has arrived, while the messages waiting unasked for hold fewer than `hold_at_most`
+    /// bytes.
     fn look_for_news(
         &self,
         mailbox: &mut Mailbox,
         sequence: u64,
         op: &'static str,
-        keep_at_most: usize,
+        hold_at_most: usize,
     ) -> Result<()> {
         let want = Want::Collective(sequence, None);
-        match self.take(mailbox, (Duration::ZERO, keep_at_most), want, op)? {
+        match self.take(mailbox, (Duration::ZERO, hold_at_most), want, op)? {
             // Only a failure notice is taken when no source is asked for.
             Some(notice) => Err(peer_failed(notice, op)),
             None => Ok(()),

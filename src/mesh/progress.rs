@@ -20,11 +20,11 @@ use crate::transport::Payload;
 /// How long a collective's send waits for room at a time before it looks for news again.
 const SEND_SLICE: Duration = Duration::from_millis(10);
 
-/// How many messages may wait unasked for in the mailbox while a send waits and looks for news: it takes
-/// no more from the server past that. Enough to see a notice past a few pieces of data (the server takes
-/// turns between senders), few enough that looking does not undo the queue limit that holds a fast
-/// sender back (with 1 MiB broadcast pieces, at most 4 MiB more held by a rank).
-pub(crate) const LOOKAHEAD: usize = 4;
+/// How many bytes the messages waiting unasked for in the mailbox may hold while a send waits and looks
+/// for news: it takes no more from the server past that. Enough to see a notice past a few pieces of data
+/// (the server also takes turns between senders), little enough that looking does not undo the queue
+/// limit that holds a fast sender back: a rank holds at most this much more.
+pub(crate) const LOOKAHEAD_BYTES: usize = 8 << 20;
 
 /// A collective in progress on this rank.
 #[derive(Debug)]
@@ -137,7 +137,7 @@ impl Mesh {
     }
 
     /// Fails if news that ends the collective has come (a mismatch, a lost rank, a rank's failure in it),
-    /// taking in without waiting at most [`LOOKAHEAD`] messages' worth of what has arrived. When another
+    /// taking in without waiting what has arrived, up to [`LOOKAHEAD_BYTES`] held. When another
     /// thread holds the mailbox, looks at nothing: that thread takes the news in, and the next look sees it.
     fn look_while_sending(&self, ongoing: &Ongoing) -> Result<()> {
         let mut mailbox = match self.mailbox.try_lock() {
@@ -145,7 +145,7 @@ impl Mesh {
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return Ok(()),
         };
-        self.look_for_news(&mut mailbox, ongoing.sequence(), ongoing.op, LOOKAHEAD)
+        self.look_for_news(&mut mailbox, ongoing.sequence(), ongoing.op, LOOKAHEAD_BYTES)
     }
 }
 
