@@ -414,10 +414,13 @@ fn all_to_all_checked(mesh: &Mesh) -> Result<bool, Error> {
 /// Ranks that do not make the same collective calls (the second argument says how), then an all-to-all
 /// they agree on. No rank may return success with data of another call; every error is reported with the
 /// time it came. Rank 0 gathers every rank's ending and prints one line per rank:
-/// `rank R ended <ending> after <ms> ms`, and the job fails if any rank got wrong data.
+/// `rank R ended <ending> after <ms> ms`, and the job fails if any rank got wrong data. With a fourth
+/// argument `exit`, each rank drops its mesh (its server and connections) as soon as it has ended, as
+/// a program that exits on the error would; otherwise the meshes live until every rank has ended.
 fn mismatch(world: &SimpleCommunicator) -> Outcome {
     let kind = std::env::args().nth(2).unwrap_or_default();
     let deadline = std::env::args().nth(3).and_then(|d| d.parse().ok()).map_or(30_000, |d: u64| d);
+    let exit = std::env::args().nth(4).as_deref() == Some("exit");
     let mesh = mesh(world, Duration::from_millis(deadline))?;
     let (me, n) = (mesh.rank().0, mesh.size());
     let last = me == n - 1;
@@ -434,6 +437,15 @@ fn mismatch(world: &SimpleCommunicator) -> Outcome {
         // The last rank skips the gather: its next call (a broadcast) takes the gather's number.
         "skip" if last => Ok(true),
         "skip" => gather_checked(&mesh, 0),
+        // Rank 1 gathers to rank 0 while the others take part in a scatter from rank 0: all only send.
+        "scatter-gather" if me == 1 => gather_checked(&mesh, 0),
+        "scatter-gather" => scatter_checked(&mesh, 0),
+        // Two roots of a 4 MiB broadcast (a pipelined chain): ranks relay pieces to a rank that is not
+        // taking them.
+        "pipelined-roots" => broadcast_checked(&mesh, if last { me } else { 0 }, 4 << 20),
+        // Rank 0 gathers to itself while the others exchange all-to-all.
+        "alltoall-gather" if me == 0 => gather_checked(&mesh, 0),
+        "alltoall-gather" => all_to_all_checked(&mesh),
         other => return Err(format!("unknown kind {other:?}")),
     };
     let second = |mesh: &Mesh| match kind.as_str() {
@@ -446,6 +458,9 @@ fn mismatch(world: &SimpleCommunicator) -> Outcome {
         Err(error) => ending_of(me, &kind, &error),
     };
     let elapsed = started.elapsed().as_millis() as u64;
+    if exit {
+        drop(mesh);
+    }
     let mut endings = vec![0u64; n];
     world.all_gather_into(&(ending as u64 * 1_000_000_000 + elapsed), &mut endings[..]);
     if me == 0 {

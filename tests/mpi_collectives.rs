@@ -38,8 +38,14 @@ fn bad_input_fails_with_a_named_problem_and_no_rank_hangs() {
 /// 1 `Error::CollectiveMismatch`, 2 a deadline error (`PeerLost`, `Timeout`, `PeerFailed`), 3 another
 /// error, 4 success with data of another call.
 fn mismatch_endings(ranks: usize, kind: &str, deadline_ms: u64) -> Vec<(u64, u64)> {
+    mismatch_run(ranks, kind, deadline_ms, &[])
+}
+
+/// As [`mismatch_endings`], with the program's extra arguments (`exit`).
+fn mismatch_run(ranks: usize, kind: &str, deadline_ms: u64, extra: &[&str]) -> Vec<(u64, u64)> {
     let deadline = deadline_ms.to_string();
-    let run = expect_ok(ranks, PROGRAM, "mismatch", &[kind, &deadline]);
+    let args: Vec<&str> = [kind, deadline.as_str()].into_iter().chain(extra.iter().copied()).collect();
+    let run = expect_ok(ranks, PROGRAM, "mismatch", &args);
     let endings: Vec<(u64, u64)> = (0..ranks)
         .map(|rank| {
             let marker = format!("rank {rank} ended ");
@@ -92,6 +98,27 @@ fn a_skipped_collective_fails_every_rank_within_the_deadline_and_grace() {
         for (rank, &(code, ms)) in endings.iter().enumerate() {
             assert!(code == 1 || code == 2, "skip at {ranks} ranks: rank {rank} ended {code}: {endings:?}");
             assert!(ms < 7000, "skip at {ranks} ranks: rank {rank} failed after {ms} ms: {endings:?}");
+        }
+    }
+}
+
+/// Mismatches where some ranks only send (a scatter root, a gather non-root, a relay of a pipelined
+/// broadcast, a step of an all-to-all) and the others exit right after they fail: a rank blocked in a
+/// send looks for notices while it waits, so every rank fails with the mismatch itself, and within the
+/// deadline (5 s) plus the grace the module docs state (0.2 s + 0.25 s per other rank: 5.95 s at 4
+/// ranks). Asserted with a margin for a loaded machine, far below two deadlines (before, such ranks
+/// failed after 10.5 to 20.7 s, with a send timeout or a live rank called lost).
+#[test]
+fn ranks_blocked_in_a_send_fail_with_the_mismatch_when_the_others_exit() {
+    const DEADLINE_MS: u64 = 5000;
+    for kind in ["scatter-gather", "pipelined-roots", "alltoall-gather"] {
+        for ranks in [3, 4] {
+            let endings = mismatch_run(ranks, kind, DEADLINE_MS, &["exit"]);
+            let bound = DEADLINE_MS + 200 + 250 * (ranks as u64 - 1) + 1500;
+            for (rank, &(code, ms)) in endings.iter().enumerate() {
+                assert!(code == 1, "{kind} at {ranks} ranks: rank {rank} ended {code}: {endings:?}");
+                assert!(ms < bound, "{kind} at {ranks} ranks: rank {rank} failed after {ms} ms: {endings:?}");
+            }
         }
     }
 }

@@ -48,13 +48,24 @@
 //!   rank waited for as lost although it may be alive but out of step.
 //!
 //! # Deadline
-//! Every wait is bounded by [`MeshConfig::timeout`](super::MeshConfig::timeout), counted from the last
-//! message the rank received in the collective (a send that cannot queue fails after the same time). A
-//! rank past it tells every rank which rank it waits for (at most 50 ms per rank), listens a fifth of the
-//! deadline (at most 200 ms) for news of a loss, then takes the rank at the end of the chain of waits as
-//! lost ([`Error::PeerLost`]) and tells every rank (at most 200 ms per rank), whose collectives fail at
-//! once. So every waiting rank fails within the deadline plus a grace of at most 0.2 s + 0.25 s per other
-//! rank (measured with a skipped gather, 4 s deadline, 3 and 4 ranks: 4.0 to 4.2 s).
+//! Every wait of a collective, for a message to arrive or for room to queue one, ends at its deadline:
+//! [`MeshConfig::timeout`](super::MeshConfig::timeout) after the rank's last progress in the collective
+//! (its start, or the last message it received or queued in it). So a collective that keeps moving never
+//! fails however long it runs (a 2.5 GiB broadcast makes progress with every piece), and one that stalls
+//! fails one deadline after it stalled. A send that can be queued at once just is; one that cannot waits
+//! for room in slices of 10 ms and looks between them, without waiting, for news that ends the
+//! collective, as a receive does while it waits: a mismatch, a lost rank, a rank's failure notice (it
+//! takes in arriving messages only while those it holds unread stay under 8 MiB, so that looking does
+//! not undo the queue limit that holds a fast sender back; a notice behind more data than that is seen
+//! at the deadline instead). A rank past the deadline tells every rank which rank it waits for (at most
+//! 50 ms per rank), listens a fifth of the deadline (at most 200 ms) for news of a loss, then takes the
+//! rank at the end of the chain of waits as lost ([`Error::PeerLost`]) and tells every rank (at most
+//! 200 ms per rank), whose collectives fail at once. So every waiting rank, in a receive or in a send,
+//! fails within the deadline plus a grace of at most 0.2 s + 0.25 s per other rank (measured with a
+//! skipped gather, 4 s deadline, 3 and 4 ranks: 4.0 to 4.2 s), and with the mismatch or the failure
+//! notice itself when one was sent, even when the ranks that sent it exit at once (measured: every rank
+//! within 0.45 s, 5 s deadline; before, ranks blocked in a send took 10.5 to 20.7 s and called a rank
+//! that had exited cleanly lost).
 
 #![forbid(unsafe_code)]
 
@@ -64,7 +75,8 @@ use std::sync::atomic::Ordering;
 use rayon::prelude::*;
 
 use super::envelope::{Call, Channel, Collective, Operation};
-use super::mailbox::{Incoming, Want};
+use super::mailbox::Incoming;
+use super::progress::Ongoing;
 use super::{Mesh, Rank, Source};
 use crate::error::{Error, Result};
 
@@ -225,19 +237,21 @@ impl Mesh {
     /// next, so that all ranks keep counting alike even when a call fails), remembers this rank's call for
     /// it, and fails at once if a rank is known lost (even a rank, like a broadcast root, that would
     /// otherwise only send and never learn of it), or if a message that arrived already shows another
-    /// rank's different call for this or a recent sequence number.
+    /// rank's different call for this or a recent sequence number, or a rank's failure notice for this one.
     fn begin_collective(
         &self,
         op: &'static str,
         operation: Operation,
         root: Option<Rank>,
-    ) -> Result<Channel> {
+    ) -> Result<Ongoing> {
         let sequence = self.collective_sequence.fetch_add(1, Ordering::Relaxed);
         let root = root.map(|r| u32::try_from(r.0).unwrap_or(u32::MAX));
         let call = Call { operation, root };
-        crate::sync::lock(&self.mailbox).begin(sequence, call);
-        self.check_no_loss(Want::Collective(sequence, None), op)?;
-        Ok(Channel::Collective(Collective { sequence, call }))
+        let mut mailbox = crate::sync::lock(&self.mailbox);
+        mailbox.begin(sequence, call);
+        self.look_for_news(&mut mailbox, sequence, op, usize::MAX)?;
+        let channel = Channel::Collective(Collective { sequence, call });
+        Ok(Ongoing::new(channel, op, self.config.timeout))
     }
 
     /// The algorithm a broadcast of `len` bytes from this rank uses.
@@ -264,7 +278,7 @@ impl Mesh {
         buffer: &mut B,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<usize> {
-        let channel = self.begin_collective("broadcast", Operation::Broadcast, Some(root))?;
+        let ongoing = self.begin_collective("broadcast", Operation::Broadcast, Some(root))?;
         self.check_rank(root)?;
         let n = self.size();
         let relative = (self.rank.0 + n - root.0) % n;
@@ -277,13 +291,13 @@ impl Mesh {
             match algorithm {
                 BroadcastAlgorithm::BinomialTree => {
                     for child in tree_children(0, n) {
-                        self.send_on(absolute(child), channel, &[&header(0), data])?;
+                        self.send_in(&ongoing, absolute(child), &[&header(0), data])?;
                     }
                     progress(total, total);
                 }
                 BroadcastAlgorithm::PipelinedChain if n > 1 => {
                     for (offset, piece) in pieces(data, self.config.chunk_size) {
-                        self.send_on(absolute(1), channel, &[&header(offset), piece])?;
+                        self.send_in(&ongoing, absolute(1), &[&header(offset), piece])?;
                         progress(offset + piece.len(), total);
                     }
                 }
@@ -294,7 +308,7 @@ impl Mesh {
 
         let capacity = buffer.capacity();
         let mut fits = true;
-        let total = self.relay_broadcast(channel, root, &mut |total, offset, piece| {
+        let total = self.relay_broadcast(&ongoing, root, &mut |total, offset, piece| {
             // A Vec is resized on the first piece only; a slice either holds the whole message or nothing.
             match buffer.room(total) {
                 Some(room) => room[offset..offset + piece.len()].copy_from_slice(piece),
@@ -313,7 +327,7 @@ impl Mesh {
     /// ranks below this one. Returns the message's total size. A failure is reported to those ranks.
     fn relay_broadcast(
         &self,
-        channel: Channel,
+        ongoing: &Ongoing,
         root: Rank,
         sink: &mut dyn FnMut(usize, usize, &[u8]),
     ) -> Result<usize> {
@@ -327,21 +341,16 @@ impl Mesh {
         let (parent, previous) =
             (absolute(relative - (relative & relative.wrapping_neg())), absolute(relative - 1));
         let suspect = (parent == previous).then_some(parent);
-        let timeout = self.config.timeout;
-        let want = super::wanted(channel, Source::Any);
-        let first =
-            self.receive_within(want, Source::Any, "broadcast", timeout, suspect).map_err(
-                |error| match error {
-                    Error::Timeout { op, after, .. } => {
-                        let mut peer = self.describe(previous);
-                        if parent != previous {
-                            peer = format!("{} or {peer}", self.describe(parent));
-                        }
-                        Error::Timeout { op, after, peer: Some(peer) }
-                    }
-                    other => other,
-                },
-            );
+        let first = self.receive_in(ongoing, Source::Any, suspect).map_err(|error| match error {
+            Error::Timeout { op, after, .. } => {
+                let mut peer = self.describe(previous);
+                if parent != previous {
+                    peer = format!("{} or {peer}", self.describe(parent));
+                }
+                Error::Timeout { op, after, peer: Some(peer) }
+            }
+            other => other,
+        });
         let first = first.and_then(|incoming| {
             let (piece, _) = Piece::read(&incoming)?;
             Ok((incoming, piece.total, piece.algorithm))
@@ -351,7 +360,7 @@ impl Mesh {
             // The algorithm is unknown before the first piece: warn the ranks below in either.
             Err(e) => {
                 let below = tree_children(relative, n).map(absolute).chain(next);
-                return self.or_report(channel, below, Err(e));
+                return self.or_report(ongoing, below, Err(e));
             }
         };
         let below: Vec<Rank> = match algorithm {
@@ -369,35 +378,35 @@ impl Mesh {
                 received += piece.len();
                 if algorithm == BroadcastAlgorithm::PipelinedChain {
                     if let Some(next) = next {
-                        self.forward_on(next, channel, incoming.payloads)?;
+                        self.forward_in(ongoing, next, incoming.payloads)?;
                     }
                 } else {
                     for &child in &below {
-                        self.send_on(child, channel, &[&incoming.payloads[0], &incoming.payloads[1]])?;
+                        self.send_in(ongoing, child, &[&incoming.payloads[0], &incoming.payloads[1]])?;
                     }
                 }
                 if received >= total {
                     return Ok(total);
                 }
-                incoming = self.receive(channel, Source::Rank(absolute(relative - 1)), "broadcast")?;
+                incoming = self.receive_in(ongoing, Source::Rank(previous), Some(previous))?;
             }
         };
         let relayed = relay();
-        self.or_report(channel, below, relayed)
+        self.or_report(ongoing, below, relayed)
     }
 
     /// Passes `result` through; on an error, first tells `dependents` (the ranks waiting on this one in the
-    /// collective on `channel`) so that they fail at once with the reason instead of at their deadline.
-    /// (A mismatch needs no report here: every rank was told when it was found.)
+    /// `ongoing` collective) so that they fail at once with the reason instead of at their deadline.
+    /// (A mismatch or a loss needs no report here: every rank was told when it was found.)
     fn or_report<T>(
         &self,
-        channel: Channel,
+        ongoing: &Ongoing,
         dependents: impl IntoIterator<Item = Rank>,
         result: Result<T>,
     ) -> Result<T> {
         match &result {
-            Err(Error::CollectiveMismatch { .. }) | Ok(_) => {}
-            Err(error) => self.report_failure(channel, dependents.into_iter(), error),
+            Err(Error::CollectiveMismatch { .. } | Error::PeerLost { .. }) | Ok(_) => {}
+            Err(error) => self.report_failure(ongoing.channel, dependents.into_iter(), error),
         }
         result
     }
@@ -405,13 +414,13 @@ impl Mesh {
     /// The root's side of a scatter: rank r receives `chunks[r]` (sizes may differ); the root's own chunk
     /// lands in `buffer`. Returns the size of the root's chunk.
     pub fn scatter_into_root<B: Buffer + ?Sized>(&self, chunks: &[&[u8]], buffer: &mut B) -> Result<usize> {
-        let channel = self.begin_collective("scatter", Operation::Scatter, Some(self.rank))?;
+        let ongoing = self.begin_collective("scatter", Operation::Scatter, Some(self.rank))?;
         let sent = if chunks.len() != self.size() {
             Err(wrong_chunk_count("scatter", chunks.len(), self.size()))
         } else {
             let send = |(rank, chunk): (usize, &&[u8])| match rank == self.rank.0 {
                 true => Ok(()),
-                false => self.send_on(Rank(rank), channel, &[chunk]),
+                false => self.send_in(&ongoing, Rank(rank), &[chunk]),
             };
             // Copying large chunks into their messages on several threads pays; for small ones waking the
             // threads costs more than the copies (tens of microseconds).
@@ -421,7 +430,7 @@ impl Mesh {
                 chunks.iter().enumerate().try_for_each(send)
             }
         };
-        self.or_report(channel, self.others(), sent)?;
+        self.or_report(&ongoing, self.others(), sent)?;
         let own = chunks[self.rank.0];
         let capacity = buffer.capacity();
         let room = buffer.room(own.len()).ok_or_else(|| too_small("scatter", own.len(), capacity))?;
@@ -431,9 +440,9 @@ impl Mesh {
 
     /// A non-root's side of a scatter: receives this rank's chunk from `root` into `buffer`; returns its size.
     pub fn scatter_into<B: Buffer + ?Sized>(&self, root: Rank, buffer: &mut B) -> Result<usize> {
-        let channel = self.begin_collective("scatter", Operation::Scatter, Some(root))?;
+        let ongoing = self.begin_collective("scatter", Operation::Scatter, Some(root))?;
         self.check_not_root(root, "scatter_into", "scatter_into_root")?;
-        let incoming = self.receive(channel, Source::Rank(root), "scatter")?;
+        let incoming = self.receive_in(&ongoing, Source::Rank(root), Some(root))?;
         let data = incoming.payloads.first().map_or(&[][..], |p| &p[..]);
         let capacity = buffer.capacity();
         let room = buffer.room(data.len()).ok_or_else(|| too_small("scatter", data.len(), capacity))?;
@@ -443,16 +452,16 @@ impl Mesh {
 
     /// A non-root's side of a gather: sends `data` to `root`.
     pub fn gather_into(&self, root: Rank, data: &[u8]) -> Result<()> {
-        let channel = self.begin_collective("gather", Operation::Gather, Some(root))?;
+        let ongoing = self.begin_collective("gather", Operation::Gather, Some(root))?;
         self.check_not_root(root, "gather_into", "gather_into_root")?;
-        let sent = self.send_on(root, channel, &[data]);
-        self.or_report(channel, [root], sent)
+        let sent = self.send_in(&ongoing, root, &[data]);
+        self.or_report(&ongoing, [root], sent)
     }
 
     /// The root's side of a gather: `gathered[r]` becomes rank r's data (sizes may differ), the root's own
     /// from `data`. Returns the total bytes gathered.
     pub fn gather_into_root(&self, data: &[u8], gathered: &mut Vec<Vec<u8>>) -> Result<usize> {
-        let channel = self.begin_collective("gather", Operation::Gather, Some(self.rank))?;
+        let ongoing = self.begin_collective("gather", Operation::Gather, Some(self.rank))?;
         let n = self.size();
         gathered.resize_with(n, Vec::new);
         refill(&mut gathered[self.rank.0], data);
@@ -461,8 +470,7 @@ impl Mesh {
         for _ in 1..n {
             // Past the deadline, the first rank still missing is the one to suspect.
             let missing = arrived.iter().position(|&a| !a).map(Rank);
-            let (want, timeout) = (super::wanted(channel, Source::Any), self.config.timeout);
-            let incoming = self.receive_within(want, Source::Any, "gather", timeout, missing)?;
+            let incoming = self.receive_in(&ongoing, Source::Any, missing)?;
             let source = incoming.source;
             if std::mem::replace(&mut arrived[source.0], true) {
                 let reason = "a second contribution".into();
@@ -476,20 +484,20 @@ impl Mesh {
     /// All-to-all: this rank sends `chunks[r]` to rank r and `received[r]` becomes what rank r sent it
     /// (sizes may differ: alltoallv). Returns the total bytes received.
     pub fn all_to_all_into(&self, chunks: &[&[u8]], received: &mut Vec<Vec<u8>>) -> Result<usize> {
-        let channel = self.begin_collective("all_to_all", Operation::AllToAll, None)?;
+        let ongoing = self.begin_collective("all_to_all", Operation::AllToAll, None)?;
         let n = self.size();
         let exchanged = if chunks.len() != n {
             Err(wrong_chunk_count("all_to_all", chunks.len(), n))
         } else {
-            self.pairwise_exchange(channel, chunks, received)
+            self.pairwise_exchange(&ongoing, chunks, received)
         };
-        self.or_report(channel, self.others(), exchanged)?;
+        self.or_report(&ongoing, self.others(), exchanged)?;
         Ok(received.iter().map(Vec::len).sum())
     }
 
     fn pairwise_exchange(
         &self,
-        channel: Channel,
+        ongoing: &Ongoing,
         chunks: &[&[u8]],
         received: &mut Vec<Vec<u8>>,
     ) -> Result<()> {
@@ -498,8 +506,8 @@ impl Mesh {
         refill(&mut received[me], chunks[me]);
         for step in 1..n {
             let (to, from) = ((me + step) % n, (me + n - step) % n);
-            self.send_on(Rank(to), channel, &[chunks[to]])?;
-            let incoming = self.receive(channel, Source::Rank(Rank(from)), "all_to_all")?;
+            self.send_in(ongoing, Rank(to), &[chunks[to]])?;
+            let incoming = self.receive_in(ongoing, Source::Rank(Rank(from)), Some(Rank(from)))?;
             refill(&mut received[from], incoming.payloads.first().map_or(&[][..], |p| &p[..]));
         }
         Ok(())

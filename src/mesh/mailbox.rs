@@ -44,8 +44,8 @@ pub(crate) enum Want {
     /// An application message with this tag.
     User(Tag, Source),
     /// A message of this rank's collective `sequence` (its call recorded with [`Mailbox::begin`]) from
-    /// the source; `None` takes no message (only checks what has arrived). Any message of the sequence
-    /// from another rank is taken too when it reports a failure.
+    /// the source; `None` takes no data (only checks what has arrived). A message of the sequence that
+    /// reports its sender's failure is taken from any rank, with `None` too.
     Collective(u64, Option<Source>),
     /// Nothing: only take in notices.
     Notices,
@@ -87,12 +87,15 @@ impl Mailbox {
         self.calls.push_back((sequence, call));
     }
 
-    /// Returns the first message (queued or arriving within `timeout`) that `want` asks for.
+    /// Returns the first message (queued or arriving within `timeout`) that `want` asks for. Messages
+    /// are taken in from the server only while those waiting unasked for hold fewer than `hold_at_most`
+    /// bytes: a look for notices in the middle of a collective must not drain the server's queue into
+    /// memory (that queue's limit is what holds a fast sender back).
     pub(crate) fn receive(
         &mut self,
         server: &ZeroMqServer,
         (token, size, rank): (u64, usize, Rank),
-        timeout: Duration,
+        (timeout, hold_at_most): (Duration, usize),
         want: Want,
     ) -> Result<Option<Incoming>, Receive> {
         let deadline = Instant::now() + timeout;
@@ -109,6 +112,7 @@ impl Mailbox {
             }
             let message = match queued.next() {
                 Some(message) => message,
+                None if self.held_bytes() >= hold_at_most => return Ok(None),
                 None => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self.next_message(server, token, size, left).map_err(Receive::Failed)? {
@@ -170,7 +174,10 @@ impl Mailbox {
                 match from {
                     // Left over from an earlier call of this rank that failed: nobody will ask for it.
                     _ if theirs.sequence < current => Verdict::Drop,
-                    Some(from) if message.failed || from.admits(message.source) => Verdict::Take,
+                    // A rank failed in this collective: whoever looks (a receive, or a look for notices
+                    // while a send waits) takes its notice.
+                    _ if message.failed => Verdict::Take,
+                    Some(from) if from.admits(message.source) => Verdict::Take,
                     _ => Verdict::Keep,
                 }
             }
@@ -222,6 +229,11 @@ impl Mailbox {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// The bytes of the messages waiting unasked for.
+    fn held_bytes(&self) -> usize {
+        self.unexpected.iter().flat_map(|m| &m.payloads).map(|p| p.len()).sum()
     }
 
     /// Remembers the first loss reported or found.
@@ -293,6 +305,9 @@ mod tests {
         });
         assert_eq!(mailbox.verdict(&message(2, 5, 2, false), want(Source::Rank(Rank(0))), me), expected);
         assert_eq!(mailbox.verdict(&message(2, 5, 2, false), Want::Collective(5, None), me), expected);
+        // Only checking: data waits, a failure notice of this collective is taken.
+        assert_eq!(mailbox.verdict(&message(0, 5, 0, false), Want::Collective(5, None), me), Verdict::Keep);
+        assert_eq!(mailbox.verdict(&message(2, 5, 0, true), Want::Collective(5, None), me), Verdict::Take);
         // A later collective's message waits; a leftover of this one, once past, is dropped, as is one
         // older than every call remembered; application receives leave collective messages alone.
         assert_eq!(mailbox.verdict(&message(0, 6, 3, false), want(Source::Any), me), Verdict::Keep);

@@ -27,6 +27,7 @@ mod bootstrap;
 pub mod collectives;
 mod envelope;
 mod mailbox;
+mod progress;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, Once};
@@ -338,15 +339,7 @@ impl Mesh {
         let mut meta = LbmMeta::new(self.envelope(channel, false));
         meta.bulks = bulks;
         let sent = client.send(&meta).into_result();
-        sent.map(drop).map_err(|e| self.send_failed(e, to, channel))
-    }
-
-    /// Sends received payloads on to `to` without copying them.
-    fn forward_on(&self, to: Rank, channel: Channel, payloads: Vec<Payload>) -> Result<()> {
-        let client = self.client(to)?;
-        let mut meta = LbmMeta::new(self.envelope(channel, false));
-        meta.bulks = payloads.iter().map(|p| Bulk::descriptor(p.len(), Default::default())).collect();
-        client.forward(&meta, payloads).map(drop).map_err(|e| self.send_failed(e, to, channel))
+        sent.map(drop).map_err(|e| self.send_failed(e, to))
     }
 
     /// Tells `ranks` that this rank failed in the collective on `channel`, so they fail at once instead of
@@ -364,20 +357,20 @@ impl Mesh {
         }
     }
 
-    /// Names the peer in a send timeout; in a collective, that peer is then taken as lost (as after a
-    /// receive that waited past the deadline) and every other rank is told.
-    fn send_failed(&self, error: Error, peer: Rank, channel: Channel) -> Error {
+    /// Names the peer in a point-to-point send's timeout (a collective's sends wait in
+    /// [`progress`], where the peer is then taken as lost).
+    fn send_failed(&self, error: Error, peer: Rank) -> Error {
         match error {
-            Error::Timeout { op, after, .. } => {
-                if let Channel::Collective(_) = channel {
-                    if let Some(earlier) = self.conclude_loss(peer, op) {
-                        return earlier;
-                    }
-                }
-                Error::Timeout { op, after, peer: Some(self.describe(peer)) }
-            }
+            Error::Timeout { op, after, .. } => Error::Timeout { op, after, peer: Some(self.describe(peer)) },
             e => e,
         }
+    }
+
+    /// After waiting past the deadline on `suspect` in a collective: the error naming the rank taken as
+    /// lost (see [`Mesh::conclude_loss`]).
+    fn give_up_on(&self, suspect: Rank, op: &'static str) -> Error {
+        let lost = self.conclude_loss(suspect, op);
+        lost.unwrap_or_else(|| self.lost_error(Loss { lost: suspect, reporter: self.rank }, op))
     }
 
     /// After waiting past the deadline on `suspect` in a collective. The suspect may itself be stuck
@@ -391,7 +384,7 @@ impl Mesh {
         self.tell_others(Channel::WaitingOn(suspect.0 as u32), suspect, Duration::from_millis(50));
         let grace = (self.config.timeout / 5).min(Duration::from_millis(200));
         let mut mailbox = crate::sync::lock(&self.mailbox);
-        if let Err(error) = self.take(&mut mailbox, grace, Want::Notices, op) {
+        if let Err(error) = self.take(&mut mailbox, (grace, usize::MAX), Want::Notices, op) {
             return Some(error);
         }
         let culprit = mailbox.end_of_wait_chain(suspect);
@@ -407,17 +400,19 @@ impl Mesh {
         })
     }
 
-    /// Receives from the mailbox what `want` asks for, within `timeout`. When this rank finds ranks out
-    /// of step, it tells every other rank first.
+    /// Receives from the mailbox what `want` asks for, within the timeout of `intake` (taking in messages
+    /// from the server while those waiting unasked for hold fewer bytes than its second part: see
+    /// [`Mailbox::receive`]). When this
+    /// rank finds ranks out of step, it tells every other rank first.
     fn take(
         &self,
         mailbox: &mut Mailbox,
-        timeout: Duration,
+        intake: (Duration, usize),
         want: Want,
         op: &'static str,
     ) -> Result<Option<Incoming>> {
         let identity = (self.token, self.size(), self.rank);
-        mailbox.receive(&self.server, identity, timeout, want).map_err(|failure| match failure {
+        mailbox.receive(&self.server, identity, intake, want).map_err(|failure| match failure {
             Receive::Failed(error) => error,
             Receive::Lost(loss) => self.lost_error(loss, op),
             Receive::OutOfStep(mismatch, found_here) => {
@@ -427,15 +422,6 @@ impl Mesh {
                 mismatch.into()
             }
         })
-    }
-
-    /// A collective's receive: waits up to the mesh's deadline; past it, the rank waited for is lost.
-    fn receive(&self, channel: Channel, from: Source, op: &'static str) -> Result<Incoming> {
-        let suspect = match from {
-            Source::Rank(rank) => Some(rank),
-            Source::Any => None,
-        };
-        self.receive_within(wanted(channel, from), from, op, self.config.timeout, suspect)
     }
 
     /// Receives the next message `want` asks for (from `from`) within `timeout`. When nothing came and
@@ -455,11 +441,10 @@ impl Mesh {
         }
         let started = Instant::now();
         let mut mailbox = crate::sync::lock(&self.mailbox);
-        let received = self.take(&mut mailbox, timeout, want, op)?;
+        let received = self.take(&mut mailbox, (timeout, usize::MAX), want, op)?;
         drop(mailbox);
         if let (None, Some(rank)) = (&received, suspect) {
-            let lost = self.conclude_loss(rank, op);
-            return Err(lost.unwrap_or_else(|| self.lost_error(Loss { lost: rank, reporter: self.rank }, op)));
+            return Err(self.give_up_on(rank, op));
         }
         let incoming = received.ok_or_else(|| Error::Timeout {
             op,
@@ -469,18 +454,29 @@ impl Mesh {
                 Source::Any => "any rank".into(),
             }),
         })?;
-        if !incoming.failed {
-            return Ok(incoming);
+        match incoming.failed {
+            false => Ok(incoming),
+            true => Err(peer_failed(incoming, op)),
         }
-        let reason = incoming.payloads.first().map(|p| String::from_utf8_lossy(p).into_owned());
-        Err(Error::PeerFailed { rank: incoming.source.0, op, reason: reason.unwrap_or_default() })
     }
 
-    /// Fails if a rank is known lost, after taking in (without waiting) whatever notices have arrived.
-    /// `want` may ask for nothing ([`Want::Notices`]) or check a collective's messages so far.
-    fn check_no_loss(&self, want: Want, op: &'static str) -> Result<()> {
-        let mut mailbox = crate::sync::lock(&self.mailbox);
-        self.take(&mut mailbox, Duration::ZERO, want, op).map(drop)
+    /// Fails if news has come that ends collective `sequence`: a lost rank, ranks out of step (a message
+    /// of another call for this or a recent sequence number), a rank's failure in it. Takes in without
+    /// waiting what has arrived, while the messages waiting unasked for hold fewer than `hold_at_most`
+    /// bytes.
+    fn look_for_news(
+        &self,
+        mailbox: &mut Mailbox,
+        sequence: u64,
+        op: &'static str,
+        hold_at_most: usize,
+    ) -> Result<()> {
+        let want = Want::Collective(sequence, None);
+        match self.take(mailbox, (Duration::ZERO, hold_at_most), want, op)? {
+            // Only a failure notice is taken when no source is asked for.
+            Some(notice) => Err(peer_failed(notice, op)),
+            None => Ok(()),
+        }
     }
 
     /// Sends a notice on `channel` to every rank but `about` (and this one). Best effort, waiting at most
@@ -508,6 +504,12 @@ impl Mesh {
     fn describe(&self, rank: Rank) -> String {
         format!("rank {rank} ({})", self.endpoints[rank.0])
     }
+}
+
+/// The error a rank's failure notice in a collective makes: the rank and its reason.
+fn peer_failed(notice: Incoming, op: &'static str) -> Error {
+    let reason = notice.payloads.first().map(|p| String::from_utf8_lossy(p).into_owned());
+    Error::PeerFailed { rank: notice.source.0, op, reason: reason.unwrap_or_default() }
 }
 
 /// What a receive on `channel` from `from` asks the mailbox for.

@@ -133,10 +133,14 @@ impl ZeroMqClient {
         let socket = lock(&self.socket);
         let mut header_flags = more(0);
         if let Some(wait) = wait {
-            match socket.poll(zmq::POLLOUT, i64::from(millis(wait))) {
-                Ok(_) | Err(zmq::Error::EINTR) => header_flags |= zmq::DONTWAIT,
-                Err(e) => return Err((self.send_error(e), parts)),
+            // A zero wait tries the send alone: a message that can be queued at once pays for no poll.
+            if !wait.is_zero() {
+                match socket.poll(zmq::POLLOUT, i64::from(millis(wait))) {
+                    Ok(_) | Err(zmq::Error::EINTR) => {}
+                    Err(e) => return Err((self.send_error(e), parts)),
+                }
             }
+            header_flags |= zmq::DONTWAIT;
         }
         if let Err(e) = retry_eintr(|| socket.send(header, header_flags)) {
             return Err((self.send_error(e), parts));
@@ -154,13 +158,25 @@ impl ZeroMqClient {
         self.send_message(meta, Some(wait)).map(drop)
     }
 
-    /// Sends received payloads on without copying them: the frames move into the outgoing message.
+    /// Sends received payloads on without copying them: the frames move into the outgoing message. `wait`
+    /// bounds how long it may wait for a peer with room (`None`: the send timeout). When the message
+    /// cannot be queued, the payloads come back with the error, untouched (empty if a frame after the
+    /// first failed, which ZeroMQ's all-or-nothing messages make next to impossible).
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))] // the mesh's broadcast relay
-    pub(crate) fn forward(&self, meta: &dyn Metadata, payloads: Vec<Payload>) -> Result<usize> {
-        let header = wire::encode_header(meta.bulks(), |out| meta.encode_custom(out))?;
+    pub(crate) fn forward(
+        &self,
+        meta: &dyn Metadata,
+        payloads: Vec<Payload>,
+        wait: Option<Duration>,
+    ) -> std::result::Result<usize, (Error, Vec<Payload>)> {
+        let header = match wire::encode_header(meta.bulks(), |out| meta.encode_custom(out)) {
+            Ok(header) => header,
+            Err(error) => return Err((error, payloads)),
+        };
         let bytes = payloads.iter().map(|p| p.len()).sum();
         let frames = payloads.into_iter().map(|p| p.0).collect();
-        self.send_parts(&header, frames, None).map_err(|(error, _)| error)?;
+        self.send_parts(&header, frames, wait)
+            .map_err(|(error, frames)| (error, frames.into_iter().map(Payload).collect()))?;
         Ok(bytes)
     }
 

@@ -1,0 +1,173 @@
+//! One collective in progress on one rank: its channel, and the deadline of all its waits, counted
+//! from the rank's last progress in it. Its sends queue at once when they can; when they cannot, they
+//! wait for room in short slices and look between slices for news that ends the collective, as a
+//! receive does while it waits.
+
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::TryLockError;
+use std::time::{Duration, Instant};
+
+use super::envelope::Channel;
+use super::mailbox::Incoming;
+use super::{wanted, Mesh, Rank, Source};
+use crate::bulk::Bulk;
+use crate::error::{Error, Result};
+use crate::meta::LbmMeta;
+use crate::transport::Payload;
+
+/// How long a collective's send waits for room at a time before it looks for news again.
+const SEND_SLICE: Duration = Duration::from_millis(10);
+
+/// How many bytes the messages waiting unasked for in the mailbox may hold while a send waits and looks
+/// for news: it takes no more from the server past that. Enough to see a notice past a few pieces of data
+/// (the server also takes turns between senders), little enough that looking does not undo the queue
+/// limit that holds a fast sender back: a rank holds at most this much more.
+pub(crate) const LOOKAHEAD_BYTES: usize = 8 << 20;
+
+/// A collective in progress on this rank.
+#[derive(Debug)]
+pub(crate) struct Ongoing {
+    /// The channel every message of the collective travels on.
+    pub(crate) channel: Channel,
+    /// The operation's name, for errors.
+    pub(crate) op: &'static str,
+    timeout: Duration,
+    started: Instant,
+    /// When the rank last made progress, in nanoseconds after `started`. Atomic: a scatter's root sends
+    /// from several threads.
+    progress: AtomicU64,
+}
+
+impl Ongoing {
+    pub(crate) fn new(channel: Channel, op: &'static str, timeout: Duration) -> Self {
+        Self { channel, op, timeout, started: Instant::now(), progress: AtomicU64::new(0) }
+    }
+
+    /// Notes progress: a message of the collective received or queued.
+    fn progressed(&self) {
+        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.progress.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// How long a wait may still last: until the deadline, `timeout` after the last progress.
+    fn left(&self) -> Duration {
+        let last = Duration::from_nanos(self.progress.load(Ordering::Relaxed));
+        (last + self.timeout).saturating_sub(self.started.elapsed())
+    }
+
+    fn sequence(&self) -> u64 {
+        match self.channel {
+            Channel::Collective(c) => c.sequence,
+            _ => unreachable!("an ongoing collective travels on a collective channel"),
+        }
+    }
+}
+
+impl Mesh {
+    /// Sends `parts` to `to` as one message of the collective.
+    pub(super) fn send_in(&self, ongoing: &Ongoing, to: Rank, parts: &[&[u8]]) -> Result<()> {
+        let client = self.client(to)?;
+        let mut meta = LbmMeta::new(self.envelope(ongoing.channel, false));
+        meta.bulks = parts.iter().map(|p| Bulk::source(p, Default::default())).collect();
+        self.send_with_room(ongoing, to, |wait| client.send_within(&meta, wait))
+    }
+
+    /// Sends received payloads on to `to` in the collective, without copying them.
+    pub(super) fn forward_in(&self, ongoing: &Ongoing, to: Rank, mut payloads: Vec<Payload>) -> Result<()> {
+        let client = self.client(to)?;
+        let mut meta = LbmMeta::new(self.envelope(ongoing.channel, false));
+        meta.bulks = payloads.iter().map(|p| Bulk::descriptor(p.len(), Default::default())).collect();
+        let count = payloads.len();
+        self.send_with_room(ongoing, to, |wait| {
+            let (error, back) = match client.forward(&meta, std::mem::take(&mut payloads), Some(wait)) {
+                Ok(_) => return Ok(()),
+                Err(failed) => failed,
+            };
+            payloads = back;
+            match payloads.len() == count {
+                true => Err(error),
+                false => Err(Error::Mesh(format!("forwarding to rank {to} stopped part-way: {error}"))),
+            }
+        })
+    }
+
+    /// Receives the collective's next message from `from`; past the deadline `suspect` (when named) is
+    /// taken as lost.
+    pub(super) fn receive_in(
+        &self,
+        ongoing: &Ongoing,
+        from: Source,
+        suspect: Option<Rank>,
+    ) -> Result<Incoming> {
+        let want = wanted(ongoing.channel, from);
+        let incoming = self.receive_within(want, from, ongoing.op, ongoing.left(), suspect)?;
+        ongoing.progressed();
+        Ok(incoming)
+    }
+
+    /// Runs `send` (which queues a message if it can within the wait it is given) at once and, while it
+    /// finds no room, again in slices until the deadline, looking for news between slices. Past the
+    /// deadline, `to` is taken as lost, as after a receive that waited for it.
+    fn send_with_room(
+        &self,
+        ongoing: &Ongoing,
+        to: Rank,
+        mut send: impl FnMut(Duration) -> Result<()>,
+    ) -> Result<()> {
+        // The first try waits for nothing: a message that queues at once pays for no poll and no look.
+        let mut wait = Duration::ZERO;
+        loop {
+            match send(wait) {
+                Ok(()) => {
+                    ongoing.progressed();
+                    return Ok(());
+                }
+                Err(Error::Timeout { .. }) => {}
+                Err(error) => return Err(error),
+            }
+            self.look_while_sending(ongoing)?;
+            let left = ongoing.left();
+            if left.is_zero() {
+                return Err(self.give_up_on(to, ongoing.op));
+            }
+            wait = left.min(SEND_SLICE);
+        }
+    }
+
+    /// Fails if news that ends the collective has come (a mismatch, a lost rank, a rank's failure in it),
+    /// taking in without waiting what has arrived, up to [`LOOKAHEAD_BYTES`] held. When another
+    /// thread holds the mailbox, looks at nothing: that thread takes the news in, and the next look sees it.
+    fn look_while_sending(&self, ongoing: &Ongoing) -> Result<()> {
+        let mut mailbox = match self.mailbox.try_lock() {
+            Ok(mailbox) => mailbox,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(()),
+        };
+        self.look_for_news(&mut mailbox, ongoing.sequence(), ongoing.op, LOOKAHEAD_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::envelope::{Call, Collective, Operation};
+    use super::*;
+
+    #[test]
+    fn the_deadline_counts_from_the_last_progress() {
+        let call = Call { operation: Operation::Gather, root: Some(0) };
+        let channel = Channel::Collective(Collective { sequence: 3, call });
+        let ongoing = Ongoing::new(channel, "gather", Duration::from_secs(60));
+        assert_eq!(ongoing.sequence(), 3);
+        std::thread::sleep(Duration::from_millis(300));
+        let before = ongoing.left();
+        assert!(before <= Duration::from_millis(59_700), "{before:?}");
+        ongoing.progressed();
+        assert!(ongoing.left() > before, "progress moves the deadline");
+        // With nothing done, the deadline passes and stays passed.
+        let stalled = Ongoing::new(channel, "gather", Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(stalled.left(), Duration::ZERO);
+    }
+}
