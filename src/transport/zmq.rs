@@ -174,9 +174,9 @@ impl ZeroMqClient {
             Err(error) => return Err((error, payloads)),
         };
         let bytes = payloads.iter().map(|p| p.len()).sum();
-        let frames = payloads.into_iter().map(|p| p.0).collect();
+        let frames = payloads.into_iter().map(Payload::into_zmq).collect();
         self.send_parts(&header, frames, wait)
-            .map_err(|(error, frames)| (error, frames.into_iter().map(Payload).collect()))?;
+            .map_err(|(error, frames)| (error, frames.into_iter().map(Payload::from_zmq).collect()))?;
         Ok(bytes)
     }
 
@@ -348,12 +348,12 @@ impl ZeroMqServer {
             }
         };
         let socket = &state.socket;
-        let mut frames = vec![Payload(first)];
+        let mut frames = vec![Payload::from_zmq(first)];
         // The rest of a multipart message is already here: ZeroMQ delivers messages whole.
         while socket.get_rcvmore().map_err(|e| Error::transport("receive on", &self.address, e))? {
             let part = retry_eintr(|| socket.recv_msg(0))
                 .map_err(|e| Error::transport("receive on", &self.address, e))?;
-            frames.push(Payload(part));
+            frames.push(Payload::from_zmq(part));
         }
         Ok(Some(frames))
     }
