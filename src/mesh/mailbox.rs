@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::envelope::{Call, Channel, Envelope, Mismatch};
 use super::{Rank, Source, Tag};
 use crate::error::{Error, Result};
-use crate::transport::{Payload, Server, ZeroMqServer};
+use crate::transport::{Payload, Server};
 
 /// Why a receive ended without a message.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ impl Mailbox {
     /// memory (that queue's limit is what holds a fast sender back).
     pub(crate) fn receive(
         &mut self,
-        server: &ZeroMqServer,
+        server: &dyn Server,
         (token, size, rank): (u64, usize, Rank),
         (timeout, hold_at_most): (Duration, usize),
         want: Want,
@@ -189,7 +189,7 @@ impl Mailbox {
     /// dropped (`Ok(None)`), as is nothing arriving in time.
     fn next_message(
         &mut self,
-        server: &ZeroMqServer,
+        server: &dyn Server,
         token: u64,
         size: usize,
         timeout: Duration,

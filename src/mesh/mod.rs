@@ -1,5 +1,5 @@
-//! The MPI mesh: every rank's server and lazily connected clients, messaging by rank and tag, and
-//! collectives on top. MPI is used only to start up (to learn every rank's endpoint).
+//! The MPI mesh: every rank's server and a link to each peer made on first use, messaging by rank and
+//! tag, and collectives on top. MPI is used only to start up (to learn where every rank is).
 //!
 //! ```no_run
 //! use lightbeam::mesh::{Mesh, MeshConfig, Rank, Source, Tag};
@@ -26,6 +26,7 @@
 mod bootstrap;
 pub mod collectives;
 mod envelope;
+mod link;
 mod mailbox;
 mod progress;
 
@@ -37,11 +38,12 @@ use mpi::traits::Communicator;
 
 pub use self::bootstrap::HOST_ENV;
 use self::envelope::{Channel, Envelope};
+use self::link::Link;
 use self::mailbox::{Incoming, Loss, Mailbox, Receive, Want};
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
-use crate::transport::{Client, Endpoint, Options, Payload, Protocol, Server, ZeroMqClient, ZeroMqServer};
+use crate::transport::{Endpoint, Options, Payload, Protocol, Server};
 
 /// How long a rank that failed in a collective waits for each peer to take its failure notice.
 const FAILURE_NOTICE_WAIT: Duration = Duration::from_millis(200);
@@ -203,12 +205,13 @@ impl Message {
     }
 }
 
-/// A rank-indexed mesh of Lightbeam servers and clients, formed once per job with [`Mesh::bootstrap`].
+/// A rank-indexed mesh of Lightbeam servers and links, formed once per job with [`Mesh::bootstrap`].
 pub struct Mesh {
     rank: Rank,
     endpoints: Vec<Endpoint>,
-    server: ZeroMqServer,
-    clients: Mutex<Vec<Option<Arc<ZeroMqClient>>>>,
+    server: Box<dyn Server>,
+    /// The link to each peer, made on first use.
+    links: Mutex<Vec<Option<Arc<Link>>>>,
     mailbox: Mutex<Mailbox>,
     token: u64,
     config: MeshConfig,
@@ -227,9 +230,9 @@ impl Mesh {
         let (server, endpoints, token) = bootstrap::bind_and_gather(comm, &config)?;
         Ok(Self {
             rank: Rank(comm.rank() as usize),
-            clients: Mutex::new(vec![None; endpoints.len()]),
+            links: Mutex::new(vec![None; endpoints.len()]),
             endpoints,
-            server,
+            server: Box::new(server),
             mailbox: Mutex::default(),
             token,
             config,
@@ -310,20 +313,20 @@ impl Mesh {
         }
     }
 
-    /// The client to `to`, connected on first use.
-    fn client(&self, to: Rank) -> Result<Arc<ZeroMqClient>> {
+    /// The link to `to`, made on first use.
+    fn link(&self, to: Rank) -> Result<Arc<Link>> {
         self.check_rank(to)?;
-        let mut clients = crate::sync::lock(&self.clients);
-        if let Some(client) = &clients[to.0] {
-            return Ok(Arc::clone(client));
+        let mut links = crate::sync::lock(&self.links);
+        if let Some(link) = &links[to.0] {
+            return Ok(Arc::clone(link));
         }
         // A send waits no longer than a receive would.
         let send_timeout =
             self.config.options.send_timeout.map_or(self.config.timeout, |t| t.min(self.config.timeout));
         let options = Options { send_timeout: Some(send_timeout), ..self.config.options.clone() };
-        let client = Arc::new(ZeroMqClient::connect(&self.endpoints[to.0], &options)?);
-        clients[to.0] = Some(Arc::clone(&client));
-        Ok(client)
+        let link = Arc::new(Link::connect(&self.endpoints[to.0], &options)?);
+        links[to.0] = Some(Arc::clone(&link));
+        Ok(link)
     }
 
     fn envelope(&self, channel: Channel, failed: bool) -> Envelope {
@@ -335,11 +338,10 @@ impl Mesh {
     }
 
     fn send_bulks(&self, to: Rank, channel: Channel, bulks: Vec<Bulk<'_>>) -> Result<()> {
-        let client = self.client(to)?;
+        let link = self.link(to)?;
         let mut meta = LbmMeta::new(self.envelope(channel, false));
         meta.bulks = bulks;
-        let sent = client.send(&meta).into_result();
-        sent.map(drop).map_err(|e| self.send_failed(e, to))
+        link.send(&meta, None).map(drop).map_err(|e| self.send_failed(e, to))
     }
 
     /// Tells `ranks` that this rank failed in the collective on `channel`, so they fail at once instead of
@@ -347,12 +349,12 @@ impl Mesh {
     fn report_failure(&self, channel: Channel, ranks: impl Iterator<Item = Rank>, error: &Error) {
         let text = error.to_string();
         for rank in ranks.filter(|&r| r != self.rank) {
-            if let Ok(client) = self.client(rank) {
+            if let Ok(link) = self.link(rank) {
                 let mut meta = LbmMeta::new(self.envelope(channel, true));
-                meta.bulks.push(client.expose(text.as_bytes(), Default::default()));
+                meta.bulks.push(Bulk::source(text.as_bytes(), Default::default()));
                 // A rank that takes nothing within a moment (lost, or stuck) has its own deadline:
                 // waiting the whole send timeout for it would make every other rank learn late.
-                let _ = client.send_within(&meta, FAILURE_NOTICE_WAIT);
+                let _ = link.send(&meta, Some(FAILURE_NOTICE_WAIT));
             }
         }
     }
@@ -412,7 +414,7 @@ impl Mesh {
         op: &'static str,
     ) -> Result<Option<Incoming>> {
         let identity = (self.token, self.size(), self.rank);
-        mailbox.receive(&self.server, identity, intake, want).map_err(|failure| match failure {
+        mailbox.receive(&*self.server, identity, intake, want).map_err(|failure| match failure {
             Receive::Failed(error) => error,
             Receive::Lost(loss) => self.lost_error(loss, op),
             Receive::OutOfStep(mismatch, found_here) => {
@@ -485,8 +487,8 @@ impl Mesh {
     fn tell_others(&self, channel: Channel, about: Rank, wait: Duration) {
         let notice = LbmMeta::new(self.envelope(channel, false));
         for rank in (0..self.size()).map(Rank).filter(|&r| r != about && r != self.rank) {
-            if let Ok(client) = self.client(rank) {
-                let _ = client.send_within(&notice, wait);
+            if let Ok(link) = self.link(rank) {
+                let _ = link.send(&notice, Some(wait));
             }
         }
     }

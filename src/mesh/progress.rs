@@ -68,20 +68,20 @@ impl Ongoing {
 impl Mesh {
     /// Sends `parts` to `to` as one message of the collective.
     pub(super) fn send_in(&self, ongoing: &Ongoing, to: Rank, parts: &[&[u8]]) -> Result<()> {
-        let client = self.client(to)?;
+        let link = self.link(to)?;
         let mut meta = LbmMeta::new(self.envelope(ongoing.channel, false));
         meta.bulks = parts.iter().map(|p| Bulk::source(p, Default::default())).collect();
-        self.send_with_room(ongoing, to, |wait| client.send_within(&meta, wait))
+        self.send_with_room(ongoing, to, |wait| link.send(&meta, Some(wait)).map(drop))
     }
 
     /// Sends received payloads on to `to` in the collective, without copying them.
     pub(super) fn forward_in(&self, ongoing: &Ongoing, to: Rank, mut payloads: Vec<Payload>) -> Result<()> {
-        let client = self.client(to)?;
+        let link = self.link(to)?;
         let mut meta = LbmMeta::new(self.envelope(ongoing.channel, false));
         meta.bulks = payloads.iter().map(|p| Bulk::descriptor(p.len(), Default::default())).collect();
         let count = payloads.len();
         self.send_with_room(ongoing, to, |wait| {
-            let (error, back) = match client.forward(&meta, std::mem::take(&mut payloads), Some(wait)) {
+            let (error, back) = match link.forward(&meta, std::mem::take(&mut payloads), wait) {
                 Ok(_) => return Ok(()),
                 Err(failed) => failed,
             };

@@ -107,8 +107,9 @@ impl ZeroMqClient {
     }
 
     /// Sends `meta` and its bulks as one message; `wait` bounds how long it may wait for a peer with room
-    /// (`None`: the client's own send timeout).
-    fn send_message(&self, meta: &dyn Metadata, wait: Option<Duration>) -> Result<usize> {
+    /// (`None`: the client's own send timeout), whatever that timeout (for notices that must not hold
+    /// their sender up). Returns the bytes of the bulks sent.
+    pub(crate) fn send_within(&self, meta: &dyn Metadata, wait: Option<Duration>) -> Result<usize> {
         let bulks = meta.bulks();
         let header = wire::encode_header(bulks, |out| meta.encode_custom(out))?;
         let parts = take_parts(bulks)?;
@@ -149,13 +150,6 @@ impl ZeroMqClient {
             socket.send(part, more(i + 1)).map_err(|e| (self.send_error(e), Vec::new()))?;
         }
         Ok(())
-    }
-
-    /// Sends a message if it can be queued within `wait` (a connected peer with room), whatever the
-    /// client's own send timeout: for notices that must not hold their sender up.
-    #[cfg_attr(not(feature = "mpi"), allow(dead_code))] // the mesh's notices
-    pub(crate) fn send_within(&self, meta: &dyn Metadata, wait: Duration) -> Result<()> {
-        self.send_message(meta, Some(wait)).map(drop)
     }
 
     /// Sends received payloads on without copying them: the frames move into the outgoing message. `wait`
@@ -248,7 +242,7 @@ fn restore_parts(bulks: &[Bulk<'_>], parts: Vec<Part<'_>>) {
 
 impl Client for ZeroMqClient {
     fn send(&self, meta: &dyn Metadata) -> Event {
-        self.send_message(meta, None).into()
+        self.send_within(meta, None).into()
     }
 
     fn address(&self) -> &str {
