@@ -7,7 +7,7 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::{ensure, mesh};
-use lightbeam::mesh::{Mesh, MeshConfig, Rank, Source, Tag};
+use lightbeam::mesh::{Mesh, MeshConfig, Node, Rank, Source, Tag};
 use lightbeam::verify::{checksum, pattern};
 use lightbeam::Error;
 use mpi::topology::SimpleCommunicator;
@@ -30,6 +30,40 @@ fn main() {
     ]);
 }
 
+/// The mesh puts two ranks on one node exactly when MPI's processor names (their host names) are equal:
+/// on one machine every rank is on node 0; in the multi-host harness, whose hosts are network namespaces
+/// of one kernel, each host is a node of its own. Each node lists its ranks in order, its own included.
+fn nodes_agree_with_mpi(world: &SimpleCommunicator, mesh: &Mesh) -> Result<(), String> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new(); // fixed keys: equal on every rank
+    mpi::environment::processor_name().map_err(|e| e.to_string())?.hash(&mut hasher);
+    let mut names = vec![0u64; mesh.size()];
+    world.all_gather_into(&hasher.finish(), &mut names[..]);
+    let node = |rank: usize| mesh.node_of(Rank(rank)).map_err(|e| e.to_string());
+    for (a, b) in (0..mesh.size()).flat_map(|a| (0..mesh.size()).map(move |b| (a, b))) {
+        ensure((node(a)? == node(b)?) == (names[a] == names[b]), || {
+            format!(
+                "ranks {a} and {b}: mesh nodes {:?} and {:?}, MPI names equal: {}",
+                node(a),
+                node(b),
+                names[a] == names[b]
+            )
+        })?;
+    }
+    ensure(node(0)?.0 == 0, || "rank 0 is not on node 0".into())?;
+    let mut listed = Vec::new();
+    for index in 0..mesh.node_count() {
+        let ranks = mesh.ranks_on_node(Node(index)).map_err(|e| e.to_string())?;
+        ensure(ranks.windows(2).all(|w| w[0] < w[1]), || format!("node {index} lists {ranks:?}"))?;
+        for &rank in ranks {
+            ensure(node(rank.0)? == Node(index), || format!("node {index} lists {rank} of another node"))?;
+        }
+        listed.extend_from_slice(ranks);
+    }
+    ensure(listed.len() == mesh.size(), || format!("the nodes list {} ranks", listed.len()))?;
+    ensure(mesh.ranks_on_node(Node(mesh.node_count())).is_err(), || "a node past the last".into())
+}
+
 fn seed(from: usize, to: usize, tag: u32) -> u64 {
     (from as u64) << 32 | (to as u64) << 8 | u64::from(tag)
 }
@@ -41,10 +75,12 @@ fn size_for(from: usize, to: usize, ranks: usize) -> usize {
 }
 
 /// Every ordered pair exchanges checksummed data on two tags (one sent from a borrowed slice, one owned), received in the opposite order to the one
-/// sent (so the first arrival waits in the unexpected queue); then an any-source receive at rank 0.
+/// sent (so the first arrival waits in the unexpected queue); then an any-source receive at rank 0. First,
+/// the mesh's nodes are checked against MPI's.
 fn pairs(world: &SimpleCommunicator) -> Result<(), String> {
     let mesh = mesh(world, LONG)?;
     let (me, n) = (mesh.rank().0, mesh.size());
+    nodes_agree_with_mpi(world, &mesh)?;
     println!("rank {me}: receiving at {}", mesh.endpoint(mesh.rank()).map_err(|e| e.to_string())?);
     for to in 0..n {
         for tag in [1, 2] {

@@ -1,4 +1,5 @@
-//! Forming the mesh: choose this rank's host, bind its server, and all-gather every rank's endpoint over MPI.
+//! Forming the mesh: choose this rank's host, bind its server, and all-gather a record per rank (its node
+//! and its endpoints) over MPI.
 
 #![forbid(unsafe_code)]
 
@@ -11,9 +12,11 @@ use mpi::datatype::PartitionMut;
 use mpi::request::{Request, Scope};
 use mpi::traits::*;
 
+use super::topology::NodeId;
 use super::MeshConfig;
 use crate::error::{Error, Result};
 use crate::transport::{Endpoint, Protocol, Server, ZeroMqServer};
+use crate::wire;
 
 /// The environment variable that overrides the host a rank binds and announces.
 pub const HOST_ENV: &str = "LIGHTBEAM_HOST";
@@ -96,15 +99,54 @@ pub(super) fn draw_token() -> u64 {
     hasher.finish()
 }
 
-/// What each rank tells the others: its endpoint, or why it has none.
-type Announcement = std::result::Result<String, String>;
+/// What each rank tells the others about itself: its node and the endpoints it receives on (its
+/// server's first), or why it has none.
+type Announcement = std::result::Result<Record, String>;
 
-/// Binds this rank's server and all-gathers every rank's endpoint. Every rank takes part in the gather even
+/// A rank's record as it travels in the all-gather.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Record {
+    node: NodeId,
+    endpoints: Vec<String>,
+}
+
+/// A rank as every rank knows it after the bootstrap.
+#[derive(Debug)]
+pub(super) struct Peer {
+    /// The node the rank runs on.
+    pub(super) node: NodeId,
+    /// The endpoints the rank receives on; never empty.
+    endpoints: Vec<Endpoint>,
+}
+
+impl Peer {
+    /// The endpoint of the rank's server (the first it announced).
+    pub(super) fn server(&self) -> &Endpoint {
+        &self.endpoints[0]
+    }
+}
+
+/// Reads the record rank `rank` announced, or says (naming the rank) why it has none or cannot be read.
+fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, String> {
+    let record = match wire::decode_custom::<Announcement>(bytes) {
+        Ok(Ok(record)) => record,
+        Ok(Err(reason)) => return Err(format!("rank {rank}: {reason}")),
+        Err(e) => return Err(format!("rank {rank}: unreadable record: {e}")),
+    };
+    let endpoints = record.endpoints.iter().map(|uri| Endpoint::parse(uri)).collect::<Result<Vec<_>>>();
+    match endpoints {
+        Ok(endpoints) if !endpoints.is_empty() => Ok(Peer { node: record.node, endpoints }),
+        Ok(_) => Err(format!("rank {rank}: announced no endpoint")),
+        Err(e) => Err(format!("rank {rank}: unreadable endpoint: {e}")),
+    }
+}
+
+/// Binds this rank's server and all-gathers every rank's record. Every rank takes part in the gather even
 /// when its bind failed, so that all of them learn of the failure instead of waiting.
 pub(super) fn bind_and_gather<C: Communicator>(
     comm: &C,
     config: &MeshConfig,
-) -> Result<(ZeroMqServer, Vec<Endpoint>, u64)> {
+) -> Result<(ZeroMqServer, Vec<Peer>, u64)> {
     let rank = comm.rank() as usize;
     let deadline = Instant::now() + config.timeout;
     let mut token = [draw_token()];
@@ -118,19 +160,19 @@ pub(super) fn bind_and_gather<C: Communicator>(
         .and_then(|host| local_endpoint(config, rank, &host, token))
         .and_then(|endpoint| ZeroMqServer::bind(&endpoint, &config.options));
     let announcement: Announcement = match &bound {
-        Ok(server) => Ok(server.address().to_owned()),
+        Ok(server) => Ok(Record { node: NodeId::local(), endpoints: vec![server.address().to_owned()] }),
         Err(err) => Err(err.to_string()),
     };
-    let encoded = postcard::to_stdvec(&announcement).expect("strings encode");
+    let mut encoded = Vec::new();
+    wire::encode_custom(&announcement, &mut encoded)?;
     let announcements = all_gather_strings(comm, &encoded, deadline)?;
 
-    let mut endpoints = Vec::with_capacity(announcements.len());
+    let mut peers = Vec::with_capacity(announcements.len());
     let mut failures = Vec::new();
     for (peer, bytes) in announcements.iter().enumerate() {
-        match postcard::from_bytes::<Announcement>(bytes) {
-            Ok(Ok(uri)) => endpoints.push(Endpoint::parse(&uri)?),
-            Ok(Err(reason)) => failures.push(format!("rank {peer}: {reason}")),
-            Err(e) => failures.push(format!("rank {peer}: unreadable announcement: {e}")),
+        match read_announcement(peer, bytes) {
+            Ok(record) => peers.push(record),
+            Err(failure) => failures.push(failure),
         }
     }
     if !failures.is_empty() {
@@ -140,7 +182,7 @@ pub(super) fn bind_and_gather<C: Communicator>(
             failures.join("; ")
         )));
     }
-    Ok((bound?, endpoints, token))
+    Ok((bound?, peers, token))
 }
 
 /// Waits for an MPI request until `deadline`. Past it the job is aborted: a rank that never joins the
@@ -171,11 +213,11 @@ fn complete_or_abort<'a, C: Communicator, R: ?Sized, S: Scope<'a>>(
 /// All-gathers one byte string per rank, within `deadline`.
 fn all_gather_strings<C: Communicator>(comm: &C, mine: &[u8], deadline: Instant) -> Result<Vec<Vec<u8>>> {
     let size = comm.size() as usize;
-    let my_len = i32::try_from(mine.len()).map_err(|_| Error::Mesh("announcement too long".into()))?;
+    let my_len = i32::try_from(mine.len()).map_err(|_| Error::Mesh("record too long".into()))?;
     let mut lengths = vec![0i32; size];
     mpi::request::scope(|scope| {
         let request = comm.immediate_all_gather_into(scope, &my_len, &mut lengths[..]);
-        complete_or_abort(comm, request, deadline, "gathering endpoint lengths");
+        complete_or_abort(comm, request, deadline, "gathering record lengths");
     });
     let displacements: Vec<i32> = lengths
         .iter()
@@ -190,7 +232,7 @@ fn all_gather_strings<C: Communicator>(comm: &C, mine: &[u8], deadline: Instant)
     let mut partition = PartitionMut::new(&mut gathered[..], &lengths[..], &displacements[..]);
     mpi::request::scope(|scope| {
         let request = comm.immediate_all_gather_varcount_into(scope, mine, &mut partition);
-        complete_or_abort(comm, request, deadline, "gathering endpoints");
+        complete_or_abort(comm, request, deadline, "gathering records");
     });
     Ok(displacements
         .iter()
@@ -209,6 +251,41 @@ mod tests {
         assert_eq!(resolve("127.0.0.0/8").unwrap(), "127.0.0.1");
         for bad in ["127.0.0.0/40", "nonsense/8", "::1/128"] {
             assert!(matches!(resolve(bad), Err(Error::InvalidAddress { .. })), "{bad}");
+        }
+    }
+
+    fn encoded(announcement: &Announcement) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::encode_custom(announcement, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_record_is_read_back_checked_and_any_fault_names_its_rank() {
+        let record = |endpoints: &[&str]| Record {
+            node: NodeId::local(),
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+        };
+        let good = encoded(&Ok(record(&["tcp://127.0.0.1:5555", "ipc:///tmp/lightbeam-x"])));
+        let peer = read_announcement(2, &good).unwrap();
+        assert_eq!(peer.node, NodeId::local());
+        assert_eq!(peer.server().to_string(), "tcp://127.0.0.1:5555");
+        assert_eq!(peer.endpoints.len(), 2);
+
+        let failed = encoded(&Err("port 5555 in use".into()));
+        assert_eq!(read_announcement(1, &failed).unwrap_err(), "rank 1: port 5555 in use");
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let faults = [
+            (&b"\xff\xff garbage"[..], "unreadable record"),
+            (&good[..good.len() - 3], "unreadable record"),
+            (&trailing[..], "unreadable record"),
+            (&encoded(&Ok(record(&[])))[..], "announced no endpoint"),
+            (&encoded(&Ok(record(&["smoke://signals"])))[..], "unreadable endpoint"),
+        ];
+        for (bytes, reason) in faults {
+            let error = read_announcement(3, bytes).unwrap_err();
+            assert!(error.starts_with("rank 3: ") && error.contains(reason), "{error}");
         }
     }
 }

@@ -29,6 +29,7 @@ mod envelope;
 mod link;
 mod mailbox;
 mod progress;
+mod topology;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, Once};
@@ -36,10 +37,13 @@ use std::time::{Duration, Instant};
 
 use mpi::traits::Communicator;
 
+use self::bootstrap::Peer;
 pub use self::bootstrap::HOST_ENV;
 use self::envelope::{Channel, Envelope};
 use self::link::Link;
 use self::mailbox::{Incoming, Loss, Mailbox, Receive, Want};
+pub use self::topology::Node;
+use self::topology::Topology;
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
@@ -208,7 +212,9 @@ impl Message {
 /// A rank-indexed mesh of Lightbeam servers and links, formed once per job with [`Mesh::bootstrap`].
 pub struct Mesh {
     rank: Rank,
-    endpoints: Vec<Endpoint>,
+    /// Every rank's node and endpoints, by rank.
+    peers: Vec<Peer>,
+    topology: Topology,
     server: Box<dyn Server>,
     /// The link to each peer, made on first use.
     links: Mutex<Vec<Option<Arc<Link>>>>,
@@ -219,7 +225,8 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// Forms the mesh over `comm`'s ranks: each binds its server, and the endpoints are all-gathered.
+    /// Forms the mesh over `comm`'s ranks: each binds its server, and a record of each rank (its node and
+    /// its endpoints) is all-gathered.
     ///
     /// Collective over `comm`: every rank must call it. When any rank fails to bind (its port taken, its
     /// host unresolvable), every rank returns an error naming the failed ranks and their reasons.
@@ -227,11 +234,12 @@ impl Mesh {
         if config.abort_on_panic {
             abort_job_on_panic();
         }
-        let (server, endpoints, token) = bootstrap::bind_and_gather(comm, &config)?;
+        let (server, peers, token) = bootstrap::bind_and_gather(comm, &config)?;
         Ok(Self {
             rank: Rank(comm.rank() as usize),
-            links: Mutex::new(vec![None; endpoints.len()]),
-            endpoints,
+            links: Mutex::new(vec![None; peers.len()]),
+            topology: Topology::new(peers.iter().map(|peer| &peer.node)),
+            peers,
             server: Box::new(server),
             mailbox: Mutex::default(),
             token,
@@ -247,13 +255,35 @@ impl Mesh {
 
     /// The number of ranks.
     pub fn size(&self) -> usize {
-        self.endpoints.len()
+        self.peers.len()
     }
 
     /// The endpoint rank `rank` receives on.
     pub fn endpoint(&self, rank: Rank) -> Result<&Endpoint> {
         self.check_rank(rank)?;
-        Ok(&self.endpoints[rank.0])
+        Ok(self.peers[rank.0].server())
+    }
+
+    /// The node rank `rank` runs on. Ranks are on one node when they share a host name and a running
+    /// kernel (its boot id); nodes are numbered in the order of their lowest rank, so rank 0 is on node 0.
+    pub fn node_of(&self, rank: Rank) -> Result<Node> {
+        self.check_rank(rank)?;
+        Ok(self.topology.node_of(rank).expect("every rank has a node"))
+    }
+
+    /// The ranks on `node`, in increasing order (the first is the node's lowest rank).
+    pub fn ranks_on_node(&self, node: Node) -> Result<&[Rank]> {
+        self.topology.ranks_on(node).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "node {node} is out of range for a mesh on {} nodes",
+                self.topology.node_count()
+            ))
+        })
+    }
+
+    /// How many nodes the ranks run on.
+    pub fn node_count(&self) -> usize {
+        self.topology.node_count()
     }
 
     /// The job token every message of this mesh carries.
@@ -324,7 +354,7 @@ impl Mesh {
         let send_timeout =
             self.config.options.send_timeout.map_or(self.config.timeout, |t| t.min(self.config.timeout));
         let options = Options { send_timeout: Some(send_timeout), ..self.config.options.clone() };
-        let link = Arc::new(Link::connect(&self.endpoints[to.0], &options)?);
+        let link = Arc::new(Link::connect(self.peers[to.0].server(), &options)?);
         links[to.0] = Some(Arc::clone(&link));
         Ok(link)
     }
@@ -396,7 +426,7 @@ impl Mesh {
         (culprit != suspect).then(|| Error::PeerLost {
             op,
             rank: culprit.0,
-            endpoint: self.endpoints[culprit.0].to_string(),
+            endpoint: self.peers[culprit.0].server().to_string(),
             reporter: self.rank.0,
             waited_for: suspect.0,
         })
@@ -497,14 +527,14 @@ impl Mesh {
         Error::PeerLost {
             op,
             rank: loss.lost.0,
-            endpoint: self.endpoints[loss.lost.0].to_string(),
+            endpoint: self.peers[loss.lost.0].server().to_string(),
             reporter: loss.reporter.0,
             waited_for: loss.lost.0,
         }
     }
 
     fn describe(&self, rank: Rank) -> String {
-        format!("rank {rank} ({})", self.endpoints[rank.0])
+        format!("rank {rank} ({})", self.peers[rank.0].server())
     }
 }
 

@@ -1,0 +1,134 @@
+//! Which ranks share a node: a node is one running kernel, known by its host name and boot id, and its
+//! leader is its lowest rank.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use super::Rank;
+
+/// Where the kernel publishes the random id it drew at boot.
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The identity of the node a rank runs on: its host name and its kernel's boot id. Both are compared:
+/// network namespaces (as the multi-host test harness makes) share one kernel but each have their own
+/// host name, and two machines may share a host name but never a boot id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct NodeId {
+    host: String,
+    boot_id: String,
+}
+
+impl NodeId {
+    /// This process's node. A host name or boot id that cannot be read is left empty: ranks are then
+    /// told apart by what remains (the worst case takes two nodes for one, which only costs speed).
+    pub(crate) fn local() -> Self {
+        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        let boot_id =
+            std::fs::read_to_string(BOOT_ID_PATH).map(|id| id.trim().to_owned()).unwrap_or_default();
+        Self { host, boot_id }
+    }
+}
+
+/// A node of the mesh, numbered in the order of its lowest rank (so rank 0 is on node 0). It displays as
+/// its number alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Node(pub usize);
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The nodes of a mesh and the ranks on each.
+#[derive(Debug, Clone)]
+pub(crate) struct Topology {
+    /// The node of each rank.
+    node_of: Vec<Node>,
+    /// The ranks of each node, in increasing order.
+    ranks: Vec<Vec<Rank>>,
+}
+
+impl Topology {
+    /// The topology of ranks whose nodes are `nodes`, in rank order.
+    pub(crate) fn new<'a>(nodes: impl IntoIterator<Item = &'a NodeId>) -> Self {
+        let mut ids: Vec<&NodeId> = Vec::new();
+        let mut topology = Self { node_of: Vec::new(), ranks: Vec::new() };
+        for (rank, id) in nodes.into_iter().enumerate() {
+            let node = ids.iter().position(|known| *known == id).unwrap_or_else(|| {
+                ids.push(id);
+                topology.ranks.push(Vec::new());
+                ids.len() - 1
+            });
+            topology.node_of.push(Node(node));
+            topology.ranks[node].push(Rank(rank));
+        }
+        topology
+    }
+
+    /// How many nodes the ranks are on.
+    pub(crate) fn node_count(&self) -> usize {
+        self.ranks.len()
+    }
+
+    /// The node `rank` is on; `None` past the last rank.
+    pub(crate) fn node_of(&self, rank: Rank) -> Option<Node> {
+        self.node_of.get(rank.0).copied()
+    }
+
+    /// The ranks on `node`, in increasing order; `None` past the last node.
+    pub(crate) fn ranks_on(&self, node: Node) -> Option<&[Rank]> {
+        self.ranks.get(node.0).map(Vec::as_slice)
+    }
+
+    /// The leader of `node`: its lowest rank.
+    #[allow(dead_code)] // the node-aware collectives'
+    pub(crate) fn leader(&self, node: Node) -> Option<Rank> {
+        self.ranks_on(node).and_then(|ranks| ranks.first().copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(host: &str, boot_id: &str) -> NodeId {
+        NodeId { host: host.into(), boot_id: boot_id.into() }
+    }
+
+    #[test]
+    fn ranks_group_by_host_name_and_boot_id_and_the_lowest_rank_leads() {
+        // Ranks 0 and 3 on one machine; 1 and 4 in a namespace of the same kernel with its own host
+        // name; 2 on another machine with the first one's host name.
+        let nodes = [id("a", "k1"), id("b", "k1"), id("a", "k2"), id("a", "k1"), id("b", "k1")];
+        let topology = Topology::new(&nodes);
+        assert_eq!(topology.node_count(), 3);
+        let of: Vec<_> = (0..5).map(|r| topology.node_of(Rank(r)).unwrap().0).collect();
+        assert_eq!(of, [0, 1, 2, 0, 1]);
+        assert_eq!(topology.ranks_on(Node(0)).unwrap(), [Rank(0), Rank(3)]);
+        assert_eq!(topology.ranks_on(Node(1)).unwrap(), [Rank(1), Rank(4)]);
+        assert_eq!(topology.ranks_on(Node(2)).unwrap(), [Rank(2)]);
+        let leaders: Vec<_> = (0..3).map(|n| topology.leader(Node(n)).unwrap().0).collect();
+        assert_eq!(leaders, [0, 1, 2]);
+        assert_eq!(topology.node_of(Rank(5)), None);
+        assert_eq!(topology.ranks_on(Node(3)), None);
+        assert_eq!(topology.leader(Node(3)), None);
+    }
+
+    #[test]
+    fn one_node_holds_every_rank_and_no_ranks_make_no_nodes() {
+        let topology = Topology::new(&[id("a", "k"), id("a", "k"), id("a", "k")]);
+        assert_eq!(topology.node_count(), 1);
+        assert_eq!(topology.ranks_on(Node(0)).unwrap(), [Rank(0), Rank(1), Rank(2)]);
+        assert_eq!(Topology::new(&[]).node_count(), 0);
+    }
+
+    #[test]
+    fn this_process_knows_its_node() {
+        let here = NodeId::local();
+        assert!(!here.host.is_empty(), "a host name");
+        assert_eq!(here.boot_id.len(), 36, "a boot id such as 8b2c...: {:?}", here.boot_id);
+        assert_eq!(here, NodeId::local(), "the same each time");
+    }
+}
