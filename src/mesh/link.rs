@@ -12,6 +12,8 @@
 //! - **Forward received payloads** without copying their bytes, with the same wait and the same
 //!   all-or-nothing rule: a forward that fails hands the payloads back.
 //! - **Order**: messages sent on one link from one thread arrive in the order sent.
+//! - **Threads**: one link is shared by every thread of the rank (it is `Send + Sync`); concurrent sends
+//!   each go out whole, never interleaved.
 //! - **No waiting past the bounds**: connecting never waits for the peer (a link connects in the
 //!   background, and its first send waits for it within the send's own bound); dropping a link waits at
 //!   most its linger.
@@ -65,3 +67,9 @@ impl Link {
         }
     }
 }
+
+/// The contract's thread rule, checked when the crate compiles.
+const _: fn() = || {
+    fn shared_by_threads<T: Send + Sync>() {}
+    shared_by_threads::<Link>();
+};
