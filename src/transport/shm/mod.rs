@@ -4,9 +4,9 @@
 //! # How bytes move
 //!
 //! A server creates a segment named after its endpoint, `shm://<name>` (`<name>-<random token>` when
-//! bound with port 0, `<name>.<port>` otherwise), holding a queue of [`queue::CHANNELS`] channels. Each
+//! bound with port 0, `<name>.<port>` otherwise), holding a queue of 32 channels. Each
 //! client claims one channel (multi-producer through channels, one consumer: the server), a byte ring of
-//! [`queue::RING`] bytes into which it writes records (`record.rs`):
+//! 512 KiB into which it writes records (`record.rs`):
 //!
 //! | what | path | copies |
 //! | --- | --- | --- |
@@ -17,7 +17,7 @@
 //!
 //! # Waiting
 //!
-//! Both sides spin for at most [`wait::SPIN`] (yielding the core every few iterations, so that more
+//! Both sides spin for at most 20 us (yielding the core every few iterations, so that more
 //! processes than cores do not spin against each other), then sleep on a futex word in the segment in
 //! slices of at most 50 ms, checking the other process's liveness (pid and start time) between slices.
 //! A server waits for a message to begin up to the receive timeout; a message that began must progress
@@ -304,3 +304,6 @@ impl std::fmt::Debug for SharedMemoryClient {
         f.debug_struct("SharedMemoryClient").field("address", &self.address).finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;
