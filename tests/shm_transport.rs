@@ -316,3 +316,20 @@ fn a_server_killed_while_a_client_waits_is_reported_lost_within_a_second() {
         assert!(!segment_file(&address).exists());
     }
 }
+
+#[test]
+fn offers_nobody_answers_are_withdrawn_so_one_thread_can_send_then_receive() {
+    // The server reads nothing while the client sends: each offer is withdrawn after its patience and
+    // the bytes go through the ring; the server then meets the stale offers first, and must not take a
+    // later offer's answer for an earlier one.
+    let server = server_with(&ShmOptions::default());
+    let client = client_of(&server, &Options::default(), &ShmOptions::default());
+    let messages: Vec<Vec<u8>> = (0..4).map(|i| pattern(100_000 + i, i as u64)).collect();
+    for data in &messages {
+        send_all(&client, ("queued".to_string(), vec![checksum(data)]), &[data]);
+    }
+    for data in &messages {
+        let ((_, sums), bulks) = recv_all::<Custom>(&server).unwrap();
+        assert_eq!((sums[0], checksum(&bulks[0])), (checksum(data), checksum(data)));
+    }
+}

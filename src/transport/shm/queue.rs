@@ -69,8 +69,25 @@ pub(super) mod state {
 /// receives) costs this delay, not a deadlock.
 pub(super) const OFFER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// The state of a single-copy offer (the `transfer` word).
+/// The state of a single-copy offer (the `transfer` word): the offer's number (29 bits, wrapping) and
+/// its state (3 bits), so that an answer meant for an earlier, withdrawn offer is never taken for the
+/// current one.
 pub(super) mod transfer {
+    /// The word for offer `offer` in state `state`.
+    pub(in super::super) fn pack(offer: u32, state: u32) -> u32 {
+        offer << 3 | state
+    }
+
+    /// The offer number in a word.
+    pub(in super::super) fn offer_of(word: u32) -> u32 {
+        word >> 3
+    }
+
+    /// The state in a word.
+    pub(in super::super) fn state_of(word: u32) -> u32 {
+        word & 7
+    }
+
     /// The client waits for the server to copy.
     pub(in super::super) const PENDING: u32 = 1;
     /// The server copied the bytes.

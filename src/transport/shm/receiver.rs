@@ -150,17 +150,17 @@ impl Receiver {
                 reader.read_inline(&mut bytes)?;
                 Ok(bytes)
             }
-            Record::Remote { len, address, pid } => {
+            Record::Remote { offer, len, address, pid } => {
                 let mut bytes = allocate(take(budget, len, limit)?)?;
                 if pid != reader.owner.pid {
                     return Err(reader
                         .garbage(format!("an offer from pid {pid} in pid {}'s channel", reader.owner.pid)));
                 }
-                let taken =
-                    reader.answer(if self.single_copy { transfer::COPYING } else { transfer::REFUSED })?;
+                let taken = reader
+                    .answer(offer, if self.single_copy { transfer::COPYING } else { transfer::REFUSED })?;
                 if taken && self.single_copy {
                     let copied = copy_from_process(pid, address, &mut bytes);
-                    reader.settle(if copied { transfer::DONE } else { transfer::REFUSED });
+                    reader.settle(offer, if copied { transfer::DONE } else { transfer::REFUSED });
                     if copied {
                         return Ok(bytes);
                     }
@@ -312,22 +312,25 @@ impl Reader<'_> {
         self.read_exact(&mut padding[..(padded(len) - len) as usize])
     }
 
-    /// Ends a taken offer: DONE, or REFUSED when the copy failed (the bytes follow through the ring).
-    fn settle(&self, outcome: u32) {
-        self.channel.transfer().store(outcome, Ordering::Release);
+    /// Ends taken offer `offer`: DONE, or REFUSED when the copy failed (the bytes follow through the ring).
+    fn settle(&self, offer: u32, outcome: u32) {
+        self.channel.transfer().store(transfer::pack(offer, outcome), Ordering::Release);
         self.channel.signal().notify();
     }
 
-    /// Answers the pending single-copy offer (COPYING: taken, or REFUSED); false when the client had
-    /// withdrawn it, so that the bytes follow through the ring.
-    fn answer(&self, answer: u32) -> Result<bool> {
+    /// Answers single-copy offer `offer` (COPYING: taken, or REFUSED); false when the client had withdrawn
+    /// it (or moved on to a later offer, which it does only after withdrawing), so that the bytes follow
+    /// through the ring.
+    fn answer(&self, offer: u32, answer: u32) -> Result<bool> {
         let word = self.channel.transfer();
-        let result = word.compare_exchange(transfer::PENDING, answer, Ordering::AcqRel, Ordering::Acquire);
+        let (pending, answered) = (transfer::pack(offer, transfer::PENDING), transfer::pack(offer, answer));
+        let result = word.compare_exchange(pending, answered, Ordering::AcqRel, Ordering::Acquire);
         self.channel.signal().notify();
         match result {
             Ok(_) => Ok(true),
-            Err(transfer::WITHDRAWN) => Ok(false),
-            Err(other) => Err(self.garbage(format!("transfer word {other} during an offer"))),
+            Err(other) if transfer::offer_of(other) != offer => Ok(false),
+            Err(other) if transfer::state_of(other) == transfer::WITHDRAWN => Ok(false),
+            Err(other) => Err(self.garbage(format!("transfer word {other} during offer {offer}"))),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The records a client writes into its channel's ring, 32 bytes each, little endian:
 //!
 //! ```text
-//! kind u32 | frames u32 | len u64 | address u64 | pid u32 | reserved u32
+//! kind u32 | frames (BEGIN) or offer number (REMOTE) u32 | len u64 | address u64 | pid u32 | reserved u32
 //! ```
 //!
 //! A message is a `BEGIN` record (with its frame count: the header frame and one per bulk sent by value),
@@ -21,8 +21,8 @@ pub(super) enum Record {
     Begin { frames: u32 },
     /// `len` bytes follow in the ring.
     Inline { len: u64 },
-    /// `len` bytes wait at `address` in process `pid`.
-    Remote { len: u64, address: u64, pid: u32 },
+    /// Offer number `offer`: `len` bytes wait at `address` in process `pid`.
+    Remote { offer: u32, len: u64, address: u64, pid: u32 },
 }
 
 const BEGIN: u32 = 1;
@@ -35,7 +35,7 @@ impl Record {
         let (kind, frames, len, address, pid) = match self {
             Self::Begin { frames } => (BEGIN, frames, 0, 0, 0),
             Self::Inline { len } => (INLINE, 0, len, 0, 0),
-            Self::Remote { len, address, pid } => (REMOTE, 0, len, address, pid),
+            Self::Remote { offer, len, address, pid } => (REMOTE, offer, len, address, pid),
         };
         let mut out = [0; RECORD_LEN];
         out[0..4].copy_from_slice(&kind.to_le_bytes());
@@ -53,7 +53,9 @@ impl Record {
         match u32_at(0) {
             BEGIN => Ok(Self::Begin { frames: u32_at(4) }),
             INLINE => Ok(Self::Inline { len: u64_at(8) }),
-            REMOTE => Ok(Self::Remote { len: u64_at(8), address: u64_at(16), pid: u32_at(24) }),
+            REMOTE => {
+                Ok(Self::Remote { offer: u32_at(4), len: u64_at(8), address: u64_at(16), pid: u32_at(24) })
+            }
             other => Err(other),
         }
     }
@@ -73,7 +75,7 @@ mod tests {
         for record in [
             Record::Begin { frames: 3 },
             Record::Inline { len: u64::MAX },
-            Record::Remote { len: 5, address: 0xdead_beef, pid: 42 },
+            Record::Remote { offer: 9, len: 5, address: 0xdead_beef, pid: 42 },
         ] {
             assert_eq!(Record::decode(&record.encode()), Ok(record));
         }

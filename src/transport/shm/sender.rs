@@ -29,6 +29,8 @@ pub(super) struct Sender {
     published: u64,
     /// Bulks of at least this size are offered for a single copy; `None` once the server refused.
     single_copy_from: Option<usize>,
+    /// The number of the last single-copy offer (29 bits, wrapping).
+    offers: u32,
     /// The channel cannot be used again (a send failed after publishing part of its message).
     abandoned: bool,
 }
@@ -41,7 +43,17 @@ impl Sender {
             Error::transport("connect to", endpoint, "every channel of the server is taken")
         })?;
         let endpoint = endpoint.to_owned();
-        Ok(Self { queue, index, me, endpoint, tail: 0, published: 0, single_copy_from, abandoned: false })
+        Ok(Self {
+            queue,
+            index,
+            me,
+            endpoint,
+            tail: 0,
+            published: 0,
+            single_copy_from,
+            offers: 0,
+            abandoned: false,
+        })
     }
 
     fn channel(&self) -> Channel<'_> {
@@ -115,25 +127,30 @@ impl Sender {
     /// when it refused (then no more offers are made on this channel) or did not answer in time (then the
     /// offer is withdrawn); either way the bytes then go through the ring.
     fn offer(&mut self, frame: &[u8], deadline: Option<Instant>, timeout: Option<Duration>) -> Result<bool> {
-        let offer =
-            Record::Remote { len: frame.len() as u64, address: frame.as_ptr() as u64, pid: self.me.pid };
-        self.channel().transfer().store(transfer::PENDING, Ordering::Release);
-        self.write_record(offer, deadline, timeout)?;
+        self.offers = self.offers.wrapping_add(1) & (u32::MAX >> 3);
+        let id = self.offers;
+        let (len, address, pid) = (frame.len() as u64, frame.as_ptr() as u64, self.me.pid);
+        self.channel().transfer().store(transfer::pack(id, transfer::PENDING), Ordering::Release);
+        self.write_record(Record::Remote { offer: id, len, address, pid }, deadline, timeout)?;
         self.publish();
         let patience = Instant::now() + OFFER_PATIENCE;
-        let answer = match self.answer(Some(deadline.map_or(patience, |d| d.min(patience))))? {
-            Some(transfer::COPYING) => self.answer(None)?.expect("no deadline"),
+        let answer = match self.answer(id, Some(deadline.map_or(patience, |d| d.min(patience))))? {
+            Some(transfer::COPYING) => self.answer(id, None)?.expect("no deadline"),
             Some(answer) => answer,
             None => {
                 // Take the offer back unless the server took it meanwhile: once WITHDRAWN, the server
                 // reads the bytes from the ring instead.
                 let channel = self.channel();
-                let word = channel.transfer();
-                let (pending, withdrawn) = (transfer::PENDING, transfer::WITHDRAWN);
-                match word.compare_exchange(pending, withdrawn, Ordering::AcqRel, Ordering::Acquire) {
+                let (pending, withdrawn) =
+                    (transfer::pack(id, transfer::PENDING), transfer::pack(id, transfer::WITHDRAWN));
+                match channel.transfer().compare_exchange(
+                    pending,
+                    withdrawn,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
                     Ok(_) => return Ok(false),
-                    Err(transfer::COPYING) => self.answer(None)?.expect("no deadline"),
-                    Err(answer) => answer,
+                    Err(_) => self.answer(id, None)?.expect("no deadline"),
                 }
             }
         };
@@ -143,19 +160,23 @@ impl Sender {
                 self.single_copy_from = None;
                 Ok(false)
             }
-            other => Err(Error::transport(
-                "send to",
-                &self.endpoint,
-                format!("garbage answer {other} to a single-copy offer"),
-            )),
+            other => Err(self.garbage(format!("answer {other} to a single-copy offer"))),
         }
     }
 
-    /// Waits for the server's answer to an offer until `deadline` (a COPYING answer is returned as is
-    /// when there is a deadline, and waited past without one).
-    fn answer(&self, deadline: Option<Instant>) -> Result<Option<u32>> {
+    fn garbage(&self, what: String) -> Error {
+        Error::transport("send to", &self.endpoint, format!("garbage in the channel: {what}"))
+    }
+
+    /// Waits for the server's answer to offer `id` until `deadline`: its state, once no longer PENDING
+    /// (COPYING is returned as is when there is a deadline, and waited past without one).
+    fn answer(&self, id: u32, deadline: Option<Instant>) -> Result<Option<u32>> {
         self.wait(deadline, |channel| {
-            let answer = channel.transfer().load(Ordering::Acquire);
+            let word = channel.transfer().load(Ordering::Acquire);
+            if transfer::offer_of(word) != id {
+                return Err(self.garbage(format!("transfer word {word} during offer {id}")));
+            }
+            let answer = transfer::state_of(word);
             let copying = deadline.is_none() && answer == transfer::COPYING;
             Ok((answer != transfer::PENDING && !copying).then_some(answer))
         })
@@ -196,9 +217,11 @@ impl Sender {
     /// nor more than a ring behind).
     fn room(&self) -> Result<u64> {
         let head = self.channel().head();
-        let unread = self.published.checked_sub(head).filter(|&u| u <= RING as u64).ok_or_else(|| {
-            Error::transport("send to", &self.endpoint, format!("garbage head {head} in the channel"))
-        })?;
+        let unread = self
+            .published
+            .checked_sub(head)
+            .filter(|&u| u <= RING as u64)
+            .ok_or_else(|| self.garbage(format!("head {head}")))?;
         Ok(RING as u64 - unread - (self.tail - self.published))
     }
 

@@ -80,14 +80,19 @@ fn garbage_records_lengths_and_positions_are_errors_and_the_server_goes_on() {
     assert!(matches!(hostile(&server, |c| records(c, &huge)), Err(Error::LimitExceeded { .. })));
     refused(hostile(&server, |_| RING as u64 + 1), "a tail more than a ring ahead");
     refused(hostile(&server, |_| u64::MAX), "a tail behind the head");
-    let foreign =
-        [(Record::Begin { frames: 1 }, &[][..]), (Record::Remote { len: 4, address: 8, pid: me + 1 }, &[])];
+    let foreign = [
+        (Record::Begin { frames: 1 }, &[][..]),
+        (Record::Remote { offer: 0, len: 4, address: 8, pid: me + 1 }, &[]),
+    ];
     refused(hostile(&server, |c| records(c, &foreign)), "an offer naming another process");
     let tampered = |c: &Channel<'_>| {
-        c.transfer().store(77, std::sync::atomic::Ordering::Release);
+        c.transfer().store(transfer::pack(0, 7), std::sync::atomic::Ordering::Release);
         records(
             c,
-            &[(Record::Begin { frames: 1 }, &[]), (Record::Remote { len: 4, address: 8, pid: me }, &[])],
+            &[
+                (Record::Begin { frames: 1 }, &[]),
+                (Record::Remote { offer: 0, len: 4, address: 8, pid: me }, &[]),
+            ],
         )
     };
     refused(hostile(&server, tampered), "a garbage transfer word");
@@ -98,13 +103,13 @@ fn garbage_records_lengths_and_positions_are_errors_and_the_server_goes_on() {
     // An offer of unmapped memory is refused, and the bytes that follow in the ring are taken instead.
     let h1 = header_with_one_bulk(4);
     let fallback = |c: &Channel<'_>| {
-        c.transfer().store(transfer::PENDING, std::sync::atomic::Ordering::Release);
+        c.transfer().store(transfer::pack(0, transfer::PENDING), std::sync::atomic::Ordering::Release);
         records(
             c,
             &[
                 (Record::Begin { frames: 2 }, &[]),
                 (Record::Inline { len: h1.len() as u64 }, &h1),
-                (Record::Remote { len: 4, address: 8, pid: me }, &[]),
+                (Record::Remote { offer: 0, len: 4, address: 8, pid: me }, &[]),
                 (Record::Inline { len: 4 }, b"abcd"),
             ],
         )
