@@ -56,8 +56,9 @@ pub use meta::{LbmMeta, Metadata};
 #[cfg(feature = "mpi")]
 pub use mpi;
 pub use transport::{
-    Client, Endpoint, Options, Payload, Protocol, Received, Server, SharedMemoryAccess, Transport,
-    TransportFactory, ZeroMqClient, ZeroMqServer, DEFAULT_MAX_MESSAGE_SIZE,
+    Client, Endpoint, Options, Payload, Protocol, Received, Server, SharedMemoryAccess, SharedMemoryClient,
+    SharedMemoryServer, ShmOptions, Transport, TransportFactory, ZeroMqClient, ZeroMqServer,
+    DEFAULT_MAX_MESSAGE_SIZE,
 };
 
 /// The README's code blocks, compiled and run as doc tests.

@@ -33,7 +33,7 @@ impl Mapping {
     }
 
     /// The 8-byte word at `at`, which must be 8-byte aligned, as an atomic.
-    fn word(&self, at: usize) -> &AtomicU64 {
+    pub(super) fn word(&self, at: usize) -> &AtomicU64 {
         let address = self.address(at, 8);
         assert_eq!(address as usize % 8, 0, "word misaligned");
         // SAFETY: 8 aligned bytes inside the mapping, which lives as long as `self`. Every access to the
@@ -186,5 +186,19 @@ mod tests {
         // SAFETY: no thread or process writes `region` while the slice lives.
         let in_place = unsafe { region.as_slice() };
         assert_eq!((&in_place[..5], in_place.len()), (&b"hello"[..], 100));
+    }
+
+    #[test]
+    fn atomic_words_are_shared_by_every_handle_and_bounds_checked() {
+        use std::sync::atomic::Ordering;
+        let segment = Segment::create(&format!("unit-atomics-{}", std::process::id()), 64 << 10).unwrap();
+        let region = segment.allocate(64).unwrap();
+        let again = crate::shm::ShmPtr::resolve(&region.shm_ptr(), 64).unwrap();
+        region.atomic_u32(4).unwrap().store(7, Ordering::Release);
+        region.atomic_u64(8).unwrap().fetch_add(9, Ordering::AcqRel);
+        assert_eq!(again.atomic_u32(4).unwrap().load(Ordering::Acquire), 7);
+        assert_eq!(again.atomic_u64(8).unwrap().load(Ordering::Acquire), 9);
+        assert!(region.atomic_u32(61).is_err(), "past the region's end");
+        assert!(region.atomic_u64(usize::MAX).is_err(), "overflowing offset");
     }
 }

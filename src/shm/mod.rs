@@ -37,6 +37,7 @@ pub use crate::error::ShmError;
 use crate::error::{Error, Result};
 use mapping::Mapping;
 pub use peer::PeerRegion;
+pub(crate) use process::Process;
 pub use region::FullPtr;
 
 struct Inner {

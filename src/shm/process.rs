@@ -7,15 +7,15 @@ use std::path::Path;
 /// A process: its pid and its start time (clock ticks after boot, field 22 of `/proc/<pid>/stat`), so
 /// that a later process reusing the pid is not taken for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Process {
-    pub(super) pid: u32,
+pub(crate) struct Process {
+    pub(crate) pid: u32,
     /// 0 when unknown: then the pid alone is compared.
-    pub(super) start: u64,
+    pub(crate) start: u64,
 }
 
 impl Process {
     /// This process.
-    pub(super) fn current() -> Self {
+    pub(crate) fn current() -> Self {
         let pid = std::process::id();
         Self { pid, start: stat(pid).map_or(0, |s| s.start) }
     }
@@ -23,7 +23,7 @@ impl Process {
     /// True when the process has ended: no process has its pid, the pid's process is a zombie, or the pid
     /// now belongs to a process started at another time. False when that cannot be told (no `/proc`, or
     /// no pid recorded).
-    pub(super) fn is_gone(&self) -> bool {
+    pub(crate) fn is_gone(&self) -> bool {
         if self.pid == 0 || !Path::new("/proc/self/stat").exists() {
             return false;
         }

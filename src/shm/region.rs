@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
 use super::{PeerRegion, Segment, ShmError, ShmPtr};
 use crate::error::Result;
 
@@ -83,6 +85,19 @@ impl FullPtr {
         self.check_range(at, out.len())?;
         self.segment.inner.mapping.copy_out(self.offset + at, out);
         Ok(())
+    }
+
+    /// The 4-byte word at `at` in the region, as an atomic shared with every process mapping the segment
+    /// (a futex word, a counter). `at` must be 4-byte aligned in the segment.
+    pub(crate) fn atomic_u32(&self, at: usize) -> Result<&AtomicU32> {
+        self.check_range(at, 4)?;
+        Ok(self.segment.inner.mapping.lock_word(self.offset + at))
+    }
+
+    /// The 8-byte word at `at` in the region, as an atomic; `at` must be 8-byte aligned in the segment.
+    pub(crate) fn atomic_u64(&self, at: usize) -> Result<&AtomicU64> {
+        self.check_range(at, 8)?;
+        Ok(self.segment.inner.mapping.word(self.offset + at))
     }
 
     fn check_range(&self, at: usize, len: usize) -> Result<()> {

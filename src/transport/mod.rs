@@ -21,8 +21,10 @@
 #![forbid(unsafe_code)]
 
 mod endpoint;
+mod parts;
 mod payload;
 mod received;
+pub mod shm;
 mod two_phase;
 pub mod zmq;
 
@@ -32,6 +34,7 @@ pub use self::endpoint::{Endpoint, Protocol};
 pub use self::payload::Payload;
 pub(crate) use self::received::Limits;
 pub use self::received::Received;
+pub use self::shm::{SharedMemoryClient, SharedMemoryServer, ShmOptions};
 pub use self::zmq::{ZeroMqClient, ZeroMqServer};
 use crate::bulk::{Bulk, BulkFlags};
 use crate::error::Result;
@@ -45,6 +48,8 @@ use crate::shm::{FullPtr, ShmPtr};
 pub enum Transport {
     /// ZeroMQ PUSH/PULL sockets over tcp, ipc or inproc.
     ZeroMq,
+    /// A queue in shared memory, for processes of one node (protocol `"shm"`): see [`shm`].
+    SharedMemory,
 }
 
 /// Socket settings shared by clients and servers, and the limits a server holds every peer to.
@@ -287,17 +292,28 @@ pub trait Server: Send + Sync + std::fmt::Debug {
 pub struct TransportFactory;
 
 impl TransportFactory {
-    /// A client sending to `addr` over `protocol` (`"tcp"`, `"ipc"`, `"inproc"`) at `port`, with default options.
+    /// A client sending to `addr` over `protocol` (`"tcp"`, `"ipc"`, `"inproc"`; `"shm"` for
+    /// [`Transport::SharedMemory`]) at `port`, with default options.
     pub fn client(addr: &str, transport: Transport, protocol: &str, port: u16) -> Result<Box<dyn Client>> {
+        if transport == Transport::SharedMemory {
+            let options = (Options::default(), ShmOptions::default());
+            return Ok(Box::new(SharedMemoryClient::connect(addr, protocol, port, &options.0, &options.1)?));
+        }
         Self::client_with(&Endpoint::new(addr, protocol, port)?, transport, &Options::default())
     }
 
-    /// A server bound at `addr` over `protocol` at `port` (0: any free port), with default options.
+    /// A server bound at `addr` over `protocol` at `port` (0: any free port; for `"shm"`, a unique name),
+    /// with default options.
     pub fn server(addr: &str, transport: Transport, protocol: &str, port: u16) -> Result<Box<dyn Server>> {
+        if transport == Transport::SharedMemory {
+            let options = (Options::default(), ShmOptions::default());
+            return Ok(Box::new(SharedMemoryServer::bind(addr, protocol, port, &options.0, &options.1)?));
+        }
         Self::server_with(&Endpoint::new(addr, protocol, port)?, transport, &Options::default())
     }
 
-    /// A client for `endpoint` with the given options.
+    /// A client for `endpoint` with the given options. [`Transport::SharedMemory`] takes no [`Endpoint`]
+    /// (its protocols are ZeroMQ's): use [`SharedMemoryClient::connect`].
     pub fn client_with(
         endpoint: &Endpoint,
         transport: Transport,
@@ -305,10 +321,12 @@ impl TransportFactory {
     ) -> Result<Box<dyn Client>> {
         match transport {
             Transport::ZeroMq => Ok(Box::new(ZeroMqClient::connect(endpoint, options)?)),
+            Transport::SharedMemory => Err(shm_needs_its_scheme()),
         }
     }
 
-    /// A server for `endpoint` with the given options.
+    /// A server for `endpoint` with the given options. [`Transport::SharedMemory`] takes no [`Endpoint`]:
+    /// use [`SharedMemoryServer::bind`].
     pub fn server_with(
         endpoint: &Endpoint,
         transport: Transport,
@@ -316,6 +334,16 @@ impl TransportFactory {
     ) -> Result<Box<dyn Server>> {
         match transport {
             Transport::ZeroMq => Ok(Box::new(ZeroMqServer::bind(endpoint, options)?)),
+            Transport::SharedMemory => Err(shm_needs_its_scheme()),
         }
     }
+}
+
+/// The error for a shared-memory transport asked for with an [`Endpoint`], whose protocols are ZeroMQ's.
+fn shm_needs_its_scheme() -> crate::Error {
+    crate::Error::InvalidArgument(
+        "the shared-memory transport takes \"shm\" addresses: use TransportFactory::server or client with \
+         protocol \"shm\", or SharedMemoryServer::bind and SharedMemoryClient::connect with options"
+            .into(),
+    )
 }

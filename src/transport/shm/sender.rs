@@ -1,0 +1,277 @@
+//! The client's side of a channel: writes a message's records and bytes into the ring (pipelined: the
+//! server reads while the client still writes), or offers large bulks for a single copy and waits for the
+//! server's answer, so that a borrowed slice is never read after `send` returned.
+
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::queue::{state, transfer, Channel, Queue, OFFER_PATIENCE, RING};
+use super::record::{padded, Record};
+use super::wait::deadline_after;
+use crate::error::{Error, Result};
+use crate::shm::Process;
+
+/// Bytes written between two publications of the tail while streaming a large frame, so the server can
+/// copy out one piece while the next is written.
+const PUBLISH_EVERY: u64 = 64 << 10;
+
+/// One client's channel in a server's queue, claimed on creation and released on drop.
+pub(super) struct Sender {
+    queue: Queue,
+    index: usize,
+    me: Process,
+    endpoint: String,
+    /// Bytes written into the ring (some perhaps not yet published).
+    tail: u64,
+    /// Bytes published to the server.
+    published: u64,
+    /// Bulks of at least this size are offered for a single copy; `None` once the server refused.
+    single_copy_from: Option<usize>,
+    /// The number of the last single-copy offer (29 bits, wrapping).
+    offers: u32,
+    /// The channel cannot be used again (a send failed after publishing part of its message).
+    abandoned: bool,
+}
+
+impl Sender {
+    /// Claims a free channel of `queue`.
+    pub(super) fn claim(queue: Queue, endpoint: &str, single_copy_from: Option<usize>) -> Result<Self> {
+        let me = Process::current();
+        let index = queue.claim(me).ok_or_else(|| {
+            Error::transport("connect to", endpoint, "every channel of the server is taken")
+        })?;
+        let endpoint = endpoint.to_owned();
+        Ok(Self {
+            queue,
+            index,
+            me,
+            endpoint,
+            tail: 0,
+            published: 0,
+            single_copy_from,
+            offers: 0,
+            abandoned: false,
+        })
+    }
+
+    fn channel(&self) -> Channel<'_> {
+        self.queue.channel(self.index)
+    }
+
+    /// False once the channel cannot carry another message: the client must claim a new one.
+    pub(super) fn usable(&self) -> bool {
+        !self.abandoned && !self.queue.closed() && self.channel().state() == state::OPEN
+    }
+
+    /// Sends `frames` (the header frame first) as one message within `timeout`. On an error after part of
+    /// the message was published, the channel is given up (the server drops the partial message).
+    pub(super) fn send(&mut self, frames: &[&[u8]], timeout: Option<Duration>) -> Result<()> {
+        let start = self.published;
+        let deadline = deadline_after(timeout);
+        let result = self.write_message(frames, deadline, timeout);
+        if result.is_err() {
+            if self.published == start {
+                self.tail = start; // nothing reached the server: the channel stays usable
+            } else {
+                self.abandoned = true;
+                self.channel().set_state(state::RELEASED);
+            }
+        }
+        result
+    }
+
+    fn write_message(
+        &mut self,
+        frames: &[&[u8]],
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let count = u32::try_from(frames.len())
+            .map_err(|_| Error::InvalidArgument(format!("{} frames in one message", frames.len())))?;
+        self.write_record(Record::Begin { frames: count }, deadline, timeout)?;
+        for (i, frame) in frames.iter().enumerate() {
+            let offer = i > 0 && self.single_copy_from.is_some_and(|from| frame.len() >= from);
+            if !(offer && self.offer(frame, deadline, timeout)?) {
+                self.write_inline(frame, deadline, timeout)?;
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn write_record(
+        &mut self,
+        record: Record,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        self.write_bytes(&record.encode(), deadline, timeout)
+    }
+
+    fn write_inline(
+        &mut self,
+        frame: &[u8],
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let len = frame.len() as u64;
+        self.write_record(Record::Inline { len }, deadline, timeout)?;
+        self.write_bytes(frame, deadline, timeout)?;
+        let padding = [0u8; 8];
+        self.write_bytes(&padding[..(padded(len) - len) as usize], deadline, timeout)
+    }
+
+    /// Offers `frame` for a single copy and waits for the answer: true when the server copied it, false
+    /// when it refused (then no more offers are made on this channel) or did not answer in time (then the
+    /// offer is withdrawn); either way the bytes then go through the ring.
+    fn offer(&mut self, frame: &[u8], deadline: Option<Instant>, timeout: Option<Duration>) -> Result<bool> {
+        self.offers = self.offers.wrapping_add(1) & (u32::MAX >> 3);
+        let id = self.offers;
+        let (len, address, pid) = (frame.len() as u64, frame.as_ptr() as u64, self.me.pid);
+        self.channel().transfer().store(transfer::pack(id, transfer::PENDING), Ordering::Release);
+        self.write_record(Record::Remote { offer: id, len, address, pid }, deadline, timeout)?;
+        self.publish();
+        let patience = Instant::now() + OFFER_PATIENCE;
+        let answer = match self.answer(id, Some(deadline.map_or(patience, |d| d.min(patience))))? {
+            Some(transfer::COPYING) => self.answer(id, None)?.expect("no deadline"),
+            Some(answer) => answer,
+            None => {
+                // Take the offer back unless the server took it meanwhile: once WITHDRAWN, the server
+                // reads the bytes from the ring instead.
+                let channel = self.channel();
+                let (pending, withdrawn) =
+                    (transfer::pack(id, transfer::PENDING), transfer::pack(id, transfer::WITHDRAWN));
+                match channel.transfer().compare_exchange(
+                    pending,
+                    withdrawn,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Ok(false),
+                    Err(_) => self.answer(id, None)?.expect("no deadline"),
+                }
+            }
+        };
+        match answer {
+            transfer::DONE => Ok(true),
+            transfer::REFUSED => {
+                self.single_copy_from = None;
+                Ok(false)
+            }
+            other => Err(self.garbage(format!("answer {other} to a single-copy offer"))),
+        }
+    }
+
+    fn garbage(&self, what: String) -> Error {
+        Error::transport("send to", &self.endpoint, format!("garbage in the channel: {what}"))
+    }
+
+    /// Waits for the server's answer to offer `id` until `deadline`: its state, once no longer PENDING
+    /// (COPYING is returned as is when there is a deadline, and waited past without one).
+    fn answer(&self, id: u32, deadline: Option<Instant>) -> Result<Option<u32>> {
+        self.wait(deadline, |channel| {
+            let word = channel.transfer().load(Ordering::Acquire);
+            if transfer::offer_of(word) != id {
+                return Err(self.garbage(format!("transfer word {word} during offer {id}")));
+            }
+            let answer = transfer::state_of(word);
+            let copying = deadline.is_none() && answer == transfer::COPYING;
+            Ok((answer != transfer::PENDING && !copying).then_some(answer))
+        })
+    }
+
+    /// Copies `data` into the ring, waiting for room while the server catches up.
+    fn write_bytes(
+        &mut self,
+        mut data: &[u8],
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        while !data.is_empty() {
+            let mut room = self.room()?;
+            if room == 0 {
+                self.publish();
+                let found = self.wait(deadline, |sender_channel| {
+                    let head = sender_channel.head();
+                    Ok((head != self.published.wrapping_sub(RING as u64)).then_some(()))
+                })?;
+                if found.is_none() {
+                    return Err(self.timeout(timeout, "send (the server's queue stayed full)"));
+                }
+                room = self.room()?;
+            }
+            let piece = (room as usize).min(data.len());
+            self.channel().write(self.tail, &data[..piece]);
+            self.tail += piece as u64;
+            data = &data[piece..];
+            if self.tail - self.published >= PUBLISH_EVERY {
+                self.publish();
+            }
+        }
+        Ok(())
+    }
+
+    /// Free bytes in the ring, from the server's head (checked: it cannot be ahead of what was published,
+    /// nor more than a ring behind).
+    fn room(&self) -> Result<u64> {
+        let head = self.channel().head();
+        let unread = self
+            .published
+            .checked_sub(head)
+            .filter(|&u| u <= RING as u64)
+            .ok_or_else(|| self.garbage(format!("head {head}")))?;
+        Ok(RING as u64 - unread - (self.tail - self.published))
+    }
+
+    fn publish(&mut self) {
+        if self.tail != self.published {
+            self.published = self.tail;
+            self.channel().publish_tail(self.tail);
+        }
+    }
+
+    /// Waits on the channel's signal until `ready` gives a value or `deadline` passes (`None`), failing
+    /// when the server is gone, closed, or gave up on the channel.
+    fn wait<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut(&Channel<'_>) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let channel = self.channel();
+        let lost = |why: String| Error::transport("send to", &self.endpoint, why);
+        channel.signal().wait(
+            deadline,
+            || {
+                if self.queue.closed() {
+                    return Err(lost("the server closed".into()));
+                }
+                if channel.state() != state::OPEN || channel.owner().pid != self.me.pid {
+                    return Err(lost("the server gave up on this client's channel".into()));
+                }
+                ready(&channel)
+            },
+            || {
+                let server = self.queue.server();
+                match server.is_gone() {
+                    true => Err(lost(format!("the server process {} is lost (it ended)", server.pid))),
+                    false => Ok(()),
+                }
+            },
+        )
+    }
+
+    fn timeout(&self, timeout: Option<Duration>, op: &'static str) -> Error {
+        Error::Timeout { op, after: timeout.unwrap_or_default(), peer: Some(self.endpoint.clone()) }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // What was published stays for the server to read; it frees the channel then.
+        if self.channel().owner().pid == self.me.pid {
+            self.channel().set_state(state::RELEASED);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! A process of the node writing garbage into a server's queue, record by record: every case is an
+//! error for that message (never a crash, a hang or a huge allocation), and the server goes on.
+
+use std::time::{Duration, Instant};
+
+use super::queue::{state, transfer, Channel, Queue, RING};
+use super::record::{padded, Record};
+use super::{SharedMemoryClient, SharedMemoryServer, ShmOptions};
+use crate::error::Error;
+use crate::shm::{Process, Segment};
+use crate::{Client, LbmMeta, Options, Server};
+
+fn server() -> SharedMemoryServer {
+    let options = Options::default().with_max_message_size(Some(1 << 20)).with_max_bulks(8);
+    let shm = ShmOptions::default().with_stall_timeout(Duration::from_millis(300));
+    SharedMemoryServer::bind("unit-hostile", "shm", 0, &options, &shm).unwrap()
+}
+
+/// Claims a channel of `server` as a client would, lets `write` put bytes in its ring (returning the
+/// tail to publish), and returns what the server's next receive says.
+fn hostile(server: &SharedMemoryServer, write: impl FnOnce(&Channel<'_>) -> u64) -> crate::Result<usize> {
+    let segment = Segment::open(server.address().trim_start_matches("shm://")).unwrap();
+    let queue = Queue::open(&segment).unwrap();
+    let channel = queue.channel(queue.claim(Process::current()).unwrap());
+    let tail = write(&channel);
+    channel.publish_tail(tail);
+    let started = Instant::now();
+    let outcome = server.recv_message(Duration::from_secs(5)).map(|m| m.bulk_count());
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    channel.set_state(state::RELEASED);
+    outcome
+}
+
+/// Writes `records` (each with the bytes that follow it) from position 0; returns the end.
+fn records(channel: &Channel<'_>, records: &[(Record, &[u8])]) -> u64 {
+    let mut at = 0;
+    for (record, bytes) in records {
+        channel.write(at, &record.encode());
+        channel.write(at + 32, bytes);
+        at += 32 + padded(bytes.len() as u64);
+    }
+    at
+}
+
+fn header() -> Vec<u8> {
+    crate::wire::encode_header(&[], |_| Ok(())).unwrap()
+}
+
+fn header_with_one_bulk(size: usize) -> Vec<u8> {
+    let data = vec![0u8; size];
+    crate::wire::encode_header(&[crate::Bulk::source(&data, Default::default())], |_| Ok(())).unwrap()
+}
+
+#[test]
+fn garbage_records_lengths_and_positions_are_errors_and_the_server_goes_on() {
+    let server = server();
+    let me = Process::current().pid;
+    let h = header();
+    let refused = |outcome: crate::Result<usize>, what: &str| {
+        let error = outcome.expect_err(what);
+        // A message that stops half way ends at the stall limit; nothing may pass for no message at all.
+        let nothing = matches!(error, Error::Timeout { op: "receive (nothing arrived)", .. });
+        assert!(!nothing, "{what}: not seen: {error}");
+    };
+    refused(
+        hostile(&server, |c| records(c, &[(Record::Begin { frames: 1 }, &[])]) + 8),
+        "tail inside a record",
+    );
+    refused(
+        hostile(&server, |c| {
+            c.write(0, &[0xee; 32]);
+            32
+        }),
+        "unknown record kind",
+    );
+    refused(hostile(&server, |c| records(c, &[(Record::Begin { frames: 0 }, &[])])), "no frames");
+    let many = hostile(&server, |c| records(c, &[(Record::Begin { frames: u32::MAX }, &[])]));
+    assert!(matches!(many, Err(Error::LimitExceeded { .. })), "{many:?}");
+    let huge = [(Record::Begin { frames: 1 }, &[][..]), (Record::Inline { len: u64::MAX }, &[])];
+    assert!(matches!(hostile(&server, |c| records(c, &huge)), Err(Error::LimitExceeded { .. })));
+    refused(hostile(&server, |_| RING as u64 + 1), "a tail more than a ring ahead");
+    refused(hostile(&server, |_| u64::MAX), "a tail behind the head");
+    let foreign = [
+        (Record::Begin { frames: 1 }, &[][..]),
+        (Record::Remote { offer: 0, len: 4, address: 8, pid: me + 1 }, &[]),
+    ];
+    refused(hostile(&server, |c| records(c, &foreign)), "an offer naming another process");
+    let tampered = |c: &Channel<'_>| {
+        c.transfer().store(transfer::pack(0, 7), std::sync::atomic::Ordering::Release);
+        records(
+            c,
+            &[
+                (Record::Begin { frames: 1 }, &[]),
+                (Record::Remote { offer: 0, len: 4, address: 8, pid: me }, &[]),
+            ],
+        )
+    };
+    refused(hostile(&server, tampered), "a garbage transfer word");
+    let not_a_header = [(Record::Begin { frames: 1 }, &[][..]), (Record::Inline { len: 5 }, b"hello")];
+    assert!(matches!(hostile(&server, |c| records(c, &not_a_header)), Err(Error::Wire(_))));
+    let unfinished = [(Record::Begin { frames: 2 }, &[][..]), (Record::Inline { len: h.len() as u64 }, &h)];
+    refused(hostile(&server, |c| records(c, &unfinished)), "a message that stops half way");
+    // An offer of unmapped memory is refused, and the bytes that follow in the ring are taken instead.
+    let h1 = header_with_one_bulk(4);
+    let fallback = |c: &Channel<'_>| {
+        c.transfer().store(transfer::pack(0, transfer::PENDING), std::sync::atomic::Ordering::Release);
+        records(
+            c,
+            &[
+                (Record::Begin { frames: 2 }, &[]),
+                (Record::Inline { len: h1.len() as u64 }, &h1),
+                (Record::Remote { offer: 0, len: 4, address: 8, pid: me }, &[]),
+                (Record::Inline { len: 4 }, b"abcd"),
+            ],
+        )
+    };
+    assert_eq!(hostile(&server, fallback).unwrap(), 1);
+    // Every broken channel was freed once let go, and a real client still gets through.
+    let client =
+        SharedMemoryClient::connect(server.address(), "shm", 0, &Options::default(), &ShmOptions::default())
+            .unwrap();
+    let data = b"still here";
+    client.send(&LbmMeta::new(()).with_bulk(client.expose(data, Default::default()))).into_result().unwrap();
+    let payloads = server.recv_message(Duration::from_secs(5)).unwrap().into_payloads();
+    assert_eq!(&payloads[0][..], data);
+}
