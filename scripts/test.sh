@@ -24,7 +24,7 @@ step 600 cargo doc --workspace --no-deps
 step 900 cargo build --no-default-features
 step 2400 cargo test --release --workspace
 step 900 cargo build --release --workspace --examples --bins
-for example in basic custom_metadata shared_memory; do
+for example in basic custom_metadata shared_memory shm_vs_zmq; do
     step 120 "target/release/examples/$example"
 done
 for ranks in 1 2 3 4; do

@@ -124,7 +124,9 @@ impl Segment {
     pub fn create(name: &str, size: usize) -> Result<Self> {
         check_name(name)?;
         let path = path_of(name);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| {
+        // Owner-only (0600): other users can neither read what a segment carries nor write its queues.
+        let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path);
+        let file = file.map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 taken(name, &path)
             } else {
@@ -331,6 +333,7 @@ impl ShmPtr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn unique(name: &str) -> String {
         format!("unit-{name}-{}", std::process::id())
@@ -517,7 +520,8 @@ mod tests {
         let name = unique("twice");
         let segment = Segment::create(&name, 64 << 10).unwrap();
         assert!(matches!(Segment::create(&name, 64 << 10), Err(Error::Shm(ShmError::Exists(_)))));
-        assert!(path_of(&name).exists());
+        let mode = std::fs::metadata(path_of(&name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "other users could read or write the segment");
         drop(segment);
         assert!(!path_of(&name).exists(), "segment file left behind");
         assert!(matches!(Segment::open(&name), Err(Error::Shm(ShmError::UnknownSegment(_)))));

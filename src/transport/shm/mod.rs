@@ -26,7 +26,12 @@
 //!
 //! # Trust
 //!
-//! Every process of the node that can open the segment can write anything into it. The server copies
+//! Segments are created owner-only (mode 0600): only processes of the server's own user (and root) can
+//! open the segment. Such a process can write anything into it, and it can name any process in a single-copy
+//! offer; the server then reads that process's memory with `process_vm_readv`, which the kernel allows
+//! only where the server could ptrace it: a process of the same user, which the writer could read itself.
+//! Proving that an offer's process is the channel's (a challenge the client must echo from its own memory)
+//! is left for the next step. The server copies
 //! every record out before decoding it, keeps its own read position, checks every length against its
 //! [`crate::Options`] limits before allocating, and hands the frames to `Received::accept` like every
 //! transport. A channel holding garbage is given up (its message dropped with an error) and freed when

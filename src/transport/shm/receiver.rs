@@ -138,7 +138,7 @@ impl Receiver {
         let mut out = Vec::with_capacity(frames as usize);
         for _ in 0..frames {
             let bytes = self.read_frame(reader, &mut budget, limits.max_message_size)?;
-            out.push(Payload(zmq::Message::from(bytes)));
+            out.push(Payload::from_vec(bytes));
         }
         Ok(out)
     }
