@@ -186,6 +186,22 @@ impl Segment {
         }
     }
 
+    /// Removes every stale segment (as [`Segment::reclaim_stale`]) whose name `matches` says is one to
+    /// look at; returns how many it removed. Segments of living creators are left alone.
+    pub fn reclaim_stale_where(matches: impl Fn(&str) -> bool) -> Result<usize> {
+        let dir = path_of("x").parent().map(Path::to_path_buf).unwrap_or_default();
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+        let names = entries.filter_map(|entry| {
+            let file = entry.ok()?.file_name().into_string().ok()?;
+            Some(file.strip_prefix("lightbeam-")?.to_owned())
+        });
+        let mut removed = 0;
+        for name in names.filter(|name| check_name(name).is_ok() && matches(name)) {
+            removed += usize::from(Self::reclaim_stale(&name)?);
+        }
+        Ok(removed)
+    }
+
     /// Maps the existing segment `name`, created by this or another process on this node.
     pub fn open(name: &str) -> Result<Self> {
         check_name(name)?;

@@ -20,9 +20,15 @@
 //! Both sides spin for at most 20 us (yielding the core every few iterations, so that more
 //! processes than cores do not spin against each other), then sleep on a futex word in the segment in
 //! slices of at most 50 ms, checking the other process's liveness (pid and start time) between slices.
-//! A server waits for a message to begin up to the receive timeout; a message that began must progress
-//! at least every [`ShmOptions::stall_timeout`]. A client waits for room or for an answer up to its send
-//! timeout. A peer that dies is reported as lost, never waited for until a timeout.
+//! A receive ends by its own deadline. The server reads every channel in turn and keeps each channel's
+//! unfinished message apart, so a client that writes slowly or stopped holds only its own message; one
+//! that makes no progress for [`ShmOptions::stall_timeout`] is dropped with an error. A client waits for
+//! the server, for a free channel, for room or for an answer (a single-copy offer the server took
+//! included) up to its send timeout; past it, a taken offer is withdrawn and the server drops what it
+//! copied. A peer that dies is reported as lost, never waited for until a timeout: a client checks the
+//! server's process when it attaches, so a killed server's leftover segment is refused at once (a server
+//! killed after that is found when the client next waits for it). A server bound with port 0 removes
+//! the segments that dead servers left under the same name.
 //!
 //! # Trust
 //!
@@ -35,11 +41,16 @@
 //! every record out before decoding it, keeps its own read position, checks every length against its
 //! [`crate::Options`] limits before allocating, and hands the frames to `Received::accept` like every
 //! transport. A channel holding garbage is given up (its message dropped with an error) and freed when
-//! its client leaves. Not covered: a process that truncates the segment's file makes the processes
-//! mapping it fault (a sealed memfd would close that), and a hostile process can take every channel.
+//! its client leaves; a client touches its channel only while the channel holds the random word of its
+//! own claim, so two clients of one process never free each other's channel.
+//!
+//! Not covered: a process that truncates the segment's file **crashes** the server and every client
+//! mapping it (SIGBUS at their next access; a sealed memfd passed over a socket would close that), and a
+//! hostile process can take every channel (clients then time out waiting for one).
 
 #![forbid(unsafe_code)]
 
+mod message;
 mod queue;
 mod receiver;
 mod record;
@@ -124,6 +135,16 @@ fn token() -> u64 {
     hasher.finish()
 }
 
+/// Removes the segments of dead servers bound to `base` with port 0 (`base-<16 hex digits>`), which no
+/// later bind would otherwise find: their names are random.
+fn reclaim_leftovers(base: &str) -> Result<usize> {
+    Segment::reclaim_stale_where(|name| {
+        name.strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|token| token.len() == 16 && token.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
 /// Receives Lightbeam messages from clients of this node through a queue in its own segment, removed
 /// when the server is dropped.
 pub struct SharedMemoryServer {
@@ -139,11 +160,15 @@ pub struct SharedMemoryServer {
 impl SharedMemoryServer {
     /// A server for `addr` (a segment name: letters, digits, `.`, `_`, `-`) over `protocol` `"shm"`; port
     /// 0 adds a random token to the name, another port `.port`. A name whose server lives fails with
-    /// [`Error::AddressInUse`]; one left by a dead process is reclaimed.
+    /// [`Error::AddressInUse`]; one left by a dead process is reclaimed, and so, with port 0, are the
+    /// segments dead servers left under the same name with any token.
     pub fn bind(addr: &str, protocol: &str, port: u16, options: &Options, shm: &ShmOptions) -> Result<Self> {
         let base = segment_name(addr, protocol, port)?;
         let name = match port {
-            0 => format!("{base}-{:016x}", token()),
+            0 => {
+                reclaim_leftovers(&base)?;
+                format!("{base}-{:016x}", token())
+            }
             _ => base,
         };
         let address = format!("{SCHEME}://{name}");
@@ -243,33 +268,49 @@ impl SharedMemoryClient {
         })
     }
 
-    /// A channel of the server's queue: the one held, or a new one once the server is there.
+    /// A channel of the server's queue: the one held, or a new one once the server is there and a channel
+    /// is free (both waited for until `deadline`). A server whose process ended is reported lost at once.
     fn attach(&self, held: &mut Option<Sender>, deadline: Option<Instant>) -> Result<()> {
         if held.as_ref().is_some_and(Sender::usable) {
             return Ok(());
         }
         *held = None;
+        let mut pause = Duration::from_micros(100);
         loop {
-            match Segment::open(&self.name).and_then(|segment| Queue::open(&segment)) {
-                Ok(queue) => {
-                    *held = Some(Sender::claim(queue, &self.address, self.single_copy_from)?);
+            let waited_for = match self.try_attach()? {
+                Attach::Done(sender) => {
+                    *held = Some(sender);
                     return Ok(());
                 }
-                Err(Error::Shm(ShmError::UnknownSegment(_)))
-                    if deadline.is_none_or(|d| Instant::now() < d) =>
-                {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(Error::Shm(ShmError::UnknownSegment(_))) => {
-                    return Err(Error::Timeout {
-                        op: "send (no server at this address)",
-                        after: self.send_timeout.unwrap_or_default(),
-                        peer: Some(self.address.clone()),
-                    })
-                }
-                Err(other) => return Err(other),
+                Attach::NoServer => "send (no server at this address)",
+                Attach::NoChannel => "send (every channel of the server stayed taken)",
+            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let (after, peer) = (self.send_timeout.unwrap_or_default(), Some(self.address.clone()));
+                return Err(Error::Timeout { op: waited_for, after, peer });
             }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(ATTACH_PAUSE);
         }
+    }
+
+    /// One attempt at claiming a channel of a live server.
+    fn try_attach(&self) -> Result<Attach> {
+        let queue = match Segment::open(&self.name).and_then(|segment| Queue::open(&segment)) {
+            Ok(queue) => queue,
+            Err(Error::Shm(ShmError::UnknownSegment(_))) => return Ok(Attach::NoServer),
+            Err(other) => return Err(other),
+        };
+        if queue.closed() {
+            return Ok(Attach::NoServer); // its segment goes next, perhaps for a new server of the name
+        }
+        let server = queue.server();
+        if server.is_gone() {
+            let why =
+                format!("the server process {} is lost (it ended without removing its segment)", server.pid);
+            return Err(Error::transport("send to", &self.address, why));
+        }
+        Ok(Sender::claim(queue, &self.address, self.single_copy_from).map_or(Attach::NoChannel, Attach::Done))
     }
 
     fn send_message(&self, meta: &dyn Metadata) -> Result<usize> {
@@ -292,6 +333,18 @@ impl SharedMemoryClient {
             }
         }
     }
+}
+
+/// The longest pause between two attempts at attaching.
+const ATTACH_PAUSE: Duration = Duration::from_millis(5);
+
+/// What one attempt at attaching found.
+enum Attach {
+    Done(Sender),
+    /// No segment by the server's name (yet).
+    NoServer,
+    /// Every channel is taken (one frees when its client leaves and the server next receives).
+    NoChannel,
 }
 
 impl Client for SharedMemoryClient {

@@ -4,7 +4,7 @@
 //! ```text
 //! control (128 B): magic u64 | server pid u32 | closed u32 | server start u64 | doorbell u32 | sleepers u32
 //! channel (128 B + RING): owner pid u32 | state u32 | owner start u64 | tail u64 | head u64 |
-//!                         signal u32 | sleepers u32 | transfer u32 | ... | ring of RING bytes
+//!                         signal u32 | sleepers u32 | transfer u32 | claim u64 | ... | ring of RING bytes
 //! ```
 //!
 //! Every word here can be written by any process on the node that can open the segment, so nothing read
@@ -53,6 +53,7 @@ const HEAD_AT: usize = 24;
 const SIGNAL_AT: usize = 32;
 const SIGNAL_SLEEPERS_AT: usize = 36;
 const TRANSFER_AT: usize = 40;
+const CLAIM_AT: usize = 48;
 
 /// What a channel is doing (its `state` word); a channel whose owner pid is 0 is free.
 pub(super) mod state {
@@ -97,8 +98,10 @@ pub(super) mod transfer {
     /// The client took the offer back (the server did not answer within [`super::OFFER_PATIENCE`]): the
     /// bytes follow through the ring, and the server drops whatever it copied.
     pub(in super::super) const WITHDRAWN: u32 = 4;
-    /// The server took the offer and copies: the client waits for DONE or REFUSED, however long its send
-    /// timeout (the server's liveness is checked meanwhile).
+    /// The server took the offer and copies: the client waits for DONE or REFUSED up to its send
+    /// deadline (the server's liveness is checked meanwhile); past it, the client swaps COPYING for
+    /// WITHDRAWN and gives the channel up, and the server, finding WITHDRAWN where it settles, drops
+    /// what it copied (the client's memory may have changed meanwhile).
     pub(in super::super) const COPYING: u32 = 5;
 }
 
@@ -170,9 +173,10 @@ impl Queue {
         Channel { queue: self, base: CONTROL + index * CHANNEL_SIZE }
     }
 
-    /// Takes a free channel for `me`; `None` when every channel is taken.
-    pub(super) fn claim(&self, me: Process) -> Option<usize> {
-        (0..CHANNELS).find(|&i| self.channel(i).claim(me))
+    /// Takes a free channel for `me` under the random word `claim` (see [`Channel::claim_word`]); `None`
+    /// when every channel is taken.
+    pub(super) fn claim(&self, me: Process, claim: u64) -> Option<usize> {
+        (0..CHANNELS).find(|&i| self.channel(i).claim(me, claim))
     }
 }
 
@@ -191,12 +195,13 @@ impl Channel<'_> {
         self.queue.u64(self.base + at)
     }
 
-    fn claim(&self, me: Process) -> bool {
+    fn claim(&self, me: Process, claim: u64) -> bool {
         let owner = self.u32(OWNER_PID_AT);
         if owner.compare_exchange(0, me.pid, Ordering::AcqRel, Ordering::Relaxed).is_err() {
             return false;
         }
         self.u64(OWNER_START_AT).store(me.start, Ordering::Relaxed);
+        self.u64(CLAIM_AT).store(claim, Ordering::Relaxed);
         self.u32(STATE_AT).store(state::OPEN, Ordering::Release);
         true
     }
@@ -206,6 +211,19 @@ impl Channel<'_> {
         Process {
             pid: self.u32(OWNER_PID_AT).load(Ordering::Acquire),
             start: self.u64(OWNER_START_AT).load(Ordering::Relaxed),
+        }
+    }
+
+    /// The random word of the claim that holds the channel: a client touches its channel only while this
+    /// word is still its own, so that two clients of one process never take each other's channel.
+    pub(super) fn claim_word(&self) -> u64 {
+        self.u64(CLAIM_AT).load(Ordering::Acquire)
+    }
+
+    /// Lets the channel go (the server frees it once drained) if claim `claim` still holds it.
+    pub(super) fn release(&self, claim: u64) {
+        if self.claim_word() == claim {
+            self.set_state(state::RELEASED);
         }
     }
 
@@ -284,6 +302,7 @@ impl Channel<'_> {
         self.u64(TAIL_AT).store(0, Ordering::Relaxed);
         self.u64(HEAD_AT).store(0, Ordering::Relaxed);
         self.transfer().store(0, Ordering::Relaxed);
+        self.u64(CLAIM_AT).store(0, Ordering::Relaxed);
         self.u64(OWNER_START_AT).store(0, Ordering::Relaxed);
         self.u32(STATE_AT).store(0, Ordering::Relaxed);
         self.u32(OWNER_PID_AT).store(0, Ordering::Release);

@@ -1,34 +1,37 @@
-//! The server's side of the queue: finds a channel with bytes, reads one message from it whole, and
-//! hands its frames to `Received::accept`.
+//! The server's side of the queue: looks at every channel in turn, reads what each has published into
+//! that channel's message in progress ([`Partial`]), and hands the first message made whole to
+//! `Received::accept`. A receive ends by its own deadline; a channel whose message stops progressing
+//! holds neither the receive nor the other channels, and its message is dropped after
+//! [`ShmOptions::stall_timeout`](super::ShmOptions::stall_timeout).
 //!
-//! Nothing read from the segment is trusted. The server keeps each channel's `head` itself and checks
-//! the `tail` a client publishes against it (never more than a ring ahead); records are copied out before
-//! they are decoded; the frame count and every length are held to the server's limits before anything is
-//! allocated; a single-copy offer is read with `process_vm_readv` from the channel owner's process only.
-//! A channel that breaks these rules is given up (marked broken, freed once its client leaves), and the
-//! message in it is dropped with an error: never a crash or a hang.
+//! Nothing read from the segment is trusted (see `message.rs`). A channel that breaks the rules is
+//! given up (marked broken, freed once its client leaves), and the message in it is dropped with an
+//! error: never a crash or a hang.
 
 #![forbid(unsafe_code)]
 
-use std::io::IoSliceMut;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use nix::sys::uio::{process_vm_readv, RemoteIoVec};
-use nix::unistd::Pid;
-
-use super::queue::{state, transfer, Channel, Queue, CHANNELS, RING};
-use super::record::{padded, Record, RECORD_LEN};
+use super::message::{Cursor, Partial};
+use super::queue::{state, Queue, CHANNELS};
+use super::wait::LIVENESS_PERIOD;
 use crate::error::{Error, Result};
-use crate::shm::Process;
 use crate::transport::{Limits, Payload};
+
+/// The server's view of one channel.
+#[derive(Default)]
+struct View {
+    /// Bytes consumed: the server's copy, never read back from the segment.
+    head: u64,
+    /// Given up: skipped until its client leaves.
+    broken: bool,
+    /// The message read in part, if any.
+    partial: Option<Partial>,
+}
 
 /// The server's own view of its queue.
 pub(super) struct Receiver {
-    /// Bytes consumed from each channel: the server's copy, never read back from the segment.
-    heads: [u64; CHANNELS],
-    /// Channels given up: skipped until their client leaves.
-    broken: [bool; CHANNELS],
+    views: [View; CHANNELS],
     /// The channel to look at first next time (round robin, so no client starves the others).
     next: usize,
     /// Accept single-copy offers (else every offer is refused and the bytes come through the ring).
@@ -45,8 +48,7 @@ const SWEEP_PERIOD: Duration = Duration::from_millis(50);
 impl Receiver {
     pub(super) fn new(single_copy: bool, stall: Duration) -> Self {
         Self {
-            heads: [0; CHANNELS],
-            broken: [false; CHANNELS],
+            views: std::array::from_fn(|_| View::default()),
             next: 0,
             single_copy,
             stall,
@@ -54,7 +56,7 @@ impl Receiver {
         }
     }
 
-    /// Reads the next message whole, waiting for one to begin until `deadline` (`None`: nothing came).
+    /// The next whole message, waiting until `deadline` (`None`: nothing came whole by then).
     pub(super) fn receive(
         &mut self,
         queue: &Queue,
@@ -62,275 +64,127 @@ impl Receiver {
         deadline: Instant,
         endpoint: &str,
     ) -> Result<Option<Vec<Payload>>> {
-        self.sweep(queue);
-        let found = queue.doorbell().wait(Some(deadline), || Ok(self.ready(queue)), || Ok(()))?;
-        let Some(index) = found else {
+        loop {
+            if let Some(outcome) = self.scan(queue, limits, endpoint) {
+                return outcome.map(Some);
+            }
             self.sweep(queue);
-            return Ok(None);
-        };
-        self.next = (index + 1) % CHANNELS;
-        let mut reader = Reader {
-            channel: queue.channel(index),
-            queue,
-            head: self.heads[index],
-            owner: queue.channel(index).owner(),
-            stall: self.stall,
-            endpoint,
-            index,
-        };
-        let message = self.read_message(&mut reader, limits);
-        self.heads[index] = reader.head;
-        if message.is_err() {
-            self.broken[index] = true;
-            reader.channel.break_open();
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            // With messages in progress, look again at least every liveness period (stalls, deaths).
+            let busy = self.views.iter().any(|v| v.partial.is_some());
+            let wake = if busy { deadline.min(now + LIVENESS_PERIOD) } else { deadline };
+            queue.doorbell().wait(Some(wake), || Ok(self.ready(queue).then_some(())), || Ok(()))?;
         }
-        message.map(Some)
     }
 
-    /// A channel with unread bytes, if any.
-    fn ready(&self, queue: &Queue) -> Option<usize> {
-        (0..CHANNELS).map(|k| (self.next + k) % CHANNELS).find(|&i| {
+    /// True when some channel has something to look at: unread bytes, or a message in progress whose
+    /// client let the channel go.
+    fn ready(&self, queue: &Queue) -> bool {
+        self.views.iter().enumerate().any(|(i, view)| {
             let channel = queue.channel(i);
-            !self.broken[i]
+            !view.broken
                 && channel.owner().pid != 0
-                && matches!(channel.state(), state::OPEN | state::RELEASED)
-                && channel.tail() != self.heads[i]
+                && (channel.tail() != view.head || (view.partial.is_some() && channel.state() != state::OPEN))
         })
     }
 
-    /// Frees channels whose client left (or died) once nothing complete is left to read in them (at most
-    /// every [`SWEEP_PERIOD`]: it reads `/proc` for each client).
+    /// Looks at every channel once from `next`: the first message made whole, or the first error (its
+    /// channel then given up).
+    fn scan(&mut self, queue: &Queue, limits: &Limits, endpoint: &str) -> Option<Result<Vec<Payload>>> {
+        let first = self.next;
+        for index in (0..CHANNELS).map(|k| (first + k) % CHANNELS) {
+            let outcome = self.look(queue, index, limits, endpoint).transpose();
+            if outcome.is_some() {
+                self.next = (index + 1) % CHANNELS;
+                return outcome;
+            }
+        }
+        None
+    }
+
+    /// Reads what channel `index` has into its message in progress.
+    fn look(
+        &mut self,
+        queue: &Queue,
+        index: usize,
+        limits: &Limits,
+        endpoint: &str,
+    ) -> Result<Option<Vec<Payload>>> {
+        let channel = queue.channel(index);
+        let view = &mut self.views[index];
+        let owner = channel.owner();
+        if view.broken || owner.pid == 0 || (channel.tail() == view.head && view.partial.is_none()) {
+            return Ok(None);
+        }
+        let mut cursor = Cursor { channel, head: view.head, owner, endpoint, index };
+        let partial = view.partial.get_or_insert_with(|| Partial::new(limits));
+        let outcome =
+            partial.advance(&mut cursor, limits, self.single_copy).and_then(|message| match message {
+                Some(message) => Ok(Some(message)),
+                None => check_progress(partial, &cursor, self.stall).map(|()| None),
+            });
+        view.head = cursor.head;
+        match &outcome {
+            Ok(Some(_)) => view.partial = None,
+            Ok(None) => {}
+            Err(_) => {
+                view.partial = None;
+                view.broken = true;
+                cursor.channel.break_open();
+            }
+        }
+        outcome
+    }
+
+    /// Frees channels whose client left (or died) once nothing is left to read in them (at most every
+    /// [`SWEEP_PERIOD`]: it reads `/proc` for each client).
     fn sweep(&mut self, queue: &Queue) {
         if self.swept.elapsed() < SWEEP_PERIOD {
             return;
         }
         self.swept = Instant::now();
-        for i in 0..CHANNELS {
+        for (i, view) in self.views.iter_mut().enumerate() {
             let channel = queue.channel(i);
             let owner = channel.owner();
-            if owner.pid == 0 {
-                continue;
+            if owner.pid == 0 || view.partial.is_some() {
+                continue; // free, or a message in progress (its end or its stall is reported first)
             }
             // A broken channel stays taken until its client lets it go (or dies): it may still write.
-            let drained = self.broken[i] || channel.tail() == self.heads[i];
+            let drained = view.broken || channel.tail() == view.head;
             if drained && (channel.state() == state::RELEASED || owner.is_gone()) {
                 channel.reset();
-                self.heads[i] = 0;
-                self.broken[i] = false;
+                *view = View::default();
             }
-        }
-    }
-
-    fn read_message(&self, reader: &mut Reader<'_>, limits: &Limits) -> Result<Vec<Payload>> {
-        let frames = match reader.record()? {
-            Record::Begin { frames } if frames > 0 => frames as u64,
-            other => return Err(reader.garbage(format!("{other:?} where a message begins"))),
-        };
-        if frames - 1 > limits.max_bulks as u64 {
-            return Err(Error::LimitExceeded {
-                what: "bulk frame count",
-                announced: frames - 1,
-                limit: limits.max_bulks as u64,
-                option: "Options::max_bulks",
-            });
-        }
-        let mut budget = limits.max_message_size;
-        let mut out = Vec::with_capacity(frames as usize);
-        for _ in 0..frames {
-            let bytes = self.read_frame(reader, &mut budget, limits.max_message_size)?;
-            out.push(Payload::from_vec(bytes));
-        }
-        Ok(out)
-    }
-
-    fn read_frame(&self, reader: &mut Reader<'_>, budget: &mut u64, limit: u64) -> Result<Vec<u8>> {
-        match reader.record()? {
-            Record::Inline { len } => {
-                let mut bytes = allocate(take(budget, len, limit)?)?;
-                reader.read_inline(&mut bytes)?;
-                Ok(bytes)
-            }
-            Record::Remote { offer, len, address, pid } => {
-                let mut bytes = allocate(take(budget, len, limit)?)?;
-                if pid != reader.owner.pid {
-                    return Err(reader
-                        .garbage(format!("an offer from pid {pid} in pid {}'s channel", reader.owner.pid)));
-                }
-                let taken = reader
-                    .answer(offer, if self.single_copy { transfer::COPYING } else { transfer::REFUSED })?;
-                if taken && self.single_copy {
-                    let copied = copy_from_process(pid, address, &mut bytes);
-                    reader.settle(offer, if copied { transfer::DONE } else { transfer::REFUSED });
-                    if copied {
-                        return Ok(bytes);
-                    }
-                }
-                match reader.record()? {
-                    Record::Inline { len: sent } if sent == len => reader.read_inline(&mut bytes)?,
-                    other => {
-                        return Err(reader.garbage(format!("{other:?} after a refused offer of {len} bytes")))
-                    }
-                }
-                Ok(bytes)
-            }
-            other => Err(reader.garbage(format!("{other:?} where a frame begins"))),
         }
     }
 }
 
-/// Takes `len` bytes off what the message may still carry.
-fn take(budget: &mut u64, len: u64, limit: u64) -> Result<usize> {
-    if len > *budget {
-        return Err(Error::LimitExceeded {
-            what: "message size",
-            announced: limit - *budget + len,
-            limit,
-            option: "Options::max_message_size",
+/// Fails a message in progress whose client left or died before ending it, or that made no progress for
+/// `stall`.
+fn check_progress(partial: &mut Partial, cursor: &Cursor<'_>, stall: Duration) -> Result<()> {
+    let lost = |why: String| Error::transport("receive on", cursor.endpoint, why);
+    let pid = cursor.owner.pid;
+    if cursor.available()? > 0 {
+        return Ok(());
+    }
+    if cursor.channel.state() != state::OPEN {
+        return Err(lost(format!("the client (pid {pid}) left mid-message")));
+    }
+    if partial.checked.elapsed() >= LIVENESS_PERIOD {
+        partial.checked = Instant::now();
+        if cursor.owner.is_gone() || cursor.channel.owner() != cursor.owner {
+            return Err(lost(format!("the client process {pid} is lost (it ended mid-message)")));
+        }
+    }
+    if partial.progressed.elapsed() >= stall {
+        return Err(Error::Timeout {
+            op: "receive (the client stalled mid-message)",
+            after: stall,
+            peer: Some(format!("pid {pid}")),
         });
     }
-    *budget -= len;
-    usize::try_from(len).map_err(|_| Error::InvalidArgument(format!("a frame of {len} bytes")))
-}
-
-/// A zeroed buffer of `len` bytes, or an error when the memory cannot be had (never an abort).
-fn allocate(len: usize) -> Result<Vec<u8>> {
-    let mut probe = Vec::<u8>::new();
-    probe
-        .try_reserve_exact(len)
-        .map_err(|e| Error::InvalidArgument(format!("cannot allocate {len} bytes: {e}")))?;
-    drop(probe);
-    // Zeroed pages come from the kernel for large buffers: no pass over the memory before the copy.
-    Ok(vec![0; len])
-}
-
-/// Copies `out.len()` bytes at `address` in process `pid` into `out` (single copy); false when the
-/// kernel refuses (ptrace rules, a container, a bad address) or the process is gone.
-fn copy_from_process(pid: u32, address: u64, out: &mut [u8]) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
-    let mut done = 0;
-    while done < out.len() {
-        let Some(base) = usize::try_from(address).ok().and_then(|a| a.checked_add(done)) else {
-            return false;
-        };
-        let remote = [RemoteIoVec { base, len: out.len() - done }];
-        match process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(&mut out[done..])], &remote) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => done += n,
-        }
-    }
-    true
-}
-
-/// Reads one message's bytes from one channel, waiting for the client as it writes.
-struct Reader<'q> {
-    queue: &'q Queue,
-    channel: Channel<'q>,
-    head: u64,
-    owner: Process,
-    stall: Duration,
-    endpoint: &'q str,
-    index: usize,
-}
-
-impl Reader<'_> {
-    fn garbage(&self, what: String) -> Error {
-        Error::transport(
-            "receive on",
-            self.endpoint,
-            format!("channel {} (pid {}): garbage: {what}", self.index, self.owner.pid),
-        )
-    }
-
-    /// Bytes published and not yet read, checked against the ring's size.
-    fn available(&self) -> Result<u64> {
-        let tail = self.channel.tail();
-        let available = tail.wrapping_sub(self.head);
-        if available > RING as u64 {
-            return Err(self.garbage(format!("tail {tail} with head {}", self.head)));
-        }
-        Ok(available)
-    }
-
-    /// Waits until some bytes are available; fails when the client died, left mid-message, or made no
-    /// progress for the stall limit.
-    fn wait_available(&self) -> Result<u64> {
-        let lost = |why: String| Error::transport("receive on", self.endpoint, why);
-        let waited = self.queue.doorbell().wait(
-            Some(Instant::now() + self.stall),
-            || {
-                let state = self.channel.state();
-                match self.available()? {
-                    0 if state != state::OPEN => {
-                        Err(lost(format!("the client (pid {}) left mid-message", self.owner.pid)))
-                    }
-                    0 => Ok(None),
-                    n => Ok(Some(n)),
-                }
-            },
-            || match self.owner.is_gone() || self.channel.owner() != self.owner {
-                true => {
-                    Err(lost(format!("the client process {} is lost (it ended mid-message)", self.owner.pid)))
-                }
-                false => Ok(()),
-            },
-        )?;
-        waited.ok_or_else(|| Error::Timeout {
-            op: "receive (the client stalled mid-message)",
-            after: self.stall,
-            peer: Some(format!("pid {}", self.owner.pid)),
-        })
-    }
-
-    /// Fills `out` from the ring, piece by piece as the client writes, handing each piece's room back.
-    fn read_exact(&mut self, out: &mut [u8]) -> Result<()> {
-        let mut done = 0;
-        while done < out.len() {
-            let available = match self.available()? {
-                0 => self.wait_available()?,
-                n => n,
-            };
-            let piece = (available as usize).min(out.len() - done);
-            self.channel.read(self.head, &mut out[done..done + piece]);
-            self.head += piece as u64;
-            done += piece;
-            self.channel.publish_head(self.head);
-        }
-        Ok(())
-    }
-
-    fn record(&mut self) -> Result<Record> {
-        let mut bytes = [0u8; RECORD_LEN];
-        self.read_exact(&mut bytes)?;
-        Record::decode(&bytes).map_err(|kind| self.garbage(format!("record kind {kind}")))
-    }
-
-    /// Reads an inline frame's bytes and the padding after them.
-    fn read_inline(&mut self, bytes: &mut [u8]) -> Result<()> {
-        self.read_exact(bytes)?;
-        let len = bytes.len() as u64;
-        let mut padding = [0u8; 8];
-        self.read_exact(&mut padding[..(padded(len) - len) as usize])
-    }
-
-    /// Ends taken offer `offer`: DONE, or REFUSED when the copy failed (the bytes follow through the ring).
-    fn settle(&self, offer: u32, outcome: u32) {
-        self.channel.transfer().store(transfer::pack(offer, outcome), Ordering::Release);
-        self.channel.signal().notify();
-    }
-
-    /// Answers single-copy offer `offer` (COPYING: taken, or REFUSED); false when the client had withdrawn
-    /// it (or moved on to a later offer, which it does only after withdrawing), so that the bytes follow
-    /// through the ring.
-    fn answer(&self, offer: u32, answer: u32) -> Result<bool> {
-        let word = self.channel.transfer();
-        let (pending, answered) = (transfer::pack(offer, transfer::PENDING), transfer::pack(offer, answer));
-        let result = word.compare_exchange(pending, answered, Ordering::AcqRel, Ordering::Acquire);
-        self.channel.signal().notify();
-        match result {
-            Ok(_) => Ok(true),
-            Err(other) if transfer::offer_of(other) != offer => Ok(false),
-            Err(other) if transfer::state_of(other) == transfer::WITHDRAWN => Ok(false),
-            Err(other) => Err(self.garbage(format!("transfer word {other} during offer {offer}"))),
-        }
-    }
+    Ok(())
 }

@@ -22,6 +22,8 @@ pub(super) struct Sender {
     queue: Queue,
     index: usize,
     me: Process,
+    /// The random word this sender claimed its channel under.
+    claim: u64,
     endpoint: String,
     /// Bytes written into the ring (some perhaps not yet published).
     tail: u64,
@@ -31,22 +33,23 @@ pub(super) struct Sender {
     single_copy_from: Option<usize>,
     /// The number of the last single-copy offer (29 bits, wrapping).
     offers: u32,
-    /// The channel cannot be used again (a send failed after publishing part of its message).
+    /// The channel was let go (a send failed after publishing part of its message): it is never touched
+    /// again, since the server may have freed it for another client meanwhile.
     abandoned: bool,
 }
 
 impl Sender {
-    /// Claims a free channel of `queue`.
-    pub(super) fn claim(queue: Queue, endpoint: &str, single_copy_from: Option<usize>) -> Result<Self> {
+    /// Claims a free channel of `queue`; `None` when every channel is taken.
+    pub(super) fn claim(queue: Queue, endpoint: &str, single_copy_from: Option<usize>) -> Option<Self> {
         let me = Process::current();
-        let index = queue.claim(me).ok_or_else(|| {
-            Error::transport("connect to", endpoint, "every channel of the server is taken")
-        })?;
+        let claim = super::token() | 1; // never 0, the word of a free channel
+        let index = queue.claim(me, claim)?;
         let endpoint = endpoint.to_owned();
-        Ok(Self {
+        Some(Self {
             queue,
             index,
             me,
+            claim,
             endpoint,
             tail: 0,
             published: 0,
@@ -62,7 +65,21 @@ impl Sender {
 
     /// False once the channel cannot carry another message: the client must claim a new one.
     pub(super) fn usable(&self) -> bool {
-        !self.abandoned && !self.queue.closed() && self.channel().state() == state::OPEN
+        !self.abandoned && !self.queue.closed() && self.channel().state() == state::OPEN && self.owns()
+    }
+
+    /// True while the channel is still this sender's claim.
+    fn owns(&self) -> bool {
+        let channel = self.channel();
+        channel.owner().pid == self.me.pid && channel.claim_word() == self.claim
+    }
+
+    /// Lets the channel go for good.
+    fn abandon(&mut self) {
+        if !self.abandoned {
+            self.abandoned = true;
+            self.channel().release(self.claim);
+        }
     }
 
     /// Sends `frames` (the header frame first) as one message within `timeout`. On an error after part of
@@ -75,8 +92,7 @@ impl Sender {
             if self.published == start {
                 self.tail = start; // nothing reached the server: the channel stays usable
             } else {
-                self.abandoned = true;
-                self.channel().set_state(state::RELEASED);
+                self.abandon();
             }
         }
         result
@@ -125,7 +141,8 @@ impl Sender {
 
     /// Offers `frame` for a single copy and waits for the answer: true when the server copied it, false
     /// when it refused (then no more offers are made on this channel) or did not answer in time (then the
-    /// offer is withdrawn); either way the bytes then go through the ring.
+    /// offer is withdrawn); either way the bytes then go through the ring. A copy still unfinished at the
+    /// deadline is withdrawn too, and the send fails (see [`transfer::COPYING`]).
     fn offer(&mut self, frame: &[u8], deadline: Option<Instant>, timeout: Option<Duration>) -> Result<bool> {
         self.offers = self.offers.wrapping_add(1) & (u32::MAX >> 3);
         let id = self.offers;
@@ -134,25 +151,14 @@ impl Sender {
         self.write_record(Record::Remote { offer: id, len, address, pid }, deadline, timeout)?;
         self.publish();
         let patience = Instant::now() + OFFER_PATIENCE;
-        let answer = match self.answer(id, Some(deadline.map_or(patience, |d| d.min(patience))))? {
-            Some(transfer::COPYING) => self.answer(id, None)?.expect("no deadline"),
+        let waiting = [transfer::PENDING];
+        let answer = match self.answer(id, Some(deadline.map_or(patience, |d| d.min(patience))), &waiting)? {
+            Some(transfer::COPYING) => self.settled(id, deadline, timeout)?,
             Some(answer) => answer,
-            None => {
-                // Take the offer back unless the server took it meanwhile: once WITHDRAWN, the server
-                // reads the bytes from the ring instead.
-                let channel = self.channel();
-                let (pending, withdrawn) =
-                    (transfer::pack(id, transfer::PENDING), transfer::pack(id, transfer::WITHDRAWN));
-                match channel.transfer().compare_exchange(
-                    pending,
-                    withdrawn,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return Ok(false),
-                    Err(_) => self.answer(id, None)?.expect("no deadline"),
-                }
-            }
+            // Take the offer back unless the server took it meanwhile: once WITHDRAWN, the server reads
+            // the bytes from the ring instead.
+            None if self.withdraw(id, transfer::PENDING) => return Ok(false),
+            None => self.settled(id, deadline, timeout)?,
         };
         match answer {
             transfer::DONE => Ok(true),
@@ -164,21 +170,43 @@ impl Sender {
         }
     }
 
+    /// Swaps offer `id`'s state `from` for WITHDRAWN; false when the server answered first.
+    fn withdraw(&self, id: u32, from: u32) -> bool {
+        let (from, withdrawn) = (transfer::pack(id, from), transfer::pack(id, transfer::WITHDRAWN));
+        let channel = self.channel();
+        channel.transfer().compare_exchange(from, withdrawn, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// The final answer (DONE or REFUSED) to offer `id`, which the server took, waited for until
+    /// `deadline`; past it the offer is withdrawn and the send times out (unless the answer came first).
+    fn settled(&self, id: u32, deadline: Option<Instant>, timeout: Option<Duration>) -> Result<u32> {
+        let waiting = [transfer::PENDING, transfer::COPYING];
+        if let Some(answer) = self.answer(id, deadline, &waiting)? {
+            return Ok(answer);
+        }
+        if self.withdraw(id, transfer::COPYING) {
+            return Err(self.timeout(timeout, "send (the server did not finish copying a bulk)"));
+        }
+        let answer = transfer::state_of(self.channel().transfer().load(Ordering::Acquire));
+        match answer {
+            transfer::DONE | transfer::REFUSED => Ok(answer),
+            other => Err(self.garbage(format!("answer {other} to a single-copy offer"))),
+        }
+    }
+
     fn garbage(&self, what: String) -> Error {
         Error::transport("send to", &self.endpoint, format!("garbage in the channel: {what}"))
     }
 
-    /// Waits for the server's answer to offer `id` until `deadline`: its state, once no longer PENDING
-    /// (COPYING is returned as is when there is a deadline, and waited past without one).
-    fn answer(&self, id: u32, deadline: Option<Instant>) -> Result<Option<u32>> {
+    /// Waits for the server's answer to offer `id` until `deadline`: its state, once not in `waiting`.
+    fn answer(&self, id: u32, deadline: Option<Instant>, waiting: &[u32]) -> Result<Option<u32>> {
         self.wait(deadline, |channel| {
             let word = channel.transfer().load(Ordering::Acquire);
             if transfer::offer_of(word) != id {
                 return Err(self.garbage(format!("transfer word {word} during offer {id}")));
             }
             let answer = transfer::state_of(word);
-            let copying = deadline.is_none() && answer == transfer::COPYING;
-            Ok((answer != transfer::PENDING && !copying).then_some(answer))
+            Ok((!waiting.contains(&answer)).then_some(answer))
         })
     }
 
@@ -247,7 +275,7 @@ impl Sender {
                 if self.queue.closed() {
                     return Err(lost("the server closed".into()));
                 }
-                if channel.state() != state::OPEN || channel.owner().pid != self.me.pid {
+                if channel.state() != state::OPEN || !self.owns() {
                     return Err(lost("the server gave up on this client's channel".into()));
                 }
                 ready(&channel)
@@ -269,9 +297,8 @@ impl Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        // What was published stays for the server to read; it frees the channel then.
-        if self.channel().owner().pid == self.me.pid {
-            self.channel().set_state(state::RELEASED);
-        }
+        // What was published stays for the server to read; it frees the channel then. An abandoned
+        // channel was released already and may be another client's by now: it is not touched.
+        self.abandon();
     }
 }

@@ -21,7 +21,7 @@ fn server() -> SharedMemoryServer {
 fn hostile(server: &SharedMemoryServer, write: impl FnOnce(&Channel<'_>) -> u64) -> crate::Result<usize> {
     let segment = Segment::open(server.address().trim_start_matches("shm://")).unwrap();
     let queue = Queue::open(&segment).unwrap();
-    let channel = queue.channel(queue.claim(Process::current()).unwrap());
+    let channel = queue.channel(queue.claim(Process::current(), 1).unwrap());
     let tail = write(&channel);
     channel.publish_tail(tail);
     let started = Instant::now();
