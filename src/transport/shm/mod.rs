@@ -17,9 +17,12 @@
 //!
 //! # Waiting
 //!
-//! Both sides spin for at most 20 us (yielding the core every few iterations, so that more
-//! processes than cores do not spin against each other), then sleep on a futex word in the segment in
+//! Both sides spin for at most 20 us (yielding the core every few iterations), then sleep on a futex word in the segment in
 //! slices of at most 50 ms, checking the other process's liveness (pid and start time) between slices.
+//! More processes than cores must not spin against each other: a spin that finds itself preempted (a gap
+//! of 5 us between two looks) ends at once, and after 8 such preemptions within 10 ms a process spins
+//! only 1 us (`wait.rs`). Measured with 2 ping-pong pairs on 2 cores: 16 us one-way before, 9.3 us after
+//! (1 pair: 1.4 us either way).
 //! A receive ends by its own deadline. The server reads every channel in turn and keeps each channel's
 //! unfinished message apart, so a client that writes slowly or stopped holds only its own message; one
 //! that makes no progress for [`ShmOptions::stall_timeout`] is dropped with an error. A client waits for

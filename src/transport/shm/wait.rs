@@ -8,7 +8,8 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
@@ -20,6 +21,17 @@ use crate::error::Result;
 /// other side without spinning long when more processes than cores compete (the spin yields the core
 /// every few iterations, as MPI does when oversubscribed).
 pub(super) const SPIN: Duration = Duration::from_micros(20);
+/// The spin while this process was found oversubscribed lately: about one look at the word.
+const SPIN_OVERSUBSCRIBED: Duration = Duration::from_micros(1);
+/// A gap this long between two looks while spinning means the core went to another process: more
+/// processes want the cores than there are, and spinning only delays the one that would answer.
+const PREEMPTED: Duration = Duration::from_micros(5);
+/// Preemptions in spins of this process within one [`WINDOW`] that tell it is oversubscribed (one alone
+/// may be an interrupt or a passing process); the spins of this process are then short until the window
+/// after ends.
+const PREEMPTIONS_TO_TELL: u32 = 8;
+/// The window in which preemptions are counted.
+const WINDOW: Duration = Duration::from_millis(10);
 /// Iterations between two yields of the core while spinning.
 const YIELD_EVERY: u32 = 64;
 /// The longest sleep between two checks of the peer's liveness.
@@ -50,18 +62,8 @@ impl Signal<'_> {
         mut ready: impl FnMut() -> Result<Option<T>>,
         mut check: impl FnMut() -> Result<()>,
     ) -> Result<Option<T>> {
-        let start = Instant::now();
-        let mut spins = 0u32;
-        while start.elapsed() < SPIN {
-            if let Some(value) = ready()? {
-                return Ok(Some(value));
-            }
-            spins += 1;
-            if spins.is_multiple_of(YIELD_EVERY) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+        if let Some(value) = spin(&mut ready)? {
+            return Ok(Some(value));
         }
         let mut checked = Instant::now();
         loop {
@@ -102,6 +104,64 @@ impl Signal<'_> {
         let _ = futex::wait(self.word, futex::Flags::empty(), seen, Some(&timeout));
         None
     }
+}
+
+/// Spins until `ready` gives a value or the spin budget is spent (`Ok(None)`). The budget is [`SPIN`],
+/// or [`SPIN_OVERSUBSCRIBED`] while this process is oversubscribed: when spins of it were preempted
+/// [`PREEMPTIONS_TO_TELL`] times within a [`WINDOW`] (a cheap test that counts only processes competing
+/// for this process's cores, as the scheduler finds them). A spin that finds itself preempted ends at
+/// once: the core is wanted elsewhere, perhaps by the process that would answer.
+fn spin<T>(ready: &mut impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
+    let start = Instant::now();
+    let budget = if oversubscribed(start) { SPIN_OVERSUBSCRIBED } else { SPIN };
+    let (mut spins, mut last) = (0u32, start);
+    loop {
+        if let Some(value) = ready()? {
+            return Ok(Some(value));
+        }
+        let now = Instant::now();
+        if now - last >= PREEMPTED {
+            note_preempted(now);
+            return Ok(None);
+        }
+        if now - start >= budget {
+            return Ok(None);
+        }
+        last = now;
+        spins += 1;
+        if spins.is_multiple_of(YIELD_EVERY) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Nanoseconds from this process's first look at the clock here to `now` (for the atomics below).
+fn nanos(now: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    now.saturating_duration_since(epoch).as_nanos() as u64
+}
+
+/// When the current window of preemptions began ([`nanos`]), and how many it has counted.
+static WINDOW_START: AtomicU64 = AtomicU64::new(0);
+static PREEMPTIONS: AtomicU32 = AtomicU32::new(0);
+
+fn note_preempted(now: Instant) {
+    let now = nanos(now);
+    if now.saturating_sub(WINDOW_START.load(Relaxed)) > WINDOW.as_nanos() as u64 {
+        WINDOW_START.store(now, Relaxed);
+        PREEMPTIONS.store(1, Relaxed);
+    } else {
+        PREEMPTIONS.fetch_add(1, Relaxed);
+    }
+}
+
+/// True when the spins of this process were preempted often in the current window or the one before.
+fn oversubscribed(now: Instant) -> bool {
+    let since = nanos(now).saturating_sub(WINDOW_START.load(Relaxed));
+    PREEMPTIONS.load(Relaxed) >= PREEMPTIONS_TO_TELL && since < 2 * WINDOW.as_nanos() as u64
 }
 
 /// The deadline `timeout` from now (`None`: no deadline).
