@@ -33,9 +33,8 @@ fn send(client: &dyn Client, tag: &str, data: &[u8]) {
 
 fn serve(clients: usize) {
     let server =
-        SharedMemoryServer::bind("review2-pp", "shm", 0, &Options::default(), &ShmOptions::default())
-            .unwrap();
-    println!("R2 ADDR {}", server.address());
+        SharedMemoryServer::bind("pingpong", "shm", 0, &Options::default(), &ShmOptions::default()).unwrap();
+    println!("PINGPONG ADDR {}", server.address());
     let mut peers: HashMap<String, SharedMemoryClient> = HashMap::new();
     let mut byes = 0;
     while byes < clients {
@@ -49,15 +48,15 @@ fn serve(clients: usize) {
         let peer = peers.entry(from.clone()).or_insert_with(|| connect(&from));
         send(peer, "", &[0u8; 8]);
     }
-    println!("R2 CPU server {:.2}", cpu_seconds());
+    println!("PINGPONG CPU server {:.2}", cpu_seconds());
 }
 
 fn ping(address: &str) {
-    let me = SharedMemoryServer::bind("review2-ppc", "shm", 0, &Options::default(), &ShmOptions::default())
+    let me = SharedMemoryServer::bind("pingpong-back", "shm", 0, &Options::default(), &ShmOptions::default())
         .unwrap();
     let server = connect(address);
     // Every client starts at the same moment, so that they overlap.
-    let start: u128 = std::env::var("REVIEW2_START").unwrap().parse().unwrap();
+    let start: u128 = std::env::var("SHM_PINGPONG_START").unwrap().parse().unwrap();
     while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() < start {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -73,16 +72,16 @@ fn ping(address: &str) {
     send(&server, &format!("bye {}", me.address()), &[]);
     rtts.sort();
     let one_way = |q: usize| rtts[q * (rtts.len() - 1) / 100].as_secs_f64() * 1e6 / 2.0;
-    println!("R2 LAT {:.2} {:.2}", one_way(50), one_way(99));
-    println!("R2 CPU client {:.2}", cpu_seconds());
+    println!("PINGPONG LAT {:.2} {:.2}", one_way(50), one_way(99));
+    println!("PINGPONG CPU client {:.2}", cpu_seconds());
 }
 
 fn spawn(role: &str, arg: &str) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "ping_pong_oversubscribed", "--ignored", "--nocapture", "--test-threads=1"])
-        .env("REVIEW2_ROLE", role)
-        .env("REVIEW2_ARG", arg)
-        .env("REVIEW2_START", start_at().to_string())
+        .env("SHM_PINGPONG_ROLE", role)
+        .env("SHM_PINGPONG_ARG", arg)
+        .env("SHM_PINGPONG_START", start_at().to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -113,7 +112,7 @@ fn scenario(label: &str, servers: usize, per_server: usize) {
         let address = loop {
             let mut line = String::new();
             assert!(out.read_line(&mut line).unwrap() > 0, "the server ended");
-            if let Some(a) = line.trim().split("R2 ADDR ").nth(1) {
+            if let Some(a) = line.trim().split("PINGPONG ADDR ").nth(1) {
                 break a.to_owned();
             }
         };
@@ -127,11 +126,11 @@ fn scenario(label: &str, servers: usize, per_server: usize) {
         let mut text = String::new();
         out.read_to_string(&mut text).unwrap();
         assert!(child.wait().unwrap().success());
-        for line in text.lines().filter_map(|l| l.find("R2 ").map(|at| &l[at..])) {
-            if let Some(l) = line.strip_prefix("R2 LAT ") {
+        for line in text.lines().filter_map(|l| l.find("PINGPONG ").map(|at| &l[at..])) {
+            if let Some(l) = line.strip_prefix("PINGPONG LAT ") {
                 lat.push(l.to_owned());
             }
-            if let Some(c) = line.strip_prefix("R2 CPU ") {
+            if let Some(c) = line.strip_prefix("PINGPONG CPU ") {
                 cpu += c.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap();
             }
         }
@@ -143,9 +142,9 @@ fn scenario(label: &str, servers: usize, per_server: usize) {
 #[test]
 #[ignore = "a measurement: run with --ignored --nocapture"]
 fn ping_pong_oversubscribed() {
-    match std::env::var("REVIEW2_ROLE").as_deref() {
-        Ok("serve") => return serve(std::env::var("REVIEW2_ARG").unwrap().parse().unwrap()),
-        Ok("ping") => return ping(&std::env::var("REVIEW2_ARG").unwrap()),
+    match std::env::var("SHM_PINGPONG_ROLE").as_deref() {
+        Ok("serve") => return serve(std::env::var("SHM_PINGPONG_ARG").unwrap().parse().unwrap()),
+        Ok("ping") => return ping(&std::env::var("SHM_PINGPONG_ARG").unwrap()),
         _ => {}
     }
     println!("{ROUNDS} round trips of 8 B per client, after 1000 to warm up; wall time includes a 1.5 s start barrier");
