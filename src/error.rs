@@ -279,7 +279,7 @@ pub enum Error {
     /// ([`crate::Options`]); it was dropped whole, before any of its sizes reached the application.
     #[error("message refused: {what} of {announced} exceeds the limit of {limit} ({option})")]
     LimitExceeded {
-        /// What was too large (`"message size"`, `"bulk count"`, `"frame count"`).
+        /// What was too large (`"message size"`, `"bulk count"`, `"bulk frame count"`).
         what: &'static str,
         /// What the message announced or carried.
         announced: u64,
