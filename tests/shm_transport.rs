@@ -15,7 +15,7 @@ use lightbeam::{
     Client, Error, LbmMeta, Options, Server, SharedMemoryClient, SharedMemoryServer, ShmOptions, Transport,
     TransportFactory,
 };
-use util::{checksum, pattern, recv_all, send_all};
+use util::{checksum, pattern, recv_all, send_all, wait_ended};
 
 const PEER: &str = env!("CARGO_BIN_EXE_lbm-test-shm-transport-peer");
 
@@ -237,21 +237,6 @@ fn start_peer(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>, St
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     (child, out, line.trim().to_owned())
-}
-
-/// Waits for `child` to end, at most `limit`; kills it and fails past that.
-fn wait_ended(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > limit {
-            child.kill().unwrap();
-            panic!("the peer did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

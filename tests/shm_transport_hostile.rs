@@ -16,7 +16,7 @@ use lightbeam::shm::{FullPtr, Segment, ShmPtr};
 use lightbeam::{
     Client, Error, LbmMeta, Options, Server, SharedMemoryClient, SharedMemoryServer, ShmOptions,
 };
-use util::pattern;
+use util::{pattern, wait_ended};
 
 const PEER: &str = env!("CARGO_BIN_EXE_lbm-test-shm-transport-peer");
 
@@ -114,20 +114,6 @@ fn start_peer(args: &[&str]) -> (Child, String) {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     (child, line.trim().to_owned())
-}
-
-fn wait_ended(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > limit {
-            child.kill().unwrap();
-            panic!("the peer did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A message that began and then trickles (or stops) holds neither the receive, which ends by its own

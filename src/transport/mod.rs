@@ -287,6 +287,50 @@ pub trait Server: Send + Sync + std::fmt::Debug {
     fn address(&self) -> &str;
 }
 
+/// What each transport's server provides; [`Server`] is built on it once, for every transport, so that
+/// all of them turn frames into messages (`Received::accept`) and keep the two-phase state alike.
+pub(crate) trait FrameSource: Send + Sync + std::fmt::Debug {
+    /// Every frame of the next message, waiting up to `timeout`; `None` when nothing came.
+    fn recv_frames(&self, timeout: Duration) -> Result<Option<Vec<Payload>>>;
+    /// What the server accepts from its peers.
+    fn limits(&self) -> &Limits;
+    /// The server's two-phase state.
+    fn two_phase(&self) -> &two_phase::TwoPhase;
+    /// The bound endpoint.
+    fn address(&self) -> &str;
+}
+
+impl<T: FrameSource> Server for T {
+    fn recv_message(&self, timeout: Duration) -> Result<Received> {
+        let frames = self.recv_frames(timeout)?.ok_or(crate::Error::Timeout {
+            op: "receive (nothing arrived)",
+            after: timeout,
+            peer: None,
+        })?;
+        Received::accept(frames, self.limits())
+    }
+
+    fn recv_metadata_timeout(&self, meta: &mut dyn Metadata, timeout: Duration) -> Event {
+        self.two_phase().recv_metadata(meta, timeout, |timeout| self.recv_message(timeout))
+    }
+
+    fn recv_bulks(&self, meta: &mut dyn Metadata) -> Event {
+        self.two_phase().recv_bulks(meta)
+    }
+
+    fn take_bulks(&self) -> Result<Vec<Payload>> {
+        self.two_phase().take_bulks()
+    }
+
+    fn discard_pending(&self) -> usize {
+        self.two_phase().discard()
+    }
+
+    fn address(&self) -> &str {
+        FrameSource::address(self)
+    }
+}
+
 /// Makes clients and servers by transport, as the C++ `TransportFactory` does.
 #[derive(Debug)]
 pub struct TransportFactory;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::parts::{restore_parts, take_parts};
 use super::two_phase::TwoPhase;
-use super::{endpoint, Client, Endpoint, Limits, Options, Payload, Protocol, Received, Server};
+use super::{endpoint, Client, Endpoint, FrameSource, Limits, Options, Payload, Protocol};
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -235,7 +235,7 @@ impl ZeroMqServer {
         Self::bind(&Endpoint::new(addr, protocol, port)?, &Options::default())
     }
 
-    /// Binds `endpoint`. For tcp port 0 a free port is chosen; [`Server::address`] reports it. A tcp host
+    /// Binds `endpoint`. For tcp port 0 a free port is chosen; [`Server::address`](super::Server::address) reports it. A tcp host
     /// name is resolved to its first IPv4 address (else its first address). An ipc path where another
     /// server listens fails with [`Error::AddressInUse`] (ZeroMQ would silently take it over).
     pub fn bind(endpoint: &Endpoint, options: &Options) -> Result<Self> {
@@ -300,30 +300,17 @@ impl ZeroMqServer {
     }
 }
 
-impl Server for ZeroMqServer {
-    fn recv_message(&self, timeout: Duration) -> Result<Received> {
-        let frames = self.recv_frames(timeout)?.ok_or(Error::Timeout {
-            op: "receive (nothing arrived)",
-            after: timeout,
-            peer: None,
-        })?;
-        Received::accept(frames, &self.limits)
+impl FrameSource for ZeroMqServer {
+    fn recv_frames(&self, timeout: Duration) -> Result<Option<Vec<Payload>>> {
+        Self::recv_frames(self, timeout)
     }
 
-    fn recv_metadata_timeout(&self, meta: &mut dyn Metadata, timeout: Duration) -> Event {
-        self.two_phase.recv_metadata(meta, timeout, |timeout| self.recv_message(timeout))
+    fn limits(&self) -> &Limits {
+        &self.limits
     }
 
-    fn recv_bulks(&self, meta: &mut dyn Metadata) -> Event {
-        self.two_phase.recv_bulks(meta)
-    }
-
-    fn take_bulks(&self) -> Result<Vec<Payload>> {
-        self.two_phase.take_bulks()
-    }
-
-    fn discard_pending(&self) -> usize {
-        self.two_phase.discard()
+    fn two_phase(&self) -> &TwoPhase {
+        &self.two_phase
     }
 
     fn address(&self) -> &str {

@@ -83,4 +83,20 @@ pub fn raw_push(server: &dyn Server) -> zmq::Socket {
     socket
 }
 
+/// Waits for `child` to end, at most `limit`; kills it and fails past that.
+#[track_caller]
+pub fn wait_ended(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("the peer did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub use lightbeam::verify::{checksum, pattern};

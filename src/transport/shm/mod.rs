@@ -70,7 +70,7 @@ use self::receiver::Receiver;
 use self::sender::Sender;
 use super::parts::{restore_parts, take_parts};
 use super::two_phase::TwoPhase;
-use super::{Client, Limits, Options, Payload, Protocol, Received, Server};
+use super::{Client, FrameSource, Limits, Options, Payload, Protocol};
 use crate::error::{Error, Result, ShmError};
 use crate::event::Event;
 use crate::meta::Metadata;
@@ -203,30 +203,17 @@ impl Drop for SharedMemoryServer {
     }
 }
 
-impl Server for SharedMemoryServer {
-    fn recv_message(&self, timeout: Duration) -> Result<Received> {
-        let frames = self.recv_frames(timeout)?.ok_or(Error::Timeout {
-            op: "receive (nothing arrived)",
-            after: timeout,
-            peer: None,
-        })?;
-        Received::accept(frames, &self.limits)
+impl FrameSource for SharedMemoryServer {
+    fn recv_frames(&self, timeout: Duration) -> Result<Option<Vec<Payload>>> {
+        Self::recv_frames(self, timeout)
     }
 
-    fn recv_metadata_timeout(&self, meta: &mut dyn Metadata, timeout: Duration) -> Event {
-        self.two_phase.recv_metadata(meta, timeout, |timeout| self.recv_message(timeout))
+    fn limits(&self) -> &Limits {
+        &self.limits
     }
 
-    fn recv_bulks(&self, meta: &mut dyn Metadata) -> Event {
-        self.two_phase.recv_bulks(meta)
-    }
-
-    fn take_bulks(&self) -> Result<Vec<Payload>> {
-        self.two_phase.take_bulks()
-    }
-
-    fn discard_pending(&self) -> usize {
-        self.two_phase.discard()
+    fn two_phase(&self) -> &TwoPhase {
+        &self.two_phase
     }
 
     fn address(&self) -> &str {
