@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use harness::{ensure, mesh};
 use lightbeam::mesh::{Mesh, MeshConfig, Node, Rank, Source, Tag};
 use lightbeam::verify::{checksum, pattern};
-use lightbeam::Error;
+use lightbeam::{Client, Error, LbmMeta, SharedMemoryClient, Transport};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
@@ -156,24 +156,38 @@ fn peer_exits(world: &SimpleCommunicator) -> Result<(), String> {
     Ok(())
 }
 
-/// A raw ZeroMQ socket (not part of the mesh) sends garbage and a wrong-token message to rank 1; the mesh
-/// drops and counts them, and rank 1 still gets rank 0's message.
+/// A sender outside the mesh (a raw ZeroMQ socket, or a shared-memory client on this node: whichever
+/// way rank 0 reaches rank 1) sends garbage and a wrong-token message to rank 1; the mesh drops and counts
+/// them, and rank 1 still gets rank 0's message.
 fn stray(world: &SimpleCommunicator) -> Result<(), String> {
     let mesh = mesh(world, LONG)?;
     ensure(mesh.size() >= 2, || "needs 2 ranks".into())?;
     if mesh.rank() == Rank(0) {
-        let context = zmq::Context::new();
-        let raw = context.socket(zmq::PUSH).unwrap();
-        raw.set_linger(2000).unwrap();
-        raw.connect(&mesh.endpoint(Rank(1)).unwrap().to_string()).unwrap();
-        raw.send("not a lightbeam message", 0).unwrap();
-        let foreign = lightbeam::wire::encode_header(&[], |out| {
-            lightbeam::wire::encode_custom(&(0xdead_u64, 0u32, Some((0u32, 5u32))), out)
-        })
-        .unwrap();
-        raw.send(foreign, 0).unwrap();
-        drop(raw);
-        drop(context); // terminating the context flushes both messages to the socket
+        let foreign = (0xdead_u64, 0u32, Some((0u32, 5u32)));
+        let address = mesh.address_of(Rank(1)).map_err(|e| e.to_string())?;
+        match mesh.transport_to(Rank(1)).map_err(|e| e.to_string())? {
+            Transport::SharedMemory => {
+                let client =
+                    SharedMemoryClient::connect(&address, "shm", 0, &Default::default(), &Default::default())
+                        .map_err(|e| e.to_string())?;
+                let garbage = LbmMeta::new("not a lightbeam message".to_owned());
+                client.send(&garbage).into_poll().map_err(|e| e.to_string())?;
+                client.send(&LbmMeta::new(foreign)).into_poll().map_err(|e| e.to_string())?;
+            }
+            _ => {
+                let context = zmq::Context::new();
+                let raw = context.socket(zmq::PUSH).unwrap();
+                raw.set_linger(2000).unwrap();
+                raw.connect(&address).unwrap();
+                raw.send("not a lightbeam message", 0).unwrap();
+                let foreign =
+                    lightbeam::wire::encode_header(&[], |out| lightbeam::wire::encode_custom(&foreign, out))
+                        .unwrap();
+                raw.send(foreign, 0).unwrap();
+                drop(raw);
+                drop(context); // terminating the context flushes both messages to the socket
+            }
+        }
         world.barrier();
         mesh.send(Rank(1), Tag(5), b"real").map_err(|e| e.to_string())?;
     } else {
@@ -296,7 +310,7 @@ fn victim(world: &SimpleCommunicator) -> Result<(), String> {
     let mesh = mesh(world, LONG)?;
     if mesh.rank() == Rank(1) {
         let file = rendezvous()?;
-        let endpoint = mesh.endpoint(Rank(1)).map_err(|e| e.to_string())?.to_string();
+        let endpoint = mesh.address_of(Rank(1)).map_err(|e| e.to_string())?;
         std::fs::write(file.with_extension("tmp"), endpoint).map_err(|e| e.to_string())?;
         std::fs::rename(file.with_extension("tmp"), &file).map_err(|e| e.to_string())?;
         for _ in 0..300 {
@@ -322,11 +336,11 @@ fn victim(world: &SimpleCommunicator) -> Result<(), String> {
 /// Job B of the two-jobs test: sends job A's rank 1 a message in the mesh's own format, on the tag job A
 /// uses, carrying job B's real token, as a job sharing the node and its port range could.
 fn intruder(world: &SimpleCommunicator) -> Result<(), String> {
-    #[derive(serde::Serialize)]
+    #[derive(serde::Serialize, serde::Deserialize)]
     enum Channel {
         User(u32),
     }
-    #[derive(serde::Serialize)]
+    #[derive(serde::Serialize, serde::Deserialize)]
     struct Envelope {
         token: u64,
         source: u32,
@@ -350,12 +364,22 @@ fn intruder(world: &SimpleCommunicator) -> Result<(), String> {
     let header =
         lightbeam::wire::encode_header(&[bulk], |out| lightbeam::wire::encode_custom(&envelope, out))
             .map_err(|e| e.to_string())?;
-    let context = zmq::Context::new();
-    let push = context.socket(zmq::PUSH).map_err(|e| e.to_string())?;
-    push.set_linger(2000).map_err(|e| e.to_string())?;
-    push.connect(&endpoint).map_err(|e| e.to_string())?;
-    push.send_multipart([&header[..], &payload[..]], 0).map_err(|e| e.to_string())?;
-    drop(push);
+    if endpoint.starts_with("shm://") {
+        // Job A's rank 1 listens on shared memory: a process of the same user can write to it.
+        let client =
+            SharedMemoryClient::connect(&endpoint, "shm", 0, &Default::default(), &Default::default())
+                .map_err(|e| e.to_string())?;
+        let mut meta = LbmMeta::new(envelope);
+        meta.bulks.push(lightbeam::Bulk::source(payload, Default::default()));
+        client.send(&meta).into_poll().map_err(|e| e.to_string())?;
+    } else {
+        let context = zmq::Context::new();
+        let push = context.socket(zmq::PUSH).map_err(|e| e.to_string())?;
+        push.set_linger(2000).map_err(|e| e.to_string())?;
+        push.connect(&endpoint).map_err(|e| e.to_string())?;
+        push.send_multipart([&header[..], &payload[..]], 0).map_err(|e| e.to_string())?;
+        drop(push);
+    }
     println!("rank {}: sent job A a message with job B's token {:#x}", world.rank(), mesh.token());
     Ok(())
 }

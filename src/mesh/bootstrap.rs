@@ -12,10 +12,14 @@ use mpi::datatype::PartitionMut;
 use mpi::request::{Request, Scope};
 use mpi::traits::*;
 
+use super::link::Route;
 use super::topology::NodeId;
 use super::MeshConfig;
 use crate::error::{Error, Result};
-use crate::transport::{Endpoint, Protocol, Server, ZeroMqServer};
+use crate::shm::Segment;
+use crate::transport::{
+    shm::SCHEME, Endpoint, Protocol, Server, SharedMemoryServer, ShmOptions, Transport, ZeroMqServer,
+};
 use crate::wire;
 
 /// The environment variable that overrides the host a rank binds and announces.
@@ -115,15 +119,44 @@ struct Record {
 pub(super) struct Peer {
     /// The node the rank runs on.
     pub(super) node: NodeId,
-    /// The endpoints the rank receives on; never empty.
-    endpoints: Vec<Endpoint>,
+    /// The rank's ZeroMQ server.
+    pub(super) zeromq: Endpoint,
+    /// The rank's shared-memory server (`shm://name`), when it has one.
+    shared_memory: Option<String>,
 }
 
-impl Peer {
-    /// The endpoint of the rank's server (the first it announced).
-    pub(super) fn server(&self) -> &Endpoint {
-        &self.endpoints[0]
+/// The servers this rank bound: ZeroMQ's always, shared memory's unless ZeroMQ is forced.
+pub(super) struct Bound {
+    pub(super) zeromq: ZeroMqServer,
+    pub(super) shared_memory: Option<SharedMemoryServer>,
+}
+
+/// How rank `me` reaches each rank (itself included): through shared memory when both are on one node
+/// and both have a shared-memory server, else through ZeroMQ. The rule is symmetric, so two ranks
+/// always agree on the transport between them.
+pub(super) fn routes(peers: &[Peer], me: usize) -> Vec<Route> {
+    let mine = &peers[me];
+    peers
+        .iter()
+        .map(|peer| match (&mine.shared_memory, &peer.shared_memory) {
+            (Some(_), Some(address)) if peer.node == mine.node => Route::SharedMemory(address.clone()),
+            _ => Route::ZeroMq(peer.zeromq.clone()),
+        })
+        .collect()
+}
+
+/// The prefix of the mesh's shared-memory segments (after `lightbeam-`).
+const SEGMENT_PREFIX: &str = "mesh-";
+
+/// Binds this rank's shared-memory server, named after the job token and rank, after removing the
+/// segments that ranks of dead jobs left behind on this node.
+fn bind_shared_memory(config: &MeshConfig, rank: usize, token: u64) -> Result<SharedMemoryServer> {
+    let reclaimed = Segment::reclaim_stale_where(|name| name.starts_with(SEGMENT_PREFIX))?;
+    if reclaimed > 0 {
+        log::info!("lightbeam: removed {reclaimed} segment(s) left by ranks of dead jobs");
     }
+    let name = format!("{SEGMENT_PREFIX}{token:016x}-{rank}");
+    SharedMemoryServer::bind(&name, SCHEME, 0, &config.options, &ShmOptions::default())
 }
 
 /// Reads the record rank `rank` announced, or says (naming the rank) why it has none or cannot be read.
@@ -133,12 +166,14 @@ fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, Str
         Ok(Err(reason)) => return Err(format!("rank {rank}: {reason}")),
         Err(e) => return Err(format!("rank {rank}: unreadable record: {e}")),
     };
-    let endpoints = record.endpoints.iter().map(|uri| Endpoint::parse(uri)).collect::<Result<Vec<_>>>();
-    match endpoints {
-        Ok(endpoints) if !endpoints.is_empty() => Ok(Peer { node: record.node, endpoints }),
-        Ok(_) => Err(format!("rank {rank}: announced no endpoint")),
-        Err(e) => Err(format!("rank {rank}: unreadable endpoint: {e}")),
-    }
+    let (shared, zeromq): (Vec<_>, Vec<_>) =
+        record.endpoints.into_iter().partition(|uri| uri.starts_with(&format!("{SCHEME}://")));
+    let zeromq = match zeromq.first().map(|uri| Endpoint::parse(uri)) {
+        Some(Ok(endpoint)) => endpoint,
+        Some(Err(e)) => return Err(format!("rank {rank}: unreadable endpoint: {e}")),
+        None => return Err(format!("rank {rank}: announced no ZeroMQ endpoint")),
+    };
+    Ok(Peer { node: record.node, zeromq, shared_memory: shared.into_iter().next() })
 }
 
 /// Binds this rank's server and all-gathers every rank's record. Every rank takes part in the gather even
@@ -146,7 +181,7 @@ fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, Str
 pub(super) fn bind_and_gather<C: Communicator>(
     comm: &C,
     config: &MeshConfig,
-) -> Result<(ZeroMqServer, Vec<Peer>, u64)> {
+) -> Result<(Bound, Vec<Peer>, u64)> {
     let rank = comm.rank() as usize;
     let deadline = Instant::now() + config.timeout;
     let mut token = [draw_token()];
@@ -158,9 +193,20 @@ pub(super) fn bind_and_gather<C: Communicator>(
 
     let bound = local_host(config)
         .and_then(|host| local_endpoint(config, rank, &host, token))
-        .and_then(|endpoint| ZeroMqServer::bind(&endpoint, &config.options));
+        .and_then(|endpoint| ZeroMqServer::bind(&endpoint, &config.options))
+        .and_then(|zeromq| {
+            let shared_memory = match config.same_node {
+                Transport::SharedMemory => Some(bind_shared_memory(config, rank, token)?),
+                _ => None,
+            };
+            Ok(Bound { zeromq, shared_memory })
+        });
     let announcement: Announcement = match &bound {
-        Ok(server) => Ok(Record { node: NodeId::local(), endpoints: vec![server.address().to_owned()] }),
+        Ok(servers) => {
+            let zeromq = Server::address(&servers.zeromq).to_owned();
+            let shared = servers.shared_memory.iter().map(|s| Server::address(s).to_owned());
+            Ok(Record { node: NodeId::local(), endpoints: std::iter::once(zeromq).chain(shared).collect() })
+        }
         Err(err) => Err(err.to_string()),
     };
     let mut encoded = Vec::new();
@@ -266,11 +312,21 @@ mod tests {
             node: NodeId::local(),
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
         };
-        let good = encoded(&Ok(record(&["tcp://127.0.0.1:5555", "ipc:///tmp/lightbeam-x"])));
+        let good = encoded(&Ok(record(&["shm://mesh-1-2-3", "tcp://127.0.0.1:5555"])));
         let peer = read_announcement(2, &good).unwrap();
         assert_eq!(peer.node, NodeId::local());
-        assert_eq!(peer.server().to_string(), "tcp://127.0.0.1:5555");
-        assert_eq!(peer.endpoints.len(), 2);
+        assert_eq!(peer.zeromq.to_string(), "tcp://127.0.0.1:5555");
+        assert_eq!(peer.shared_memory.as_deref(), Some("shm://mesh-1-2-3"));
+        let zeromq_only = read_announcement(0, &encoded(&Ok(record(&["tcp://127.0.0.1:5556"])))).unwrap();
+        assert_eq!(zeromq_only.shared_memory, None);
+        // Ranks reach each other through shared memory only when both have it and share the node.
+        let other_node = Peer { node: NodeId::named("elsewhere"), ..read_announcement(3, &good).unwrap() };
+        let peers = [peer, zeromq_only, other_node, read_announcement(4, &good).unwrap()];
+        let transports = |me| routes(&peers, me).iter().map(Route::transport).collect::<Vec<_>>();
+        let (shm, zmq) = (Transport::SharedMemory, Transport::ZeroMq);
+        assert_eq!(transports(0), [shm, zmq, zmq, shm]);
+        assert_eq!(transports(1), [zmq, zmq, zmq, zmq]);
+        assert_eq!(transports(2), [zmq, zmq, shm, zmq]);
 
         let failed = encoded(&Err("port 5555 in use".into()));
         assert_eq!(read_announcement(1, &failed).unwrap_err(), "rank 1: port 5555 in use");
@@ -280,7 +336,8 @@ mod tests {
             (&b"\xff\xff garbage"[..], "unreadable record"),
             (&good[..good.len() - 3], "unreadable record"),
             (&trailing[..], "unreadable record"),
-            (&encoded(&Ok(record(&[])))[..], "announced no endpoint"),
+            (&encoded(&Ok(record(&[])))[..], "announced no ZeroMQ endpoint"),
+            (&encoded(&Ok(record(&["shm://mesh-1"])))[..], "announced no ZeroMQ endpoint"),
             (&encoded(&Ok(record(&["smoke://signals"])))[..], "unreadable endpoint"),
         ];
         for (bytes, reason) in faults {

@@ -26,44 +26,101 @@
 
 #![forbid(unsafe_code)]
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::meta::Metadata;
-use crate::transport::{Endpoint, Options, Payload, ZeroMqClient};
+use crate::transport::shm::{Watch, SCHEME};
+use crate::transport::{Endpoint, Options, Payload, SharedMemoryClient, ShmOptions, Transport, ZeroMqClient};
+
+/// How this rank reaches a peer: the transport, and the peer's address in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The peer's ZeroMQ server.
+    ZeroMq(Endpoint),
+    /// The peer's shared-memory server on this node (`shm://name`).
+    SharedMemory(String),
+}
+
+impl Route {
+    pub(crate) fn transport(&self) -> Transport {
+        match self {
+            Self::ZeroMq(_) => Transport::ZeroMq,
+            Self::SharedMemory(_) => Transport::SharedMemory,
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroMq(endpoint) => write!(f, "{endpoint}"),
+            Self::SharedMemory(address) => f.write_str(address),
+        }
+    }
+}
 
 /// A link to one peer: which transport carries it is the link's private business.
 #[derive(Debug)]
 pub(crate) enum Link {
     /// A ZeroMQ PUSH socket connected to the peer's server.
     ZeroMq(ZeroMqClient),
+    /// A channel of the peer's shared-memory server.
+    SharedMemory(SharedMemoryClient),
 }
 
 impl Link {
-    /// A link to the peer whose server listens at `endpoint`, sending with `options`.
-    pub(crate) fn connect(endpoint: &Endpoint, options: &Options) -> Result<Self> {
-        Ok(Self::ZeroMq(ZeroMqClient::connect(endpoint, options)?))
+    /// A link to the peer at the end of `route`, sending with `options`.
+    pub(crate) fn connect(route: &Route, options: &Options) -> Result<Self> {
+        Ok(match route {
+            Route::ZeroMq(endpoint) => Self::ZeroMq(ZeroMqClient::connect(endpoint, options)?),
+            Route::SharedMemory(address) => Self::SharedMemory(SharedMemoryClient::connect(
+                address,
+                SCHEME,
+                0,
+                options,
+                &ShmOptions::default(),
+            )?),
+        })
+    }
+
+    /// True when a send queues the message without the peer (ZeroMQ, up to its high-water mark); false
+    /// when it waits for the peer to take the message in (shared memory: a bulk copied straight from the
+    /// sender's memory, or a message larger than the room in the ring). A sender that may wait for its
+    /// peer must keep taking in its own messages meanwhile (the `watch` of [`Link::send`]), or two ranks
+    /// sending to each other would wait for each other.
+    pub(crate) fn queues(&self) -> bool {
+        matches!(self, Self::ZeroMq(_))
     }
 
     /// Sends `meta` and its bulks as one message, waiting at most `wait` for room (`None`: the send
-    /// timeout). Returns the bytes of the bulks sent.
-    pub(crate) fn send(&self, meta: &dyn Metadata, wait: Option<Duration>) -> Result<usize> {
+    /// timeout); `watch` runs while a shared-memory send waits. Returns the bytes of the bulks sent.
+    pub(crate) fn send(
+        &self,
+        meta: &dyn Metadata,
+        wait: Option<Duration>,
+        watch: Option<Watch<'_>>,
+    ) -> Result<usize> {
         match self {
             Self::ZeroMq(client) => client.send_within(meta, wait),
+            Self::SharedMemory(client) => client.send_watching(meta, wait, watch),
         }
     }
 
-    /// Sends `payloads` on as the bulks of one message described by `meta`, without copying them,
-    /// waiting at most `wait` for room. When the message cannot be sent, the payloads come back with
-    /// the error (all of them, unless the transport failed part-way).
+    /// Sends `payloads` on as the bulks of one message described by `meta`, without copying them into
+    /// a new buffer, waiting at most `wait` for room. When the message cannot be sent, the payloads come
+    /// back with the error (all of them, unless the transport failed part-way).
     pub(crate) fn forward(
         &self,
         meta: &dyn Metadata,
         payloads: Vec<Payload>,
         wait: Duration,
+        watch: Option<Watch<'_>>,
     ) -> std::result::Result<usize, (Error, Vec<Payload>)> {
         match self {
             Self::ZeroMq(client) => client.forward(meta, payloads, Some(wait)),
+            Self::SharedMemory(client) => client.forward_watching(meta, payloads, Some(wait), watch),
         }
     }
 }

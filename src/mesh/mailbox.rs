@@ -7,9 +7,10 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::envelope::{Call, Channel, Envelope, Mismatch};
+use super::inbox::Inbox;
 use super::{Rank, Source, Tag};
 use crate::error::{Error, Result};
-use crate::transport::{Payload, Server};
+use crate::transport::Payload;
 
 /// Why a receive ended without a message.
 #[derive(Debug)]
@@ -93,7 +94,7 @@ impl Mailbox {
     /// memory (that queue's limit is what holds a fast sender back).
     pub(crate) fn receive(
         &mut self,
-        server: &dyn Server,
+        server: &Inbox,
         (token, size, rank): (u64, usize, Rank),
         (timeout, hold_at_most): (Duration, usize),
         want: Want,
@@ -189,7 +190,7 @@ impl Mailbox {
     /// dropped (`Ok(None)`), as is nothing arriving in time.
     fn next_message(
         &mut self,
-        server: &dyn Server,
+        server: &Inbox,
         token: u64,
         size: usize,
         timeout: Duration,

@@ -26,6 +26,7 @@
 mod bootstrap;
 pub mod collectives;
 mod envelope;
+mod inbox;
 mod link;
 mod mailbox;
 mod progress;
@@ -40,14 +41,20 @@ use mpi::traits::Communicator;
 use self::bootstrap::Peer;
 pub use self::bootstrap::HOST_ENV;
 use self::envelope::{Channel, Envelope};
-use self::link::Link;
+use self::inbox::Inbox;
+use self::link::{Link, Route};
 use self::mailbox::{Incoming, Loss, Mailbox, Receive, Want};
 pub use self::topology::Node;
 use self::topology::Topology;
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
-use crate::transport::{Endpoint, Options, Payload, Protocol, Server};
+use crate::transport::shm::Watch;
+use crate::transport::{Endpoint, Options, Payload, Protocol, Transport};
+
+/// The environment variable that sets the default of [`MeshConfig::same_node`]: `zeromq` forces ZeroMQ
+/// between ranks of one node, `shm` (or nothing) lets them use shared memory.
+pub const SAME_NODE_ENV: &str = "LIGHTBEAM_SAME_NODE";
 
 /// How long a rank that failed in a collective waits for each peer to take its failure notice.
 const FAILURE_NOTICE_WAIT: Duration = Duration::from_millis(200);
@@ -117,6 +124,12 @@ pub struct MeshConfig {
     pub pipeline_threshold: usize,
     /// The piece size of the pipelined chain. Default [`collectives::CHUNK_SIZE`].
     pub chunk_size: usize,
+    /// How ranks on one node talk: [`Transport::SharedMemory`] (the default; no socket, no I/O thread,
+    /// large bulks copied once) or [`Transport::ZeroMq`] (every rank over its tcp or ipc server, for
+    /// comparison or as an escape hatch). Ranks on different nodes always use ZeroMQ. The environment
+    /// variable [`SAME_NODE_ENV`] (`LIGHTBEAM_SAME_NODE=zeromq`) sets the default, so a job can be
+    /// switched without rebuilding it. Ranks use shared memory only where both sides allow it.
+    pub same_node: Transport,
 }
 
 impl Default for MeshConfig {
@@ -130,7 +143,22 @@ impl Default for MeshConfig {
             abort_on_panic: true,
             pipeline_threshold: collectives::PIPELINE_THRESHOLD,
             chunk_size: collectives::CHUNK_SIZE,
+            same_node: same_node_default(),
         }
+    }
+}
+
+/// The default of [`MeshConfig::same_node`]: shared memory unless [`SAME_NODE_ENV`] says `zeromq`.
+fn same_node_default() -> Transport {
+    match std::env::var(SAME_NODE_ENV).ok().as_deref().map(str::trim) {
+        Some(value) if value.eq_ignore_ascii_case("zeromq") || value.eq_ignore_ascii_case("zmq") => {
+            Transport::ZeroMq
+        }
+        Some(value) if !value.is_empty() && !value.eq_ignore_ascii_case("shm") => {
+            log::warn!("lightbeam: {SAME_NODE_ENV}={value:?} is neither 'zeromq' nor 'shm'; using shm");
+            Transport::SharedMemory
+        }
+        _ => Transport::SharedMemory,
     }
 }
 
@@ -182,6 +210,12 @@ impl MeshConfig {
         self.chunk_size = bytes;
         self
     }
+
+    /// With [`MeshConfig::same_node`] set to `transport`.
+    pub fn with_same_node(mut self, transport: Transport) -> Self {
+        self.same_node = transport;
+        self
+    }
 }
 
 /// A received point-to-point message: where it came from, its tag, and its bytes in place.
@@ -214,11 +248,15 @@ pub struct Mesh {
     rank: Rank,
     /// Every rank's node and endpoints, by rank.
     peers: Vec<Peer>,
+    /// How this rank reaches each rank, by rank.
+    routes: Vec<Route>,
     topology: Topology,
-    server: Box<dyn Server>,
+    inbox: Inbox,
     /// The link to each peer, made on first use.
     links: Mutex<Vec<Option<Arc<Link>>>>,
     mailbox: Mutex<Mailbox>,
+    /// Mismatches found while a send waited, for the other ranks to be told once it returned.
+    untold: Mutex<Vec<self::envelope::Mismatch>>,
     token: u64,
     config: MeshConfig,
     collective_sequence: std::sync::atomic::AtomicU64,
@@ -234,14 +272,23 @@ impl Mesh {
         if config.abort_on_panic {
             abort_job_on_panic();
         }
-        let (server, peers, token) = bootstrap::bind_and_gather(comm, &config)?;
+        let (bound, peers, token) = bootstrap::bind_and_gather(comm, &config)?;
+        let rank = Rank(comm.rank() as usize);
+        let routes = bootstrap::routes(&peers, rank.0);
+        // Each server is kept only if some rank (this one included) reaches this rank through it.
+        let uses = |transport| routes.iter().any(|route| route.transport() == transport);
+        let shared_memory = bound.shared_memory.filter(|_| uses(Transport::SharedMemory));
+        let zeromq = uses(Transport::ZeroMq).then_some(bound.zeromq);
+        let inbox = Inbox::new(shared_memory, zeromq, config.options.high_water_mark as usize)?;
         Ok(Self {
-            rank: Rank(comm.rank() as usize),
+            rank,
             links: Mutex::new(vec![None; peers.len()]),
             topology: Topology::new(peers.iter().map(|peer| &peer.node)),
             peers,
-            server: Box::new(server),
+            routes,
+            inbox,
             mailbox: Mutex::default(),
+            untold: Mutex::default(),
             token,
             config,
             collective_sequence: Default::default(),
@@ -258,10 +305,26 @@ impl Mesh {
         self.peers.len()
     }
 
-    /// The endpoint rank `rank` receives on.
+    /// The ZeroMQ endpoint rank `rank` announced. It receives there from ranks on other nodes (and from
+    /// every rank when ZeroMQ is forced); ranks on its node reach it through shared memory (see
+    /// [`Mesh::transport_to`]), and a rank with no peer on another node does not listen there at all.
     pub fn endpoint(&self, rank: Rank) -> Result<&Endpoint> {
         self.check_rank(rank)?;
-        Ok(self.peers[rank.0].server())
+        Ok(&self.peers[rank.0].zeromq)
+    }
+
+    /// The address this rank reaches `rank` at: its shared-memory server (`shm://...`) or its ZeroMQ
+    /// endpoint, as [`Mesh::transport_to`] says.
+    pub fn address_of(&self, rank: Rank) -> Result<String> {
+        self.check_rank(rank)?;
+        Ok(self.routes[rank.0].to_string())
+    }
+
+    /// The transport this rank reaches `rank` by: [`Transport::SharedMemory`] on one node (unless
+    /// [`MeshConfig::same_node`] forces ZeroMQ), [`Transport::ZeroMq`] across nodes.
+    pub fn transport_to(&self, rank: Rank) -> Result<Transport> {
+        self.check_rank(rank)?;
+        Ok(self.routes[rank.0].transport())
     }
 
     /// The node rank `rank` runs on. Ranks are on one node when they share a host name and a running
@@ -354,7 +417,7 @@ impl Mesh {
         let send_timeout =
             self.config.options.send_timeout.map_or(self.config.timeout, |t| t.min(self.config.timeout));
         let options = Options { send_timeout: Some(send_timeout), ..self.config.options.clone() };
-        let link = Arc::new(Link::connect(self.peers[to.0].server(), &options)?);
+        let link = Arc::new(Link::connect(&self.routes[to.0], &options)?);
         links[to.0] = Some(Arc::clone(&link));
         Ok(link)
     }
@@ -371,7 +434,42 @@ impl Mesh {
         let link = self.link(to)?;
         let mut meta = LbmMeta::new(self.envelope(channel, false));
         meta.bulks = bulks;
-        link.send(&meta, None).map(drop).map_err(|e| self.send_failed(e, to))
+        // While the peer has not taken the message, take in this rank's own: the peer may be sending
+        // to this rank at the same time. What goes wrong there is for the next receive to report.
+        let mut take_in = || {
+            let _ = self.take_in_while_sending(None);
+            Ok(())
+        };
+        let sent = link.send(&meta, None, self.watch(&mut take_in));
+        self.tell_untold();
+        sent.map(drop).map_err(|e| self.send_failed(e, to))
+    }
+
+    /// A watch on this rank's shared-memory server (if it has one) that runs `take_in` when it rings.
+    fn watch<'w>(&'w self, take_in: &'w mut dyn FnMut() -> Result<()>) -> Option<Watch<'w>> {
+        self.inbox.shared_memory().map(|server| server.watch(take_in))
+    }
+
+    /// Takes in, without waiting, what has arrived for this rank, while the messages waiting unasked for
+    /// hold fewer than [`progress::LOOKAHEAD_BYTES`]: what a send does while its peer has not taken its
+    /// message (in collective `sequence`, failing on news that ends it). When another thread holds the
+    /// mailbox, does nothing: that thread takes the messages in.
+    ///
+    /// It runs inside a link's send, so it must not send itself (the link is busy): a mismatch it finds
+    /// is told to the other ranks by [`Mesh::tell_untold`] once the send returned.
+    fn take_in_while_sending(&self, collective: Option<(u64, &'static str)>) -> Result<()> {
+        let mut mailbox = match self.mailbox.try_lock() {
+            Ok(mailbox) => mailbox,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        };
+        let _inside = InsideSend::enter();
+        match collective {
+            Some((sequence, op)) => self.look_for_news(&mut mailbox, sequence, op, progress::LOOKAHEAD_BYTES),
+            None => self
+                .take(&mut mailbox, (Duration::ZERO, progress::LOOKAHEAD_BYTES), Want::Notices, "send")
+                .map(drop),
+        }
     }
 
     /// Tells `ranks` that this rank failed in the collective on `channel`, so they fail at once instead of
@@ -384,7 +482,7 @@ impl Mesh {
                 meta.bulks.push(Bulk::source(text.as_bytes(), Default::default()));
                 // A rank that takes nothing within a moment (lost, or stuck) has its own deadline:
                 // waiting the whole send timeout for it would make every other rank learn late.
-                let _ = link.send(&meta, Some(FAILURE_NOTICE_WAIT));
+                let _ = link.send(&meta, Some(FAILURE_NOTICE_WAIT), None);
             }
         }
     }
@@ -426,7 +524,7 @@ impl Mesh {
         (culprit != suspect).then(|| Error::PeerLost {
             op,
             rank: culprit.0,
-            endpoint: self.peers[culprit.0].server().to_string(),
+            endpoint: self.routes[culprit.0].to_string(),
             reporter: self.rank.0,
             waited_for: suspect.0,
         })
@@ -444,12 +542,15 @@ impl Mesh {
         op: &'static str,
     ) -> Result<Option<Incoming>> {
         let identity = (self.token, self.size(), self.rank);
-        mailbox.receive(&*self.server, identity, intake, want).map_err(|failure| match failure {
+        mailbox.receive(&self.inbox, identity, intake, want).map_err(|failure| match failure {
             Receive::Failed(error) => error,
             Receive::Lost(loss) => self.lost_error(loss, op),
             Receive::OutOfStep(mismatch, found_here) => {
                 if found_here {
-                    self.tell_others(Channel::OutOfStep(mismatch), self.rank, Duration::from_millis(200));
+                    crate::sync::lock(&self.untold).push(mismatch);
+                    if !InsideSend::now() {
+                        self.tell_untold();
+                    }
                 }
                 mismatch.into()
             }
@@ -511,6 +612,14 @@ impl Mesh {
         }
     }
 
+    /// Tells every other rank of the mismatches this rank found and has not told yet.
+    fn tell_untold(&self) {
+        let untold = std::mem::take(&mut *crate::sync::lock(&self.untold));
+        for mismatch in untold {
+            self.tell_others(Channel::OutOfStep(mismatch), self.rank, Duration::from_millis(200));
+        }
+    }
+
     /// Sends a notice on `channel` to every rank but `about` (and this one). Best effort, waiting at most
     /// `wait` per rank (a connection may have to be made first): a rank that cannot be told still has its
     /// own deadline.
@@ -518,7 +627,7 @@ impl Mesh {
         let notice = LbmMeta::new(self.envelope(channel, false));
         for rank in (0..self.size()).map(Rank).filter(|&r| r != about && r != self.rank) {
             if let Ok(link) = self.link(rank) {
-                let _ = link.send(&notice, Some(wait));
+                let _ = link.send(&notice, Some(wait), None);
             }
         }
     }
@@ -527,14 +636,38 @@ impl Mesh {
         Error::PeerLost {
             op,
             rank: loss.lost.0,
-            endpoint: self.peers[loss.lost.0].server().to_string(),
+            endpoint: self.routes[loss.lost.0].to_string(),
             reporter: loss.reporter.0,
             waited_for: loss.lost.0,
         }
     }
 
     fn describe(&self, rank: Rank) -> String {
-        format!("rank {rank} ({})", self.peers[rank.0].server())
+        format!("rank {rank} ({})", self.routes[rank.0])
+    }
+}
+
+std::thread_local! {
+    static INSIDE_SEND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread as inside a link's send (taking in messages while the send waits) until
+/// dropped: such a thread must not send.
+struct InsideSend(bool);
+
+impl InsideSend {
+    fn enter() -> Self {
+        Self(INSIDE_SEND.with(|inside| inside.replace(true)))
+    }
+
+    fn now() -> bool {
+        INSIDE_SEND.with(std::cell::Cell::get)
+    }
+}
+
+impl Drop for InsideSend {
+    fn drop(&mut self) {
+        INSIDE_SEND.with(|inside| inside.set(self.0));
     }
 }
 
@@ -558,7 +691,7 @@ impl fmt::Debug for Mesh {
         f.debug_struct("Mesh")
             .field("rank", &self.rank)
             .field("size", &self.size())
-            .field("endpoint", &self.server.address())
+            .field("address", &self.inbox.address())
             .finish_non_exhaustive()
     }
 }

@@ -1,20 +1,22 @@
 //! One collective in progress on one rank: its channel, and the deadline of all its waits, counted
 //! from the rank's last progress in it. Its sends queue at once when they can; when they cannot, they
-//! wait for room in short slices and look between slices for news that ends the collective, as a
-//! receive does while it waits.
+//! look for news that ends the collective while they wait, as a receive does: a ZeroMQ send waits for
+//! room in short slices and looks between them, a shared-memory send (which may wait for the peer to
+//! take its message in) looks whenever this rank's own server rings.
 
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
 use super::envelope::Channel;
+use super::link::Link;
 use super::mailbox::Incoming;
 use super::{wanted, Mesh, Rank, Source};
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
+use crate::transport::shm::Watch;
 use crate::transport::Payload;
 
 /// How long a collective's send waits for room at a time before it looks for news again.
@@ -57,7 +59,7 @@ impl Ongoing {
         (last + self.timeout).saturating_sub(self.started.elapsed())
     }
 
-    fn sequence(&self) -> u64 {
+    pub(super) fn sequence(&self) -> u64 {
         match self.channel {
             Channel::Collective(c) => c.sequence,
             _ => unreachable!("an ongoing collective travels on a collective channel"),
@@ -71,7 +73,7 @@ impl Mesh {
         let link = self.link(to)?;
         let mut meta = LbmMeta::new(self.envelope(ongoing.channel, false));
         meta.bulks = parts.iter().map(|p| Bulk::source(p, Default::default())).collect();
-        self.send_with_room(ongoing, to, |wait| link.send(&meta, Some(wait)).map(drop))
+        self.send_with_room(ongoing, to, &link, |wait, watch| link.send(&meta, Some(wait), watch).map(drop))
     }
 
     /// Sends received payloads on to `to` in the collective, without copying them.
@@ -80,8 +82,8 @@ impl Mesh {
         let mut meta = LbmMeta::new(self.envelope(ongoing.channel, false));
         meta.bulks = payloads.iter().map(|p| Bulk::descriptor(p.len(), Default::default())).collect();
         let count = payloads.len();
-        self.send_with_room(ongoing, to, |wait| {
-            let (error, back) = match link.forward(&meta, std::mem::take(&mut payloads), wait) {
+        self.send_with_room(ongoing, to, &link, |wait, watch| {
+            let (error, back) = match link.forward(&meta, std::mem::take(&mut payloads), wait, watch) {
                 Ok(_) => return Ok(()),
                 Err(failed) => failed,
             };
@@ -107,45 +109,46 @@ impl Mesh {
         Ok(incoming)
     }
 
-    /// Runs `send` (which queues a message if it can within the wait it is given) at once and, while it
-    /// finds no room, again in slices until the deadline, looking for news between slices. Past the
-    /// deadline, `to` is taken as lost, as after a receive that waited for it.
+    /// Runs `send` over `link` (which sends a message if it can within the wait it is given, looking for
+    /// news with the watch it is given while it waits) until the deadline. Over ZeroMQ the first try
+    /// waits for nothing (a message that queues at once pays for no poll and no look), the next ones a
+    /// slice each, looking for news between slices. Past the deadline, `to` is taken as lost, as after a
+    /// receive that waited for it.
     fn send_with_room(
         &self,
         ongoing: &Ongoing,
         to: Rank,
-        mut send: impl FnMut(Duration) -> Result<()>,
+        link: &Link,
+        mut send: impl FnMut(Duration, Option<Watch<'_>>) -> Result<()>,
     ) -> Result<()> {
-        // The first try waits for nothing: a message that queues at once pays for no poll and no look.
-        let mut wait = Duration::ZERO;
-        loop {
-            match send(wait) {
+        let mut look = || self.take_in_while_sending(Some((ongoing.sequence(), ongoing.op)));
+        let mut wait = if link.queues() { Duration::ZERO } else { ongoing.left() };
+        let sent = loop {
+            match send(wait, self.watch(&mut look)) {
                 Ok(()) => {
                     ongoing.progressed();
-                    return Ok(());
+                    break Ok(());
                 }
                 Err(Error::Timeout { .. }) => {}
-                Err(error) => return Err(error),
+                // The peer's shared-memory server closed or its process ended: it is gone, and the news
+                // it sent before (why it failed, which rank it lost) is in this rank's queue already.
+                Err(Error::Transport { .. }) if !link.queues() => {
+                    break look().and_then(|()| Err(self.give_up_on(to, ongoing.op)));
+                }
+                Err(error) => break Err(error),
             }
-            self.look_while_sending(ongoing)?;
+            if let Err(error) = look() {
+                break Err(error);
+            }
             let left = ongoing.left();
             if left.is_zero() {
+                self.tell_untold();
                 return Err(self.give_up_on(to, ongoing.op));
             }
-            wait = left.min(SEND_SLICE);
-        }
-    }
-
-    /// Fails if news that ends the collective has come (a mismatch, a lost rank, a rank's failure in it),
-    /// taking in without waiting what has arrived, up to [`LOOKAHEAD_BYTES`] held. When another
-    /// thread holds the mailbox, looks at nothing: that thread takes the news in, and the next look sees it.
-    fn look_while_sending(&self, ongoing: &Ongoing) -> Result<()> {
-        let mut mailbox = match self.mailbox.try_lock() {
-            Ok(mailbox) => mailbox,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(()),
+            wait = if link.queues() { left.min(SEND_SLICE) } else { left };
         };
-        self.look_for_news(&mut mailbox, ongoing.sequence(), ongoing.op, LOOKAHEAD_BYTES)
+        self.tell_untold();
+        sent
     }
 }
 

@@ -28,6 +28,12 @@ impl NodeId {
             std::fs::read_to_string(BOOT_ID_PATH).map(|id| id.trim().to_owned()).unwrap_or_default();
         Self { host, boot_id }
     }
+
+    /// A node of this kernel with another host name (as a network namespace of the test harness).
+    #[cfg(test)]
+    pub(crate) fn named(host: &str) -> Self {
+        Self { host: host.to_owned(), ..Self::local() }
+    }
 }
 
 /// A node of the mesh, numbered in the order of its lowest rank (so rank 0 is on node 0). It displays as

@@ -68,6 +68,7 @@ use std::time::{Duration, Instant};
 use self::queue::{Queue, QUEUE_LEN, SEGMENT_SLACK};
 use self::receiver::Receiver;
 use self::sender::Sender;
+pub(crate) use self::wait::Watch;
 use super::parts::{restore_parts, take_parts};
 use super::two_phase::TwoPhase;
 use super::{Client, FrameSource, Limits, Options, Payload, Protocol};
@@ -191,9 +192,37 @@ impl SharedMemoryServer {
     }
 
     fn recv_frames(&self, timeout: Duration) -> Result<Option<Vec<Payload>>> {
+        self.recv_frames_unless(timeout, &|| false)
+    }
+
+    /// As a receive of the next message within `timeout`, but ending early (`Ok(None)`) once `elsewhere`
+    /// is true after the doorbell rang: how one receive waits on this server and on messages that
+    /// arrive another way (see [`SharedMemoryServer::ring`]).
+    pub(crate) fn recv_frames_unless(
+        &self,
+        timeout: Duration,
+        elsewhere: &dyn Fn() -> bool,
+    ) -> Result<Option<Vec<Payload>>> {
         let deadline = Instant::now() + timeout;
         let Some(mut receiver) = self.receiver.borrow_until(deadline) else { return Ok(None) };
-        receiver.receive(&self.queue, &self.limits, deadline, &self.address)
+        receiver.receive(&self.queue, &self.limits, deadline, &self.address, elsewhere)
+    }
+
+    /// Rings this server's doorbell, as a client does after writing: wakes a receive waiting here, and
+    /// every send watching this server ([`SharedMemoryServer::watch`]).
+    pub(crate) fn ring(&self) {
+        self.queue.doorbell().notify();
+    }
+
+    /// A watch on this server's doorbell for a send of this process: `moved` runs whenever the doorbell
+    /// rang while the send waits (see [`SharedMemoryClient::send_watching`]).
+    pub(crate) fn watch<'w>(&'w self, moved: &'w mut dyn FnMut() -> Result<()>) -> Watch<'w> {
+        Watch::new(self.queue.doorbell(), moved)
+    }
+
+    /// The checked message made of `frames` received here.
+    pub(crate) fn accept(&self, frames: Vec<Payload>) -> Result<super::Received> {
+        super::Received::accept(frames, &self.limits)
     }
 }
 
@@ -260,7 +289,12 @@ impl SharedMemoryClient {
 
     /// A channel of the server's queue: the one held, or a new one once the server is there and a channel
     /// is free (both waited for until `deadline`). A server whose process ended is reported lost at once.
-    fn attach(&self, held: &mut Option<Sender>, deadline: Option<Instant>) -> Result<()> {
+    fn attach(
+        &self,
+        held: &mut Option<Sender>,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
         if held.as_ref().is_some_and(Sender::usable) {
             return Ok(());
         }
@@ -276,7 +310,7 @@ impl SharedMemoryClient {
                 Attach::NoChannel => "send (every channel of the server stayed taken)",
             };
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                let (after, peer) = (self.send_timeout.unwrap_or_default(), Some(self.address.clone()));
+                let (after, peer) = (timeout.unwrap_or_default(), Some(self.address.clone()));
                 return Err(Error::Timeout { op: waited_for, after, peer });
             }
             std::thread::sleep(pause);
@@ -303,18 +337,21 @@ impl SharedMemoryClient {
         Ok(Sender::claim(queue, &self.address, self.single_copy_from).map_or(Attach::NoChannel, Attach::Done))
     }
 
-    fn send_message(&self, meta: &dyn Metadata) -> Result<usize> {
+    /// Sends `meta` and its bulks as one message, waiting at most `wait` (`None`: the send timeout);
+    /// while the send waits (for the server, for room, for a bulk to be copied), `watch`'s callback runs
+    /// whenever its doorbell rings. Returns the bytes of the bulks sent.
+    pub(crate) fn send_watching(
+        &self,
+        meta: &dyn Metadata,
+        wait: Option<Duration>,
+        watch: Option<Watch<'_>>,
+    ) -> Result<usize> {
         let bulks = meta.bulks();
         let header = wire::encode_header(bulks, |out| meta.encode_custom(out))?;
         let parts = take_parts(bulks)?;
-        let frames: Vec<&[u8]> =
-            std::iter::once(header.as_slice()).chain(parts.iter().map(|p| p.bytes())).collect();
-        let mut held = lock(&self.sender);
-        let deadline = self.send_timeout.map(|t| Instant::now() + t);
-        let sent = self
-            .attach(&mut held, deadline)
-            .and_then(|()| held.as_mut().expect("attached").send(&frames, self.send_timeout));
-        drop(frames);
+        let bytes: Vec<&[u8]> = parts.iter().map(|p| p.bytes()).collect();
+        let sent = self.send_frames(&header, &bytes, wait.or(self.send_timeout), watch);
+        drop(bytes);
         match sent {
             Ok(()) => Ok(bulks.iter().map(|b| b.size()).sum()),
             Err(error) => {
@@ -322,6 +359,40 @@ impl SharedMemoryClient {
                 Err(error)
             }
         }
+    }
+
+    /// Sends `payloads` as the bulks of one message described by `meta` (whose bulks give their sizes),
+    /// as [`SharedMemoryClient::send_watching`] does; a send that failed hands them back.
+    pub(crate) fn forward_watching(
+        &self,
+        meta: &dyn Metadata,
+        payloads: Vec<Payload>,
+        wait: Option<Duration>,
+        watch: Option<Watch<'_>>,
+    ) -> std::result::Result<usize, (Error, Vec<Payload>)> {
+        let sent = wire::encode_header(meta.bulks(), |out| meta.encode_custom(out)).and_then(|header| {
+            let bytes: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+            self.send_frames(&header, &bytes, wait.or(self.send_timeout), watch)
+        });
+        match sent {
+            Ok(()) => Ok(payloads.iter().map(|p| p.len()).sum()),
+            Err(error) => Err((error, payloads)),
+        }
+    }
+
+    /// Sends the header frame and `bulks` as one message within `timeout`.
+    fn send_frames(
+        &self,
+        header: &[u8],
+        bulks: &[&[u8]],
+        timeout: Option<Duration>,
+        watch: Option<Watch<'_>>,
+    ) -> Result<()> {
+        let frames: Vec<&[u8]> = std::iter::once(header).chain(bulks.iter().copied()).collect();
+        let mut held = lock(&self.sender);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.attach(&mut held, deadline, timeout)?;
+        held.as_mut().expect("attached").send(&frames, timeout, watch)
     }
 }
 
@@ -339,7 +410,7 @@ enum Attach {
 
 impl Client for SharedMemoryClient {
     fn send(&self, meta: &dyn Metadata) -> Event {
-        self.send_message(meta).into()
+        self.send_watching(meta, None, None).into()
     }
 
     fn address(&self) -> &str {

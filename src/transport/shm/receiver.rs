@@ -63,6 +63,7 @@ impl Receiver {
         limits: &Limits,
         deadline: Instant,
         endpoint: &str,
+        elsewhere: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<Payload>>> {
         loop {
             if let Some(outcome) = self.scan(queue, limits, endpoint) {
@@ -76,7 +77,10 @@ impl Receiver {
             // With messages in progress, look again at least every liveness period (stalls, deaths).
             let busy = self.views.iter().any(|v| v.partial.is_some());
             let wake = if busy { deadline.min(now + LIVENESS_PERIOD) } else { deadline };
-            queue.doorbell().wait(Some(wake), || Ok(self.ready(queue).then_some(())), || Ok(()))?;
+            let ready = || Ok((self.ready(queue) || elsewhere()).then_some(()));
+            if queue.doorbell().wait(Some(wake), ready, || Ok(()), None)?.is_some() && elsewhere() {
+                return Ok(None);
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::queue::{state, transfer, Channel, Queue, OFFER_PATIENCE, RING};
 use super::record::{padded, Record};
-use super::wait::deadline_after;
+use super::wait::{deadline_after, Watch};
 use crate::error::{Error, Result};
 use crate::shm::Process;
 
@@ -82,12 +82,18 @@ impl Sender {
         }
     }
 
-    /// Sends `frames` (the header frame first) as one message within `timeout`. On an error after part of
-    /// the message was published, the channel is given up (the server drops the partial message).
-    pub(super) fn send(&mut self, frames: &[&[u8]], timeout: Option<Duration>) -> Result<()> {
+    /// Sends `frames` (the header frame first) as one message within `timeout`, running `watch`'s
+    /// callback whenever its signal moves while the send waits. On an error after part of the message
+    /// was published, the channel is given up (the server drops the partial message).
+    pub(super) fn send(
+        &mut self,
+        frames: &[&[u8]],
+        timeout: Option<Duration>,
+        watch: Option<Watch<'_>>,
+    ) -> Result<()> {
         let start = self.published;
         let deadline = deadline_after(timeout);
-        let result = self.write_message(frames, deadline, timeout);
+        let result = Sending { sender: self, deadline, timeout, watch }.write_message(frames);
         if result.is_err() {
             if self.published == start {
                 self.tail = start; // nothing reached the server: the channel stays usable
@@ -98,76 +104,8 @@ impl Sender {
         result
     }
 
-    fn write_message(
-        &mut self,
-        frames: &[&[u8]],
-        deadline: Option<Instant>,
-        timeout: Option<Duration>,
-    ) -> Result<()> {
-        let count = u32::try_from(frames.len())
-            .map_err(|_| Error::InvalidArgument(format!("{} frames in one message", frames.len())))?;
-        self.write_record(Record::Begin { frames: count }, deadline, timeout)?;
-        for (i, frame) in frames.iter().enumerate() {
-            let offer = i > 0 && self.single_copy_from.is_some_and(|from| frame.len() >= from);
-            if !(offer && self.offer(frame, deadline, timeout)?) {
-                self.write_inline(frame, deadline, timeout)?;
-            }
-        }
-        self.publish();
-        Ok(())
-    }
-
-    fn write_record(
-        &mut self,
-        record: Record,
-        deadline: Option<Instant>,
-        timeout: Option<Duration>,
-    ) -> Result<()> {
-        self.write_bytes(&record.encode(), deadline, timeout)
-    }
-
-    fn write_inline(
-        &mut self,
-        frame: &[u8],
-        deadline: Option<Instant>,
-        timeout: Option<Duration>,
-    ) -> Result<()> {
-        let len = frame.len() as u64;
-        self.write_record(Record::Inline { len }, deadline, timeout)?;
-        self.write_bytes(frame, deadline, timeout)?;
-        let padding = [0u8; 8];
-        self.write_bytes(&padding[..(padded(len) - len) as usize], deadline, timeout)
-    }
-
-    /// Offers `frame` for a single copy and waits for the answer: true when the server copied it, false
-    /// when it refused (then no more offers are made on this channel) or did not answer in time (then the
-    /// offer is withdrawn); either way the bytes then go through the ring. A copy still unfinished at the
-    /// deadline is withdrawn too, and the send fails (see [`transfer::COPYING`]).
-    fn offer(&mut self, frame: &[u8], deadline: Option<Instant>, timeout: Option<Duration>) -> Result<bool> {
-        self.offers = self.offers.wrapping_add(1) & (u32::MAX >> 3);
-        let id = self.offers;
-        let (len, address, pid) = (frame.len() as u64, frame.as_ptr() as u64, self.me.pid);
-        self.channel().transfer().store(transfer::pack(id, transfer::PENDING), Ordering::Release);
-        self.write_record(Record::Remote { offer: id, len, address, pid }, deadline, timeout)?;
-        self.publish();
-        let patience = Instant::now() + OFFER_PATIENCE;
-        let waiting = [transfer::PENDING];
-        let answer = match self.answer(id, Some(deadline.map_or(patience, |d| d.min(patience))), &waiting)? {
-            Some(transfer::COPYING) => self.settled(id, deadline, timeout)?,
-            Some(answer) => answer,
-            // Take the offer back unless the server took it meanwhile: once WITHDRAWN, the server reads
-            // the bytes from the ring instead.
-            None if self.withdraw(id, transfer::PENDING) => return Ok(false),
-            None => self.settled(id, deadline, timeout)?,
-        };
-        match answer {
-            transfer::DONE => Ok(true),
-            transfer::REFUSED => {
-                self.single_copy_from = None;
-                Ok(false)
-            }
-            other => Err(self.garbage(format!("answer {other} to a single-copy offer"))),
-        }
+    fn garbage(&self, what: String) -> Error {
+        Error::transport("send to", &self.endpoint, format!("garbage in the channel: {what}"))
     }
 
     /// Swaps offer `id`'s state `from` for WITHDRAWN; false when the server answered first.
@@ -175,70 +113,6 @@ impl Sender {
         let (from, withdrawn) = (transfer::pack(id, from), transfer::pack(id, transfer::WITHDRAWN));
         let channel = self.channel();
         channel.transfer().compare_exchange(from, withdrawn, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-
-    /// The final answer (DONE or REFUSED) to offer `id`, which the server took, waited for until
-    /// `deadline`; past it the offer is withdrawn and the send times out (unless the answer came first).
-    fn settled(&self, id: u32, deadline: Option<Instant>, timeout: Option<Duration>) -> Result<u32> {
-        let waiting = [transfer::PENDING, transfer::COPYING];
-        if let Some(answer) = self.answer(id, deadline, &waiting)? {
-            return Ok(answer);
-        }
-        if self.withdraw(id, transfer::COPYING) {
-            return Err(self.timeout(timeout, "send (the server did not finish copying a bulk)"));
-        }
-        let answer = transfer::state_of(self.channel().transfer().load(Ordering::Acquire));
-        match answer {
-            transfer::DONE | transfer::REFUSED => Ok(answer),
-            other => Err(self.garbage(format!("answer {other} to a single-copy offer"))),
-        }
-    }
-
-    fn garbage(&self, what: String) -> Error {
-        Error::transport("send to", &self.endpoint, format!("garbage in the channel: {what}"))
-    }
-
-    /// Waits for the server's answer to offer `id` until `deadline`: its state, once not in `waiting`.
-    fn answer(&self, id: u32, deadline: Option<Instant>, waiting: &[u32]) -> Result<Option<u32>> {
-        self.wait(deadline, |channel| {
-            let word = channel.transfer().load(Ordering::Acquire);
-            if transfer::offer_of(word) != id {
-                return Err(self.garbage(format!("transfer word {word} during offer {id}")));
-            }
-            let answer = transfer::state_of(word);
-            Ok((!waiting.contains(&answer)).then_some(answer))
-        })
-    }
-
-    /// Copies `data` into the ring, waiting for room while the server catches up.
-    fn write_bytes(
-        &mut self,
-        mut data: &[u8],
-        deadline: Option<Instant>,
-        timeout: Option<Duration>,
-    ) -> Result<()> {
-        while !data.is_empty() {
-            let mut room = self.room()?;
-            if room == 0 {
-                self.publish();
-                let found = self.wait(deadline, |sender_channel| {
-                    let head = sender_channel.head();
-                    Ok((head != self.published.wrapping_sub(RING as u64)).then_some(()))
-                })?;
-                if found.is_none() {
-                    return Err(self.timeout(timeout, "send (the server's queue stayed full)"));
-                }
-                room = self.room()?;
-            }
-            let piece = (room as usize).min(data.len());
-            self.channel().write(self.tail, &data[..piece]);
-            self.tail += piece as u64;
-            data = &data[piece..];
-            if self.tail - self.published >= PUBLISH_EVERY {
-                self.publish();
-            }
-        }
-        Ok(())
     }
 
     /// Free bytes in the ring, from the server's head (checked: it cannot be ahead of what was published,
@@ -259,39 +133,169 @@ impl Sender {
             self.channel().publish_tail(self.tail);
         }
     }
+}
 
-    /// Waits on the channel's signal until `ready` gives a value or `deadline` passes (`None`), failing
-    /// when the server is gone, closed, or gave up on the channel.
+/// One message on its way: the sender, the send's deadline, and what to watch while it waits.
+struct Sending<'s, 'w> {
+    sender: &'s mut Sender,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    watch: Option<Watch<'w>>,
+}
+
+impl Sending<'_, '_> {
+    fn write_message(&mut self, frames: &[&[u8]]) -> Result<()> {
+        let count = u32::try_from(frames.len())
+            .map_err(|_| Error::InvalidArgument(format!("{} frames in one message", frames.len())))?;
+        self.write_record(Record::Begin { frames: count })?;
+        for (i, frame) in frames.iter().enumerate() {
+            let offer = i > 0 && self.sender.single_copy_from.is_some_and(|from| frame.len() >= from);
+            if !(offer && self.offer(frame)?) {
+                self.write_inline(frame)?;
+            }
+        }
+        self.sender.publish();
+        Ok(())
+    }
+
+    fn write_record(&mut self, record: Record) -> Result<()> {
+        self.write_bytes(&record.encode())
+    }
+
+    fn write_inline(&mut self, frame: &[u8]) -> Result<()> {
+        let len = frame.len() as u64;
+        self.write_record(Record::Inline { len })?;
+        self.write_bytes(frame)?;
+        let padding = [0u8; 8];
+        self.write_bytes(&padding[..(padded(len) - len) as usize])
+    }
+
+    /// Offers `frame` for a single copy and waits for the answer: true when the server copied it, false
+    /// when it refused (then no more offers are made on this channel) or did not answer in time (then the
+    /// offer is withdrawn); either way the bytes then go through the ring. A copy still unfinished at the
+    /// deadline is withdrawn too, and the send fails (see [`transfer::COPYING`]).
+    fn offer(&mut self, frame: &[u8]) -> Result<bool> {
+        let sender = &mut *self.sender;
+        sender.offers = sender.offers.wrapping_add(1) & (u32::MAX >> 3);
+        let id = sender.offers;
+        let (len, address, pid) = (frame.len() as u64, frame.as_ptr() as u64, sender.me.pid);
+        sender.channel().transfer().store(transfer::pack(id, transfer::PENDING), Ordering::Release);
+        self.write_record(Record::Remote { offer: id, len, address, pid })?;
+        self.sender.publish();
+        let patience = Instant::now() + OFFER_PATIENCE;
+        let waiting = [transfer::PENDING];
+        let answer =
+            match self.answer(id, Some(self.deadline.map_or(patience, |d| d.min(patience))), &waiting)? {
+                Some(transfer::COPYING) => self.settled(id)?,
+                Some(answer) => answer,
+                // Take the offer back unless the server took it meanwhile: once WITHDRAWN, the server reads
+                // the bytes from the ring instead.
+                None if self.sender.withdraw(id, transfer::PENDING) => return Ok(false),
+                None => self.settled(id)?,
+            };
+        match answer {
+            transfer::DONE => Ok(true),
+            transfer::REFUSED => {
+                self.sender.single_copy_from = None;
+                Ok(false)
+            }
+            other => Err(self.sender.garbage(format!("answer {other} to a single-copy offer"))),
+        }
+    }
+
+    /// The final answer (DONE or REFUSED) to offer `id`, which the server took, waited for until the
+    /// deadline; past it the offer is withdrawn and the send times out (unless the answer came first).
+    fn settled(&mut self, id: u32) -> Result<u32> {
+        let waiting = [transfer::PENDING, transfer::COPYING];
+        if let Some(answer) = self.answer(id, self.deadline, &waiting)? {
+            return Ok(answer);
+        }
+        if self.sender.withdraw(id, transfer::COPYING) {
+            return Err(self.timeout("send (the server did not finish copying a bulk)"));
+        }
+        let answer = transfer::state_of(self.sender.channel().transfer().load(Ordering::Acquire));
+        match answer {
+            transfer::DONE | transfer::REFUSED => Ok(answer),
+            other => Err(self.sender.garbage(format!("answer {other} to a single-copy offer"))),
+        }
+    }
+
+    /// Waits for the server's answer to offer `id` until `deadline`: its state, once not in `waiting`.
+    fn answer(&mut self, id: u32, deadline: Option<Instant>, waiting: &[u32]) -> Result<Option<u32>> {
+        self.wait(deadline, |sender, channel| {
+            let word = channel.transfer().load(Ordering::Acquire);
+            if transfer::offer_of(word) != id {
+                return Err(sender.garbage(format!("transfer word {word} during offer {id}")));
+            }
+            let answer = transfer::state_of(word);
+            Ok((!waiting.contains(&answer)).then_some(answer))
+        })
+    }
+
+    /// Copies `data` into the ring, waiting for room while the server catches up.
+    fn write_bytes(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let mut room = self.sender.room()?;
+            if room == 0 {
+                self.sender.publish();
+                let found = self.wait(self.deadline, |sender, channel| {
+                    Ok((channel.head() != sender.published.wrapping_sub(RING as u64)).then_some(()))
+                })?;
+                if found.is_none() {
+                    return Err(self.timeout("send (the server's queue stayed full)"));
+                }
+                room = self.sender.room()?;
+            }
+            let piece = (room as usize).min(data.len());
+            let sender = &mut *self.sender;
+            sender.channel().write(sender.tail, &data[..piece]);
+            sender.tail += piece as u64;
+            data = &data[piece..];
+            if sender.tail - sender.published >= PUBLISH_EVERY {
+                sender.publish();
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits on the channel's signal (and the watched one) until `ready` gives a value or `deadline`
+    /// passes (`None`), failing when the server is gone, closed, or gave up on the channel.
     fn wait<T>(
-        &self,
+        &mut self,
         deadline: Option<Instant>,
-        mut ready: impl FnMut(&Channel<'_>) -> Result<Option<T>>,
+        mut ready: impl FnMut(&Sender, &Channel<'_>) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        let channel = self.channel();
-        let lost = |why: String| Error::transport("send to", &self.endpoint, why);
+        let sender = &*self.sender;
+        let channel = sender.channel();
+        let lost = |why: String| Error::transport("send to", &sender.endpoint, why);
         channel.signal().wait(
             deadline,
             || {
-                if self.queue.closed() {
+                if sender.queue.closed() {
                     return Err(lost("the server closed".into()));
                 }
-                if channel.state() != state::OPEN || !self.owns() {
+                if channel.state() != state::OPEN || !sender.owns() {
                     return Err(lost("the server gave up on this client's channel".into()));
                 }
-                ready(&channel)
+                ready(sender, &channel)
             },
             || {
-                let server = self.queue.server();
+                let server = sender.queue.server();
                 match server.is_gone() {
                     true => Err(lost(format!("the server process {} is lost (it ended)", server.pid))),
                     false => Ok(()),
                 }
             },
+            self.watch.as_mut(),
         )
     }
 
-    fn timeout(&self, timeout: Option<Duration>, op: &'static str) -> Error {
-        Error::Timeout { op, after: timeout.unwrap_or_default(), peer: Some(self.endpoint.clone()) }
+    fn timeout(&self, op: &'static str) -> Error {
+        Error::Timeout {
+            op,
+            after: self.timeout.unwrap_or_default(),
+            peer: Some(self.sender.endpoint.clone()),
+        }
     }
 }
 

@@ -5,6 +5,11 @@
 //! something ready, and the count of sleepers, so that a notifier pays for the `futex` wake system call
 //! only when someone sleeps. Either word may hold garbage written by a hostile peer: that can only cause
 //! spurious wake-ups or a wake call too many, never a missed deadline.
+//!
+//! A waiter may also [`Watch`] a second signal (the mesh watches its own server's doorbell while a send
+//! waits for the peer): one `futex_waitv` sleeps on both words, and when the watched one moves the
+//! watcher's callback runs before the wait goes on. Kernels before 5.16 lack `futex_waitv`; there the
+//! sleep is cut into slices of [`WATCH_SLICE`] and the watched word is looked at between them.
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +42,33 @@ const YIELD_EVERY: u32 = 64;
 /// The longest sleep between two checks of the peer's liveness.
 pub(super) const LIVENESS_PERIOD: Duration = Duration::from_millis(50);
 
+/// Without `futex_waitv`: the longest sleep on the own word before the watched word is looked at.
+const WATCH_SLICE: Duration = Duration::from_micros(200);
+
+/// A second signal to watch while waiting for one's own, and what to do when it moves.
+pub(crate) struct Watch<'w> {
+    signal: Signal<'w>,
+    /// The watched word's value when the callback last ran (or the watch began).
+    seen: u32,
+    moved: &'w mut dyn FnMut() -> Result<()>,
+}
+
+impl<'w> Watch<'w> {
+    pub(super) fn new(signal: Signal<'w>, moved: &'w mut dyn FnMut() -> Result<()>) -> Self {
+        Self { seen: signal.word.load(SeqCst), signal, moved }
+    }
+
+    /// Runs the callback if the watched word moved since it last ran.
+    fn poll(&mut self) -> Result<()> {
+        let now = self.signal.word.load(SeqCst);
+        if now != self.seen {
+            self.seen = now;
+            (self.moved)()?;
+        }
+        Ok(())
+    }
+}
+
 /// A futex word with its sleeper count, both in shared memory.
 #[derive(Clone, Copy)]
 pub(super) struct Signal<'q> {
@@ -55,21 +87,34 @@ impl Signal<'_> {
     }
 
     /// Waits until `ready` gives a value, `deadline` passes (`Ok(None)`), or `check` fails (its error).
-    /// `check` (the peer's liveness) runs every [`LIVENESS_PERIOD`] of sleep.
+    /// `check` (the peer's liveness) runs every [`LIVENESS_PERIOD`] of sleep. With a `watch`, its
+    /// callback runs whenever the watched word moved, and its errors end the wait.
     pub(super) fn wait<T>(
         &self,
         deadline: Option<Instant>,
         mut ready: impl FnMut() -> Result<Option<T>>,
         mut check: impl FnMut() -> Result<()>,
+        mut watch: Option<&mut Watch<'_>>,
     ) -> Result<Option<T>> {
+        let watched_signal = watch.as_deref().map(|w| w.signal);
+        let mut ready = || {
+            if let Some(watch) = watch.as_deref_mut() {
+                watch.poll()?;
+            }
+            ready()
+        };
         if let Some(value) = spin(&mut ready)? {
             return Ok(Some(value));
         }
         let mut checked = Instant::now();
         loop {
             let seen = self.word.load(SeqCst);
+            let watched = watched_signal.map(|signal| (signal, signal.word.load(SeqCst)));
             self.sleepers.fetch_add(1, SeqCst);
-            let outcome = self.sleep_unless_ready(seen, deadline, &mut ready);
+            watched.iter().for_each(|(signal, _)| _ = signal.sleepers.fetch_add(1, SeqCst));
+            let outcome =
+                self.sleep_unless_ready(seen, watched.map(|(s, v)| (s.word, v)), deadline, &mut ready);
+            watched.iter().for_each(|(signal, _)| _ = signal.sleepers.fetch_sub(1, SeqCst));
             self.sleepers.fetch_sub(1, SeqCst);
             if let Some(outcome) = outcome {
                 return outcome;
@@ -81,10 +126,12 @@ impl Signal<'_> {
         }
     }
 
-    /// One slice of sleep, unless `ready` has a value or the deadline passed (then their outcome).
+    /// One slice of sleep (woken by this word moving from `seen`, or the watched word from its value),
+    /// unless `ready` has a value or the deadline passed (then their outcome).
     fn sleep_unless_ready<T>(
         &self,
         seen: u32,
+        watched: Option<(&AtomicU32, u32)>,
         deadline: Option<Instant>,
         ready: &mut impl FnMut() -> Result<Option<T>>,
     ) -> Option<Result<Option<T>>> {
@@ -99,11 +146,47 @@ impl Signal<'_> {
             None => LIVENESS_PERIOD,
         };
         let slice = left.min(LIVENESS_PERIOD);
-        let timeout = futex::Timespec { tv_sec: 0, tv_nsec: i64::from(slice.subsec_nanos()) };
-        // EAGAIN (the word moved on), EINTR and ETIMEDOUT all mean: look again.
-        let _ = futex::wait(self.word, futex::Flags::empty(), seen, Some(&timeout));
+        match watched {
+            None => sleep_on(self.word, seen, slice),
+            Some(other) => sleep_on_either([(self.word, seen), other], slice),
+        }
         None
     }
+}
+
+/// Sleeps up to `slice` (below a second) while `word` holds `seen`.
+fn sleep_on(word: &AtomicU32, seen: u32, slice: Duration) {
+    let timeout = futex::Timespec { tv_sec: 0, tv_nsec: i64::from(slice.subsec_nanos()) };
+    // Shared between processes: not FUTEX_PRIVATE. EAGAIN (the word moved on), EINTR and ETIMEDOUT all
+    // mean: look again.
+    let _ = futex::wait(word, futex::Flags::empty(), seen, Some(&timeout));
+}
+
+/// Sleeps up to `slice` while both words hold their values (one `futex_waitv`); without it (kernels
+/// before 5.16), sleeps on the first word for at most [`WATCH_SLICE`].
+fn sleep_on_either(words: [(&AtomicU32, u32); 2], slice: Duration) {
+    static MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !MISSING.load(Relaxed) {
+        let waiters = words.map(|(word, value)| {
+            let mut waiter = futex::Wait::new();
+            waiter.val = u64::from(value);
+            waiter.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+            waiter.flags = futex::WaitFlags::SIZE_U32;
+            waiter
+        });
+        // futex_waitv takes an absolute time on the monotonic clock.
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let nanos = now.tv_nsec + i64::from(slice.subsec_nanos());
+        let until =
+            futex::Timespec { tv_sec: now.tv_sec + nanos / 1_000_000_000, tv_nsec: nanos % 1_000_000_000 };
+        match futex::waitv(&waiters, futex::WaitvFlags::empty(), Some(&until), futex::ClockId::Monotonic) {
+            Err(rustix::io::Errno::NOSYS) => MISSING.store(true, Relaxed),
+            // A word moved (EAGAIN), a wake, a signal, the time: look again.
+            _ => return,
+        }
+    }
+    let (word, seen) = words[0];
+    sleep_on(word, seen, slice.min(WATCH_SLICE));
 }
 
 /// Spins until `ready` gives a value or the spin budget is spent (`Ok(None)`). The budget is [`SPIN`],

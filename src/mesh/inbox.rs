@@ -1,0 +1,170 @@
+//! This rank's inbox: the servers its peers' messages arrive at, and one receive that waits on all of
+//! them at once without spinning.
+//!
+//! A rank receives through shared memory from peers on its node and through ZeroMQ from the others.
+//! With peers of both kinds, a thread (the bridge) takes in what ZeroMQ delivers and rings the
+//! shared-memory server's doorbell, which is where a receive sleeps: so a message from the node never
+//! passes through a thread of ours or of ZeroMQ's, and one from another node pays one hand-over between
+//! threads beside the network. The bridge holds at most the ZeroMQ high-water mark of messages, so
+//! ZeroMQ's queue limit still holds a fast remote sender back.
+
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::sync::lock;
+use crate::transport::{Received, Server, SharedMemoryServer, ZeroMqServer};
+
+/// How long the bridge waits at a time (for ZeroMQ, for room) before it looks whether to stop.
+const BRIDGE_SLICE: Duration = Duration::from_millis(50);
+
+/// Where this rank's messages arrive.
+pub(crate) enum Inbox {
+    /// Every peer reaches this rank through ZeroMQ (forced, or no peer shares its node).
+    ZeroMq(ZeroMqServer),
+    /// Every peer shares this rank's node.
+    SharedMemory(Box<SharedMemoryServer>),
+    /// Peers on this node and on others.
+    Both(Bridged),
+}
+
+/// A shared-memory server, and the messages the bridge took in from the ZeroMQ server.
+pub(crate) struct Bridged {
+    shared: Arc<Shared>,
+    bridge: Option<JoinHandle<()>>,
+}
+
+/// What the receiving threads and the bridge share.
+struct Shared {
+    server: SharedMemoryServer,
+    taken: Mutex<VecDeque<Result<Received>>>,
+    /// Signalled when a message is taken out of `taken` (room for the bridge).
+    room: Condvar,
+    capacity: usize,
+    stop: AtomicBool,
+}
+
+impl Inbox {
+    /// The inbox of a rank with `shared_memory` (peers on its node reach it there) and `zeromq` (peers
+    /// elsewhere reach it there); at least one of them.
+    pub(crate) fn new(
+        shared_memory: Option<SharedMemoryServer>,
+        zeromq: Option<ZeroMqServer>,
+        capacity: usize,
+    ) -> Result<Self> {
+        match (shared_memory, zeromq) {
+            (Some(shm), None) => Ok(Self::SharedMemory(Box::new(shm))),
+            (None, Some(zmq)) => Ok(Self::ZeroMq(zmq)),
+            (Some(shm), Some(zmq)) => Bridged::start(shm, zmq, capacity).map(Self::Both),
+            (None, None) => Err(Error::Mesh("a rank needs a server to receive on".into())),
+        }
+    }
+
+    /// The next message, waiting up to `timeout` ([`Error::Timeout`] when nothing came).
+    pub(crate) fn recv_message(&self, timeout: Duration) -> Result<Received> {
+        match self {
+            Self::ZeroMq(server) => server.recv_message(timeout),
+            Self::SharedMemory(server) => server.recv_message(timeout),
+            Self::Both(bridged) => bridged.recv_message(timeout),
+        }
+    }
+
+    /// The shared-memory server, if peers on this node reach this rank through one.
+    pub(crate) fn shared_memory(&self) -> Option<&SharedMemoryServer> {
+        match self {
+            Self::ZeroMq(_) => None,
+            Self::SharedMemory(server) => Some(server),
+            Self::Both(bridged) => Some(&bridged.shared.server),
+        }
+    }
+
+    /// The address peers reach this rank at (the shared-memory one when there is one).
+    pub(crate) fn address(&self) -> &str {
+        match self.shared_memory() {
+            Some(server) => Server::address(server),
+            None => match self {
+                Self::ZeroMq(server) => Server::address(server),
+                _ => unreachable!("an inbox without shared memory is ZeroMQ's"),
+            },
+        }
+    }
+}
+
+impl Bridged {
+    fn start(server: SharedMemoryServer, zeromq: ZeroMqServer, capacity: usize) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            server,
+            taken: Mutex::default(),
+            room: Condvar::new(),
+            capacity: capacity.max(1),
+            stop: AtomicBool::new(false),
+        });
+        let bridge = std::thread::Builder::new()
+            .name("lightbeam-bridge".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || shared.bridge(&zeromq)
+            })
+            .map_err(|e| Error::Mesh(format!("cannot start the thread that receives from ZeroMQ: {e}")))?;
+        Ok(Self { shared, bridge: Some(bridge) })
+    }
+
+    fn recv_message(&self, timeout: Duration) -> Result<Received> {
+        if let Some(message) = self.shared.take() {
+            return message;
+        }
+        let elsewhere = || !lock(&self.shared.taken).is_empty();
+        match self.shared.server.recv_frames_unless(timeout, &elsewhere)? {
+            Some(frames) => self.shared.server.accept(frames),
+            None => self.shared.take().unwrap_or(Err(Error::Timeout {
+                op: "receive (nothing arrived)",
+                after: timeout,
+                peer: None,
+            })),
+        }
+    }
+}
+
+impl Shared {
+    /// The bridge: takes in what arrives through ZeroMQ (while there is room) and rings the doorbell.
+    fn bridge(&self, zeromq: &ZeroMqServer) {
+        while !self.stop.load(Ordering::Acquire) {
+            let taken = lock(&self.taken);
+            if taken.len() >= self.capacity {
+                let _ = self.room.wait_timeout(taken, BRIDGE_SLICE);
+                continue;
+            }
+            drop(taken);
+            let message = match zeromq.recv_message(BRIDGE_SLICE) {
+                Err(Error::Timeout { .. }) => continue,
+                message => message,
+            };
+            lock(&self.taken).push_back(message);
+            self.server.ring();
+        }
+    }
+
+    /// The oldest message the bridge took in, if any.
+    fn take(&self) -> Option<Result<Received>> {
+        let message = lock(&self.taken).pop_front();
+        if message.is_some() {
+            self.room.notify_one();
+        }
+        message
+    }
+}
+
+impl Drop for Bridged {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.room.notify_all();
+        if let Some(bridge) = self.bridge.take() {
+            let _ = bridge.join(); // it stops within one slice
+        }
+    }
+}
