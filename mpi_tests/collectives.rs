@@ -309,7 +309,7 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
             std::process::exit(1);
         }
         if round == 0 {
-            let endpoint = mesh.endpoint(mesh.rank()).map_err(text)?;
+            let endpoint = mesh.address_of(mesh.rank()).map_err(text)?;
             println!("rank {}: running {kind} at {endpoint} pid {}", mesh.rank().0, std::process::id());
         }
         if started.elapsed() > Duration::from_secs(60) {

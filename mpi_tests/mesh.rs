@@ -117,8 +117,35 @@ fn pairs(world: &SimpleCommunicator) -> Result<(), String> {
             ensure(!std::mem::replace(&mut seen[source.0], true), || format!("{source} twice"))?;
         }
     }
+    transports_follow_nodes(&mesh)?;
+    let token = mesh.token();
+    drop(mesh);
     world.barrier();
+    segments_removed(token)
+}
+
+/// Ranks of one node reach each other through shared memory (unless ZeroMQ is forced), others through
+/// ZeroMQ.
+fn transports_follow_nodes(mesh: &Mesh) -> Result<(), String> {
+    let node = |rank| mesh.node_of(rank).map_err(|e| e.to_string());
+    for rank in (0..mesh.size()).map(Rank) {
+        let shared = node(rank)? == node(mesh.rank())? && mesh.config().same_node == Transport::SharedMemory;
+        let expected = if shared { Transport::SharedMemory } else { Transport::ZeroMq };
+        let transport = mesh.transport_to(rank).map_err(|e| e.to_string())?;
+        ensure(transport == expected, || format!("rank {rank} reached by {transport:?}, not {expected:?}"))?;
+    }
     Ok(())
+}
+
+/// Once every rank dropped its mesh, `/dev/shm` holds no segment of the job (named after its token).
+fn segments_removed(token: u64) -> Result<(), String> {
+    let prefix = format!("lightbeam-mesh-{token:016x}-");
+    let left: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map_err(|e| e.to_string())?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    ensure(left.is_empty(), || format!("segments left in /dev/shm: {left:?}"))
 }
 
 /// Rank 1's port `base_port + 1` is taken: every rank gets an error naming rank 1 and the port.

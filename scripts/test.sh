@@ -23,6 +23,9 @@ step 1200 cargo clippy --workspace --all-targets -- -D warnings
 step 600 cargo doc --workspace --no-deps
 step 900 cargo build --no-default-features
 step 2400 cargo test --release --workspace
+# Every mesh, collective and fault test again with ZeroMQ forced between ranks of one node (the default
+# run above uses the same-node shared-memory transport).
+step 1500 env LIGHTBEAM_SAME_NODE=zeromq cargo test --release --test mpi_mesh --test mpi_collectives --test mpi_faults
 step 900 cargo build --release --workspace --examples --bins
 for example in basic custom_metadata shared_memory shm_vs_zmq; do
     step 120 "target/release/examples/$example"

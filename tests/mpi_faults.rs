@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_lbm-test-collectives");
+const MESH_PROGRAM: &str = env!("CARGO_BIN_EXE_lbm-test-mesh");
 
 /// Every rank's deadline: how long a receive in a collective waits before the rank waited for is lost.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -69,6 +70,21 @@ fn assert_survivors_name_rank_2(kind: &str) {
         assert!(report.contains("rank 2"), "did not name rank 2: {report}");
         assert!(*after <= ALL_WITHIN, "failed {after:?} after the kill, not within {ALL_WITHIN:?}: {report}");
     }
+    assert_killed_ranks_segment_reclaimed(&run.stdout);
+}
+
+/// The shared-memory segment of the killed rank (when it had one) outlives it, and the next mesh
+/// bootstrapped on the node removes it.
+fn assert_killed_ranks_segment_reclaimed(stdout: &str) {
+    let line = stdout.lines().find(|l| l.starts_with("rank 2: running")).expect("rank 2 ran");
+    let Some(name) = line.split_whitespace().find_map(|word| word.strip_prefix("shm://")) else {
+        return; // ZeroMQ forced: no segment
+    };
+    let file = std::path::Path::new("/dev/shm").join(format!("lightbeam-{name}"));
+    assert!(file.exists(), "the killed rank's segment {} is already gone", file.display());
+    let next = mpirun::mpirun(1, Duration::from_secs(60), MESH_PROGRAM, &["pairs"]);
+    assert!(next.success, "{}\n{}", next.stdout, next.stderr);
+    assert!(!file.exists(), "the next mesh left the dead rank's segment {}", file.display());
 }
 
 /// The error line of surviving rank `rank` and how long after the kill it came.

@@ -49,6 +49,11 @@ for hosts in 2 4; do
     echo "cluster: every collective agrees with MPI on $hosts hosts"
     expect_ok "mesh-$hosts" "$((2 * hosts))" pairs target/release/lbm-test-mesh pairs
     echo "cluster: all pairs of $((2 * hosts)) ranks on $hosts hosts exchanged checksummed data"
+    if [ "$hosts" -eq 2 ]; then
+        # Two ranks per host: shared memory within a host, ZeroMQ between hosts, in every collective.
+        expect_ok "collectives-mixed-$hosts" "$((2 * hosts))" each target/release/lbm-test-collectives each
+        echo "cluster: every collective agrees with MPI on $((2 * hosts)) ranks, 2 per host"
+    fi
     run "demo-$hosts" 300 "$hosts" target/release/examples/broadcast --size 256MiB || fail "demo on $hosts hosts"
     grep -q "verified: all $hosts ranks" "$logs/demo-$hosts.log" || fail "demo on $hosts hosts unverified"
     echo "cluster: broadcast demo on $hosts hosts:"

@@ -1,28 +1,33 @@
-//! [`Link`]: this rank's way of sending to one peer, whichever transport carries it.
+//! [`Link`]: this rank's way of sending to one peer, whichever transport carries it, and [`Route`]: which
+//! transport that is (shared memory between ranks of one node, ZeroMQ otherwise).
 //!
 //! # What the mesh needs from a link
 //!
 //! The mesh sends through links and nothing else, so a transport that provides this much can carry it:
 //!
 //! - **Send one message** (the mesh's envelope as metadata, and its bulks, borrowed or owned) atomically:
-//!   all of its bulks arrive, in order, or none. `wait` bounds how long the send may wait for the peer to
-//!   have room (a connected peer, a queue not full); `None` waits the send timeout the link was made with.
-//!   A send that could not queue the message fails with [`Error::Timeout`], leaves owned bulks untouched
-//!   (so that the caller may try again) and has sent nothing.
-//! - **Forward received payloads** without copying their bytes, with the same wait and the same
+//!   all of its bulks arrive, in order, or none. `wait` bounds how long the send may wait (for a
+//!   connected peer, for room, for the peer to take the message in); `None` waits the send timeout the
+//!   link was made with. A send that timed out leaves owned bulks untouched (so that the caller may try
+//!   again) and the peer drops whatever part of the message reached it.
+//! - **Say whether it queues** ([`Link::queues`]): a ZeroMQ send returns once the message is queued
+//!   (up to the high-water mark) without the peer; a shared-memory send may wait until the peer takes
+//!   the message in (a bulk copied straight from the sender's memory, a message larger than the ring).
+//!   Such a send runs a *watch* while it waits: the mesh takes in its own rank's messages whenever its
+//!   own server rings, so two ranks sending to each other never wait for each other. A watch must not
+//!   send (the link is busy).
+//! - **Forward received payloads** without copying them into a new buffer, with the same wait and the same
 //!   all-or-nothing rule: a forward that fails hands the payloads back.
 //! - **Order**: messages sent on one link from one thread arrive in the order sent.
 //! - **Threads**: one link is shared by every thread of the rank (it is `Send + Sync`); concurrent sends
 //!   each go out whole, never interleaved.
 //! - **No waiting past the bounds**: connecting never waits for the peer (a link connects in the
 //!   background, and its first send waits for it within the send's own bound); dropping a link waits at
-//!   most its linger.
+//!   most its linger. A peer that ended is reported as an error ([`Error::Transport`]) as soon as it is
+//!   found, not at the deadline.
 //!
-//! Receiving is not a link's business: every peer's messages arrive at this rank's one [`Server`]
-//! (`crate::transport::Server`), and the mailbox takes them from there with [`Server::recv_message`].
-//!
-//! [`Server`]: crate::transport::Server
-//! [`Server::recv_message`]: crate::transport::Server::recv_message
+//! Receiving is not a link's business: every peer's messages arrive at this rank's inbox
+//! (`inbox.rs`: a shared-memory server, a ZeroMQ server, or both), and the mailbox takes them from there.
 
 #![forbid(unsafe_code)]
 

@@ -228,6 +228,12 @@ impl Mailbox {
                 log::warn!("lightbeam: {}: dropped a message from outside the mesh: {err}", server.address());
                 Ok(None)
             }
+            // A message the transport could not finish (its sender died or left mid-message) is dropped;
+            // the ranks waiting for that sender find it lost by their deadline, as with any silent rank.
+            Err(err @ Error::Transport { .. }) => {
+                log::warn!("lightbeam: {}: dropped an unfinished message: {err}", server.address());
+                Ok(None)
+            }
             Err(err) => Err(err),
         }
     }
