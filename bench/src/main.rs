@@ -65,7 +65,8 @@ struct Cli {
     /// ranks of one node), lightbeam-zmq a second mesh with ZeroMQ forced between every pair.
     #[arg(long, global = true, value_delimiter = ',')]
     series: Option<Vec<String>>,
-    /// How Lightbeam and raw ZeroMQ connect the ranks: tcp (any nodes) or ipc (one node).
+    /// How ZeroMQ connects the ranks (raw ZeroMQ, lightbeam-zmq, and the default mesh between nodes): tcp
+    /// (any nodes) or ipc (one node). The default mesh uses shared memory between ranks of one node.
     #[arg(long, global = true, value_enum, default_value_t = Transport::Tcp)]
     transport: Transport,
     /// Lightbeam's broadcast switches from the binomial tree to the pipelined chain at this size (the
