@@ -1,7 +1,7 @@
 //! Collective benchmarks (root 0): Lightbeam's collectives, the same algorithms written directly on raw
 //! ZeroMQ sockets, and MPI's own. `size` is the bytes per rank (per pair for all-to-all), as in OSU.
 
-use lightbeam::mesh::Rank;
+use lightbeam::mesh::{Mesh, Rank};
 use lightbeam::verify::pattern;
 use mpi::traits::*;
 
@@ -101,7 +101,9 @@ impl Collective {
 
     fn run(self, peers: &Peers<'_>, library: Library, size: usize, b: &mut Buffers) -> Result<(), String> {
         match library {
-            Library::Lightbeam => self.lightbeam(peers, size, b).map_err(|e| e.to_string()),
+            Library::Lightbeam(meshed) => {
+                self.lightbeam(peers.lightbeam(meshed), size, b).map_err(|e| e.to_string())
+            }
             Library::Zmq => self.zmq(peers, size, b),
             Library::Mpi => {
                 self.mpi(peers, b);
@@ -110,9 +112,9 @@ impl Collective {
         }
     }
 
-    fn lightbeam(self, peers: &Peers<'_>, size: usize, b: &mut Buffers) -> lightbeam::Result<()> {
-        let (mesh, root) = (peers.mesh, Rank(ROOT));
-        let is_root = peers.rank() == ROOT;
+    fn lightbeam(self, mesh: &Mesh, size: usize, b: &mut Buffers) -> lightbeam::Result<()> {
+        let root = Rank(ROOT);
+        let is_root = mesh.rank() == root;
         let chunks: Vec<&[u8]> = b.send.chunks(size.max(1)).collect();
         match self {
             Self::Bcast => mesh.broadcast_into(root, &mut b.recv[..]).map(drop),

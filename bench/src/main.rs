@@ -4,7 +4,8 @@
 //! mpirun -n 2 lbm-bench latency
 //! mpirun -n 4 lbm-bench all --json bench.json --plot bench.svg
 //! ```
-//! Every subcommand measures, in the same run on the same ranks, Lightbeam, raw ZeroMQ doing the same
+//! Every subcommand measures, in the same run on the same ranks, Lightbeam (its default mesh, shared
+//! memory between ranks of one node, and a second mesh with ZeroMQ forced), raw ZeroMQ doing the same
 //! pattern (copying and zero-copy sends) and MPI, and prints a table with Lightbeam's ratios. See
 //! `docs/BENCHMARKS.md` for what the figures mean.
 
@@ -25,7 +26,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use lightbeam::mesh::{or_abort, Mesh, MeshConfig, Rank, Source, Tag};
 use lightbeam::Protocol;
-use mpi::topology::Color;
+use lightbeam::Transport as SameNode;
+use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
 use crate::collectives::Collective;
@@ -58,11 +60,13 @@ struct Cli {
     /// least 5 iterations are kept).
     #[arg(long, global = true, default_value = "1G", value_parser = parse_size)]
     budget: usize,
-    /// Measure only these series (comma-separated: lightbeam, lightbeam-owned, zmq-copy, zmq-zerocopy,
-    /// mpi). Default: all that apply.
+    /// Measure only these series (comma-separated: lightbeam, lightbeam-zmq, lightbeam-owned, zmq-copy,
+    /// zmq-zerocopy, mpi). Default: all that apply. lightbeam is the default mesh (shared memory between
+    /// ranks of one node), lightbeam-zmq a second mesh with ZeroMQ forced between every pair.
     #[arg(long, global = true, value_delimiter = ',')]
     series: Option<Vec<String>>,
-    /// How Lightbeam and raw ZeroMQ connect the ranks: tcp (any nodes) or ipc (one node).
+    /// How ZeroMQ connects the ranks (raw ZeroMQ, lightbeam-zmq, and the default mesh between nodes): tcp
+    /// (any nodes) or ipc (one node). The default mesh uses shared memory between ranks of one node.
     #[arg(long, global = true, value_enum, default_value_t = Transport::Tcp)]
     transport: Transport,
     /// Lightbeam's broadcast switches from the binomial tree to the pipelined chain at this size (the
@@ -96,6 +100,7 @@ enum Which {
     /// Streaming bandwidth from rank 0 to rank 1: windows of messages, each acknowledged (osu_bw).
     Bandwidth,
     /// Broadcast from rank 0 (osu_bcast).
+    #[command(alias = "broadcast")]
     Bcast,
     /// Scatter from rank 0, `size` bytes to each rank (osu_scatter).
     Scatter,
@@ -282,7 +287,8 @@ fn run_benchmark(
         }
     };
     let series = cli.series(which);
-    let table = Table::new(&series, which.metric());
+    let links: Vec<Option<&str>> = series.iter().map(|&s| peers.link(s)).collect();
+    let table = Table::new(&series, &links, which.metric());
     let progress = Progress { terminal: me == 0 && std::io::stderr().is_terminal() };
     let quiet = me != 0;
     if !quiet {
@@ -299,10 +305,11 @@ fn run_benchmark(
         let times = timing::time_interleaved(peers.world, schedule, &mut trials)?;
         let row: Vec<Record> = series
             .iter()
+            .zip(&links)
             .zip(&times)
-            .map(|(&s, t)| {
+            .map(|((&s, &link), t)| {
                 let summary = Summary::of(t).scaled(which.microseconds(size));
-                Record::new(which.name(), s, size, schedule.iterations, summary)
+                Record::new(which.name(), s, link, size, schedule.iterations, summary)
             })
             .collect();
         if !quiet {
@@ -375,12 +382,10 @@ fn main() -> ExitCode {
         .with_protocol(protocol)
         .with_pipeline_threshold(cli.pipeline_threshold.unwrap_or(defaults.pipeline_threshold))
         .with_chunk_size(cli.chunk_size.unwrap_or(defaults.chunk_size));
-    world.barrier();
-    let started = std::time::Instant::now();
-    let mesh = or_abort(&world, Mesh::bootstrap(&world, config));
-    let bootstrap = started.elapsed();
+    let (mesh, bootstrap) = timed_bootstrap(&world, config.clone());
+    let (zmq_mesh, zmq_bootstrap) = timed_bootstrap(&world, config.with_same_node(SameNode::ZeroMq));
     let raw = or_abort(&world, raw::RawMesh::connect(&world, &mesh));
-    let peers = Peers { world: &world, mesh: &mesh, raw: &raw };
+    let peers = Peers { world: &world, mesh: &mesh, zmq_mesh: &zmq_mesh, raw: &raw };
     or_abort(&world, peers.connect_all());
     let benchmarks: Vec<Which> = match cli.benchmark {
         Which::All => Which::EACH.to_vec(),
@@ -389,9 +394,10 @@ fn main() -> ExitCode {
     let transport = format!("{:?}", cli.transport).to_lowercase();
     if peers.rank() == 0 {
         println!(
-            "# Lightbeam mesh of {} ranks over {transport} formed in {:.1} ms\n",
+            "# Lightbeam mesh of {} ranks over {transport} formed in {:.1} ms ({:.1} ms with ZeroMQ forced)\n",
             peers.size(),
-            bootstrap.as_secs_f64() * 1e3
+            bootstrap.as_secs_f64() * 1e3,
+            zmq_bootstrap.as_secs_f64() * 1e3
         );
     }
     let mut runs = Vec::new();
@@ -418,6 +424,14 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Forms a mesh with `config` (every rank starting together), and how long that took.
+fn timed_bootstrap(world: &SimpleCommunicator, config: MeshConfig) -> (Mesh, Duration) {
+    world.barrier();
+    let started = std::time::Instant::now();
+    let mesh = or_abort(world, Mesh::bootstrap(world, config));
+    (mesh, started.elapsed())
 }
 
 /// Every rank's Lightbeam endpoint, to record where the run ran.

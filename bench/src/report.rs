@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::series::{Library, Series};
+use crate::series::Series;
 use crate::sizes::show_size;
 use crate::timing::Summary;
 
@@ -14,6 +14,8 @@ use crate::timing::Summary;
 pub(crate) struct Record {
     pub(crate) benchmark: &'static str,
     pub(crate) series: &'static str,
+    /// For a Lightbeam series, the transport its mesh used between ranks 0 and 1 (`shm` or `zeromq`).
+    pub(crate) link_0_1: Option<&'static str>,
     pub(crate) size: usize,
     pub(crate) iterations: usize,
     /// Median time in microseconds: one way (latency), per message (bandwidth), per call (collectives).
@@ -28,6 +30,7 @@ impl Record {
     pub(crate) fn new(
         benchmark: &'static str,
         series: Series,
+        link_0_1: Option<&'static str>,
         size: usize,
         iterations: usize,
         time: Summary,
@@ -35,6 +38,7 @@ impl Record {
         Self {
             benchmark,
             series: series.name(),
+            link_0_1,
             size,
             iterations,
             median_us: time.median,
@@ -71,31 +75,44 @@ impl Metric {
     }
 }
 
-/// The columns of a table: one per series, then Lightbeam's figure over each other library's.
+/// The columns of a table: one per series, then each Lightbeam series' figure over each other library's
+/// that sends the same way (lends or gives its buffers).
 pub(crate) struct Table {
     series: Vec<Series>,
+    /// The transport of each Lightbeam series between ranks 0 and 1, for the header.
+    links: Vec<(Series, &'static str)>,
     ratios: Vec<(Series, Series)>,
     metric: Metric,
 }
 
 impl Table {
-    pub(crate) fn new(series: &[Series], metric: Metric) -> Self {
+    /// The table of `series`, whose links between ranks 0 and 1 are `links` (one per series).
+    pub(crate) fn new(series: &[Series], links: &[Option<&'static str>], metric: Metric) -> Self {
+        let lightbeam = || series.iter().filter(|s| s.is_lightbeam());
         let ratios = series
             .iter()
-            .filter(|s| s.library != Library::Lightbeam)
-            .map(|&other| (Series { library: Library::Lightbeam, gives: other.gives }, other))
-            .filter(|(lightbeam, _)| series.contains(lightbeam))
+            .filter(|s| !s.is_lightbeam())
+            .flat_map(|&other| lightbeam().filter(move |l| l.gives == other.gives).map(move |&l| (l, other)))
             .collect();
-        Self { series: series.to_vec(), ratios, metric }
+        let links = series.iter().zip(links).filter_map(|(&s, link)| Some((s, (*link)?))).collect();
+        Self { series: series.to_vec(), links, ratios, metric }
     }
 
     pub(crate) fn header(&self, title: &str) -> String {
-        let mut line = format!("# {title}\n# {}\n{:>10}", self.metric.label(), "size");
+        let mut line = format!("# {title}\n");
+        if !self.links.is_empty() {
+            let links: Vec<String> =
+                self.links.iter().map(|(s, link)| format!("{} over {link}", s.name())).collect();
+            line += &format!("# between ranks 0 and 1: {}\n", links.join(", "));
+        }
+        let ratios = if self.ratios.is_empty() { "" } else { "; a/b: series a's figure over series b's" };
+        line += &format!("# {}{ratios}\n{:>10}", self.metric.label(), "size");
         for s in &self.series {
             line += &format!(" {:>16}", s.name());
         }
         for (lightbeam, other) in &self.ratios {
-            line += &format!(" {:>24}", format!("{}/{}", lightbeam.name(), other.name()));
+            let name = ratio_name(*lightbeam, *other);
+            line += &format!(" {name:>w$}", w = ratio_width(&name));
         }
         line
     }
@@ -109,10 +126,21 @@ impl Table {
         }
         for &(lightbeam, other) in &self.ratios {
             let ratio = figure(lightbeam).zip(figure(other)).map(|(a, b)| a / b);
-            line += &format!(" {:>24}", ratio.map_or_else(|| "-".into(), show_figure));
+            let width = ratio_width(&ratio_name(lightbeam, other));
+            line += &format!(" {:>width$}", ratio.map_or_else(|| "-".into(), show_figure));
         }
         line
     }
+}
+
+/// The header of the column of `lightbeam`'s figure over `other`'s.
+fn ratio_name(lightbeam: Series, other: Series) -> String {
+    format!("{}/{}", lightbeam.name(), other.name())
+}
+
+/// The width of a ratio column: its header's, at least 10.
+fn ratio_width(name: &str) -> usize {
+    name.len().max(10)
 }
 
 /// A figure with at least three significant digits (two decimals from 1 up, one from 100 up).
@@ -156,12 +184,12 @@ impl Run {
             let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
             writeln!(
                 out,
-                "benchmark,ranks,transport,series,size,iterations,median_us,min_us,max_us,mb_per_s"
+                "benchmark,ranks,transport,series,size,iterations,median_us,min_us,max_us,mb_per_s,link_0_1"
             )?;
             for r in self.benchmarks.iter().flat_map(|b| &b.records) {
                 writeln!(
                     out,
-                    "{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3}",
+                    "{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{}",
                     r.benchmark,
                     self.ranks,
                     self.transport,
@@ -171,7 +199,8 @@ impl Run {
                     r.median_us,
                     r.min_us,
                     r.max_us,
-                    r.mb_per_s
+                    r.mb_per_s,
+                    r.link_0_1.unwrap_or_default()
                 )?;
             }
             out.flush()
@@ -186,14 +215,19 @@ mod tests {
 
     #[test]
     fn ratios_pair_lightbeam_with_the_same_kind_of_send() {
-        let table = Table::new(&Series::POINT_TO_POINT, Metric::MbPerS);
+        let links = [Some("shm"), Some("zeromq"), Some("shm"), None, None, None];
+        let table = Table::new(&Series::POINT_TO_POINT, &links, Metric::MbPerS);
         let header = table.header("t");
         assert!(header.contains("lightbeam-owned/zmq-zerocopy") && header.contains("lightbeam/zmq-copy"));
-        assert!(header.contains("lightbeam/mpi"));
+        assert!(header.contains("lightbeam/mpi") && header.contains("lightbeam-zmq/mpi"));
+        assert!(header.contains("lightbeam-zmq/zmq-copy") && !header.contains("lightbeam-owned/mpi"));
+        assert!(
+            header.contains("ranks 0 and 1: lightbeam over shm, lightbeam-zmq over zeromq, lightbeam-owned")
+        );
         let time = Summary { median: 2.0, min: 1.0, max: 3.0 };
         let records = [
-            Record::new("bandwidth", Series::LIGHTBEAM_OWNED, 8, 1, time),
-            Record::new("bandwidth", Series::ZMQ_ZERO_COPY, 8, 1, Summary { median: 4.0, ..time }),
+            Record::new("bandwidth", Series::LIGHTBEAM_OWNED, Some("shm"), 8, 1, time),
+            Record::new("bandwidth", Series::ZMQ_ZERO_COPY, None, 8, 1, Summary { median: 4.0, ..time }),
         ];
         let row = table.row(8, &records);
         assert!(row.contains("4.00") && row.contains("2.00") && row.contains(" - "), "{row}");

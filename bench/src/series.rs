@@ -1,10 +1,10 @@
 //! The libraries compared, the lines each benchmark draws, and the point-to-point calls of each library.
 
 use lightbeam::mesh::{Mesh, Rank, Source, Tag};
+use lightbeam::Transport;
 use mpi::point_to_point::{Source as _, Status};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use serde::Serialize;
 
 use crate::raw::{Outgoing, RawMesh};
 
@@ -12,12 +12,26 @@ use crate::raw::{Outgoing, RawMesh};
 const TAG: Tag = Tag(0x0b);
 
 /// A library under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Library {
-    Lightbeam,
+    /// Lightbeam, through one of the two meshes the benchmark forms.
+    Lightbeam(Meshed),
     Zmq,
     Mpi,
+}
+
+/// Which of the benchmark's two Lightbeam meshes a series goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Meshed {
+    /// The default mesh: ranks of one node talk through shared memory (unless `LIGHTBEAM_SAME_NODE`
+    /// says otherwise).
+    Default,
+    /// A mesh with ZeroMQ forced between every pair of ranks, as before the same-node transport.
+    ZeroMq,
+}
+
+impl Meshed {
+    const BOTH: [Self; 2] = [Self::Default, Self::ZeroMq];
 }
 
 /// One line of a table: a library, and whether its sends give their buffers away (zero-copy) or lend
@@ -29,22 +43,37 @@ pub(crate) struct Series {
 }
 
 impl Series {
-    pub(crate) const LIGHTBEAM: Self = Self { library: Library::Lightbeam, gives: false };
-    pub(crate) const LIGHTBEAM_OWNED: Self = Self { library: Library::Lightbeam, gives: true };
+    pub(crate) const LIGHTBEAM: Self = Self { library: Library::Lightbeam(Meshed::Default), gives: false };
+    pub(crate) const LIGHTBEAM_ZMQ: Self = Self { library: Library::Lightbeam(Meshed::ZeroMq), gives: false };
+    pub(crate) const LIGHTBEAM_OWNED: Self =
+        Self { library: Library::Lightbeam(Meshed::Default), gives: true };
     pub(crate) const ZMQ_COPY: Self = Self { library: Library::Zmq, gives: false };
     pub(crate) const ZMQ_ZERO_COPY: Self = Self { library: Library::Zmq, gives: true };
     pub(crate) const MPI: Self = Self { library: Library::Mpi, gives: false };
 
     /// Point-to-point benchmarks measure every way to send.
-    pub(crate) const POINT_TO_POINT: [Self; 5] =
-        [Self::LIGHTBEAM, Self::LIGHTBEAM_OWNED, Self::ZMQ_COPY, Self::ZMQ_ZERO_COPY, Self::MPI];
+    pub(crate) const POINT_TO_POINT: [Self; 6] = [
+        Self::LIGHTBEAM,
+        Self::LIGHTBEAM_ZMQ,
+        Self::LIGHTBEAM_OWNED,
+        Self::ZMQ_COPY,
+        Self::ZMQ_ZERO_COPY,
+        Self::MPI,
+    ];
     /// Collectives take the caller's buffers, as MPI's do: each library sends from them.
-    pub(crate) const COLLECTIVE: [Self; 3] = [Self::LIGHTBEAM, Self::ZMQ_COPY, Self::MPI];
+    pub(crate) const COLLECTIVE: [Self; 4] =
+        [Self::LIGHTBEAM, Self::LIGHTBEAM_ZMQ, Self::ZMQ_COPY, Self::MPI];
+
+    pub(crate) fn is_lightbeam(self) -> bool {
+        matches!(self.library, Library::Lightbeam(_))
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match (self.library, self.gives) {
-            (Library::Lightbeam, false) => "lightbeam",
-            (Library::Lightbeam, true) => "lightbeam-owned",
+            (Library::Lightbeam(Meshed::Default), false) => "lightbeam",
+            (Library::Lightbeam(Meshed::ZeroMq), false) => "lightbeam-zmq",
+            (Library::Lightbeam(Meshed::Default), true) => "lightbeam-owned",
+            (Library::Lightbeam(Meshed::ZeroMq), true) => "lightbeam-zmq-owned",
             (Library::Zmq, false) => "zmq-copy",
             (Library::Zmq, true) => "zmq-zerocopy",
             (Library::Mpi, _) => "mpi",
@@ -52,15 +81,38 @@ impl Series {
     }
 }
 
-/// Everything the benchmarks talk over: MPI's world, Lightbeam's mesh and the raw ZeroMQ sockets.
+/// Everything the benchmarks talk over: MPI's world, Lightbeam's two meshes and the raw ZeroMQ sockets.
 #[derive(Clone, Copy)]
 pub(crate) struct Peers<'a> {
     pub(crate) world: &'a SimpleCommunicator,
+    /// The default mesh, which also carries the benchmark's own coordination.
     pub(crate) mesh: &'a Mesh,
+    /// The mesh with ZeroMQ forced between every pair.
+    pub(crate) zmq_mesh: &'a Mesh,
     pub(crate) raw: &'a RawMesh,
 }
 
-impl Peers<'_> {
+impl<'a> Peers<'a> {
+    /// The mesh `meshed` names.
+    pub(crate) fn lightbeam(&self, meshed: Meshed) -> &'a Mesh {
+        match meshed {
+            Meshed::Default => self.mesh,
+            Meshed::ZeroMq => self.zmq_mesh,
+        }
+    }
+
+    /// For a Lightbeam series, the transport its mesh uses between ranks 0 and 1 (`shm` or `zeromq`):
+    /// as rank 0 sees its link to rank 1 and rank 1 its link to rank 0 (other ranks name their link to
+    /// rank 0; only rank 0 reports). `None` for other libraries and on a single rank.
+    pub(crate) fn link(&self, series: Series) -> Option<&'static str> {
+        let Library::Lightbeam(meshed) = series.library else { return None };
+        let other = Rank(usize::from(self.rank() == 0));
+        Some(match self.lightbeam(meshed).transport_to(other).ok()? {
+            Transport::SharedMemory => "shm",
+            Transport::ZeroMq => "zeromq",
+            _ => "other",
+        })
+    }
     pub(crate) fn rank(&self) -> usize {
         self.mesh.rank().0
     }
@@ -73,7 +125,8 @@ impl Peers<'_> {
     /// a few bytes and receiving theirs, so no timed iteration pays for a connection.
     pub(crate) fn connect_all(&self) -> Result<(), String> {
         let (me, n) = (self.rank(), self.size());
-        for library in [Library::Lightbeam, Library::Zmq] {
+        let libraries = Meshed::BOTH.map(Library::Lightbeam).into_iter().chain([Library::Zmq]);
+        for library in libraries {
             for peer in (0..n).filter(|&p| p != me) {
                 self.send(library, peer, Outgoing::Lent(b"hello"))?;
             }
@@ -88,8 +141,10 @@ impl Peers<'_> {
     /// Sends one message to `to` with `library`.
     pub(crate) fn send(&self, library: Library, to: usize, data: Outgoing<'_>) -> Result<(), String> {
         match (library, data) {
-            (Library::Lightbeam, Outgoing::Lent(bytes)) => self.mesh.send(Rank(to), TAG, bytes),
-            (Library::Lightbeam, Outgoing::Given(bytes)) => self.mesh.send_owned(Rank(to), TAG, bytes),
+            (Library::Lightbeam(m), Outgoing::Lent(bytes)) => self.lightbeam(m).send(Rank(to), TAG, bytes),
+            (Library::Lightbeam(m), Outgoing::Given(bytes)) => {
+                self.lightbeam(m).send_owned(Rank(to), TAG, bytes)
+            }
             (Library::Zmq, data) => return self.raw.send(to, data),
             (Library::Mpi, data) => {
                 self.world.process_at_rank(to as i32).send(data.bytes());
@@ -109,8 +164,9 @@ impl Peers<'_> {
         buffer: &mut [u8],
     ) -> Result<(), String> {
         let got = match library {
-            Library::Lightbeam => {
-                self.mesh.recv(Source::Rank(Rank(from)), TAG).map_err(|e| e.to_string())?.data().len()
+            Library::Lightbeam(meshed) => {
+                let message = self.lightbeam(meshed).recv(Source::Rank(Rank(from)), TAG);
+                message.map_err(|e| e.to_string())?.data().len()
             }
             Library::Zmq => self.raw.recv(from)?.len(),
             Library::Mpi => {
