@@ -40,12 +40,12 @@ fn row<'a>(stdout: &'a str, size: &str) -> Vec<&'a str> {
 #[test]
 fn every_subcommand_runs_at_two_ranks_with_every_series_and_ratio() {
     for (subcommand, columns) in [
-        ("latency", 5 + 3),
-        ("bandwidth", 5 + 3),
-        ("bcast", 3 + 2),
-        ("scatter", 3 + 2),
-        ("gather", 3 + 2),
-        ("alltoall", 3 + 2),
+        ("latency", 6 + 5),
+        ("bandwidth", 6 + 5),
+        ("bcast", 4 + 4),
+        ("scatter", 4 + 4),
+        ("gather", 4 + 4),
+        ("alltoall", 4 + 4),
     ] {
         let args: Vec<&str> = std::iter::once(subcommand).chain(QUICK).collect();
         let run = bench(2, &args);
@@ -94,7 +94,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     let mut records = 0;
     for benchmark in benchmarks {
         let list = benchmark["records"].as_array().unwrap();
-        let series = if list.iter().any(|r| r["series"] == "zmq-zerocopy") { 5 } else { 3 };
+        let series = if list.iter().any(|r| r["series"] == "zmq-zerocopy") { 6 } else { 4 };
         assert_eq!(list.len(), 2 * series, "{benchmark}");
         assert!(list.iter().all(|r| r["median_us"].as_f64().unwrap() > 0.0 && r["iterations"] == 2));
         records += list.len();
