@@ -174,9 +174,56 @@ impl FullPtr {
     }
 }
 
+/// Appends `len` bytes at `address` in process `pid` to `out`, copied straight from that process's memory
+/// with `process_vm_readv` (a single copy, and no pass over `out` before it, as zeroing it first would
+/// be). False when the kernel refuses (ptrace rules, a container, an address not mapped there) or the
+/// process is gone; `out` then holds the part copied. Reserves room in `out` when it lacks it.
+pub(crate) fn read_process_into(pid: i32, address: u64, len: usize, out: &mut Vec<u8>) -> bool {
+    out.reserve(len);
+    let mut done = 0;
+    while done < len {
+        let Some(base) = usize::try_from(address).ok().and_then(|a| a.checked_add(done)) else {
+            return false;
+        };
+        let left = len - done;
+        let local = libc::iovec { iov_base: out.spare_capacity_mut().as_mut_ptr().cast(), iov_len: left };
+        let remote = libc::iovec { iov_base: base as *mut libc::c_void, iov_len: left };
+        // SAFETY: `local` is `left` bytes of `out`'s spare capacity (reserved above for all `len`, less
+        // the `done` appended), memory this function borrows mutably and nothing else references; the
+        // kernel writes at most `left` bytes there and only reads through `remote`, in the other
+        // process, whose addresses it checks itself (a bad one is an error, never a write here).
+        let copied = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+        let Ok(copied) = usize::try_from(copied) else { return false };
+        if copied == 0 || copied > left {
+            return false;
+        }
+        // SAFETY: the kernel initialised the first `copied` bytes of the spare capacity (checked to be
+        // within the `left` reserved).
+        unsafe { out.set_len(out.len() + copied) };
+        done += copied;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use crate::shm::Segment;
+
+    #[test]
+    fn another_process_s_memory_is_read_into_spare_capacity_or_refused() {
+        let source: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let pid = std::process::id() as i32;
+        let mut out = b"kept".to_vec();
+        assert!(super::read_process_into(pid, source.as_ptr() as u64, source.len(), &mut out));
+        assert_eq!((&out[..4], &out[4..]), (&b"kept"[..], &source[..]));
+        // An address not mapped in the process, and one that overflows: refused, nothing appended.
+        let mut refused = Vec::new();
+        assert!(!super::read_process_into(pid, 8, 100, &mut refused));
+        assert!(!super::read_process_into(pid, u64::MAX - 10, 100, &mut refused));
+        assert!(refused.is_empty());
+        // A process that does not exist.
+        assert!(!super::read_process_into(i32::MAX, source.as_ptr() as u64, 10, &mut refused));
+    }
 
     #[test]
     fn a_region_reads_in_place() {

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::error::ShmError;
 use crate::error::{Error, Result};
+pub(crate) use mapping::read_process_into;
 use mapping::Mapping;
 pub use peer::PeerRegion;
 pub(crate) use process::Process;

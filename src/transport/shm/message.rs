@@ -8,17 +8,13 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::IoSliceMut;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-use nix::sys::uio::{process_vm_readv, RemoteIoVec};
-use nix::unistd::Pid;
 
 use super::queue::{transfer, Channel, RING};
 use super::record::{padded, Record, RECORD_LEN};
 use crate::error::{Error, Result};
-use crate::shm::Process;
+use crate::shm::{read_process_into, Process};
 use crate::transport::{Limits, Payload};
 
 /// A channel's bytes as the server reads them: its own `head`, checked against the published tail.
@@ -223,19 +219,24 @@ impl Partial {
                 Ok(Step::Bytes { bytes, filled: 0 })
             }
             (Record::Remote { offer, len, address, pid }, None) => {
-                let mut bytes = allocate(take(&mut self.budget, len, limits.max_message_size)?)?;
+                let len = take(&mut self.budget, len, limits.max_message_size)?;
+                let mut bytes = reserve(len)?;
                 if pid != cursor.owner.pid {
                     let why = format!("an offer from pid {pid} in pid {}'s channel", cursor.owner.pid);
                     return Err(cursor.garbage(why));
                 }
                 let taken =
                     cursor.answer(offer, if single_copy { transfer::COPYING } else { transfer::REFUSED })?;
-                if !(taken && single_copy) {
-                    return Ok(Step::record(Some(bytes)));
+                let copied = taken
+                    && single_copy
+                    && i32::try_from(pid).is_ok_and(|pid| read_process_into(pid, address, len, &mut bytes));
+                if taken && single_copy {
+                    cursor.settle(offer, if copied { transfer::DONE } else { transfer::REFUSED })?;
                 }
-                let copied = copy_from_process(pid, address, &mut bytes);
-                cursor.settle(offer, if copied { transfer::DONE } else { transfer::REFUSED })?;
                 if !copied {
+                    // The bytes come through the ring instead, into a zeroed buffer of the frame's size.
+                    bytes.clear();
+                    bytes.resize(len, 0);
                     return Ok(Step::record(Some(bytes)));
                 }
                 self.frames.push(Payload::from_vec(bytes));
@@ -275,31 +276,18 @@ fn take(budget: &mut u64, len: u64, limit: u64) -> Result<usize> {
     usize::try_from(len).map_err(|_| Error::InvalidArgument(format!("a frame of {len} bytes")))
 }
 
-/// A zeroed buffer of `len` bytes, or an error when the memory cannot be had (never an abort).
-fn allocate(len: usize) -> Result<Vec<u8>> {
-    let mut probe = Vec::<u8>::new();
-    probe
+/// An empty buffer with room for `len` bytes, or an error when the memory cannot be had (never an abort).
+fn reserve(len: usize) -> Result<Vec<u8>> {
+    let mut bytes = Vec::<u8>::new();
+    bytes
         .try_reserve_exact(len)
         .map_err(|e| Error::InvalidArgument(format!("cannot allocate {len} bytes: {e}")))?;
-    drop(probe);
-    // Zeroed pages come from the kernel for large buffers: no pass over the memory before the copy.
-    Ok(vec![0; len])
+    Ok(bytes)
 }
 
-/// Copies `out.len()` bytes at `address` in process `pid` into `out` (single copy); false when the
-/// kernel refuses (ptrace rules, a container, a bad address) or the process is gone.
-fn copy_from_process(pid: u32, address: u64, out: &mut [u8]) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
-    let mut done = 0;
-    while done < out.len() {
-        let Some(base) = usize::try_from(address).ok().and_then(|a| a.checked_add(done)) else {
-            return false;
-        };
-        let remote = [RemoteIoVec { base, len: out.len() - done }];
-        match process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(&mut out[done..])], &remote) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => done += n,
-        }
-    }
-    true
+/// A zeroed buffer of `len` bytes, or an error when the memory cannot be had.
+fn allocate(len: usize) -> Result<Vec<u8>> {
+    let mut bytes = reserve(len)?;
+    bytes.resize(len, 0);
+    Ok(bytes)
 }
