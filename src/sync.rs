@@ -16,24 +16,34 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// a short timeout.
 #[derive(Debug)]
 pub(crate) struct Slot<T> {
-    value: Mutex<Option<T>>,
+    state: Mutex<Lending<T>>,
     returned: Condvar,
+}
+
+/// The value when no caller holds it, and how many callers wait for it (so that giving it back pays
+/// for a wake-up system call only when someone waits).
+#[derive(Debug)]
+struct Lending<T> {
+    value: Option<T>,
+    waiting: usize,
 }
 
 impl<T> Slot<T> {
     pub(crate) fn new(value: T) -> Self {
-        Self { value: Mutex::new(Some(value)), returned: Condvar::new() }
+        Self { state: Mutex::new(Lending { value: Some(value), waiting: 0 }), returned: Condvar::new() }
     }
 
     /// The value, once no other caller holds it; `None` when another held it until `deadline`.
     pub(crate) fn borrow_until(&self, deadline: Instant) -> Option<Lent<'_, T>> {
-        let mut value = lock(&self.value);
+        let mut state = lock(&self.state);
         loop {
-            if let Some(taken) = value.take() {
+            if let Some(taken) = state.value.take() {
                 return Some(Lent { slot: self, value: Some(taken) });
             }
             let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
-            value = self.returned.wait_timeout(value, left).unwrap_or_else(PoisonError::into_inner).0;
+            state.waiting += 1;
+            state = self.returned.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+            state.waiting -= 1;
         }
     }
 }
@@ -59,8 +69,11 @@ impl<T> std::ops::DerefMut for Lent<'_, T> {
 
 impl<T> Drop for Lent<'_, T> {
     fn drop(&mut self) {
-        *lock(&self.slot.value) = self.value.take();
-        self.slot.returned.notify_one();
+        let mut state = lock(&self.slot.state);
+        state.value = self.value.take();
+        if state.waiting > 0 {
+            self.slot.returned.notify_one();
+        }
     }
 }
 
