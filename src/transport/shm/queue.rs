@@ -65,9 +65,10 @@ pub(super) mod state {
     pub(in super::super) const BROKEN: u32 = 3;
 }
 
-/// How long a client waits for the server to answer a single-copy offer before it takes the offer back
-/// and sends the bytes through the ring: a server busy elsewhere (or a thread that sends before it
-/// receives) costs this delay, not a deadlock.
+/// How long a client waits for the server to answer a single-copy offer of a frame that fits the ring's
+/// free room before it takes the offer back and sends the bytes through the ring: a server busy
+/// elsewhere (or a thread that sends before it receives) costs this delay, not a deadlock. A larger
+/// frame waits for the answer until the send's deadline.
 pub(super) const OFFER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The state of a single-copy offer (the `transfer` word): the offer's number (29 bits, wrapping) and

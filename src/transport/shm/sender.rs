@@ -182,17 +182,26 @@ impl Sending<'_, '_> {
         sender.channel().transfer().store(transfer::pack(id, transfer::PENDING), Ordering::Release);
         self.write_record(Record::Remote { offer: id, len, address, pid })?;
         self.sender.publish();
-        let patience = Instant::now() + OFFER_PATIENCE;
+        // Taking the offer back helps only when the bytes then fit the ring's free room (a server that
+        // is not receiving could not take more through the ring either), and costs a second copy: a
+        // larger frame waits for its answer until the deadline (a server busy copying another client's
+        // bulk, as a gather's root, answers when it is done).
+        let patience = match frame.len() as u64 <= self.sender.room()? {
+            true => {
+                let patience = Instant::now() + OFFER_PATIENCE;
+                Some(self.deadline.map_or(patience, |d| d.min(patience)))
+            }
+            false => self.deadline,
+        };
         let waiting = [transfer::PENDING];
-        let answer =
-            match self.answer(id, Some(self.deadline.map_or(patience, |d| d.min(patience))), &waiting)? {
-                Some(transfer::COPYING) => self.settled(id)?,
-                Some(answer) => answer,
-                // Take the offer back unless the server took it meanwhile: once WITHDRAWN, the server reads
-                // the bytes from the ring instead.
-                None if self.sender.withdraw(id, transfer::PENDING) => return Ok(false),
-                None => self.settled(id)?,
-            };
+        let answer = match self.answer(id, patience, &waiting)? {
+            Some(transfer::COPYING) => self.settled(id)?,
+            Some(answer) => answer,
+            // Take the offer back unless the server took it meanwhile: once WITHDRAWN, the server reads
+            // the bytes from the ring instead.
+            None if self.sender.withdraw(id, transfer::PENDING) => return Ok(false),
+            None => self.settled(id)?,
+        };
         match answer {
             transfer::DONE => Ok(true),
             transfer::REFUSED => {
