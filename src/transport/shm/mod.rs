@@ -210,17 +210,20 @@ impl SharedMemoryServer {
 
     /// Rings this server's doorbell, as a client does after writing: wakes a receive waiting here, and
     /// every send watching this server ([`SharedMemoryServer::watch`]).
+    #[cfg(feature = "mpi")]
     pub(crate) fn ring(&self) {
         self.queue.doorbell().notify();
     }
 
     /// A watch on this server's doorbell for a send of this process: `moved` runs whenever the doorbell
     /// rang while the send waits (see [`SharedMemoryClient::send_watching`]).
+    #[cfg(feature = "mpi")]
     pub(crate) fn watch<'w>(&'w self, moved: &'w mut dyn FnMut() -> Result<()>) -> Watch<'w> {
         Watch::new(self.queue.doorbell(), moved)
     }
 
     /// The checked message made of `frames` received here.
+    #[cfg(feature = "mpi")]
     pub(crate) fn accept(&self, frames: Vec<Payload>) -> Result<super::Received> {
         super::Received::accept(frames, &self.limits)
     }
@@ -363,6 +366,7 @@ impl SharedMemoryClient {
 
     /// Sends `payloads` as the bulks of one message described by `meta` (whose bulks give their sizes),
     /// as [`SharedMemoryClient::send_watching`] does; a send that failed hands them back.
+    #[cfg(feature = "mpi")]
     pub(crate) fn forward_watching(
         &self,
         meta: &dyn Metadata,

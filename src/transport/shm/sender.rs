@@ -280,13 +280,18 @@ impl Sending<'_, '_> {
         channel.signal().wait(
             deadline,
             || {
+                // What was awaited first: a server that answered and then closed (its last receive
+                // done) has served this send.
+                if let Some(value) = ready(sender, &channel)? {
+                    return Ok(Some(value));
+                }
                 if sender.queue.closed() {
                     return Err(lost("the server closed".into()));
                 }
                 if channel.state() != state::OPEN || !sender.owns() {
                     return Err(lost("the server gave up on this client's channel".into()));
                 }
-                ready(sender, &channel)
+                Ok(None)
             },
             || {
                 let server = sender.queue.server();

@@ -54,6 +54,7 @@ pub(crate) struct Watch<'w> {
 }
 
 impl<'w> Watch<'w> {
+    #[cfg(feature = "mpi")]
     pub(super) fn new(signal: Signal<'w>, moved: &'w mut dyn FnMut() -> Result<()>) -> Self {
         Self { seen: signal.word.load(SeqCst), signal, moved }
     }
