@@ -347,6 +347,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The process at the other end of a same-node connection ended, or closed its server: found at
+    /// once (its process is checked while waiting), not at a timeout. A message it was sending is
+    /// dropped; one this side was sending did not reach it.
+    #[error("{op} {endpoint}: {reason}")]
+    PeerGone {
+        /// What was attempted (send to, receive on).
+        op: &'static str,
+        /// The endpoint involved.
+        endpoint: String,
+        /// Which process ended, or that the server closed.
+        reason: String,
+    },
 }
 
 fn lost_because(rank: usize, reporter: usize, waited_for: usize) -> String {
@@ -386,6 +398,7 @@ impl Error {
             Self::CollectiveMismatch { .. } => 21,
             Self::PeerFailed { .. } => 22,
             Self::BadPeerMessage { .. } => 23,
+            Self::PeerGone { .. } => 24,
         }
     }
 
@@ -393,6 +406,10 @@ impl Error {
     /// limit, naming shared memory the server may not read): the server goes on with the next message.
     pub fn is_refused_message(&self) -> bool {
         matches!(self, Self::Wire(_) | Self::LimitExceeded { .. } | Self::SharedMemoryRefused { .. })
+    }
+
+    pub(crate) fn gone(op: &'static str, endpoint: &str, reason: impl std::fmt::Display) -> Self {
+        Self::PeerGone { op, endpoint: endpoint.to_owned(), reason: reason.to_string() }
     }
 
     pub(crate) fn transport(op: &'static str, endpoint: &str, err: impl std::fmt::Display) -> Self {

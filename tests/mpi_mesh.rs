@@ -22,6 +22,13 @@ fn sixteen_ranks_form_a_mesh_and_exchange_all_pairs() {
     expect_ok(16, PROGRAM, "pairs", &[]);
 }
 
+/// More ranks on one node than a shared-memory server's default 32 channels: each rank's server is sized
+/// for the ranks of its node.
+#[test]
+fn forty_ranks_on_one_node_exchange_all_pairs() {
+    expect_ok(40, PROGRAM, "pairs", &[]);
+}
+
 #[test]
 fn a_taken_port_fails_bootstrap_on_every_rank_naming_rank_and_port() {
     let run = expect_ok(3, PROGRAM, "port-taken", &[]);

@@ -269,7 +269,7 @@ fn a_client_killed_mid_message_is_reported_lost_within_a_second() {
     child.wait().unwrap();
     let started = Instant::now();
     let lost = server.recv_message(Duration::from_secs(20)).unwrap_err();
-    assert!(matches!(&lost, Error::Transport { message, .. } if message.contains("lost")), "{lost}");
+    assert!(matches!(&lost, Error::PeerGone { reason, .. } if reason.contains("lost")), "{lost}");
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     // The channel is freed and the server goes on.
     let client = client_of(&server, &Options::default(), &ShmOptions::default());
@@ -292,7 +292,7 @@ fn a_server_killed_while_a_client_waits_is_reported_lost_within_a_second() {
             client.send(&LbmMeta::new(()).with_bulk(client.expose(&big, Default::default()))).into_result();
         let killed = killer.join().unwrap();
         assert!(
-            matches!(&outcome, Err(Error::Transport { message, .. }) if message.contains("lost")),
+            matches!(&outcome, Err(Error::PeerGone { reason, .. }) if reason.contains("lost")),
             "{outcome:?}"
         );
         assert!(killed.elapsed() < Duration::from_secs(2));
@@ -316,5 +316,43 @@ fn offers_nobody_answers_are_withdrawn_so_one_thread_can_send_then_receive() {
     for data in &messages {
         let ((_, sums), bulks) = recv_all::<Custom>(&server).unwrap();
         assert_eq!((sums[0], checksum(&bulks[0])), (checksum(data), checksum(data)));
+    }
+}
+
+/// A server sized for many clients (as the mesh sizes one per rank of the node) serves every one of
+/// them at once, with small rings, through the ring and by single copy; a shape out of range is refused
+/// when binding.
+#[test]
+fn a_server_serves_as_many_clients_as_it_has_channels() {
+    let shape = ShmOptions::default().with_channels(48).with_ring_size(16 << 10);
+    let server = server_with(&shape);
+    let clients: Vec<_> = (0..48u64)
+        .map(|i| {
+            let offer = if i % 2 == 0 { None } else { Some(64 << 10) };
+            client_of(&server, &Options::default(), &shape.clone().with_single_copy_from(offer))
+        })
+        .collect();
+    let mut seen = std::thread::scope(|scope| {
+        for (i, client) in clients.iter().enumerate() {
+            scope.spawn(move || {
+                let data = pattern(100 << 10, i as u64);
+                let meta = LbmMeta::new(i as u64).with_bulk(client.expose(&data, Default::default()));
+                client.send(&meta).into_result().unwrap();
+            });
+        }
+        (0..48)
+            .map(|_| {
+                let message = server.recv_message(Duration::from_secs(20)).unwrap();
+                let i = message.metadata::<u64>().unwrap().custom;
+                assert_eq!(checksum(&message.into_payloads()[0]), checksum(&pattern(100 << 10, i)));
+                i
+            })
+            .collect::<Vec<_>>()
+    });
+    seen.sort_unstable();
+    assert_eq!(seen, (0..48).collect::<Vec<_>>());
+    for bad in [ShmOptions::default().with_channels(0), ShmOptions::default().with_ring_size(100_000)] {
+        let refused = SharedMemoryServer::bind("shmtest-shape", "shm", 0, &Options::default(), &bad);
+        assert!(matches!(refused, Err(Error::InvalidArgument(_))), "{refused:?}");
     }
 }

@@ -280,7 +280,7 @@ fn a_killed_servers_segment_is_refused_then_reclaimed_by_the_next_bind() {
     let (sent, took) = timed(|| {
         late.send(&LbmMeta::new(()).with_bulk(late.expose(&data, Default::default()))).into_result()
     });
-    assert!(matches!(&sent, Err(Error::Transport { message, .. }) if message.contains("lost")), "{sent:?}");
+    assert!(matches!(&sent, Err(Error::PeerGone { reason, .. }) if reason.contains("lost")), "{sent:?}");
     assert!(took < Duration::from_secs(1), "{took:?}");
     drop(late);
     drop(bind("hostile-dead", &ShmOptions::default()));

@@ -18,7 +18,8 @@ use super::MeshConfig;
 use crate::error::{Error, Result};
 use crate::shm::Segment;
 use crate::transport::{
-    shm::SCHEME, Endpoint, Protocol, Server, SharedMemoryServer, ShmOptions, Transport, ZeroMqServer,
+    shm::{DEFAULT_RING_SIZE, SCHEME},
+    Endpoint, Protocol, Server, SharedMemoryServer, ShmOptions, Transport, ZeroMqServer,
 };
 use crate::wire;
 
@@ -148,15 +149,26 @@ pub(super) fn routes(peers: &[Peer], me: usize) -> Vec<Route> {
 /// The prefix of the mesh's shared-memory segments (after `lightbeam-`).
 const SEGMENT_PREFIX: &str = "mesh-";
 
-/// Binds this rank's shared-memory server, named after the job token and rank, after removing the
-/// segments that ranks of dead jobs left behind on this node.
-fn bind_shared_memory(config: &MeshConfig, rank: usize, token: u64) -> Result<SharedMemoryServer> {
-    let reclaimed = Segment::reclaim_stale_where(|name| name.starts_with(SEGMENT_PREFIX))?;
-    if reclaimed > 0 {
-        log::info!("lightbeam: removed {reclaimed} segment(s) left by ranks of dead jobs");
+/// Binds this rank's shared-memory server, named after the job token and rank, with a channel for each
+/// of the `ranks_here` ranks of its node (itself included), after removing the segments that ranks of
+/// dead jobs left behind on this node. Its rings shrink from 512 KiB as the node's ranks grow past 64,
+/// so that a segment stays near 32 MiB (never below 64 KiB a ring).
+fn bind_shared_memory(
+    config: &MeshConfig,
+    rank: usize,
+    token: u64,
+    ranks_here: usize,
+) -> Result<SharedMemoryServer> {
+    match Segment::reclaim_stale_where(|name| name.starts_with(SEGMENT_PREFIX)) {
+        Ok(0) => {}
+        Ok(reclaimed) => log::info!("lightbeam: removed {reclaimed} segment(s) left by ranks of dead jobs"),
+        // Leftovers only cost memory: a failure to remove them does not stop this job.
+        Err(error) => log::warn!("lightbeam: could not remove the segments of dead jobs: {error}"),
     }
     let name = format!("{SEGMENT_PREFIX}{token:016x}-{rank}");
-    SharedMemoryServer::bind(&name, SCHEME, 0, &config.options, &ShmOptions::default())
+    let ring = ((32 << 20) / ranks_here.max(1)).clamp(64 << 10, DEFAULT_RING_SIZE);
+    let shape = ShmOptions::default().with_channels(ranks_here.max(1)).with_ring_size(1 << ring.ilog2()); // a power of two, at most the one asked
+    SharedMemoryServer::bind(&name, SCHEME, 0, &config.options, &shape)
 }
 
 /// Reads the record rank `rank` announced, or says (naming the rank) why it has none or cannot be read.
@@ -166,17 +178,18 @@ fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, Str
         Ok(Err(reason)) => return Err(format!("rank {rank}: {reason}")),
         Err(e) => return Err(format!("rank {rank}: unreadable record: {e}")),
     };
-    let (shared, zeromq): (Vec<_>, Vec<_>) =
-        record.endpoints.into_iter().partition(|uri| uri.starts_with(&format!("{SCHEME}://")));
-    let zeromq = match zeromq.first().map(|uri| Endpoint::parse(uri)) {
+    let zeromq = match record.endpoints.first().map(|uri| Endpoint::parse(uri)) {
         Some(Ok(endpoint)) => endpoint,
         Some(Err(e)) => return Err(format!("rank {rank}: unreadable endpoint: {e}")),
         None => return Err(format!("rank {rank}: announced no ZeroMQ endpoint")),
     };
-    Ok(Peer { node: record.node, zeromq, shared_memory: shared.into_iter().next() })
+    // The shared-memory server comes in the second round.
+    Ok(Peer { node: record.node, zeromq, shared_memory: None })
 }
 
-/// Binds this rank's server and all-gathers every rank's record. Every rank takes part in the gather even
+/// Binds this rank's servers and all-gathers every rank's record, in two rounds: the first tells each
+/// rank's node and ZeroMQ endpoint, so that each rank can size its shared-memory server for the ranks of
+/// its node (a channel for each), which the second round tells. Every rank takes part in each round even
 /// when its bind failed, so that all of them learn of the failure instead of waiting.
 pub(super) fn bind_and_gather<C: Communicator>(
     comm: &C,
@@ -191,44 +204,71 @@ pub(super) fn bind_and_gather<C: Communicator>(
     });
     let token = token[0];
 
-    let bound = local_host(config)
+    let zeromq = local_host(config)
         .and_then(|host| local_endpoint(config, rank, &host, token))
-        .and_then(|endpoint| ZeroMqServer::bind(&endpoint, &config.options))
-        .and_then(|zeromq| {
-            let shared_memory = match config.same_node {
-                Transport::SharedMemory => Some(bind_shared_memory(config, rank, token)?),
-                _ => None,
-            };
-            Ok(Bound { zeromq, shared_memory })
-        });
-    let announcement: Announcement = match &bound {
-        Ok(servers) => {
-            let zeromq = Server::address(&servers.zeromq).to_owned();
-            let shared = servers.shared_memory.iter().map(|s| Server::address(s).to_owned());
-            Ok(Record { node: NodeId::local(), endpoints: std::iter::once(zeromq).chain(shared).collect() })
+        .and_then(|endpoint| ZeroMqServer::bind(&endpoint, &config.options));
+    let announcement: Announcement = match &zeromq {
+        Ok(server) => {
+            Ok(Record { node: NodeId::local(), endpoints: vec![Server::address(server).to_owned()] })
         }
         Err(err) => Err(err.to_string()),
     };
-    let mut encoded = Vec::new();
-    wire::encode_custom(&announcement, &mut encoded)?;
-    let announcements = all_gather_strings(comm, &encoded, deadline)?;
+    let mut peers = gather(comm, &announcement, deadline, read_announcement)?;
 
-    let mut peers = Vec::with_capacity(announcements.len());
-    let mut failures = Vec::new();
-    for (peer, bytes) in announcements.iter().enumerate() {
-        match read_announcement(peer, bytes) {
-            Ok(record) => peers.push(record),
-            Err(failure) => failures.push(failure),
-        }
+    let ranks_here = peers.iter().filter(|peer| peer.node == peers[rank].node).count();
+    let shared_memory = (config.same_node == Transport::SharedMemory)
+        .then(|| bind_shared_memory(config, rank, token, ranks_here));
+    let offer: SharedAnnouncement = match &shared_memory {
+        None => Ok(None),
+        Some(Ok(server)) => Ok(Some(Server::address(server).to_owned())),
+        Some(Err(err)) => Err(err.to_string()),
+    };
+    let addresses = gather(comm, &offer, deadline, read_shared_announcement)?;
+    for (peer, address) in peers.iter_mut().zip(addresses) {
+        peer.shared_memory = address;
     }
+    Ok((Bound { zeromq: zeromq?, shared_memory: shared_memory.transpose()? }, peers, token))
+}
+
+/// What each rank tells the others in the second round: its shared-memory server's address, none (it
+/// talks ZeroMQ only), or why it could not bind one.
+type SharedAnnouncement = std::result::Result<Option<String>, String>;
+
+/// Reads the shared-memory address rank `rank` announced, or says why it has none that can be used.
+fn read_shared_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Option<String>, String> {
+    match wire::decode_custom::<SharedAnnouncement>(bytes) {
+        Ok(Ok(Some(address))) if address.starts_with(&format!("{SCHEME}://")) => Ok(Some(address)),
+        Ok(Ok(Some(address))) => Err(format!("rank {rank}: {address:?} is not a shared-memory address")),
+        Ok(Ok(None)) => Ok(None),
+        Ok(Err(reason)) => Err(format!("rank {rank}: {reason}")),
+        Err(e) => Err(format!("rank {rank}: unreadable record: {e}")),
+    }
+}
+
+/// All-gathers `mine` from every rank within `deadline` and reads each rank's with `read`; fails naming
+/// every rank whose record says it failed or cannot be read.
+fn gather<C: Communicator, T: serde::Serialize, U>(
+    comm: &C,
+    mine: &T,
+    deadline: Instant,
+    read: impl Fn(usize, &[u8]) -> std::result::Result<U, String>,
+) -> Result<Vec<U>> {
+    let mut encoded = Vec::new();
+    wire::encode_custom(mine, &mut encoded)?;
+    let (read, failures): (Vec<_>, Vec<_>) = all_gather_strings(comm, &encoded, deadline)?
+        .iter()
+        .enumerate()
+        .map(|(rank, bytes)| read(rank, bytes))
+        .partition(std::result::Result::is_ok);
     if !failures.is_empty() {
+        let failures: Vec<String> = failures.into_iter().filter_map(std::result::Result::err).collect();
         return Err(Error::Mesh(format!(
             "bootstrap failed on {} rank(s): {}",
             failures.len(),
             failures.join("; ")
         )));
     }
-    Ok((bound?, peers, token))
+    Ok(read.into_iter().filter_map(std::result::Result::ok).collect())
 }
 
 /// Waits for an MPI request until `deadline`. Past it the job is aborted: a rank that never joins the
@@ -312,16 +352,33 @@ mod tests {
             node: NodeId::local(),
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
         };
-        let good = encoded(&Ok(record(&["shm://mesh-1-2-3", "tcp://127.0.0.1:5555"])));
+        let good = encoded(&Ok(record(&["tcp://127.0.0.1:5555", "ipc:///tmp/lightbeam-x"])));
         let peer = read_announcement(2, &good).unwrap();
         assert_eq!(peer.node, NodeId::local());
         assert_eq!(peer.zeromq.to_string(), "tcp://127.0.0.1:5555");
-        assert_eq!(peer.shared_memory.as_deref(), Some("shm://mesh-1-2-3"));
-        let zeromq_only = read_announcement(0, &encoded(&Ok(record(&["tcp://127.0.0.1:5556"])))).unwrap();
-        assert_eq!(zeromq_only.shared_memory, None);
+        // The second round's records: an address, none, or a failure naming the rank.
+        let shared = |announced: &SharedAnnouncement| {
+            let mut out = Vec::new();
+            wire::encode_custom(announced, &mut out).unwrap();
+            read_shared_announcement(5, &out)
+        };
+        assert_eq!(shared(&Ok(Some("shm://mesh-1-2-3".into()))), Ok(Some("shm://mesh-1-2-3".into())));
+        assert_eq!(shared(&Ok(None)), Ok(None));
+        assert_eq!(shared(&Err("no memory".into())), Err("rank 5: no memory".into()));
+        assert!(shared(&Ok(Some("tcp://1.2.3.4:5".into()))).unwrap_err().starts_with("rank 5: "));
         // Ranks reach each other through shared memory only when both have it and share the node.
-        let other_node = Peer { node: NodeId::named("elsewhere"), ..read_announcement(3, &good).unwrap() };
-        let peers = [peer, zeromq_only, other_node, read_announcement(4, &good).unwrap()];
+        let with_shm = |node| Peer {
+            node,
+            shared_memory: Some("shm://mesh-1-2-3".into()),
+            ..read_announcement(3, &good).unwrap()
+        };
+        let zeromq_only = read_announcement(0, &good).unwrap();
+        let peers = [
+            with_shm(NodeId::local()),
+            zeromq_only,
+            with_shm(NodeId::named("elsewhere")),
+            with_shm(NodeId::local()),
+        ];
         let transports = |me| routes(&peers, me).iter().map(Route::transport).collect::<Vec<_>>();
         let (shm, zmq) = (Transport::SharedMemory, Transport::ZeroMq);
         assert_eq!(transports(0), [shm, zmq, zmq, shm]);
@@ -337,7 +394,6 @@ mod tests {
             (&good[..good.len() - 3], "unreadable record"),
             (&trailing[..], "unreadable record"),
             (&encoded(&Ok(record(&[])))[..], "announced no ZeroMQ endpoint"),
-            (&encoded(&Ok(record(&["shm://mesh-1"])))[..], "announced no ZeroMQ endpoint"),
             (&encoded(&Ok(record(&["smoke://signals"])))[..], "unreadable endpoint"),
         ];
         for (bytes, reason) in faults {

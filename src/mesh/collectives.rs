@@ -249,7 +249,10 @@ impl Mesh {
         let call = Call { operation, root };
         let mut mailbox = crate::sync::lock(&self.mailbox);
         mailbox.begin(sequence, call);
-        self.look_for_news(&mut mailbox, sequence, op, usize::MAX)?;
+        let news = self.look_for_news(&mut mailbox, sequence, op, usize::MAX);
+        drop(mailbox);
+        self.tell_untold();
+        news?;
         let channel = Channel::Collective(Collective { sequence, call });
         Ok(Ongoing::new(channel, op, self.config.timeout))
     }

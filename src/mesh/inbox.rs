@@ -101,7 +101,8 @@ impl Bridged {
             server,
             taken: Mutex::default(),
             room: Condvar::new(),
-            capacity: capacity.max(1),
+            // ZeroMQ reads a high-water mark of 0 as no limit.
+            capacity: if capacity == 0 { usize::MAX } else { capacity },
             stop: AtomicBool::new(false),
         });
         let bridge = std::thread::Builder::new()

@@ -228,9 +228,14 @@ impl Mailbox {
                 log::warn!("lightbeam: {}: dropped a message from outside the mesh: {err}", server.address());
                 Ok(None)
             }
-            // A message the transport could not finish (its sender died or left mid-message) is dropped;
-            // the ranks waiting for that sender find it lost by their deadline, as with any silent rank.
-            Err(err @ Error::Transport { .. }) => {
+            // A message the same-node transport could not finish (its sender died or left mid-message,
+            // or wrote garbage) is dropped; the ranks waiting for that sender find it lost by their
+            // deadline, as with any silent rank. ZeroMQ's own failures are the receive's error.
+            Err(err @ Error::PeerGone { .. }) => {
+                log::warn!("lightbeam: {}: dropped an unfinished message: {err}", server.address());
+                Ok(None)
+            }
+            Err(err @ Error::Transport { .. }) if is_shared_memory(&err) => {
                 log::warn!("lightbeam: {}: dropped an unfinished message: {err}", server.address());
                 Ok(None)
             }
@@ -267,6 +272,12 @@ impl Mailbox {
     pub(crate) fn rejected(&self) -> u64 {
         self.rejected
     }
+}
+
+/// Whether `error` comes from this rank's shared-memory server (a message it had to drop).
+fn is_shared_memory(error: &Error) -> bool {
+    let prefix = format!("{}://", crate::transport::shm::SCHEME);
+    matches!(error, Error::Transport { endpoint, .. } if endpoint.starts_with(&prefix))
 }
 
 /// Whether every rank `channel` names is a rank of a mesh of `size`.

@@ -436,17 +436,14 @@ impl Mesh {
         meta.bulks = bulks;
         // While the peer has not taken the message, take in this rank's own: the peer may be sending
         // to this rank at the same time. What goes wrong there is for the next receive to report.
-        let mut take_in = || {
-            let _ = self.take_in_while_sending(None);
-            Ok(())
-        };
+        let mut take_in = || Ok(self.take_in_while_sending(None).unwrap_or(true));
         let sent = link.send(&meta, None, self.watch(&mut take_in));
         self.tell_untold();
         sent.map(drop).map_err(|e| self.send_failed(e, to))
     }
 
     /// A watch on this rank's shared-memory server (if it has one) that runs `take_in` when it rings.
-    fn watch<'w>(&'w self, take_in: &'w mut dyn FnMut() -> Result<()>) -> Option<Watch<'w>> {
+    fn watch<'w>(&'w self, take_in: &'w mut dyn FnMut() -> Result<bool>) -> Option<Watch<'w>> {
         self.inbox.shared_memory().map(|server| server.watch(take_in))
     }
 
@@ -456,20 +453,21 @@ impl Mesh {
     /// mailbox, does nothing: that thread takes the messages in.
     ///
     /// It runs inside a link's send, so it must not send itself (the link is busy): a mismatch it finds
-    /// is told to the other ranks by [`Mesh::tell_untold`] once the send returned.
-    fn take_in_while_sending(&self, collective: Option<(u64, &'static str)>) -> Result<()> {
+    /// is told to the other ranks by [`Mesh::tell_untold`] once the send returned. Returns whether it
+    /// looked (false when another thread held the mailbox).
+    fn take_in_while_sending(&self, collective: Option<(u64, &'static str)>) -> Result<bool> {
         let mut mailbox = match self.mailbox.try_lock() {
             Ok(mailbox) => mailbox,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
         };
-        let _inside = InsideSend::enter();
         match collective {
             Some((sequence, op)) => self.look_for_news(&mut mailbox, sequence, op, progress::LOOKAHEAD_BYTES),
-            None => self
-                .take(&mut mailbox, (Duration::ZERO, progress::LOOKAHEAD_BYTES), Want::Notices, "send")
-                .map(drop),
+            // A point-to-point send takes in whatever came: the peer may send this rank many large
+            // messages before it receives, as it may over ZeroMQ (which queues them).
+            None => self.take(&mut mailbox, (Duration::ZERO, usize::MAX), Want::Notices, "send").map(drop),
         }
+        .map(|()| true)
     }
 
     /// Tells `ranks` that this rank failed in the collective on `channel`, so they fail at once instead of
@@ -513,10 +511,10 @@ impl Mesh {
     fn conclude_loss(&self, suspect: Rank, op: &'static str) -> Option<Error> {
         self.tell_others(Channel::WaitingOn(suspect.0 as u32), suspect, Duration::from_millis(50));
         let grace = (self.config.timeout / 5).min(Duration::from_millis(200));
-        let mut mailbox = crate::sync::lock(&self.mailbox);
-        if let Err(error) = self.take(&mut mailbox, (grace, usize::MAX), Want::Notices, op) {
+        if let Err(error) = self.take_and_tell((grace, usize::MAX), Want::Notices, op) {
             return Some(error);
         }
+        let mut mailbox = crate::sync::lock(&self.mailbox);
         let culprit = mailbox.end_of_wait_chain(suspect);
         mailbox.record_loss(Loss { lost: culprit, reporter: self.rank });
         drop(mailbox);
@@ -532,8 +530,8 @@ impl Mesh {
 
     /// Receives from the mailbox what `want` asks for, within the timeout of `intake` (taking in messages
     /// from the server while those waiting unasked for hold fewer bytes than its second part: see
-    /// [`Mailbox::receive`]). When this
-    /// rank finds ranks out of step, it tells every other rank first.
+    /// [`Mailbox::receive`]). A mismatch this rank finds is kept for [`Mesh::tell_untold`], which the
+    /// caller runs once it let the mailbox go (and, inside a send, once the send returned).
     fn take(
         &self,
         mailbox: &mut Mailbox,
@@ -548,13 +546,25 @@ impl Mesh {
             Receive::OutOfStep(mismatch, found_here) => {
                 if found_here {
                     crate::sync::lock(&self.untold).push(mismatch);
-                    if !InsideSend::now() {
-                        self.tell_untold();
-                    }
                 }
                 mismatch.into()
             }
         })
+    }
+
+    /// Locks the mailbox and [`take`](Mesh::take)s from it; then, with the mailbox let go (telling may
+    /// wait for a send), tells every other rank of a mismatch found.
+    fn take_and_tell(
+        &self,
+        intake: (Duration, usize),
+        want: Want,
+        op: &'static str,
+    ) -> Result<Option<Incoming>> {
+        let mut mailbox = crate::sync::lock(&self.mailbox);
+        let taken = self.take(&mut mailbox, intake, want, op);
+        drop(mailbox);
+        self.tell_untold();
+        taken
     }
 
     /// Receives the next message `want` asks for (from `from`) within `timeout`. When nothing came and
@@ -573,9 +583,7 @@ impl Mesh {
             self.check_rank(rank)?;
         }
         let started = Instant::now();
-        let mut mailbox = crate::sync::lock(&self.mailbox);
-        let received = self.take(&mut mailbox, (timeout, usize::MAX), want, op)?;
-        drop(mailbox);
+        let received = self.take_and_tell((timeout, usize::MAX), want, op)?;
         if let (None, Some(rank)) = (&received, suspect) {
             return Err(self.give_up_on(rank, op));
         }
@@ -644,30 +652,6 @@ impl Mesh {
 
     fn describe(&self, rank: Rank) -> String {
         format!("rank {rank} ({})", self.routes[rank.0])
-    }
-}
-
-std::thread_local! {
-    static INSIDE_SEND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Marks the current thread as inside a link's send (taking in messages while the send waits) until
-/// dropped: such a thread must not send.
-struct InsideSend(bool);
-
-impl InsideSend {
-    fn enter() -> Self {
-        Self(INSIDE_SEND.with(|inside| inside.replace(true)))
-    }
-
-    fn now() -> bool {
-        INSIDE_SEND.with(std::cell::Cell::get)
-    }
-}
-
-impl Drop for InsideSend {
-    fn drop(&mut self) {
-        INSIDE_SEND.with(|inside| inside.set(self.0));
     }
 }
 

@@ -132,8 +132,8 @@ impl Mesh {
                 Err(Error::Timeout { .. }) => {}
                 // The peer's shared-memory server closed or its process ended: it is gone, and the news
                 // it sent before (why it failed, which rank it lost) is in this rank's queue already.
-                Err(Error::Transport { .. }) if !link.queues() => {
-                    break look().and_then(|()| Err(self.give_up_on(to, ongoing.op)));
+                Err(Error::PeerGone { .. }) if !link.queues() => {
+                    break look().and_then(|_| Err(self.give_up_on(to, ongoing.op)));
                 }
                 Err(error) => break Err(error),
             }

@@ -11,7 +11,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::queue::{transfer, Channel, RING};
+use super::queue::{transfer, Channel};
 use super::record::{padded, Record, RECORD_LEN};
 use crate::error::{Error, Result};
 use crate::shm::{read_process_into, Process};
@@ -40,7 +40,7 @@ impl Cursor<'_> {
     pub(super) fn available(&self) -> Result<u64> {
         let tail = self.channel.tail();
         let available = tail.wrapping_sub(self.head);
-        if available > RING as u64 {
+        if available > self.channel.ring() as u64 {
             return Err(self.garbage(format!("tail {tail} with head {}", self.head)));
         }
         Ok(available)

@@ -4,9 +4,10 @@
 //! # How bytes move
 //!
 //! A server creates a segment named after its endpoint, `shm://<name>` (`<name>-<random token>` when
-//! bound with port 0, `<name>.<port>` otherwise), holding a queue of 32 channels. Each
-//! client claims one channel (multi-producer through channels, one consumer: the server), a byte ring of
-//! 512 KiB into which it writes records (`record.rs`):
+//! bound with port 0, `<name>.<port>` otherwise), holding a queue of channels ([`ShmOptions::channels`],
+//! 32 by default; the mesh makes one per rank of the node). Each client claims one channel
+//! (multi-producer through channels, one consumer: the server), a byte ring ([`ShmOptions::ring_size`],
+//! 512 KiB by default) into which it writes records (`record.rs`):
 //!
 //! | what | path | copies |
 //! | --- | --- | --- |
@@ -62,10 +63,9 @@ mod wait;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use self::queue::{Queue, QUEUE_LEN, SEGMENT_SLACK};
+use self::queue::{Queue, SEGMENT_SLACK};
 use self::receiver::Receiver;
 use self::sender::Sender;
 pub(crate) use self::wait::Watch;
@@ -76,7 +76,7 @@ use crate::error::{Error, Result, ShmError};
 use crate::event::Event;
 use crate::meta::Metadata;
 use crate::shm::Segment;
-use crate::sync::{lock, Slot};
+use crate::sync::Slot;
 use crate::wire;
 
 /// The scheme of this transport's endpoints.
@@ -84,6 +84,12 @@ pub const SCHEME: &str = "shm";
 
 /// The default of [`ShmOptions::single_copy_from`]: bulks of 64 KiB and more go by single copy.
 pub const DEFAULT_SINGLE_COPY_FROM: usize = 64 << 10;
+
+/// The default of [`ShmOptions::channels`].
+pub const DEFAULT_CHANNELS: usize = 32;
+
+/// The default of [`ShmOptions::ring_size`]: 512 KiB.
+pub const DEFAULT_RING_SIZE: usize = 512 << 10;
 
 /// Settings of the shared-memory transport beside the common [`Options`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,11 +100,23 @@ pub struct ShmOptions {
     pub single_copy_from: Option<usize>,
     /// Server: how long a message that began may go without progress before it is dropped. Default 10 s.
     pub stall_timeout: Duration,
+    /// Server: how many clients may send to it at once (each holds a channel while it lives; the mesh
+    /// makes one per rank of the node). 1 to 4096, default [`DEFAULT_CHANNELS`].
+    pub channels: usize,
+    /// Server: the bytes of each channel's ring (a power of two from 4 KiB to 64 MiB), default
+    /// [`DEFAULT_RING_SIZE`]. The segment holds `channels` rings; the memory of a ring is taken as its
+    /// client first writes it.
+    pub ring_size: usize,
 }
 
 impl Default for ShmOptions {
     fn default() -> Self {
-        Self { single_copy_from: Some(DEFAULT_SINGLE_COPY_FROM), stall_timeout: Duration::from_secs(10) }
+        Self {
+            single_copy_from: Some(DEFAULT_SINGLE_COPY_FROM),
+            stall_timeout: Duration::from_secs(10),
+            channels: DEFAULT_CHANNELS,
+            ring_size: DEFAULT_RING_SIZE,
+        }
     }
 }
 
@@ -112,6 +130,18 @@ impl ShmOptions {
     /// With [`ShmOptions::stall_timeout`] set to `timeout`.
     pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = timeout;
+        self
+    }
+
+    /// With [`ShmOptions::channels`] set to `channels`.
+    pub fn with_channels(mut self, channels: usize) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// With [`ShmOptions::ring_size`] set to `bytes`.
+    pub fn with_ring_size(mut self, bytes: usize) -> Self {
+        self.ring_size = bytes;
         self
     }
 }
@@ -176,14 +206,17 @@ impl SharedMemoryServer {
             _ => base,
         };
         let address = format!("{SCHEME}://{name}");
-        let segment = Segment::create_reclaiming(&name, QUEUE_LEN + SEGMENT_SLACK).map_err(|e| match e {
+        let len = Queue::len(shm.channels, shm.ring_size)
+            .map_err(|why| Error::InvalidArgument(format!("a shared-memory server of {why}")))?;
+        let segment = Segment::create_reclaiming(&name, len + SEGMENT_SLACK).map_err(|e| match e {
             Error::Shm(ShmError::Exists(_)) => Error::AddressInUse { endpoint: address.clone(), port },
             other => other,
         })?;
-        let queue = Queue::create(&segment)?;
+        let queue = Queue::create(&segment, shm.channels, shm.ring_size)?;
+        let receiver = Receiver::new(shm.channels, shm.single_copy_from.is_some(), shm.stall_timeout);
         Ok(Self {
             queue,
-            receiver: Slot::new(Receiver::new(shm.single_copy_from.is_some(), shm.stall_timeout)),
+            receiver: Slot::new(receiver),
             two_phase: TwoPhase::default(),
             limits: options.limits(Protocol::Ipc),
             address,
@@ -216,9 +249,10 @@ impl SharedMemoryServer {
     }
 
     /// A watch on this server's doorbell for a send of this process: `moved` runs whenever the doorbell
-    /// rang while the send waits (see [`SharedMemoryClient::send_watching`]).
+    /// rang while the send waits (see [`SharedMemoryClient::send_watching`]), and returns whether it did
+    /// its work (false: call again soon).
     #[cfg(feature = "mpi")]
-    pub(crate) fn watch<'w>(&'w self, moved: &'w mut dyn FnMut() -> Result<()>) -> Watch<'w> {
+    pub(crate) fn watch<'w>(&'w self, moved: &'w mut dyn FnMut() -> Result<bool>) -> Watch<'w> {
         Watch::new(self.queue.doorbell(), moved)
     }
 
@@ -267,7 +301,8 @@ pub struct SharedMemoryClient {
     address: String,
     send_timeout: Option<Duration>,
     single_copy_from: Option<usize>,
-    sender: Mutex<Option<Sender>>,
+    /// The channel, lent to one sending thread at a time (others wait for it within their own timeout).
+    sender: Slot<Option<Sender>>,
 }
 
 impl SharedMemoryClient {
@@ -286,7 +321,7 @@ impl SharedMemoryClient {
             name,
             send_timeout: options.send_timeout,
             single_copy_from: shm.single_copy_from,
-            sender: Mutex::new(None),
+            sender: Slot::new(None),
         })
     }
 
@@ -335,7 +370,7 @@ impl SharedMemoryClient {
         if server.is_gone() {
             let why =
                 format!("the server process {} is lost (it ended without removing its segment)", server.pid);
-            return Err(Error::transport("send to", &self.address, why));
+            return Err(Error::gone("send to", &self.address, why));
         }
         Ok(Sender::claim(queue, &self.address, self.single_copy_from).map_or(Attach::NoChannel, Attach::Done))
     }
@@ -393,11 +428,20 @@ impl SharedMemoryClient {
         watch: Option<Watch<'_>>,
     ) -> Result<()> {
         let frames: Vec<&[u8]> = std::iter::once(header).chain(bulks.iter().copied()).collect();
-        let mut held = lock(&self.sender);
         let deadline = timeout.map(|t| Instant::now() + t);
+        let Some(mut held) = self.sender.borrow_until(deadline.unwrap_or_else(far_future)) else {
+            let after = timeout.unwrap_or_default();
+            let op = "send (another thread's send on this client held it the whole time)";
+            return Err(Error::Timeout { op, after, peer: Some(self.address.clone()) });
+        };
         self.attach(&mut held, deadline, timeout)?;
         held.as_mut().expect("attached").send(&frames, timeout, watch)
     }
+}
+
+/// An instant no wait reaches: the deadline of a wait without one.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(1 << 30)
 }
 
 /// The longest pause between two attempts at attaching.

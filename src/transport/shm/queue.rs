@@ -1,11 +1,16 @@
-//! The queue in the server's segment: a control block, then [`CHANNELS`] channels, each a byte ring
-//! written by one client (single producer) and read by the server (single consumer).
+//! The queue in the server's segment: a control block, then as many channels as the server was made
+//! with, each a byte ring written by one client (single producer) and read by the server (single
+//! consumer).
 //!
 //! ```text
 //! control (128 B): magic u64 | server pid u32 | closed u32 | server start u64 | doorbell u32 | sleepers u32
-//! channel (128 B + RING): owner pid u32 | state u32 | owner start u64 | tail u64 | head u64 |
-//!                         signal u32 | sleepers u32 | transfer u32 | claim u64 | ... | ring of RING bytes
+//!                  | channels u32 | (pad) | ring bytes u64
+//! channel (128 B + ring): owner pid u32 | state u32 | owner start u64 | tail u64 | head u64 |
+//!                         signal u32 | sleepers u32 | transfer u32 | claim u64 | ... | ring
 //! ```
+//!
+//! A client reads the channel count and ring size once, when it opens the queue, checks them and keeps
+//! its own copy: a process that rewrites them later changes nothing for it.
 //!
 //! Every word here can be written by any process on the node that can open the segment, so nothing read
 //! from it is trusted: the consumer keeps its own `head`, checks every `tail` against it, and copies
@@ -19,17 +24,14 @@ use super::wait::Signal;
 use crate::error::{Error, Result};
 use crate::shm::{FullPtr, Process, Segment, ShmPtr};
 
-/// Channels per server: at most this many clients send to one server at once.
-pub(super) const CHANNELS: usize = 32;
-/// Bytes of one channel's ring: messages larger than this stream through it in pieces.
-pub(super) const RING: usize = 512 << 10;
+/// The most channels a queue holds (a client per channel: one per process of the node sending to it).
+const MAX_CHANNELS: usize = 4096;
+/// The smallest and largest ring a channel may have, in bytes (a power of two).
+const RING_SIZES: std::ops::RangeInclusive<usize> = (4 << 10)..=(64 << 20);
 
-const MAGIC: u64 = u64::from_le_bytes(*b"LBMSHMQ1");
+const MAGIC: u64 = u64::from_le_bytes(*b"LBMSHMQ2");
 const CONTROL: usize = 128;
 const CHANNEL_HEADER: usize = 128;
-const CHANNEL_SIZE: usize = CHANNEL_HEADER + RING;
-/// The queue's length in the segment.
-pub(super) const QUEUE_LEN: usize = CONTROL + CHANNELS * CHANNEL_SIZE;
 /// Where the queue lies in its segment: the first allocation of a fresh segment (after the segment's
 /// header and the block's).
 pub(super) const QUEUE_AT: u64 = 192;
@@ -43,6 +45,8 @@ const CLOSED_AT: usize = 12;
 const SERVER_START_AT: usize = 16;
 const DOORBELL_AT: usize = 24;
 const DOORBELL_SLEEPERS_AT: usize = 28;
+const CHANNELS_AT: usize = 32;
+const RING_AT: usize = 40;
 
 // A channel's header, from its start.
 const OWNER_PID_AT: usize = 0;
@@ -110,30 +114,57 @@ pub(super) mod transfer {
 #[derive(Clone)]
 pub(super) struct Queue {
     region: FullPtr,
+    /// The channel count and ring size, as this process formatted or first read them.
+    channels: usize,
+    ring: usize,
 }
 
 impl Queue {
-    /// Formats the queue in a new segment (its first allocation).
-    pub(super) fn create(segment: &Segment) -> Result<Self> {
-        let queue = Self { region: segment.allocate(QUEUE_LEN)? };
+    /// The bytes a queue of `channels` channels of `ring` bytes takes, or why that shape is refused.
+    pub(super) fn len(channels: usize, ring: usize) -> std::result::Result<usize, String> {
+        if !(1..=MAX_CHANNELS).contains(&channels) {
+            return Err(format!("{channels} channels (1 to {MAX_CHANNELS})"));
+        }
+        if !RING_SIZES.contains(&ring) || !ring.is_power_of_two() {
+            return Err(format!("a ring of {ring} bytes (a power of two from 4 KiB to 64 MiB)"));
+        }
+        Ok(CONTROL + channels * (CHANNEL_HEADER + ring))
+    }
+
+    /// Formats a queue of `channels` channels of `ring` bytes in a new segment (its first allocation).
+    pub(super) fn create(segment: &Segment, channels: usize, ring: usize) -> Result<Self> {
+        let len = Self::len(channels, ring).map_err(Error::InvalidArgument)?;
+        let queue = Self { region: segment.allocate(len)?, channels, ring };
         if queue.region.shm_ptr().offset != QUEUE_AT {
             return Err(Error::transport("format", segment.name(), "the queue is not the first allocation"));
         }
         let me = Process::current();
         queue.u32(SERVER_PID_AT).store(me.pid, Ordering::Relaxed);
         queue.u64(SERVER_START_AT).store(me.start, Ordering::Relaxed);
+        queue.u32(CHANNELS_AT).store(channels as u32, Ordering::Relaxed);
+        queue.u64(RING_AT).store(ring as u64, Ordering::Relaxed);
         queue.u64(MAGIC_AT).store(MAGIC, Ordering::Release);
         Ok(queue)
     }
 
-    /// The queue a server formatted in `segment` (mapped by a client).
+    /// The queue a server formatted in `segment` (mapped by a client): its shape is read once and
+    /// checked, from the control block, before the rest is mapped.
     pub(super) fn open(segment: &Segment) -> Result<Self> {
         let pointer = ShmPtr { segment: segment.name().to_owned(), offset: QUEUE_AT };
-        let queue = Self { region: segment.resolve(&pointer, QUEUE_LEN)? };
-        if queue.u64(MAGIC_AT).load(Ordering::Acquire) != MAGIC {
+        let control = Self { region: segment.resolve(&pointer, CONTROL)?, channels: 0, ring: 0 };
+        if control.u64(MAGIC_AT).load(Ordering::Acquire) != MAGIC {
             return Err(Error::transport("open", segment.name(), "no Lightbeam queue in this segment"));
         }
-        Ok(queue)
+        let channels = control.u32(CHANNELS_AT).load(Ordering::Relaxed) as usize;
+        let ring = usize::try_from(control.u64(RING_AT).load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let len = Self::len(channels, ring)
+            .map_err(|why| Error::transport("open", segment.name(), format!("the queue claims {why}")))?;
+        Ok(Self { region: segment.resolve(&pointer, len)?, channels, ring })
+    }
+
+    /// The bytes of each channel's ring.
+    pub(super) fn ring(&self) -> usize {
+        self.ring
     }
 
     fn u32(&self, at: usize) -> &AtomicU32 {
@@ -160,7 +191,7 @@ impl Queue {
     /// Marks the server gone and wakes every client waiting on it.
     pub(super) fn close(&self) {
         self.u32(CLOSED_AT).store(1, Ordering::Release);
-        (0..CHANNELS).for_each(|i| self.channel(i).signal().notify());
+        (0..self.channels).for_each(|i| self.channel(i).signal().notify());
     }
 
     /// Rung by clients when they published bytes; the server sleeps on it.
@@ -168,16 +199,16 @@ impl Queue {
         Signal { word: self.u32(DOORBELL_AT), sleepers: self.u32(DOORBELL_SLEEPERS_AT) }
     }
 
-    /// Channel `index`, below [`CHANNELS`].
+    /// Channel `index`, below [`Queue::channels`].
     pub(super) fn channel(&self, index: usize) -> Channel<'_> {
-        assert!(index < CHANNELS, "channel {index} out of range");
-        Channel { queue: self, base: CONTROL + index * CHANNEL_SIZE }
+        assert!(index < self.channels, "channel {index} out of range");
+        Channel { queue: self, base: CONTROL + index * (CHANNEL_HEADER + self.ring) }
     }
 
     /// Takes a free channel for `me` under the random word `claim` (see [`Channel::claim_word`]); `None`
     /// when every channel is taken.
     pub(super) fn claim(&self, me: Process, claim: u64) -> Option<usize> {
-        (0..CHANNELS).find(|&i| self.channel(i).claim(me, claim))
+        (0..self.channels).find(|&i| self.channel(i).claim(me, claim))
     }
 }
 
@@ -274,12 +305,18 @@ impl Channel<'_> {
         self.u32(TRANSFER_AT)
     }
 
+    /// The bytes of the channel's ring.
+    pub(super) fn ring(&self) -> usize {
+        self.queue.ring
+    }
+
     /// Copies `data` into the ring at stream position `at` (wrapping around its end).
     pub(super) fn write(&self, at: u64, data: &[u8]) {
+        let ring = self.queue.ring;
         let mut done = 0;
         while done < data.len() {
-            let offset = ((at + done as u64) % RING as u64) as usize;
-            let piece = (RING - offset).min(data.len() - done);
+            let offset = ((at + done as u64) % ring as u64) as usize;
+            let piece = (ring - offset).min(data.len() - done);
             let target = self.base + CHANNEL_HEADER + offset;
             self.queue.region.write(target, &data[done..done + piece]).expect("inside the ring");
             done += piece;
@@ -288,10 +325,11 @@ impl Channel<'_> {
 
     /// Copies bytes from the ring at stream position `at` into `out`.
     pub(super) fn read(&self, at: u64, out: &mut [u8]) {
+        let ring = self.queue.ring;
         let mut done = 0;
         while done < out.len() {
-            let offset = ((at + done as u64) % RING as u64) as usize;
-            let piece = (RING - offset).min(out.len() - done);
+            let offset = ((at + done as u64) % ring as u64) as usize;
+            let piece = (ring - offset).min(out.len() - done);
             let source = self.base + CHANNEL_HEADER + offset;
             self.queue.region.read(source, &mut out[done..done + piece]).expect("inside the ring");
             done += piece;

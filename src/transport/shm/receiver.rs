@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use super::message::{Cursor, Partial};
-use super::queue::{state, Queue, CHANNELS};
+use super::queue::{state, Queue};
 use super::wait::LIVENESS_PERIOD;
 use crate::error::{Error, Result};
 use crate::transport::{Limits, Payload};
@@ -31,7 +31,7 @@ struct View {
 
 /// The server's own view of its queue.
 pub(super) struct Receiver {
-    views: [View; CHANNELS],
+    views: Vec<View>,
     /// The channel to look at first next time (round robin, so no client starves the others).
     next: usize,
     /// Accept single-copy offers (else every offer is refused and the bytes come through the ring).
@@ -46,9 +46,10 @@ pub(super) struct Receiver {
 const SWEEP_PERIOD: Duration = Duration::from_millis(50);
 
 impl Receiver {
-    pub(super) fn new(single_copy: bool, stall: Duration) -> Self {
+    /// The view of a queue of `channels` channels.
+    pub(super) fn new(channels: usize, single_copy: bool, stall: Duration) -> Self {
         Self {
-            views: std::array::from_fn(|_| View::default()),
+            views: std::iter::repeat_with(View::default).take(channels).collect(),
             next: 0,
             single_copy,
             stall,
@@ -99,10 +100,11 @@ impl Receiver {
     /// channel then given up).
     fn scan(&mut self, queue: &Queue, limits: &Limits, endpoint: &str) -> Option<Result<Vec<Payload>>> {
         let first = self.next;
-        for index in (0..CHANNELS).map(|k| (first + k) % CHANNELS) {
+        let channels = self.views.len();
+        for index in (0..channels).map(|k| (first + k) % channels) {
             let outcome = self.look(queue, index, limits, endpoint).transpose();
             if outcome.is_some() {
-                self.next = (index + 1) % CHANNELS;
+                self.next = (index + 1) % channels;
                 return outcome;
             }
         }
@@ -169,13 +171,14 @@ impl Receiver {
 /// Fails a message in progress whose client left or died before ending it, or that made no progress for
 /// `stall`.
 fn check_progress(partial: &mut Partial, cursor: &Cursor<'_>, stall: Duration) -> Result<()> {
-    let lost = |why: String| Error::transport("receive on", cursor.endpoint, why);
+    let lost = |why: String| Error::gone("receive on", cursor.endpoint, why);
     let pid = cursor.owner.pid;
     if cursor.available()? > 0 {
         return Ok(());
     }
     if cursor.channel.state() != state::OPEN {
-        return Err(lost(format!("the client (pid {pid}) left mid-message")));
+        let why = format!("the client (pid {pid}) left mid-message");
+        return Err(Error::transport("receive on", cursor.endpoint, why));
     }
     if partial.checked.elapsed() >= LIVENESS_PERIOD {
         partial.checked = Instant::now();

@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::queue::{state, transfer, Channel, Queue, OFFER_PATIENCE, RING};
+use super::queue::{state, transfer, Channel, Queue, OFFER_PATIENCE};
 use super::record::{padded, Record};
 use super::wait::{deadline_after, Watch};
 use crate::error::{Error, Result};
@@ -122,9 +122,9 @@ impl Sender {
         let unread = self
             .published
             .checked_sub(head)
-            .filter(|&u| u <= RING as u64)
+            .filter(|&u| u <= self.queue.ring() as u64)
             .ok_or_else(|| self.garbage(format!("head {head}")))?;
-        Ok(RING as u64 - unread - (self.tail - self.published))
+        Ok(self.queue.ring() as u64 - unread - (self.tail - self.published))
     }
 
     fn publish(&mut self) {
@@ -194,7 +194,8 @@ impl Sending<'_, '_> {
             false => self.deadline,
         };
         let waiting = [transfer::PENDING];
-        let answer = match self.answer(id, patience, &waiting)? {
+        let answered = self.answer(id, patience, &waiting);
+        let answer = match answered.map_err(|error| self.abandon_offer(id, error))? {
             Some(transfer::COPYING) => self.settled(id)?,
             Some(answer) => answer,
             // Take the offer back unless the server took it meanwhile: once WITHDRAWN, the server reads
@@ -216,7 +217,8 @@ impl Sending<'_, '_> {
     /// deadline; past it the offer is withdrawn and the send times out (unless the answer came first).
     fn settled(&mut self, id: u32) -> Result<u32> {
         let waiting = [transfer::PENDING, transfer::COPYING];
-        if let Some(answer) = self.answer(id, self.deadline, &waiting)? {
+        let answered = self.answer(id, self.deadline, &waiting);
+        if let Some(answer) = answered.map_err(|error| self.abandon_offer(id, error))? {
             return Ok(answer);
         }
         if self.sender.withdraw(id, transfer::COPYING) {
@@ -227,6 +229,14 @@ impl Sending<'_, '_> {
             transfer::DONE | transfer::REFUSED => Ok(answer),
             other => Err(self.sender.garbage(format!("answer {other} to a single-copy offer"))),
         }
+    }
+
+    /// After `error` ended a wait for offer `id`'s answer (the watch's news, garbage, a lost server):
+    /// takes the offer back, pending or mid-copy, so that the server never reads the frame after `send`
+    /// returned (one that answered already has read it), and gives `error` back.
+    fn abandon_offer(&self, id: u32, error: Error) -> Error {
+        let _ = self.sender.withdraw(id, transfer::PENDING) || self.sender.withdraw(id, transfer::COPYING);
+        error
     }
 
     /// Waits for the server's answer to offer `id` until `deadline`: its state, once not in `waiting`.
@@ -248,7 +258,8 @@ impl Sending<'_, '_> {
             if room == 0 {
                 self.sender.publish();
                 let found = self.wait(self.deadline, |sender, channel| {
-                    Ok((channel.head() != sender.published.wrapping_sub(RING as u64)).then_some(()))
+                    let full = sender.published.wrapping_sub(sender.queue.ring() as u64);
+                    Ok((channel.head() != full).then_some(()))
                 })?;
                 if found.is_none() {
                     return Err(self.timeout("send (the server's queue stayed full)"));
@@ -286,7 +297,7 @@ impl Sending<'_, '_> {
                     return Ok(Some(value));
                 }
                 if sender.queue.closed() {
-                    return Err(lost("the server closed".into()));
+                    return Err(Error::gone("send to", &sender.endpoint, "the server closed"));
                 }
                 if channel.state() != state::OPEN || !sender.owns() {
                     return Err(lost("the server gave up on this client's channel".into()));
@@ -296,7 +307,11 @@ impl Sending<'_, '_> {
             || {
                 let server = sender.queue.server();
                 match server.is_gone() {
-                    true => Err(lost(format!("the server process {} is lost (it ended)", server.pid))),
+                    true => Err(Error::gone(
+                        "send to",
+                        &sender.endpoint,
+                        format!("the server process {} is lost (it ended)", server.pid),
+                    )),
                     false => Ok(()),
                 }
             },

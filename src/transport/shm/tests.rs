@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::queue::{state, transfer, Channel, Queue, RING};
+use super::queue::{state, transfer, Channel, Queue};
 use super::record::{padded, Record};
+use super::DEFAULT_RING_SIZE as RING;
 use super::{SharedMemoryClient, SharedMemoryServer, ShmOptions};
 use crate::error::Error;
 use crate::shm::{Process, Segment};

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCs
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
 use rustix::thread::futex;
 
 use crate::error::Result;
@@ -45,26 +46,32 @@ pub(super) const LIVENESS_PERIOD: Duration = Duration::from_millis(50);
 /// Without `futex_waitv`: the longest sleep on the own word before the watched word is looked at.
 const WATCH_SLICE: Duration = Duration::from_micros(200);
 
-/// A second signal to watch while waiting for one's own, and what to do when it moves.
+/// A second signal to watch while waiting for one's own, and what to do when it moves: the callback
+/// returns whether it did its work (false: it could not now, and is called again, at least every
+/// [`WATCH_SLICE`]).
 pub(crate) struct Watch<'w> {
     signal: Signal<'w>,
-    /// The watched word's value when the callback last ran (or the watch began).
+    /// The watched word's value when the callback last did its work (or the watch began).
     seen: u32,
-    moved: &'w mut dyn FnMut() -> Result<()>,
+    /// The callback could not do its work after the word last moved.
+    owed: bool,
+    moved: &'w mut dyn FnMut() -> Result<bool>,
 }
 
 impl<'w> Watch<'w> {
     #[cfg(feature = "mpi")]
-    pub(super) fn new(signal: Signal<'w>, moved: &'w mut dyn FnMut() -> Result<()>) -> Self {
-        Self { seen: signal.word.load(SeqCst), signal, moved }
+    pub(super) fn new(signal: Signal<'w>, moved: &'w mut dyn FnMut() -> Result<bool>) -> Self {
+        Self { seen: signal.word.load(SeqCst), owed: false, signal, moved }
     }
 
-    /// Runs the callback if the watched word moved since it last ran.
+    /// Runs the callback if the watched word moved since it last did its work.
     fn poll(&mut self) -> Result<()> {
         let now = self.signal.word.load(SeqCst);
-        if now != self.seen {
-            self.seen = now;
-            (self.moved)()?;
+        if now != self.seen || self.owed {
+            self.owed = !(self.moved)()?;
+            if !self.owed {
+                self.seen = now;
+            }
         }
         Ok(())
     }
@@ -98,11 +105,17 @@ impl Signal<'_> {
         mut watch: Option<&mut Watch<'_>>,
     ) -> Result<Option<T>> {
         let watched_signal = watch.as_deref().map(|w| w.signal);
+        let owed = std::cell::Cell::new(false);
+        // What is awaited first: an answer already there is not lost to an error of the watch.
         let mut ready = || {
+            if let Some(value) = ready()? {
+                return Ok(Some(value));
+            }
             if let Some(watch) = watch.as_deref_mut() {
                 watch.poll()?;
+                owed.set(watch.owed);
             }
-            ready()
+            Ok(None)
         };
         if let Some(value) = spin(&mut ready)? {
             return Ok(Some(value));
@@ -113,8 +126,10 @@ impl Signal<'_> {
             let watched = watched_signal.map(|signal| (signal, signal.word.load(SeqCst)));
             self.sleepers.fetch_add(1, SeqCst);
             watched.iter().for_each(|(signal, _)| _ = signal.sleepers.fetch_add(1, SeqCst));
-            let outcome =
-                self.sleep_unless_ready(seen, watched.map(|(s, v)| (s.word, v)), deadline, &mut ready);
+            // A watch whose callback could not do its work is called again soon, whatever rings.
+            let longest = if owed.get() { WATCH_SLICE } else { LIVENESS_PERIOD };
+            let watched_words = watched.map(|(s, v)| (s.word, v));
+            let outcome = self.sleep_unless_ready(seen, watched_words, deadline, longest, &mut ready);
             watched.iter().for_each(|(signal, _)| _ = signal.sleepers.fetch_sub(1, SeqCst));
             self.sleepers.fetch_sub(1, SeqCst);
             if let Some(outcome) = outcome {
@@ -134,6 +149,7 @@ impl Signal<'_> {
         seen: u32,
         watched: Option<(&AtomicU32, u32)>,
         deadline: Option<Instant>,
+        longest: Duration,
         ready: &mut impl FnMut() -> Result<Option<T>>,
     ) -> Option<Result<Option<T>>> {
         match ready() {
@@ -146,7 +162,7 @@ impl Signal<'_> {
             Some(deadline) => deadline - now,
             None => LIVENESS_PERIOD,
         };
-        let slice = left.min(LIVENESS_PERIOD);
+        let slice = left.min(longest);
         match watched {
             None => sleep_on(self.word, seen, slice),
             Some(other) => sleep_on_either([(self.word, seen), other], slice),
@@ -181,9 +197,11 @@ fn sleep_on_either(words: [(&AtomicU32, u32); 2], slice: Duration) {
         let until =
             futex::Timespec { tv_sec: now.tv_sec + nanos / 1_000_000_000, tv_nsec: nanos % 1_000_000_000 };
         match futex::waitv(&waiters, futex::WaitvFlags::empty(), Some(&until), futex::ClockId::Monotonic) {
-            Err(rustix::io::Errno::NOSYS) => MISSING.store(true, Relaxed),
-            // A word moved (EAGAIN), a wake, a signal, the time: look again.
-            _ => return,
+            // A wake, a word that moved, the time, a signal: look again.
+            Ok(_) | Err(Errno::AGAIN | Errno::TIMEDOUT | Errno::INTR) => return,
+            // ENOSYS before Linux 5.16; EPERM or EINVAL where a sandbox refuses the call: never ask
+            // again (a call failing at once would make every sleep a spin).
+            Err(_) => MISSING.store(true, Relaxed),
         }
     }
     let (word, seen) = words[0];
