@@ -13,7 +13,9 @@
 //!   from there on a pipelined chain in [`CHUNK_SIZE`] pieces (both tunable in
 //!   [`MeshConfig`](super::MeshConfig); the root's choice travels with the data, so ranks need not agree) (rank r forwards piece k to r+1 while piece
 //!   k+1 arrives, so the time approaches one transfer of the data however many ranks there are). Forwarding
-//!   moves the received frame on without copying it.
+//!   moves the received frame on without copying it. Both run along the ranks grouped by node (the
+//!   root, the rest of its node, then each other node's ranks), so the chain crosses the network once
+//!   per node whatever order mpirun placed the ranks in.
 //! - **scatter**: the root sends each rank its chunk directly, from several threads (rayon) when a chunk
 //!   is 64 KiB or more (measured: 16 MiB per rank at 4 ranks took 1.6 times as long from one thread;
 //!   below 64 KiB waking the threads costs more than it saves).
@@ -284,9 +286,9 @@ impl Mesh {
         let ongoing = self.begin_collective("broadcast", Operation::Broadcast, Some(root))?;
         self.check_rank(root)?;
         let n = self.size();
-        let relative = (self.rank.0 + n - root.0) % n;
-        let absolute = |r: usize| Rank((r + root.0) % n);
-        if relative == 0 {
+        let order = self.topology.order_from(root);
+        let absolute = |r: usize| order[r];
+        if self.rank == root {
             let data = buffer.bytes();
             let total = data.len();
             let algorithm = self.broadcast_algorithm(total);
@@ -335,8 +337,10 @@ impl Mesh {
         sink: &mut dyn FnMut(usize, usize, &[u8]),
     ) -> Result<usize> {
         let n = self.size();
-        let relative = (self.rank.0 + n - root.0) % n;
-        let absolute = |r: usize| Rank((r + root.0) % n);
+        // Positions along the node-grouped order from the root: the tree's and the chain's.
+        let order = self.topology.order_from(root);
+        let relative = order.iter().position(|&r| r == self.rank).expect("every rank is in the order");
+        let absolute = |r: usize| order[r];
         let next = (relative + 1 < n).then(|| absolute(relative + 1));
         // Only this rank's parent (tree) or predecessor (chain) sends to it in this broadcast.
         // The sender is the tree parent or the chain predecessor: often the same rank, which is then the

@@ -93,6 +93,22 @@ impl Topology {
     pub(crate) fn leader(&self, node: Node) -> Option<Rank> {
         self.ranks_on(node).and_then(|ranks| ranks.first().copied())
     }
+
+    /// Every rank, `root` first, grouped by node: the root's node (its ranks after the root, then those
+    /// before it), then each other node in turn from the root's, its ranks in increasing order. A chain
+    /// along this order crosses from node to node once per node, whatever order the ranks were placed
+    /// in (`mpirun --map-by node` puts consecutive ranks on different nodes).
+    pub(crate) fn order_from(&self, root: Rank) -> Vec<Rank> {
+        let Some(home) = self.node_of(root) else { return Vec::new() };
+        let nodes = self.ranks.len();
+        let mut order = Vec::with_capacity(self.node_of.len());
+        for node in (0..nodes).map(|k| (home.0 + k) % nodes) {
+            let ranks = &self.ranks[node];
+            let from = if node == home.0 { ranks.partition_point(|&r| r < root) } else { 0 };
+            order.extend(ranks[from..].iter().chain(&ranks[..from]));
+        }
+        order
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +136,21 @@ mod tests {
         assert_eq!(topology.node_of(Rank(5)), None);
         assert_eq!(topology.ranks_on(Node(3)), None);
         assert_eq!(topology.leader(Node(3)), None);
+    }
+
+    #[test]
+    fn the_order_from_a_root_visits_each_node_once_root_first() {
+        // Placed as `mpirun --map-by node` places 6 ranks on 2 nodes: 0, 2, 4 on one, 1, 3, 5 on the other.
+        let nodes = [id("a", "k"), id("b", "k"), id("a", "k"), id("b", "k"), id("a", "k"), id("b", "k")];
+        let topology = Topology::new(&nodes);
+        let order = |root| topology.order_from(Rank(root)).iter().map(|r| r.0).collect::<Vec<_>>();
+        assert_eq!(order(0), [0, 2, 4, 1, 3, 5]);
+        assert_eq!(order(2), [2, 4, 0, 1, 3, 5]);
+        assert_eq!(order(3), [3, 5, 1, 0, 2, 4]);
+        // One node: the ranks from the root on, then those before it.
+        let one = Topology::new(&[id("a", "k"), id("a", "k"), id("a", "k"), id("a", "k")]);
+        assert_eq!(one.order_from(Rank(2)), [Rank(2), Rank(3), Rank(0), Rank(1)]);
+        assert!(one.order_from(Rank(4)).is_empty());
     }
 
     #[test]
