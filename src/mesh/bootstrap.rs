@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::shm::Segment;
 use crate::transport::{
     shm::{DEFAULT_RING_SIZE, SCHEME},
-    Endpoint, Protocol, Server, SharedMemoryServer, ShmOptions, Transport, ZeroMqServer,
+    Endpoint, Protocol, Server, SharedMemoryServer, Transport, ZeroMqServer,
 };
 use crate::wire;
 
@@ -112,6 +112,7 @@ type Announcement = std::result::Result<Record, String>;
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Record {
     node: NodeId,
+    pid: u32,
     endpoints: Vec<String>,
 }
 
@@ -120,6 +121,8 @@ struct Record {
 pub(super) struct Peer {
     /// The node the rank runs on.
     pub(super) node: NodeId,
+    /// The rank's process on its node (ranks of one node read each other's memory by it).
+    pub(super) pid: u32,
     /// The rank's ZeroMQ server.
     pub(super) zeromq: Endpoint,
     /// The rank's shared-memory server (`shm://name`), when it has one.
@@ -167,7 +170,8 @@ fn bind_shared_memory(
     }
     let name = format!("{SEGMENT_PREFIX}{token:016x}-{rank}");
     let ring = ((32 << 20) / ranks_here.max(1)).clamp(64 << 10, DEFAULT_RING_SIZE);
-    let shape = ShmOptions::default().with_channels(ranks_here.max(1)).with_ring_size(1 << ring.ilog2()); // a power of two, at most the one asked
+    // The ring: a power of two, at most the size asked.
+    let shape = super::shm_options(config).with_channels(ranks_here.max(1)).with_ring_size(1 << ring.ilog2());
     SharedMemoryServer::bind(&name, SCHEME, 0, &config.options, &shape)
 }
 
@@ -184,7 +188,7 @@ fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, Str
         None => return Err(format!("rank {rank}: announced no ZeroMQ endpoint")),
     };
     // The shared-memory server comes in the second round.
-    Ok(Peer { node: record.node, zeromq, shared_memory: None })
+    Ok(Peer { node: record.node, pid: record.pid, zeromq, shared_memory: None })
 }
 
 /// Binds this rank's servers and all-gathers every rank's record, in two rounds: the first tells each
@@ -209,7 +213,8 @@ pub(super) fn bind_and_gather<C: Communicator>(
         .and_then(|endpoint| ZeroMqServer::bind(&endpoint, &config.options));
     let announcement: Announcement = match &zeromq {
         Ok(server) => {
-            Ok(Record { node: NodeId::local(), endpoints: vec![Server::address(server).to_owned()] })
+            let endpoints = vec![Server::address(server).to_owned()];
+            Ok(Record { node: NodeId::local(), pid: std::process::id(), endpoints })
         }
         Err(err) => Err(err.to_string()),
     };
@@ -350,6 +355,7 @@ mod tests {
     fn a_record_is_read_back_checked_and_any_fault_names_its_rank() {
         let record = |endpoints: &[&str]| Record {
             node: NodeId::local(),
+            pid: 7,
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
         };
         let good = encoded(&Ok(record(&["tcp://127.0.0.1:5555", "ipc:///tmp/lightbeam-x"])));

@@ -77,16 +77,13 @@ pub(crate) enum Link {
 
 impl Link {
     /// A link to the peer at the end of `route`, sending with `options`.
-    pub(crate) fn connect(route: &Route, options: &Options) -> Result<Self> {
+    /// (`shm` applies to a shared-memory link.)
+    pub(crate) fn connect(route: &Route, options: &Options, shm: ShmOptions) -> Result<Self> {
         Ok(match route {
             Route::ZeroMq(endpoint) => Self::ZeroMq(ZeroMqClient::connect(endpoint, options)?),
-            Route::SharedMemory(address) => Self::SharedMemory(SharedMemoryClient::connect(
-                address,
-                SCHEME,
-                0,
-                options,
-                &ShmOptions::default(),
-            )?),
+            Route::SharedMemory(address) => {
+                Self::SharedMemory(SharedMemoryClient::connect(address, SCHEME, 0, options, &shm)?)
+            }
         })
     }
 

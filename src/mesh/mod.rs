@@ -30,6 +30,7 @@ mod inbox;
 mod link;
 mod mailbox;
 mod progress;
+mod read_from_root;
 mod topology;
 
 use std::fmt;
@@ -55,6 +56,10 @@ use crate::transport::{Endpoint, Options, Payload, Protocol, Transport};
 /// The environment variable that sets the default of [`MeshConfig::same_node`]: `zeromq` forces ZeroMQ
 /// between ranks of one node, `shm` (or nothing) lets them use shared memory.
 pub const SAME_NODE_ENV: &str = "LIGHTBEAM_SAME_NODE";
+
+/// The environment variable that sets the default of [`MeshConfig::single_copy`]: `0` (or `false`,
+/// `no`) turns single copies between ranks of one node off.
+pub const SINGLE_COPY_ENV: &str = "LIGHTBEAM_SINGLE_COPY";
 
 /// How long a rank that failed in a collective waits for each peer to take its failure notice.
 const FAILURE_NOTICE_WAIT: Duration = Duration::from_millis(200);
@@ -130,6 +135,11 @@ pub struct MeshConfig {
     /// variable [`SAME_NODE_ENV`] (`LIGHTBEAM_SAME_NODE=zeromq`) sets the default, so a job can be
     /// switched without rebuilding it. Ranks use shared memory only where both sides allow it.
     pub same_node: Transport,
+    /// Let ranks of one node copy straight from each other's memory (`process_vm_readv`: large bulks,
+    /// and a broadcast's readers from the root's buffer). `false` sends every byte through the same-node
+    /// transport's rings instead, as happens by itself where the kernel refuses such copies (ptrace
+    /// rules, some containers). Default true, or [`SINGLE_COPY_ENV`].
+    pub single_copy: bool,
 }
 
 impl Default for MeshConfig {
@@ -144,8 +154,16 @@ impl Default for MeshConfig {
             pipeline_threshold: collectives::PIPELINE_THRESHOLD,
             chunk_size: collectives::CHUNK_SIZE,
             same_node: same_node_default(),
+            single_copy: !std::env::var(SINGLE_COPY_ENV)
+                .is_ok_and(|v| ["0", "false", "no"].contains(&v.trim().to_ascii_lowercase().as_str())),
         }
     }
+}
+
+/// The same-node transport's settings a mesh of `config` uses: no single copy when it is off.
+fn shm_options(config: &MeshConfig) -> crate::transport::ShmOptions {
+    let offers = config.single_copy.then_some(crate::transport::shm::DEFAULT_SINGLE_COPY_FROM);
+    crate::transport::ShmOptions::default().with_single_copy_from(offers)
 }
 
 /// The default of [`MeshConfig::same_node`]: shared memory unless [`SAME_NODE_ENV`] says `zeromq`.
@@ -214,6 +232,12 @@ impl MeshConfig {
     /// With [`MeshConfig::same_node`] set to `transport`.
     pub fn with_same_node(mut self, transport: Transport) -> Self {
         self.same_node = transport;
+        self
+    }
+
+    /// With [`MeshConfig::single_copy`] set to `allowed`.
+    pub fn with_single_copy(mut self, allowed: bool) -> Self {
+        self.single_copy = allowed;
         self
     }
 }
@@ -417,9 +441,14 @@ impl Mesh {
         let send_timeout =
             self.config.options.send_timeout.map_or(self.config.timeout, |t| t.min(self.config.timeout));
         let options = Options { send_timeout: Some(send_timeout), ..self.config.options.clone() };
-        let link = Arc::new(Link::connect(&self.routes[to.0], &options)?);
+        let link = Arc::new(Link::connect(&self.routes[to.0], &options, self.shm_options())?);
         links[to.0] = Some(Arc::clone(&link));
         Ok(link)
+    }
+
+    /// The same-node transport's settings for this mesh's clients and server.
+    fn shm_options(&self) -> crate::transport::ShmOptions {
+        shm_options(&self.config)
     }
 
     fn envelope(&self, channel: Channel, failed: bool) -> Envelope {

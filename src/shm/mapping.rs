@@ -182,27 +182,56 @@ pub(crate) fn read_process_into(pid: i32, address: u64, len: usize, out: &mut Ve
     out.reserve(len);
     let mut done = 0;
     while done < len {
-        let Some(base) = usize::try_from(address).ok().and_then(|a| a.checked_add(done)) else {
+        let Some(base) = remote_address(address, done) else { return false };
+        let spare = out.spare_capacity_mut();
+        // SAFETY: the spare capacity holds at least `len - done` bytes (reserved above for all `len`,
+        // less the `done` appended) and is borrowed mutably here, so nothing else references it.
+        let Some(copied) = (unsafe { read_once(pid, base, spare.as_mut_ptr().cast(), len - done) }) else {
             return false;
         };
-        let left = len - done;
-        let local = libc::iovec { iov_base: out.spare_capacity_mut().as_mut_ptr().cast(), iov_len: left };
-        let remote = libc::iovec { iov_base: base as *mut libc::c_void, iov_len: left };
-        // SAFETY: `local` is `left` bytes of `out`'s spare capacity (reserved above for all `len`, less
-        // the `done` appended), memory this function borrows mutably and nothing else references; the
-        // kernel writes at most `left` bytes there and only reads through `remote`, in the other
-        // process, whose addresses it checks itself (a bad one is an error, never a write here).
-        let copied = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-        let Ok(copied) = usize::try_from(copied) else { return false };
-        if copied == 0 || copied > left {
-            return false;
-        }
-        // SAFETY: the kernel initialised the first `copied` bytes of the spare capacity (checked to be
-        // within the `left` reserved).
+        // SAFETY: the kernel initialised the first `copied` bytes of the spare capacity (`read_once`
+        // returns at most the `len - done` it was given).
         unsafe { out.set_len(out.len() + copied) };
         done += copied;
     }
     true
+}
+
+/// Fills `out` with the bytes at `address` in process `pid`, copied straight from that process's memory
+/// (a single copy). False when the kernel refuses or the process is gone; `out` then holds a part.
+pub(crate) fn read_process_exact(pid: i32, address: u64, out: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < out.len() {
+        let Some(base) = remote_address(address, done) else { return false };
+        let rest = &mut out[done..];
+        // SAFETY: `rest` is borrowed mutably here: writable for its whole length, referenced by nothing
+        // else while the call runs.
+        let Some(copied) = (unsafe { read_once(pid, base, rest.as_mut_ptr(), rest.len()) }) else {
+            return false;
+        };
+        done += copied;
+    }
+    true
+}
+
+/// `address + done` in the other process, when it does not overflow.
+fn remote_address(address: u64, done: usize) -> Option<usize> {
+    usize::try_from(address).ok()?.checked_add(done)
+}
+
+/// One `process_vm_readv` of at most `len` bytes at `address` in process `pid` into `local`: the count
+/// copied (1 to `len`), or `None` when the kernel refused or copied nothing.
+///
+/// # Safety
+/// `local` must be valid for writes of `len` bytes, and nothing may read or write them during the call.
+unsafe fn read_once(pid: i32, address: usize, local: *mut u8, len: usize) -> Option<usize> {
+    let local = libc::iovec { iov_base: local.cast(), iov_len: len };
+    let remote = libc::iovec { iov_base: address as *mut libc::c_void, iov_len: len };
+    // SAFETY: the caller makes `local` writable for `len` bytes and keeps everyone else off them; the
+    // kernel writes at most that many there and only reads through `remote`, in the other process,
+    // whose addresses it checks itself (a bad one is an error, never a write here).
+    let copied = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    usize::try_from(copied).ok().filter(|&copied| copied > 0 && copied <= len)
 }
 
 #[cfg(test)]
@@ -223,6 +252,12 @@ mod tests {
         assert!(refused.is_empty());
         // A process that does not exist.
         assert!(!super::read_process_into(i32::MAX, source.as_ptr() as u64, 10, &mut refused));
+        // Into a slice: exact, or refused.
+        let mut exact = vec![0u8; source.len()];
+        assert!(super::read_process_exact(pid, source.as_ptr() as u64, &mut exact));
+        assert_eq!(exact, source);
+        assert!(!super::read_process_exact(pid, 8, &mut exact[..100]));
+        assert!(super::read_process_exact(pid, 8, &mut []), "nothing to read is done at once");
     }
 
     #[test]

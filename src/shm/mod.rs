@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::error::ShmError;
 use crate::error::{Error, Result};
-pub(crate) use mapping::read_process_into;
 use mapping::Mapping;
+pub(crate) use mapping::{read_process_exact, read_process_into};
 pub use peer::PeerRegion;
 pub(crate) use process::Process;
 pub use region::FullPtr;

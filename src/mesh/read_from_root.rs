@@ -1,0 +1,164 @@
+//! The broadcast of a mesh on one node: every rank copies the root's buffer straight from the root's
+//! memory (`process_vm_readv`), all at once, one copy each, into its own buffer; the root returns once
+//! every rank said it has the data, so its buffer is never read after the call. Where the kernel refuses
+//! a rank the single copy (ptrace rules, a container), that rank asks for the bytes and the root sends
+//! them to it in pieces.
+//!
+//! A descriptor names the root's process and buffer; a rank reads only from the process the bootstrap
+//! recorded for the root, and a same-user process that forges a descriptor could read that memory
+//! itself (see the same-node transport's trust notes).
+
+#![forbid(unsafe_code)]
+
+use super::collectives::{bad_message, pieces, BroadcastAlgorithm, Land, Piece};
+use super::mailbox::Incoming;
+use super::progress::Ongoing;
+use super::{Mesh, Rank, Source};
+use crate::error::Result;
+use crate::shm::read_process_exact;
+
+/// A rank's answer to the root: it copied the data (or needs none: its buffer is too small)...
+const COPIED: u8 = 0;
+/// ...or the kernel refused it the single copy, and the root must send the bytes.
+const SEND_BYTES: u8 = 1;
+
+/// Where the root's data is: its process and the buffer's address, 12 bytes.
+struct Descriptor {
+    pid: u32,
+    address: u64,
+}
+
+impl Descriptor {
+    fn encode(&self) -> [u8; 12] {
+        let mut bytes = [0; 12];
+        bytes[..4].copy_from_slice(&self.pid.to_le_bytes());
+        bytes[4..].copy_from_slice(&self.address.to_le_bytes());
+        bytes
+    }
+
+    fn decode(incoming: &Incoming, bytes: &[u8]) -> Result<Self> {
+        let bytes: &[u8; 12] = bytes.try_into().map_err(|_| bad_message(incoming, "malformed descriptor"))?;
+        let pid = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        let address = u64::from_le_bytes(bytes[4..].try_into().expect("8 bytes"));
+        Ok(Self { pid, address })
+    }
+}
+
+impl Mesh {
+    /// True when a broadcast from this rank can have every rank read from it: the whole mesh on this
+    /// node, each rank reached through shared memory.
+    pub(super) fn every_rank_reads_here(&self) -> bool {
+        use crate::transport::Transport;
+        self.size() > 1
+            && self.topology.node_count() == 1
+            && (0..self.size())
+                .all(|r| self.transport_to(Rank(r)).is_ok_and(|t| t == Transport::SharedMemory))
+    }
+
+    /// The root's side: tells every rank where `data` is, then waits for each to answer, sending the
+    /// bytes to those the kernel refused the copy.
+    pub(super) fn offer_to_readers(&self, ongoing: &Ongoing, order: &[Rank], data: &[u8]) -> Result<()> {
+        let total = data.len();
+        let header = |offset| Piece { total, offset, algorithm: BroadcastAlgorithm::ReadFromRoot }.encode();
+        let descriptor = Descriptor { pid: std::process::id(), address: data.as_ptr() as u64 }.encode();
+        let readers = &order[1..];
+        for &reader in readers {
+            self.send_in(ongoing, reader, &[&header(0), &descriptor])?;
+        }
+        let mut waiting: Vec<Rank> = readers.to_vec();
+        while let Some(&suspect) = waiting.first() {
+            let answer = self.receive_in(ongoing, Source::Any, Some(suspect))?;
+            let (_, status) = Piece::read(&answer)?;
+            let Some(at) = waiting.iter().position(|&r| r == answer.source) else {
+                return Err(bad_message(&answer, "a second answer to the root"));
+            };
+            waiting.swap_remove(at);
+            waiting.sort_unstable();
+            match status {
+                [COPIED] => {}
+                [SEND_BYTES] => {
+                    let chained =
+                        |offset| Piece { total, offset, algorithm: BroadcastAlgorithm::PipelinedChain };
+                    for (offset, piece) in pieces(data, self.config.chunk_size) {
+                        self.send_in(ongoing, answer.source, &[&chained(offset).encode(), piece])?;
+                    }
+                }
+                _ => return Err(bad_message(&answer, "an answer the root does not know")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A rank's side, once the root's descriptor (`first`, of a broadcast of `total` bytes) came: copies
+    /// the root's buffer into `land` in pieces of the chunk size, answers the root, and returns `total`.
+    pub(super) fn read_from_root(
+        &self,
+        ongoing: &Ongoing,
+        root: Rank,
+        first: &Incoming,
+        total: usize,
+        land: &mut dyn Land,
+    ) -> Result<usize> {
+        if first.source != root {
+            return Err(bad_message(first, "a descriptor from a rank that is not the root"));
+        }
+        let (_, bytes) = Piece::read(first)?;
+        let descriptor = Descriptor::decode(first, bytes)?;
+        if descriptor.pid != self.peers[root.0].pid {
+            return Err(bad_message(first, "a descriptor naming another process than the root's"));
+        }
+        let header = Piece { total, offset: 0, algorithm: BroadcastAlgorithm::ReadFromRoot }.encode();
+        let copied = match land.room(total) {
+            // Too small: the root need send nothing; the caller reports the size.
+            None => true,
+            Some(room) => {
+                self.config.single_copy && copy_in_pieces(&descriptor, room, self.config.chunk_size)
+            }
+        };
+        if copied {
+            land.progressed(total, total);
+        }
+        let status = if copied { COPIED } else { SEND_BYTES };
+        self.send_in(ongoing, root, &[&header, &[status]])?;
+        if !copied {
+            self.receive_bytes_from(ongoing, root, total, land)?;
+        }
+        Ok(total)
+    }
+
+    /// Receives the root's bytes in pieces, for a rank the kernel refused the single copy.
+    fn receive_bytes_from(
+        &self,
+        ongoing: &Ongoing,
+        root: Rank,
+        total: usize,
+        land: &mut dyn Land,
+    ) -> Result<()> {
+        let mut received = 0;
+        while received < total {
+            let incoming = self.receive_in(ongoing, Source::Rank(root), Some(root))?;
+            let (piece, bytes) = Piece::read(&incoming)?;
+            if piece.total != total || piece.offset != received {
+                return Err(bad_message(&incoming, "a piece out of order"));
+            }
+            if bytes.is_empty() {
+                return Err(bad_message(&incoming, "an empty piece"));
+            }
+            land.put(total, piece.offset, bytes);
+            received += bytes.len();
+        }
+        Ok(())
+    }
+}
+
+/// Copies the root's buffer into `room` in pieces of `chunk` bytes (each one system call); false when
+/// the kernel refused a copy.
+fn copy_in_pieces(descriptor: &Descriptor, room: &mut [u8], chunk: usize) -> bool {
+    let Ok(pid) = i32::try_from(descriptor.pid) else { return false };
+    let mut done = 0u64;
+    room.chunks_mut(chunk.max(1)).all(|piece| {
+        let read = descriptor.address.checked_add(done).is_some_and(|at| read_process_exact(pid, at, piece));
+        done += piece.len() as u64;
+        read
+    })
+}
