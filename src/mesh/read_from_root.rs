@@ -1,6 +1,7 @@
 //! The broadcast of a mesh on one node: every rank copies the root's buffer straight from the root's
 //! memory (`process_vm_readv`), all at once, one copy each, into its own buffer; the root returns once
-//! every rank said it has the data, so its buffer is never read after the call. Where the kernel refuses
+//! every rank said it has the data, so its buffer is never read after the call, and then tells each rank
+//! that what it copied stands (the rank returns only then). Where the kernel refuses
 //! a rank the single copy (ptrace rules, a container), that rank asks for the bytes and the root sends
 //! them to it in pieces.
 //!
@@ -21,6 +22,10 @@ use crate::shm::read_process_exact;
 const COPIED: u8 = 0;
 /// ...or the kernel refused it the single copy, and the root must send the bytes.
 const SEND_BYTES: u8 = 1;
+/// The root's last word to each rank: every rank answered while the buffer stayed in place, so what
+/// each copied is the broadcast's data (a rank whose copy outlived the root's deadline gets the root's
+/// failure instead, never success with bytes of a buffer the root had let go).
+const RELEASED: u8 = 2;
 
 /// Where the root's data is: its process and the buffer's address, 12 bytes.
 struct Descriptor {
@@ -86,6 +91,9 @@ impl Mesh {
                 _ => return Err(bad_message(&answer, "an answer the root does not know")),
             }
         }
+        for &reader in readers {
+            self.send_in(ongoing, reader, &[&header(0), &[RELEASED]])?;
+        }
         Ok(())
     }
 
@@ -123,7 +131,11 @@ impl Mesh {
         if !copied {
             self.receive_bytes_from(ongoing, root, total, land)?;
         }
-        Ok(total)
+        let last = self.receive_in(ongoing, Source::Rank(root), Some(root))?;
+        match Piece::read(&last)? {
+            (piece, [RELEASED]) if piece.algorithm == BroadcastAlgorithm::ReadFromRoot => Ok(total),
+            _ => Err(bad_message(&last, "not the root's release")),
+        }
     }
 
     /// Receives the root's bytes in pieces, for a rank the kernel refused the single copy.
