@@ -86,6 +86,7 @@ use super::mailbox::Incoming;
 use super::progress::Ongoing;
 use super::{Mesh, Rank, Source};
 use crate::error::{Error, Result};
+use crate::transport::Payload;
 
 /// The default size from which broadcasts use the pipelined chain; smaller ones use the binomial tree.
 pub const PIPELINE_THRESHOLD: usize = 256 << 10;
@@ -269,6 +270,16 @@ pub(super) fn pieces(data: &[u8], chunk_size: usize) -> impl Iterator<Item = (us
 fn refill(vec: &mut Vec<u8>, data: &[u8]) {
     vec.clear();
     vec.extend_from_slice(data);
+}
+
+/// Puts the chunk `incoming` carries into `slot`: the buffer the transport received it into moves in
+/// (the same-node transport's, no copy), or the bytes are copied (a ZeroMQ frame).
+fn land_chunk(slot: &mut Vec<u8>, incoming: Incoming) {
+    match incoming.payloads.into_iter().next().map(Payload::into_vec) {
+        Some(Ok(buffer)) => *slot = buffer,
+        Some(Err(frame)) => refill(slot, &frame),
+        None => slot.clear(),
+    }
 }
 
 pub(super) fn bad_message(incoming: &Incoming, reason: &str) -> Error {
@@ -532,7 +543,7 @@ impl Mesh {
                 let reason = "a second contribution".into();
                 return Err(Error::BadPeerMessage { rank: source.0, op: "gather", reason });
             }
-            refill(&mut gathered[source.0], incoming.payloads.first().map_or(&[][..], |p| &p[..]));
+            land_chunk(&mut gathered[source.0], incoming);
         }
         Ok(gathered.iter().map(Vec::len).sum())
     }
@@ -564,7 +575,7 @@ impl Mesh {
             let (to, from) = ((me + step) % n, (me + n - step) % n);
             self.send_in(ongoing, Rank(to), &[chunks[to]])?;
             let incoming = self.receive_in(ongoing, Source::Rank(Rank(from)), Some(Rank(from)))?;
-            refill(&mut received[from], incoming.payloads.first().map_or(&[][..], |p| &p[..]));
+            land_chunk(&mut received[from], incoming);
         }
         Ok(())
     }

@@ -20,9 +20,17 @@ impl Payload {
     }
 
     /// A payload holding bytes a transport received into a buffer of its own.
-    #[allow(dead_code)] // the same-node transport's
     pub(super) fn from_vec(bytes: Vec<u8>) -> Self {
         Self(Bytes::Owned(bytes))
+    }
+
+    /// The payload's own buffer, when a transport received it into one (the same-node transport does);
+    /// otherwise the payload back.
+    pub(crate) fn into_vec(self) -> Result<Vec<u8>, Self> {
+        match self.0 {
+            Bytes::Owned(bytes) => Ok(bytes),
+            other => Err(Self(other)),
+        }
     }
 
     /// Turns the payload into a ZeroMQ frame without copying its bytes (an owned buffer's allocation
@@ -64,6 +72,9 @@ mod tests {
         assert_eq!(payload.as_ptr(), address, "read in place");
         let frame = payload.into_zmq();
         assert_eq!(frame.as_ptr(), address, "the allocation moved into the frame");
+        let back = Payload::from_vec(vec![1, 2, 3]).into_vec().expect("an owned buffer comes back");
+        assert_eq!(back, [1, 2, 3]);
+        assert!(Payload::from_zmq(::zmq::Message::from(&b"z"[..])).into_vec().is_err());
 
         let payload = Payload::from_zmq(::zmq::Message::from(&b"frame"[..]));
         assert_eq!(&payload[..], b"frame");
