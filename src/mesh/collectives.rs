@@ -323,7 +323,7 @@ impl Mesh {
     pub fn broadcast_algorithm(&self, len: usize) -> BroadcastAlgorithm {
         if len < self.config.pipeline_threshold {
             BroadcastAlgorithm::BinomialTree
-        } else if self.every_rank_reads_here() {
+        } else if self.config.single_copy && self.every_rank_reads_here() {
             BroadcastAlgorithm::ReadFromRoot
         } else {
             BroadcastAlgorithm::PipelinedChain
@@ -429,9 +429,10 @@ impl Mesh {
         let below: Vec<Rank> = match algorithm {
             BroadcastAlgorithm::BinomialTree => tree_children(relative, n).map(absolute).collect(),
             BroadcastAlgorithm::PipelinedChain => next.into_iter().collect(),
-            // Nobody waits on this rank but the root, which has its own deadline.
+            // Only the root waits on this rank: it is told of a failure at once.
             BroadcastAlgorithm::ReadFromRoot => {
-                return self.read_from_root(ongoing, root, &incoming, total, land)
+                let read = self.read_from_root(ongoing, root, &incoming, total, land);
+                return self.or_report(ongoing, [root], read);
             }
         };
         let relay = || -> Result<usize> {

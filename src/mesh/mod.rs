@@ -281,6 +281,8 @@ pub struct Mesh {
     mailbox: Mutex<Mailbox>,
     /// Mismatches found while a send waited, for the other ranks to be told once it returned.
     untold: Mutex<Vec<self::envelope::Mismatch>>,
+    /// A rank was refused a copy from this rank's memory: broadcasts from here take the chain.
+    readers_refused: std::sync::atomic::AtomicBool,
     token: u64,
     config: MeshConfig,
     collective_sequence: std::sync::atomic::AtomicU64,
@@ -313,6 +315,7 @@ impl Mesh {
             inbox,
             mailbox: Mutex::default(),
             untold: Mutex::default(),
+            readers_refused: Default::default(),
             token,
             config,
             collective_sequence: Default::default(),

@@ -1,9 +1,10 @@
 //! The broadcast of a mesh on one node: every rank copies the root's buffer straight from the root's
-//! memory (`process_vm_readv`), all at once, one copy each, into its own buffer; the root returns once
-//! every rank said it has the data, so its buffer is never read after the call, and then tells each rank
-//! that what it copied stands (the rank returns only then). Where the kernel refuses
+//! memory (`process_vm_readv`), all at once, one copy each, into its own buffer; the root returns
+//! success only once every rank said it has the data (so its buffer is not read after a successful
+//! call), and then tells each rank that what it copied stands (the rank returns only then). Where the
+//! kernel refuses
 //! a rank the single copy (ptrace rules, a container), that rank asks for the bytes and the root sends
-//! them to it in pieces.
+//! them to it in pieces, and the mesh's later broadcasts take the chain.
 //!
 //! A descriptor names the root's process and buffer; a rank reads only from the process the bootstrap
 //! recorded for the root, and a same-user process that forges a descriptor could read that memory
@@ -55,6 +56,7 @@ impl Mesh {
     pub(super) fn every_rank_reads_here(&self) -> bool {
         use crate::transport::Transport;
         self.size() > 1
+            && !self.readers_refused.load(std::sync::atomic::Ordering::Relaxed)
             && self.topology.node_count() == 1
             && (0..self.size())
                 .all(|r| self.transport_to(Rank(r)).is_ok_and(|t| t == Transport::SharedMemory))
@@ -82,6 +84,9 @@ impl Mesh {
             match status {
                 [COPIED] => {}
                 [SEND_BYTES] => {
+                    // The kernel refuses copies here: later broadcasts take the chain, which sends the
+                    // bytes once, not once per rank.
+                    self.readers_refused.store(true, std::sync::atomic::Ordering::Relaxed);
                     let chained =
                         |offset| Piece { total, offset, algorithm: BroadcastAlgorithm::PipelinedChain };
                     for (offset, piece) in pieces(data, self.config.chunk_size) {
@@ -112,7 +117,8 @@ impl Mesh {
         }
         let (_, bytes) = Piece::read(first)?;
         let descriptor = Descriptor::decode(first, bytes)?;
-        if descriptor.pid != self.peers[root.0].pid {
+        // (A descriptor naming this very process would be a pid of another namespace: never read.)
+        if descriptor.pid != self.peers[root.0].pid || descriptor.pid == std::process::id() {
             return Err(bad_message(first, "a descriptor naming another process than the root's"));
         }
         let header = Piece { total, offset: 0, algorithm: BroadcastAlgorithm::ReadFromRoot }.encode();
@@ -120,7 +126,8 @@ impl Mesh {
             // Too small: the root need send nothing; the caller reports the size.
             None => true,
             Some(room) => {
-                self.config.single_copy && copy_in_pieces(&descriptor, room, self.config.chunk_size)
+                let chunk = self.config.chunk_size;
+                room.is_empty() || (self.config.single_copy && copy_in_pieces(&descriptor, room, chunk))
             }
         };
         if copied {
@@ -150,6 +157,9 @@ impl Mesh {
         while received < total {
             let incoming = self.receive_in(ongoing, Source::Rank(root), Some(root))?;
             let (piece, bytes) = Piece::read(&incoming)?;
+            if piece.algorithm != BroadcastAlgorithm::PipelinedChain {
+                return Err(bad_message(&incoming, "not a piece of the root's bytes"));
+            }
             if piece.total != total || piece.offset != received {
                 return Err(bad_message(&incoming, "a piece out of order"));
             }

@@ -10,13 +10,15 @@ use super::Rank;
 /// Where the kernel publishes the random id it drew at boot.
 const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
-/// The identity of the node a rank runs on: its host name and its kernel's boot id. Both are compared:
-/// network namespaces (as the multi-host test harness makes) share one kernel but each have their own
-/// host name, and two machines may share a host name but never a boot id.
+/// The identity of the node a rank runs on: its host name, its kernel's boot id and its pid namespace.
+/// All are compared: network namespaces (as the multi-host test harness makes) share one kernel but each
+/// have their own host name; two machines may share a host name but never a boot id; and containers that
+/// share both (host network) may still not share pids, which the same-node transport needs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct NodeId {
     host: String,
     boot_id: String,
+    pid_namespace: u64,
 }
 
 impl NodeId {
@@ -26,7 +28,7 @@ impl NodeId {
         let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let boot_id =
             std::fs::read_to_string(BOOT_ID_PATH).map(|id| id.trim().to_owned()).unwrap_or_default();
-        Self { host, boot_id }
+        Self { host, boot_id, pid_namespace: crate::shm::pid_namespace() }
     }
 
     /// A node of this kernel with another host name (as a network namespace of the test harness).
@@ -116,7 +118,7 @@ mod tests {
     use super::*;
 
     fn id(host: &str, boot_id: &str) -> NodeId {
-        NodeId { host: host.into(), boot_id: boot_id.into() }
+        NodeId { host: host.into(), boot_id: boot_id.into(), pid_namespace: 1 }
     }
 
     #[test]

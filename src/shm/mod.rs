@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 use mapping::Mapping;
 pub(crate) use mapping::{read_process_exact, read_process_into};
 pub use peer::PeerRegion;
-pub(crate) use process::Process;
+pub(crate) use process::{pid_namespace, Process};
 pub use region::FullPtr;
 
 struct Inner {

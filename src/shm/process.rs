@@ -34,6 +34,15 @@ impl Process {
     }
 }
 
+/// The inode of this process's pid namespace (0 when `/proc` cannot tell): processes whose pids mean
+/// the same thing share it. Containers that share a node's `/dev/shm` may not.
+pub(crate) fn pid_namespace() -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&match std::fs::metadata("/proc/self/ns/pid") {
+        Ok(metadata) => metadata,
+        Err(_) => return 0,
+    })
+}
+
 /// What `/proc/<pid>/stat` tells about a process.
 struct Stat {
     start: u64,

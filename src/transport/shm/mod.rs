@@ -366,6 +366,11 @@ impl SharedMemoryClient {
         if queue.closed() {
             return Ok(Attach::NoServer); // its segment goes next, perhaps for a new server of the name
         }
+        if queue.server_pid_namespace() != crate::shm::pid_namespace() {
+            let why = "the server runs in another pid namespace (another container): pids, liveness and \
+                       single copies cannot be told apart across it";
+            return Err(Error::transport("send to", &self.address, why));
+        }
         let server = queue.server();
         if server.is_gone() {
             let why =

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! control (128 B): magic u64 | server pid u32 | closed u32 | server start u64 | doorbell u32 | sleepers u32
-//!                  | channels u32 | (pad) | ring bytes u64
+//!                  | channels u32 | (pad) | ring bytes u64 | server pid namespace u64
 //! channel (128 B + ring): owner pid u32 | state u32 | owner start u64 | tail u64 | head u64 |
 //!                         signal u32 | sleepers u32 | transfer u32 | claim u64 | ... | ring
 //! ```
@@ -47,6 +47,7 @@ const DOORBELL_AT: usize = 24;
 const DOORBELL_SLEEPERS_AT: usize = 28;
 const CHANNELS_AT: usize = 32;
 const RING_AT: usize = 40;
+const SERVER_PID_NAMESPACE_AT: usize = 48;
 
 // A channel's header, from its start.
 const OWNER_PID_AT: usize = 0;
@@ -143,6 +144,7 @@ impl Queue {
         queue.u64(SERVER_START_AT).store(me.start, Ordering::Relaxed);
         queue.u32(CHANNELS_AT).store(channels as u32, Ordering::Relaxed);
         queue.u64(RING_AT).store(ring as u64, Ordering::Relaxed);
+        queue.u64(SERVER_PID_NAMESPACE_AT).store(crate::shm::pid_namespace(), Ordering::Relaxed);
         queue.u64(MAGIC_AT).store(MAGIC, Ordering::Release);
         Ok(queue)
     }
@@ -181,6 +183,11 @@ impl Queue {
             pid: self.u32(SERVER_PID_AT).load(Ordering::Relaxed),
             start: self.u64(SERVER_START_AT).load(Ordering::Relaxed),
         }
+    }
+
+    /// The inode of the server's pid namespace, as it wrote it in.
+    pub(super) fn server_pid_namespace(&self) -> u64 {
+        self.u64(SERVER_PID_NAMESPACE_AT).load(Ordering::Relaxed)
     }
 
     /// True once the server was dropped.
