@@ -354,8 +354,9 @@ impl Mesh {
         Ok(self.routes[rank.0].transport())
     }
 
-    /// The node rank `rank` runs on. Ranks are on one node when they share a host name and a running
-    /// kernel (its boot id); nodes are numbered in the order of their lowest rank, so rank 0 is on node 0.
+    /// The node rank `rank` runs on. Ranks are on one node when they share a host name, a running kernel
+    /// (its boot id) and a pid namespace; nodes are numbered in the order of their lowest rank, so rank 0
+    /// is on node 0.
     pub fn node_of(&self, rank: Rank) -> Result<Node> {
         self.check_rank(rank)?;
         Ok(self.topology.node_of(rank).expect("every rank has a node"))

@@ -1,5 +1,5 @@
-//! Which ranks share a node: a node is one running kernel, known by its host name and boot id, and its
-//! leader is its lowest rank.
+//! Which ranks share a node: a node is one running kernel, known by its host name, boot id and pid
+//! namespace, and its leader is its lowest rank.
 
 #![forbid(unsafe_code)]
 
