@@ -171,7 +171,7 @@ fn bind_shared_memory(
     let name = format!("{SEGMENT_PREFIX}{token:016x}-{rank}");
     let ring = ((32 << 20) / ranks_here.max(1)).clamp(64 << 10, DEFAULT_RING_SIZE);
     // The ring: a power of two, at most the size asked.
-    let shape = super::shm_options(config).with_channels(ranks_here.max(1)).with_ring_size(1 << ring.ilog2());
+    let shape = config.shm_options().with_channels(ranks_here.max(1)).with_ring_size(1 << ring.ilog2());
     SharedMemoryServer::bind(&name, SCHEME, 0, &config.options, &shape)
 }
 

@@ -85,12 +85,10 @@ impl Inbox {
 
     /// The address peers reach this rank at (the shared-memory one when there is one).
     pub(crate) fn address(&self) -> &str {
-        match self.shared_memory() {
-            Some(server) => Server::address(server),
-            None => match self {
-                Self::ZeroMq(server) => Server::address(server),
-                _ => unreachable!("an inbox without shared memory is ZeroMQ's"),
-            },
+        match self {
+            Self::ZeroMq(server) => Server::address(server),
+            Self::SharedMemory(server) => Server::address(&**server),
+            Self::Both(bridged) => Server::address(&bridged.shared.server),
         }
     }
 }

@@ -160,10 +160,12 @@ impl Default for MeshConfig {
     }
 }
 
-/// The same-node transport's settings a mesh of `config` uses: no single copy when it is off.
-fn shm_options(config: &MeshConfig) -> crate::transport::ShmOptions {
-    let offers = config.single_copy.then_some(crate::transport::shm::DEFAULT_SINGLE_COPY_FROM);
-    crate::transport::ShmOptions::default().with_single_copy_from(offers)
+impl MeshConfig {
+    /// The same-node transport's settings of a mesh's clients and servers: no single copy when it is off.
+    fn shm_options(&self) -> crate::transport::ShmOptions {
+        let offers = self.single_copy.then_some(crate::transport::shm::DEFAULT_SINGLE_COPY_FROM);
+        crate::transport::ShmOptions::default().with_single_copy_from(offers)
+    }
 }
 
 /// The default of [`MeshConfig::same_node`]: shared memory unless [`SAME_NODE_ENV`] says `zeromq`.
@@ -445,14 +447,9 @@ impl Mesh {
         let send_timeout =
             self.config.options.send_timeout.map_or(self.config.timeout, |t| t.min(self.config.timeout));
         let options = Options { send_timeout: Some(send_timeout), ..self.config.options.clone() };
-        let link = Arc::new(Link::connect(&self.routes[to.0], &options, self.shm_options())?);
+        let link = Arc::new(Link::connect(&self.routes[to.0], &options, self.config.shm_options())?);
         links[to.0] = Some(Arc::clone(&link));
         Ok(link)
-    }
-
-    /// The same-node transport's settings for this mesh's clients and server.
-    fn shm_options(&self) -> crate::transport::ShmOptions {
-        shm_options(&self.config)
     }
 
     fn envelope(&self, channel: Channel, failed: bool) -> Envelope {

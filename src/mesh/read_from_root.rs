@@ -79,8 +79,7 @@ impl Mesh {
             let Some(at) = waiting.iter().position(|&r| r == answer.source) else {
                 return Err(bad_message(&answer, "a second answer to the root"));
             };
-            waiting.swap_remove(at);
-            waiting.sort_unstable();
+            waiting.remove(at); // the lowest rank still waited for stays first
             match status {
                 [COPIED] => {}
                 [SEND_BYTES] => {

@@ -199,6 +199,7 @@ pub(crate) fn read_process_into(pid: i32, address: u64, len: usize, out: &mut Ve
 
 /// Fills `out` with the bytes at `address` in process `pid`, copied straight from that process's memory
 /// (a single copy). False when the kernel refuses or the process is gone; `out` then holds a part.
+#[cfg(any(feature = "mpi", test))] // the mesh's broadcast
 pub(crate) fn read_process_exact(pid: i32, address: u64, out: &mut [u8]) -> bool {
     let mut done = 0;
     while done < out.len() {

@@ -35,8 +35,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::error::ShmError;
 use crate::error::{Error, Result};
+#[cfg(feature = "mpi")]
+pub(crate) use mapping::read_process_exact;
+pub(crate) use mapping::read_process_into;
 use mapping::Mapping;
-pub(crate) use mapping::{read_process_exact, read_process_into};
 pub use peer::PeerRegion;
 pub(crate) use process::{pid_namespace, Process};
 pub use region::FullPtr;

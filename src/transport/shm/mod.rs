@@ -69,6 +69,7 @@ use self::queue::{Queue, SEGMENT_SLACK};
 use self::receiver::Receiver;
 use self::sender::Sender;
 pub(crate) use self::wait::Watch;
+use self::wait::{deadline_after, far_future};
 use super::parts::{restore_parts, take_parts};
 use super::two_phase::TwoPhase;
 use super::{Client, FrameSource, Limits, Options, Payload, Protocol};
@@ -236,7 +237,7 @@ impl SharedMemoryServer {
         timeout: Duration,
         elsewhere: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<Payload>>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(Some(timeout)).unwrap_or_else(far_future);
         let Some(mut receiver) = self.receiver.borrow_until(deadline) else { return Ok(None) };
         receiver.receive(&self.queue, &self.limits, deadline, &self.address, elsewhere)
     }
@@ -433,7 +434,7 @@ impl SharedMemoryClient {
         watch: Option<Watch<'_>>,
     ) -> Result<()> {
         let frames: Vec<&[u8]> = std::iter::once(header).chain(bulks.iter().copied()).collect();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = deadline_after(timeout);
         let Some(mut held) = self.sender.borrow_until(deadline.unwrap_or_else(far_future)) else {
             let after = timeout.unwrap_or_default();
             let op = "send (another thread's send on this client held it the whole time)";
@@ -442,11 +443,6 @@ impl SharedMemoryClient {
         self.attach(&mut held, deadline, timeout)?;
         held.as_mut().expect("attached").send(&frames, timeout, watch)
     }
-}
-
-/// An instant no wait reaches: the deadline of a wait without one.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(1 << 30)
 }
 
 /// The longest pause between two attempts at attaching.

@@ -266,9 +266,13 @@ fn oversubscribed(now: Instant) -> bool {
     PREEMPTIONS.load(Relaxed) >= PREEMPTIONS_TO_TELL && since < 2 * WINDOW.as_nanos() as u64
 }
 
-/// The deadline `timeout` from now (`None`: no deadline).
+/// The deadline `timeout` from now (`None`: no deadline); a timeout past what an `Instant` holds is
+/// [`far_future`].
 pub(super) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| {
-        Instant::now().checked_add(t).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30))
-    })
+    timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future))
+}
+
+/// An instant no wait reaches: the deadline of a wait without one.
+pub(super) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(1 << 30)
 }
