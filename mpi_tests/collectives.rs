@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use harness::{ensure, mesh};
 use lightbeam::mesh::{Mesh, Rank};
+use lightbeam::shm::SharedBytes;
 use lightbeam::verify::{checksum, pattern};
 use lightbeam::Error;
+use mpi::collective::SystemOperation;
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
@@ -60,6 +62,8 @@ fn each(world: &SimpleCommunicator) -> Outcome {
         for root in [0, n - 1] {
             broadcast(world, &mesh, size, root)
                 .map_err(|e| format!("broadcast {size} B root {root}: {e}"))?;
+            shared_broadcast(world, &mesh, size, root)
+                .map_err(|e| format!("shared broadcast {size} B root {root}: {e}"))?;
             scatter(world, &mesh, size, root).map_err(|e| format!("scatter {size} B root {root}: {e}"))?;
             gather(world, &mesh, size, root).map_err(|e| format!("gather {size} B root {root}: {e}"))?;
         }
@@ -79,6 +83,33 @@ fn broadcast(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: usize) 
     world.process_at_rank(root as i32).broadcast_into(&mut theirs[..]);
     ensure(got == size && ours == theirs, || "differs from MPI_Bcast".into())?;
     ensure(checksum(&ours) == checksum(&expected), || "checksum mismatch".into())
+}
+
+/// The shared broadcast against MPI_Bcast; with single copies on every rank, the ranks of a node hold
+/// one copy (one memory file), so there are as many files as nodes.
+fn shared_broadcast(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: usize) -> Outcome {
+    let expected = pattern(size, 3 + root as u64);
+    let view = if mesh.rank() == Rank(root) {
+        let view = SharedBytes::copy_from(&expected).map_err(text)?;
+        mesh.broadcast_shared_root(&view).map_err(text)?;
+        view
+    } else {
+        mesh.broadcast_shared(Rank(root)).map_err(text)?
+    };
+    let mut theirs = mpi_safe(if mesh.rank() == Rank(root) { expected.clone() } else { vec![0; size] });
+    world.process_at_rank(root as i32).broadcast_into(&mut theirs[..]);
+    ensure(view[..] == theirs[..size], || "differs from MPI_Bcast".into())?;
+    let inode = view.descriptor().map_err(text)?.inode;
+    let mut inodes = vec![0u64; mesh.size()];
+    world.all_gather_into(&inode, &mut inodes[..]);
+    let mut refusing = 0u8;
+    world.all_reduce_into(&u8::from(!mesh.config().single_copy), &mut refusing, SystemOperation::sum());
+    inodes.sort_unstable();
+    inodes.dedup();
+    let copies = inodes.len();
+    ensure(refusing > 0 || copies == mesh.node_count(), || {
+        format!("{copies} copies on {} nodes", mesh.node_count())
+    })
 }
 
 fn scatter(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: usize) -> Outcome {
@@ -377,6 +408,15 @@ fn broadcast_checked(mesh: &Mesh, root: usize, size: usize) -> Result<bool, Erro
     mesh.broadcast_into(Rank(root), &mut data).map(|_| data == expected)
 }
 
+/// A shared broadcast from `root` of `size` bytes: right or wrong data.
+fn shared_broadcast_checked(mesh: &Mesh, root: usize, size: usize) -> Result<bool, Error> {
+    let expected = pattern(size, 40 + root as u64);
+    if mesh.rank() == Rank(root) {
+        return mesh.broadcast_shared_root(&SharedBytes::copy_from(&expected)?).map(|()| true);
+    }
+    mesh.broadcast_shared(Rank(root)).map(|view| view[..] == expected[..])
+}
+
 /// A scatter from `root` (chunk r is rank r's): right or wrong data.
 fn scatter_checked(mesh: &Mesh, root: usize) -> Result<bool, Error> {
     let chunks: Vec<Vec<u8>> = (0..mesh.size()).map(|r| pattern(100 + r, 60 + r as u64)).collect();
@@ -443,6 +483,11 @@ fn mismatch(world: &SimpleCommunicator) -> Outcome {
         // Two roots of a 4 MiB broadcast (a pipelined chain): ranks relay pieces to a rank that is not
         // taking them.
         "pipelined-roots" => broadcast_checked(&mesh, if last { me } else { 0 }, 4 << 20),
+        // Rank 0 shares 1 MiB while the others take part in a broadcast of it, and the reverse.
+        "shared-broadcast" if me == 0 => shared_broadcast_checked(&mesh, 0, 1 << 20),
+        "shared-broadcast" => broadcast_checked(&mesh, 0, 1 << 20),
+        "broadcast-shared" if me == 0 => broadcast_checked(&mesh, 0, 1 << 20),
+        "broadcast-shared" => shared_broadcast_checked(&mesh, 0, 1 << 20),
         // Rank 0 gathers to itself while the others exchange all-to-all.
         "alltoall-gather" if me == 0 => gather_checked(&mesh, 0),
         "alltoall-gather" => all_to_all_checked(&mesh),

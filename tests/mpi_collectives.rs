@@ -102,6 +102,12 @@ fn a_broadcast_against_a_scatter_fails_at_once_instead_of_delivering_its_header(
 }
 
 #[test]
+fn a_shared_broadcast_against_a_broadcast_fails_at_once_on_either_side() {
+    assert_mismatch_caught("shared-broadcast");
+    assert_mismatch_caught("broadcast-shared");
+}
+
+#[test]
 fn ranks_that_gather_to_different_roots_fail_at_once() {
     assert_mismatch_caught("gather-roots");
 }

@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lightbeam::shm::{Segment, ShmError, ShmPtr};
+use lightbeam::shm::{Segment, SharedBytes, ShmError, ShmPtr};
 use lightbeam::verify::{checksum, pattern};
 use lightbeam::wire;
 use lightbeam::{
@@ -178,27 +178,65 @@ fn a_process_that_dies_holding_allocations_leaves_the_segment_usable() {
     assert_no_segment_file(&segment_name);
 }
 
-/// Starts a peer that creates segment `name`, and kills it with SIGKILL once it has: the segment stays.
-/// Returns the peer's pid.
-fn leave_stale_segment(name: &str) -> u32 {
-    let mut child = Command::new(PEER)
-        .args(["create-and-wait", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Starts the peer with `args` and waits (bounded) for its first line, which must be `expected`.
+fn start_peer_until(args: &[&str], expected: &str) -> std::process::Child {
+    let mut child =
+        Command::new(PEER).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let (sender, first_line) = std::sync::mpsc::channel();
     std::thread::spawn(move || sender.send(stdout.lines().next()));
-    let line = first_line.recv_timeout(WAIT);
+    let line = first_line.recv_timeout(WAIT).ok().flatten().and_then(Result::ok);
+    if line.as_deref() != Some(expected) {
+        child.kill().ok();
+        panic!("the peer {args:?} failed or hung: {line:?}");
+    }
+    child
+}
+
+/// Starts a peer that creates segment `name`, and kills it with SIGKILL once it has: the segment stays.
+/// Returns the peer's pid.
+fn leave_stale_segment(name: &str) -> u32 {
+    let mut child = start_peer_until(&["create-and-wait", name], "created");
     child.kill().unwrap();
-    assert_eq!(
-        line.ok().flatten().and_then(Result::ok).as_deref(),
-        Some("created"),
-        "the peer failed or hung"
-    );
     assert_eq!(child.wait().unwrap().signal(), Some(9), "killed by SIGKILL");
     child.id()
+}
+
+/// The node's shared memory in use (`Shmem` of /proc/meminfo), in bytes.
+fn node_shared_memory() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = meminfo.lines().find(|l| l.starts_with("Shmem:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() << 10
+}
+
+/// One sealed copy, read in place by another process, outlives the view that made it and is freed by
+/// the kernel when its last holder is killed. (The node's `Shmem` is compared with margins of a quarter
+/// of the 256 MiB copy, for other work on the machine.)
+#[test]
+fn shared_bytes_are_one_copy_read_by_another_process_and_freed_when_the_last_holder_is_killed() {
+    const SIZE: usize = 256 << 20;
+    let margin = SIZE as u64 / 4;
+    let before = node_shared_memory();
+    let data = pattern(SIZE, 77);
+    let view = SharedBytes::copy_from(&data).unwrap();
+    let held = node_shared_memory();
+    assert!(held >= before + SIZE as u64 - margin, "the copy is in shared memory: {before} -> {held}");
+    let descriptor = view.descriptor().unwrap();
+    let (pid, fd) = (descriptor.pid.to_string(), descriptor.fd.to_string());
+    let (inode, len, sum) = (descriptor.inode.to_string(), descriptor.len.to_string(), checksum(&data));
+    let mut holder = start_peer_until(&["hold-shared", &pid, &fd, &inode, &len, &sum.to_string()], "opened");
+    drop((view, data));
+    let still = node_shared_memory();
+    assert!(still + margin >= held, "the other process still holds the one copy: {held} -> {still}");
+    assert!(still < held + margin, "opening it made no second copy: {held} -> {still}");
+    holder.kill().unwrap();
+    assert_eq!(holder.wait().unwrap().signal(), Some(9), "killed by SIGKILL");
+    let deadline = std::time::Instant::now() + WAIT;
+    while node_shared_memory() + SIZE as u64 > still + margin && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = node_shared_memory();
+    assert!(after + SIZE as u64 <= still + margin, "freed with its last holder: {still} -> {after}");
 }
 
 #[test]

@@ -300,7 +300,7 @@ impl Mesh {
     /// it, and fails at once if a rank is known lost (even a rank, like a broadcast root, that would
     /// otherwise only send and never learn of it), or if a message that arrived already shows another
     /// rank's different call for this or a recent sequence number, or a rank's failure notice for this one.
-    fn begin_collective(
+    pub(super) fn begin_collective(
         &self,
         op: &'static str,
         operation: Operation,
@@ -466,7 +466,7 @@ impl Mesh {
     /// Passes `result` through; on an error, first tells `dependents` (the ranks waiting on this one in the
     /// `ongoing` collective) so that they fail at once with the reason instead of at their deadline.
     /// (A mismatch or a loss needs no report here: every rank was told when it was found.)
-    fn or_report<T>(
+    pub(super) fn or_report<T>(
         &self,
         ongoing: &Ongoing,
         dependents: impl IntoIterator<Item = Rank>,
@@ -586,7 +586,7 @@ impl Mesh {
         (0..self.size()).map(Rank).filter(move |&r| r != self.rank)
     }
 
-    fn check_not_root(&self, root: Rank, call: &str, root_call: &str) -> Result<()> {
+    pub(super) fn check_not_root(&self, root: Rank, call: &str, root_call: &str) -> Result<()> {
         self.check_rank(root)?;
         if root == self.rank {
             return Err(Error::InvalidArgument(format!(

@@ -22,6 +22,8 @@ pub(crate) enum Operation {
     Gather,
     /// `all_to_all_into`.
     AllToAll,
+    /// `broadcast_shared` / `broadcast_shared_root`.
+    SharedBroadcast,
 }
 
 /// What a rank asked for in one collective: the operation and its root. (Sizes need no check of their
@@ -42,6 +44,7 @@ impl fmt::Display for Call {
             Operation::Scatter => ("scatter", "from"),
             Operation::Gather => ("gather", "to"),
             Operation::AllToAll => ("all_to_all", ""),
+            Operation::SharedBroadcast => ("broadcast_shared", "from"),
         };
         match self.root {
             Some(root) => write!(f, "{name} {preposition} root {root}"),

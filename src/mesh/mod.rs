@@ -31,6 +31,7 @@ mod link;
 mod mailbox;
 mod progress;
 mod read_from_root;
+mod shared_broadcast;
 mod topology;
 
 use std::fmt;

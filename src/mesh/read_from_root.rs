@@ -20,9 +20,9 @@ use crate::error::Result;
 use crate::shm::read_process_exact;
 
 /// A rank's answer to the root: it copied the data (or needs none: its buffer is too small)...
-const COPIED: u8 = 0;
+pub(super) const COPIED: u8 = 0;
 /// ...or the kernel refused it the single copy, and the root must send the bytes.
-const SEND_BYTES: u8 = 1;
+pub(super) const SEND_BYTES: u8 = 1;
 /// The root's last word to each rank: every rank answered while the buffer stayed in place, so what
 /// each copied is the broadcast's data (a rank whose copy outlived the root's deadline gets the root's
 /// failure instead, never success with bytes of a buffer the root had let go).
@@ -63,40 +63,64 @@ impl Mesh {
     }
 
     /// The root's side: tells every rank where `data` is, then waits for each to answer, sending the
-    /// bytes to those the kernel refused the copy.
+    /// bytes to those the kernel refused the copy, and releases them.
     pub(super) fn offer_to_readers(&self, ongoing: &Ongoing, order: &[Rank], data: &[u8]) -> Result<()> {
-        let total = data.len();
-        let header = |offset| Piece { total, offset, algorithm: BroadcastAlgorithm::ReadFromRoot }.encode();
         let descriptor = Descriptor { pid: std::process::id(), address: data.as_ptr() as u64 }.encode();
         let readers = &order[1..];
-        for &reader in readers {
-            self.send_in(ongoing, reader, &[&header(0), &descriptor])?;
+        if self.offer(ongoing, readers, &descriptor, data)? {
+            // The kernel refuses copies here: later broadcasts take the chain, which sends the bytes
+            // once, not once per rank.
+            self.readers_refused.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        let header = Piece { total: data.len(), offset: 0, algorithm: BroadcastAlgorithm::ReadFromRoot };
+        for &reader in readers {
+            self.send_in(ongoing, reader, &[&header.encode(), &[RELEASED]])?;
+        }
+        Ok(())
+    }
+
+    /// Sends each of `readers` the `descriptor` of `data` (which they read in place or from this
+    /// process), then waits for every answer, sending the bytes in pieces to each reader that asks for
+    /// them. True when any asked.
+    pub(super) fn offer(
+        &self,
+        ongoing: &Ongoing,
+        readers: &[Rank],
+        descriptor: &[u8],
+        data: &[u8],
+    ) -> Result<bool> {
+        let total = data.len();
+        let header = Piece { total, offset: 0, algorithm: BroadcastAlgorithm::ReadFromRoot }.encode();
+        for &reader in readers {
+            self.send_in(ongoing, reader, &[&header, descriptor])?;
+        }
+        let mut asked = false;
         let mut waiting: Vec<Rank> = readers.to_vec();
         while let Some(&suspect) = waiting.first() {
             let answer = self.receive_in(ongoing, Source::Any, Some(suspect))?;
             let (_, status) = Piece::read(&answer)?;
             let Some(at) = waiting.iter().position(|&r| r == answer.source) else {
-                return Err(bad_message(&answer, "a second answer to the root"));
+                return Err(bad_message(&answer, "an answer from a rank not waited for"));
             };
             waiting.remove(at); // the lowest rank still waited for stays first
             match status {
                 [COPIED] => {}
                 [SEND_BYTES] => {
-                    // The kernel refuses copies here: later broadcasts take the chain, which sends the
-                    // bytes once, not once per rank.
-                    self.readers_refused.store(true, std::sync::atomic::Ordering::Relaxed);
-                    let chained =
-                        |offset| Piece { total, offset, algorithm: BroadcastAlgorithm::PipelinedChain };
-                    for (offset, piece) in pieces(data, self.config.chunk_size) {
-                        self.send_in(ongoing, answer.source, &[&chained(offset).encode(), piece])?;
-                    }
+                    asked = true;
+                    self.send_bytes_to(ongoing, answer.source, data)?;
                 }
-                _ => return Err(bad_message(&answer, "an answer the root does not know")),
+                _ => return Err(bad_message(&answer, "an answer that is not COPIED or SEND_BYTES")),
             }
         }
-        for &reader in readers {
-            self.send_in(ongoing, reader, &[&header(0), &[RELEASED]])?;
+        Ok(asked)
+    }
+
+    /// Sends `data` to `to` in pieces of the chunk size (none for no data: the receiver expects none).
+    pub(super) fn send_bytes_to(&self, ongoing: &Ongoing, to: Rank, data: &[u8]) -> Result<()> {
+        let total = data.len();
+        for (offset, piece) in pieces(data, self.config.chunk_size).filter(|(_, piece)| !piece.is_empty()) {
+            let header = Piece { total, offset, algorithm: BroadcastAlgorithm::PipelinedChain };
+            self.send_in(ongoing, to, &[&header.encode(), piece])?;
         }
         Ok(())
     }
@@ -135,7 +159,7 @@ impl Mesh {
         let status = if copied { COPIED } else { SEND_BYTES };
         self.send_in(ongoing, root, &[&header, &[status]])?;
         if !copied {
-            self.receive_bytes_from(ongoing, root, total, land)?;
+            self.receive_bytes_from(ongoing, root, total, land, None)?;
         }
         let last = self.receive_in(ongoing, Source::Rank(root), Some(root))?;
         match Piece::read(&last)? {
@@ -144,13 +168,15 @@ impl Mesh {
         }
     }
 
-    /// Receives the root's bytes in pieces, for a rank the kernel refused the single copy.
-    fn receive_bytes_from(
+    /// Receives `total` bytes in pieces from `root` (for a rank the kernel refused the single copy, or
+    /// along a chain), landing each and passing it on to `next` when there is one.
+    pub(super) fn receive_bytes_from(
         &self,
         ongoing: &Ongoing,
         root: Rank,
         total: usize,
         land: &mut dyn Land,
+        next: Option<Rank>,
     ) -> Result<()> {
         let mut received = 0;
         while received < total {
@@ -167,6 +193,9 @@ impl Mesh {
             }
             land.put(total, piece.offset, bytes);
             received += bytes.len();
+            if let Some(next) = next {
+                self.forward_in(ongoing, next, incoming.payloads)?;
+            }
         }
         Ok(())
     }

@@ -91,9 +91,25 @@ impl Topology {
     }
 
     /// The leader of `node`: its lowest rank.
-    #[allow(dead_code)] // the node-aware collectives'
     pub(crate) fn leader(&self, node: Node) -> Option<Rank> {
         self.ranks_on(node).and_then(|ranks| ranks.first().copied())
+    }
+
+    /// Who leads `node` in a collective from `root`: the root on its own node, the node's leader on
+    /// every other.
+    pub(crate) fn leader_from(&self, root: Rank, node: Node) -> Option<Rank> {
+        match self.node_of(root) == Some(node) {
+            true => Some(root),
+            false => self.leader(node),
+        }
+    }
+
+    /// The leaders of a collective from `root`, one per node: the root, then each other node's leader in
+    /// the order of [`Topology::order_from`].
+    pub(crate) fn leaders_from(&self, root: Rank) -> Vec<Rank> {
+        let mut seen = vec![false; self.ranks.len()];
+        let order = self.order_from(root).into_iter();
+        order.filter(|&rank| !std::mem::replace(&mut seen[self.node_of[rank.0].0], true)).collect()
     }
 
     /// Every rank, `root` first, grouped by node: the root's node (its ranks after the root, then those
@@ -153,6 +169,20 @@ mod tests {
         let one = Topology::new(&[id("a", "k"), id("a", "k"), id("a", "k"), id("a", "k")]);
         assert_eq!(one.order_from(Rank(2)), [Rank(2), Rank(3), Rank(0), Rank(1)]);
         assert!(one.order_from(Rank(4)).is_empty());
+    }
+
+    #[test]
+    fn each_node_has_one_leader_the_root_on_its_own() {
+        let nodes = [id("a", "k"), id("b", "k"), id("a", "k"), id("b", "k"), id("c", "k")];
+        let topology = Topology::new(&nodes);
+        let leaders = |root| topology.leaders_from(Rank(root)).iter().map(|r| r.0).collect::<Vec<_>>();
+        assert_eq!(leaders(0), [0, 1, 4]);
+        assert_eq!(leaders(3), [3, 4, 0]);
+        assert_eq!(leaders(2), [2, 1, 4]);
+        assert_eq!(topology.leader_from(Rank(3), Node(1)), Some(Rank(3)));
+        assert_eq!(topology.leader_from(Rank(3), Node(0)), Some(Rank(0)));
+        assert_eq!(topology.leader_from(Rank(3), Node(5)), None);
+        assert!(topology.leaders_from(Rank(9)).is_empty());
     }
 
     #[test]

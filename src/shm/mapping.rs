@@ -235,6 +235,55 @@ unsafe fn read_once(pid: i32, address: usize, local: *mut u8, len: usize) -> Opt
     usize::try_from(copied).ok().filter(|&copied| copied > 0 && copied <= len)
 }
 
+/// A new anonymous memory file (`memfd`) of `len` bytes, open for writing and sealing, and its writable
+/// mapping (`None` for 0 bytes, which cannot be mapped). The file is named only by this process's
+/// descriptor table.
+pub(super) fn create_memory_file(len: usize) -> std::io::Result<(std::fs::File, Option<memmap2::MmapMut>)> {
+    use rustix::fs::{memfd_create, MemfdFlags};
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING | MemfdFlags::NOEXEC_SEAL;
+    let file = std::fs::File::from(memfd_create("lightbeam-shared-bytes", flags)?);
+    file.set_len(u64::try_from(len).map_err(|_| std::io::ErrorKind::InvalidInput)?)?;
+    if len == 0 {
+        return Ok((file, None));
+    }
+    // SAFETY: `MmapMut` hands out `&mut [u8]` over the file, sound while no one else writes or shrinks
+    // it. The file was created just now and is named by nothing but this process's descriptor, which
+    // another process reaches only through /proc/<pid>/fd with ptrace rights over this process (rights
+    // that let it write this process's memory directly, outside what any Rust program can defend), and
+    // no code of this crate passes the descriptor on before the mapping is dropped and the file sealed.
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file)? };
+    Ok((file, Some(map)))
+}
+
+/// The seals a memory file must carry to be read in place: nobody can write it, change its size, or
+/// take the seals off.
+pub(super) fn read_only_seals() -> rustix::fs::SealFlags {
+    use rustix::fs::SealFlags;
+    SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
+}
+
+/// Maps `file` read-only, whole, after checking that it carries [`read_only_seals`] (an error
+/// otherwise). `None` for an empty file.
+pub(super) fn map_sealed(file: &std::fs::File) -> std::io::Result<Option<memmap2::Mmap>> {
+    let seals = rustix::fs::fcntl_get_seals(file)?;
+    if !seals.contains(read_only_seals()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the memory file is not sealed against writing and resizing",
+        ));
+    }
+    let len = usize::try_from(file.metadata()?.len()).map_err(|_| std::io::ErrorKind::InvalidData)?;
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: `Mmap` lends `&[u8]` over the file, sound while nothing writes or shrinks it. The seals
+    // checked above forbid, for every process and for good (`SEAL` keeps them on): `write`, any new
+    // writable shared mapping (`WRITE`; the kernel refused it while one existed), and shrinking or
+    // growing (`SHRINK`, `GROW`), so the mapped length stays backed and its bytes never change.
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
+    Ok(Some(map))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::shm::Segment;

@@ -10,8 +10,11 @@
 //! mapping. A pointer from another process should be resolved with [`ShmPtr::resolve_allocation`]: it
 //! names at most the payload of one live allocation, never the allocator's state or a free block.
 //!
+//! [`SharedBytes`] is the other way to share bytes on a node: a sealed, read-only memory file that every
+//! process maps, freed by the kernel when the last holder drops it or ends.
+//!
 //! This is the only module with `unsafe` code, and inside it only `mapping.rs` (the raw accesses of a
-//! mapping, and [`FullPtr::as_slice`]); `alloc.rs`, `region.rs` and `process.rs` forbid it.
+//! mapping, the memory files' mappings, and [`FullPtr::as_slice`]); the other files forbid it.
 //!
 //! [`BulkFlags::EXPOSE`]: crate::BulkFlags::EXPOSE
 
@@ -23,6 +26,7 @@ mod mapping;
 mod peer;
 mod process;
 mod region;
+mod shared_bytes;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -42,6 +46,7 @@ use mapping::Mapping;
 pub use peer::PeerRegion;
 pub(crate) use process::{pid_namespace, Process};
 pub use region::FullPtr;
+pub use shared_bytes::{SharedBytes, SharedBytesDescriptor, SharedBytesMut};
 
 struct Inner {
     name: String,

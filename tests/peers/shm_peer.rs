@@ -8,6 +8,8 @@
 //! - `die-holding SEGMENT`: allocate three regions and abort without freeing them.
 //! - `create-and-wait SEGMENT`: create the segment, write into it, print `created`, and wait for a line
 //!   on stdin (the test kills it with SIGKILL meanwhile, so the segment is left behind).
+//! - `hold-shared PID FD INODE LEN CHECKSUM`: open the shared bytes another process described, check
+//!   them in place, print `opened`, and wait for a line on stdin (the test kills it meanwhile).
 //! - `receive-value ENDPOINT SIZE CHECKSUM`: bind a server, receive one bulk by value into a buffer of
 //!   SIZE bytes, check it (the over-2-GiB test).
 //!
@@ -16,7 +18,7 @@
 use std::io::BufRead;
 use std::time::Duration;
 
-use lightbeam::shm::{Segment, ShmPtr};
+use lightbeam::shm::{Segment, SharedBytes, SharedBytesDescriptor, ShmPtr};
 use lightbeam::verify::checksum;
 use lightbeam::{BulkFlags, Endpoint, LbmMeta, Options, Server, SharedMemoryAccess, ZeroMqServer};
 
@@ -94,6 +96,23 @@ fn create_and_wait(args: &[String]) -> Outcome {
     Ok(())
 }
 
+fn hold_shared(args: &[String]) -> Outcome {
+    let number = |index| -> Result<u64, Box<dyn std::error::Error>> { Ok(arg(args, index)?.parse()?) };
+    let descriptor = SharedBytesDescriptor {
+        pid: arg(args, 2)?.parse()?,
+        fd: arg(args, 3)?.parse()?,
+        inode: number(4)?,
+        len: number(5)?,
+    };
+    let view = SharedBytes::open_from(&descriptor)?;
+    if checksum(&view) != number(6)? {
+        return Err("the shared bytes differ".into());
+    }
+    println!("opened");
+    std::io::stdin().lock().lines().next();
+    Ok(())
+}
+
 fn receive_value(args: &[String]) -> Outcome {
     let server = ZeroMqServer::bind(&Endpoint::parse(arg(args, 2)?)?, &Options::default())?;
     let size: usize = arg(args, 3)?.parse()?;
@@ -120,6 +139,7 @@ fn main() {
         Some("hold") => hold(&args),
         Some("die-holding") => die_holding(&args),
         Some("receive-value") => receive_value(&args),
+        Some("hold-shared") => hold_shared(&args),
         Some("create-and-wait") => create_and_wait(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };

@@ -1,0 +1,251 @@
+//! Read-only bytes in memory that every process of a node can map: one copy, however many processes
+//! read it.
+//!
+//! [`SharedBytesMut`] is an anonymous memory file (`memfd`) mapped writable by the one process that
+//! fills it. [`SharedBytesMut::freeze`] gives up that write access and seals the file, for good and
+//! for every process, against writes and resizing; the result, [`SharedBytes`], is a read-only view
+//! that other processes of the node open from the holder's descriptor ([`SharedBytes::open_from`],
+//! which refuses a file without the seals), so reading it in place is sound in safe Rust. The kernel
+//! frees the memory when the last process holding a view drops it or ends, killed or not: a view is a
+//! mapping and a descriptor, nothing has a name on the file system, and nothing is left to clean up.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::fs::File;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+use super::mapping::{create_memory_file, map_sealed, read_only_seals};
+use crate::error::{Result, ShmError};
+
+/// What another process of the node needs to open a [`SharedBytes`]: the holder's pid, the descriptor
+/// number there, and the file's inode, which the opener checks so that a descriptor number reused for
+/// another file (or a pid reused by another process) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedBytesDescriptor {
+    /// The process holding the file open.
+    pub pid: u32,
+    /// The file's descriptor number in that process.
+    pub fd: i32,
+    /// The file's inode number.
+    pub inode: u64,
+    /// The file's length in bytes.
+    pub len: u64,
+}
+
+impl SharedBytesDescriptor {
+    /// The length of [`SharedBytesDescriptor::encode`]'s bytes.
+    pub const ENCODED_LEN: usize = 24;
+
+    /// The descriptor as 24 little-endian bytes.
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut bytes = [0; Self::ENCODED_LEN];
+        bytes[..4].copy_from_slice(&self.pid.to_le_bytes());
+        bytes[4..8].copy_from_slice(&self.fd.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.inode.to_le_bytes());
+        bytes[16..].copy_from_slice(&self.len.to_le_bytes());
+        bytes
+    }
+
+    /// Reads [`SharedBytesDescriptor::encode`]'s bytes; `None` when they are not 24.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::ENCODED_LEN {
+            return None;
+        }
+        Some(Self {
+            pid: u32::from_le_bytes(bytes[0..4].try_into().ok()?),
+            fd: i32::from_le_bytes(bytes[4..8].try_into().ok()?),
+            inode: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
+            len: u64::from_le_bytes(bytes[16..24].try_into().ok()?),
+        })
+    }
+}
+
+/// Bytes in a memory file of this node that this process alone can write, until
+/// [`SharedBytesMut::freeze`] publishes them read-only. Dereferences to `[u8]`.
+pub struct SharedBytesMut {
+    file: File,
+    map: Option<memmap2::MmapMut>,
+}
+
+impl SharedBytesMut {
+    /// `len` zeroed bytes in a new memory file. (The pages are taken as they are first written.)
+    pub fn new(len: usize) -> Result<Self> {
+        let (file, map) =
+            create_memory_file(len).map_err(|e| io_error("create a memory file for", len, e))?;
+        Ok(Self { file, map })
+    }
+
+    /// Gives up write access and seals the file against writes and resizing, for every process; the
+    /// bytes as they are now are the view's for good.
+    pub fn freeze(self) -> Result<SharedBytes> {
+        let Self { file, map } = self;
+        let len = map.as_ref().map_or(0, |m| m.len());
+        drop(map); // the kernel refuses the write seal while a writable mapping exists
+        rustix::fs::fcntl_add_seals(&file, read_only_seals())
+            .map_err(|e| io_error("seal", len, std::io::Error::from(e)))?;
+        SharedBytes::from_sealed(file)
+    }
+}
+
+impl Deref for SharedBytesMut {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or_default()
+    }
+}
+
+impl DerefMut for SharedBytesMut {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.map.as_deref_mut().unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for SharedBytesMut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBytesMut").field("len", &self.len()).finish()
+    }
+}
+
+struct Sealed {
+    file: File,
+    map: Option<memmap2::Mmap>,
+}
+
+/// A read-only view of bytes sealed in a memory file of this node: one copy in memory, however many
+/// processes hold a view. Cloning a view is cheap (it shares the mapping); it dereferences to `[u8]`
+/// and is valid, unchanged, as long as it is held. The memory is freed when the last view on the node
+/// is dropped or its process ends.
+#[derive(Clone)]
+pub struct SharedBytes {
+    sealed: Arc<Sealed>,
+}
+
+impl SharedBytes {
+    /// A sealed copy of `data` (one copy, into a new memory file).
+    pub fn copy_from(data: &[u8]) -> Result<Self> {
+        let mut bytes = SharedBytesMut::new(data.len())?;
+        bytes.copy_from_slice(data);
+        bytes.freeze()
+    }
+
+    fn from_sealed(file: File) -> Result<Self> {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let map = map_sealed(&file).map_err(|e| io_error("map", len as usize, e))?;
+        Ok(Self { sealed: Arc::new(Sealed { file, map }) })
+    }
+
+    /// What another process of this node needs to open this view with [`SharedBytes::open_from`].
+    pub fn descriptor(&self) -> Result<SharedBytesDescriptor> {
+        let metadata = self.sealed.file.metadata().map_err(|e| io_error("inspect", self.len(), e))?;
+        Ok(SharedBytesDescriptor {
+            pid: std::process::id(),
+            fd: self.sealed.file.as_raw_fd(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+        })
+    }
+
+    /// Opens the view another process of this node described, read-only, through
+    /// `/proc/<pid>/fd/<fd>` (the same ptrace rights as reading that process's memory). Refused when the
+    /// file there is not the one described (inode and length) or lacks the read-only seals.
+    pub fn open_from(descriptor: &SharedBytesDescriptor) -> Result<Self> {
+        let path = format!("/proc/{}/fd/{}", descriptor.pid, descriptor.fd);
+        let refused = |message: String| ShmError::Io { op: "open shared bytes", path: path.clone(), message };
+        let file = File::open(&path).map_err(|e| refused(e.to_string()))?;
+        let metadata = file.metadata().map_err(|e| refused(e.to_string()))?;
+        if !metadata.is_file() || metadata.ino() != descriptor.inode || metadata.len() != descriptor.len {
+            return Err(refused(format!(
+                "not the file described (inode {}, {} bytes there; {} and {} described)",
+                metadata.ino(),
+                metadata.len(),
+                descriptor.inode,
+                descriptor.len
+            ))
+            .into());
+        }
+        let map = map_sealed(&file).map_err(|e| refused(e.to_string()))?;
+        Ok(Self { sealed: Arc::new(Sealed { file, map }) })
+    }
+}
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.sealed.map.as_deref().unwrap_or_default()
+    }
+}
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBytes").field("len", &self.len()).finish()
+    }
+}
+
+fn io_error(op: &'static str, len: usize, error: std::io::Error) -> ShmError {
+    ShmError::Io { op, path: format!("shared bytes of {len} bytes"), message: error.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frozen_bytes_are_sealed_shared_and_refuse_writes() {
+        let mut bytes = SharedBytesMut::new(10_000).unwrap();
+        assert!(bytes.iter().all(|&b| b == 0));
+        bytes[..5].copy_from_slice(b"hello");
+        let view = bytes.freeze().unwrap();
+        assert_eq!((&view[..5], view.len()), (&b"hello"[..], 10_000));
+        let descriptor = view.descriptor().unwrap();
+        assert_eq!(SharedBytesDescriptor::decode(&descriptor.encode()), Some(descriptor));
+        let opened = SharedBytes::open_from(&descriptor).unwrap();
+        assert_eq!(&opened[..], &view[..]);
+        // No process can write or resize the file any more, not even through a writable descriptor.
+        let writable =
+            std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", descriptor.fd));
+        assert!(writable.is_err() || std::io::Write::write(&mut writable.unwrap(), b"x").is_err());
+        assert!(view.sealed.file.set_len(1).is_err() && view.sealed.file.set_len(20_000).is_err());
+    }
+
+    #[test]
+    fn opening_refuses_another_file_an_unsealed_one_and_a_bad_descriptor() {
+        let view = SharedBytes::copy_from(b"data").unwrap();
+        let descriptor = view.descriptor().unwrap();
+        let wrong_inode = SharedBytesDescriptor { inode: descriptor.inode + 1, ..descriptor };
+        assert!(SharedBytes::open_from(&wrong_inode).is_err());
+        let wrong_len = SharedBytesDescriptor { len: 5, ..descriptor };
+        assert!(SharedBytes::open_from(&wrong_len).is_err());
+        assert!(SharedBytes::open_from(&SharedBytesDescriptor { fd: -1, ..descriptor }).is_err());
+        assert!(SharedBytesDescriptor::decode(&[0; 23]).is_none());
+        // A memory file not yet frozen is refused: it is still writable.
+        let unsealed = SharedBytesMut::new(4).unwrap();
+        let file = &unsealed.file;
+        let metadata = file.metadata().unwrap();
+        let open = SharedBytesDescriptor {
+            pid: std::process::id(),
+            fd: file.as_raw_fd(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+        };
+        let refused = SharedBytes::open_from(&open).unwrap_err().to_string();
+        assert!(refused.contains("not sealed"), "{refused}");
+    }
+
+    #[test]
+    fn empty_bytes_are_a_view_too() {
+        let view = SharedBytes::copy_from(&[]).unwrap();
+        assert!(view.is_empty());
+        let opened = SharedBytes::open_from(&view.descriptor().unwrap()).unwrap();
+        assert!(opened.is_empty());
+    }
+}
