@@ -1,6 +1,7 @@
 //! The main demo: rank 0 broadcasts a generated dataset to every rank over Lightbeam, every rank verifies
 //! its checksum, and rank 0 reports size, time, throughput, the algorithm and every rank's peak memory,
-//! beside MPI_Bcast of the same data.
+//! beside MPI_Bcast of the same data. Then the shared broadcast: one read-only copy per node that every
+//! rank reads in place, with its time and what it added to the node's and to each rank's memory.
 //!
 //! Run: `mpirun -n 4 target/release/examples/broadcast [--size 256MiB] [--root 0] [--no-mpi-compare]`
 //! (`./scripts/demo.sh` builds it and runs it at 4 ranks). Exits non-zero if any rank's data is wrong.
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use lightbeam::mesh::{Mesh, MeshConfig, Rank};
 use lightbeam::mpi::topology::SimpleCommunicator;
 use lightbeam::mpi::traits::*;
-use lightbeam::verify::{checksum, pattern};
+use lightbeam::shm::{SharedBytes, SharedBytesMut};
+use lightbeam::verify::{checksum, fill_pattern, pattern};
 
 struct Args {
     size: usize,
@@ -86,10 +88,11 @@ fn run(world: &SimpleCommunicator, args: &Args) -> Outcome {
     let mesh = Mesh::bootstrap(world, MeshConfig::default())?;
     broadcast_and_verify(world, &mesh, args)?;
     report_peak_memory(&mesh, args)?;
-    if args.compare_mpi {
-        compare_with_mpi(world, args, &mesh)?;
-    }
-    Ok(())
+    let mpi_time = match args.compare_mpi {
+        true => Some(compare_with_mpi(world, args, &mesh)?),
+        false => None,
+    };
+    share_and_report(world, &mesh, args, mpi_time)
 }
 
 fn broadcast_and_verify(world: &SimpleCommunicator, mesh: &Mesh, args: &Args) -> Outcome {
@@ -181,8 +184,12 @@ fn report_peak_memory(mesh: &Mesh, args: &Args) -> Outcome {
     Ok(())
 }
 
-/// MPI_Bcast of the same amount, timed the same way, for comparison.
-fn compare_with_mpi(world: &SimpleCommunicator, args: &Args, lightbeam_mesh: &Mesh) -> Outcome {
+/// MPI_Bcast of the same amount, timed the same way, for comparison; returns its time.
+fn compare_with_mpi(
+    world: &SimpleCommunicator,
+    args: &Args,
+    lightbeam_mesh: &Mesh,
+) -> Result<Duration, Box<dyn std::error::Error>> {
     let root = Rank(args.root);
     let mut buffer = vec![0u8; args.size.max(1)];
     if lightbeam_mesh.rank() == root {
@@ -195,6 +202,82 @@ fn compare_with_mpi(world: &SimpleCommunicator, args: &Args, lightbeam_mesh: &Me
     if lightbeam_mesh.rank() == root {
         println!("MPI_Bcast: same data in {:.3} s = {}", elapsed.as_secs_f64(), rate(args.size, elapsed));
     }
+    Ok(elapsed)
+}
+
+/// A line of `/proc/meminfo` or `/proc/self/status` (`field` with its colon), in bytes.
+fn memory_field(file: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let line = text.lines().find(|l| l.starts_with(field));
+    let kib = line.and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+    kib.unwrap_or(0) << 10
+}
+
+/// The root fills the data straight into shared memory and shares it: every rank gets a read-only view
+/// of one copy per node, checks it in place, and reports what its private memory grew by; the root
+/// reports the time (beside MPI_Bcast's) and what the node's shared memory grew by while every view is
+/// held.
+fn share_and_report(
+    world: &SimpleCommunicator,
+    mesh: &Mesh,
+    args: &Args,
+    mpi_time: Option<Duration>,
+) -> Outcome {
+    let root = Rank(args.root);
+    let is_root = mesh.rank() == root;
+    let node_before = memory_field("/proc/meminfo", "Shmem:");
+    let own_before = memory_field("/proc/self/status", "RssAnon:");
+    let mut prepared = None;
+    if is_root {
+        let started = Instant::now();
+        let mut bytes = SharedBytesMut::new(args.size)?;
+        fill_pattern(&mut bytes, 42);
+        prepared = Some((bytes.freeze()?, started.elapsed()));
+    }
+    let mut view = None;
+    let elapsed = timed(world, mesh, root, || {
+        view = Some(match &prepared {
+            Some((bytes, _)) => mesh.broadcast_shared_root(bytes).map(|()| bytes.clone())?,
+            None => mesh.broadcast_shared(root)?,
+        });
+        Ok(())
+    })?;
+    let view: SharedBytes = view.expect("set by the broadcast");
+    let (sum, own_growth) =
+        (checksum(&view), memory_field("/proc/self/status", "RssAnon:").saturating_sub(own_before));
+    let mut reports = Vec::new();
+    let report = [sum.to_le_bytes(), own_growth.to_le_bytes()].concat();
+    if !is_root {
+        mesh.gather_into(root, &report)?;
+        world.barrier(); // every view is held until the root has read the node's memory
+        return Ok(());
+    }
+    mesh.gather_into_root(&report, &mut reports)?;
+    let node_growth = memory_field("/proc/meminfo", "Shmem:").saturating_sub(node_before);
+    world.barrier();
+    let word = |r: &[u8], at: usize| u64::from_le_bytes(r[at..at + 8].try_into().expect("8 bytes"));
+    let bad: Vec<usize> = (0..reports.len()).filter(|&r| word(&reports[r], 0) != sum).collect();
+    let most_own = reports.iter().map(|r| word(r, 8)).max().unwrap_or(0);
+    let (prepared_in, n) = (prepared.map_or(Duration::ZERO, |(_, t)| t), mesh.size());
+    let versus = mpi_time.map_or(String::new(), |t| {
+        format!(" = {:.3} x MPI_Bcast's time", elapsed.as_secs_f64() / t.as_secs_f64())
+    });
+    println!(
+        "shared broadcast: {:.1} MiB to {n} ranks in {:.4} s{versus} (filling it in shared memory took {:.3} s first)",
+        mib(args.size),
+        elapsed.as_secs_f64(),
+        prepared_in.as_secs_f64()
+    );
+    println!(
+        "  memory: the node's shared memory grew by {:.1} MiB for {n} views ({:.2} x the data); each rank's own by at most {:.1} MiB",
+        mib(node_growth as usize),
+        node_growth as f64 / args.size.max(1) as f64,
+        mib(most_own as usize)
+    );
+    if !bad.is_empty() {
+        return Err(format!("WRONG SHARED DATA on ranks {bad:?}").into());
+    }
+    println!("verified: all {n} ranks read checksum {sum:#018x} in place");
     Ok(())
 }
 
