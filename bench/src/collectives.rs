@@ -2,6 +2,7 @@
 //! ZeroMQ sockets, and MPI's own. `size` is the bytes per rank (per pair for all-to-all), as in OSU.
 
 use lightbeam::mesh::{Mesh, Rank};
+use lightbeam::shm::SharedBytes;
 use lightbeam::verify::pattern;
 use mpi::traits::*;
 
@@ -31,37 +32,43 @@ pub(crate) enum Collective {
     Scatter,
     Gather,
     Alltoall,
+    /// Lightbeam's shared broadcast (MPI's series is its broadcast).
+    BcastShared,
 }
 
 const ROOT: usize = 0;
 
 /// A rank's buffers for one collective: what it sends, where it receives (contiguous, as MPI's), and
-/// the per-rank parts Lightbeam's gather and all-to-all return.
+/// the per-rank parts Lightbeam's gather and all-to-all return; for the shared broadcast, the root's
+/// shared data (made once, off the clock) and each rank's view of the last one.
 struct Buffers {
     send: Vec<u8>,
     recv: Vec<u8>,
     parts: Vec<Vec<u8>>,
+    shared: Option<SharedBytes>,
 }
 
 impl Collective {
     fn buffers(self, me: usize, n: usize, size: usize) -> Buffers {
         let (send, recv) = match self {
-            Self::Bcast if me == ROOT => (Vec::new(), pattern(size, 0)),
-            Self::Bcast => (Vec::new(), vec![0; size]),
+            Self::Bcast | Self::BcastShared if me == ROOT => (Vec::new(), pattern(size, 0)),
+            Self::Bcast | Self::BcastShared => (Vec::new(), vec![0; size]),
             Self::Scatter if me == ROOT => (pattern(n * size, 0), vec![0; size]),
             Self::Scatter => (Vec::new(), vec![0; size]),
             Self::Gather if me == ROOT => (pattern(size, me as u64), vec![0; n * size]),
             Self::Gather => (pattern(size, me as u64), Vec::new()),
             Self::Alltoall => (pattern(n * size, me as u64), vec![0; n * size]),
         };
-        Buffers { send, recv, parts: Vec::new() }
+        let shared = (self == Self::BcastShared && me == ROOT)
+            .then(|| SharedBytes::copy_from(&recv).expect("shared memory for the benchmark"));
+        Buffers { send, recv, parts: Vec::new(), shared }
     }
 
     /// What this rank must hold after the collective (empty where it receives nothing).
     fn expected(self, me: usize, n: usize, size: usize) -> Vec<u8> {
         let mine = |whole: Vec<u8>| whole[me * size..(me + 1) * size].to_vec();
         match self {
-            Self::Bcast => pattern(size, 0),
+            Self::Bcast | Self::BcastShared => pattern(size, 0),
             Self::Scatter => mine(pattern(n * size, 0)),
             Self::Gather if me == ROOT => {
                 (0..n).map(|p| pattern(size, p as u64)).collect::<Vec<_>>().concat()
@@ -88,10 +95,10 @@ impl Collective {
             buffers: self.buffers(me, n, size),
         };
         trial.run()?;
-        let held = if trial.buffers.parts.is_empty() {
-            trial.buffers.recv.clone()
-        } else {
-            trial.buffers.parts.concat()
+        let held = match (&trial.buffers.shared, trial.buffers.parts.is_empty()) {
+            (Some(view), _) if series.is_lightbeam() => view.to_vec(),
+            (_, true) => trial.buffers.recv.clone(),
+            (_, false) => trial.buffers.parts.concat(),
         };
         if held != self.expected(me, n, size) {
             return Err(format!("{self:?} with {}: rank {me} holds the wrong data", series.name()));
@@ -118,6 +125,12 @@ impl Collective {
         let chunks: Vec<&[u8]> = b.send.chunks(size.max(1)).collect();
         match self {
             Self::Bcast => mesh.broadcast_into(root, &mut b.recv[..]).map(drop),
+            Self::BcastShared if is_root => mesh.broadcast_shared_root(b.shared.as_ref().expect("made")),
+            Self::BcastShared => {
+                b.shared = None; // the last view goes first, as a program done with it would drop it
+                b.shared = Some(mesh.broadcast_shared(root)?);
+                Ok(())
+            }
             Self::Scatter if is_root => mesh.scatter_into_root(&chunks, &mut b.recv[..]).map(drop),
             Self::Scatter => mesh.scatter_into(root, &mut b.recv[..]).map(drop),
             Self::Gather if is_root => mesh.gather_into_root(&b.send, &mut b.parts).map(drop),
@@ -130,7 +143,7 @@ impl Collective {
         let root = peers.world.process_at_rank(ROOT as i32);
         let is_root = peers.rank() == ROOT;
         match self {
-            Self::Bcast => root.broadcast_into(&mut b.recv[..]),
+            Self::Bcast | Self::BcastShared => root.broadcast_into(&mut b.recv[..]),
             Self::Scatter if is_root => root.scatter_into_root(&b.send[..], &mut b.recv[..]),
             Self::Scatter => root.scatter_into(&mut b.recv[..]),
             Self::Gather if is_root => root.gather_into_root(&b.send[..], &mut b.recv[..]),
@@ -149,7 +162,7 @@ impl Collective {
             Ok(())
         };
         match self {
-            Self::Bcast => zmq_broadcast(peers, &mut b.recv),
+            Self::Bcast | Self::BcastShared => zmq_broadcast(peers, &mut b.recv),
             Self::Scatter if me == ROOT => {
                 for (to, chunk) in b.send.chunks(size.max(1)).enumerate().filter(|&(to, _)| to != ROOT) {
                     raw.send(to, Outgoing::Lent(chunk))?;

@@ -108,13 +108,23 @@ enum Which {
     Gather,
     /// All-to-all, `size` bytes between every pair of ranks (osu_alltoall).
     Alltoall,
+    /// Lightbeam's shared broadcast from rank 0 (one read-only copy per node, prepared by the root off
+    /// the clock; each rank drops its view after each iteration) beside MPI_Bcast.
+    BcastShared,
     /// Every benchmark above, in that order.
     All,
 }
 
 impl Which {
-    const EACH: [Self; 6] =
-        [Self::Latency, Self::Bandwidth, Self::Bcast, Self::Scatter, Self::Gather, Self::Alltoall];
+    const EACH: [Self; 7] = [
+        Self::Latency,
+        Self::Bandwidth,
+        Self::Bcast,
+        Self::Scatter,
+        Self::Gather,
+        Self::Alltoall,
+        Self::BcastShared,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -124,6 +134,7 @@ impl Which {
             Self::Scatter => "scatter",
             Self::Gather => "gather",
             Self::Alltoall => "alltoall",
+            Self::BcastShared => "bcast-shared",
             Self::All => "all",
         }
     }
@@ -134,12 +145,14 @@ impl Which {
             Self::Scatter => Some(Collective::Scatter),
             Self::Gather => Some(Collective::Gather),
             Self::Alltoall => Some(Collective::Alltoall),
+            Self::BcastShared => Some(Collective::BcastShared),
             _ => None,
         }
     }
 
     fn series(self) -> &'static [Series] {
         match self.collective() {
+            Some(Collective::BcastShared) => &Series::SHARED,
             Some(_) => &Series::COLLECTIVE,
             None => &Series::POINT_TO_POINT,
         }

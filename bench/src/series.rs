@@ -63,6 +63,8 @@ impl Series {
     /// Collectives take the caller's buffers, as MPI's do: each library sends from them.
     pub(crate) const COLLECTIVE: [Self; 4] =
         [Self::LIGHTBEAM, Self::LIGHTBEAM_ZMQ, Self::ZMQ_COPY, Self::MPI];
+    /// The shared broadcast has no counterpart but MPI's broadcast.
+    pub(crate) const SHARED: [Self; 2] = [Self::LIGHTBEAM, Self::MPI];
 
     pub(crate) fn is_lightbeam(self) -> bool {
         matches!(self.library, Library::Lightbeam(_))
