@@ -99,7 +99,7 @@ fn shared_broadcast(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: 
     let mut theirs = mpi_safe(if mesh.rank() == Rank(root) { expected.clone() } else { vec![0; size] });
     world.process_at_rank(root as i32).broadcast_into(&mut theirs[..]);
     ensure(view[..] == theirs[..size], || "differs from MPI_Bcast".into())?;
-    let inode = view.descriptor().map_err(text)?.inode;
+    let inode = view.id();
     let mut inodes = vec![0u64; mesh.size()];
     world.all_gather_into(&inode, &mut inodes[..]);
     let mut refusing = 0u8;

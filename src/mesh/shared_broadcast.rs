@@ -38,10 +38,10 @@ impl Mesh {
             self.begin_collective("broadcast_shared", Operation::SharedBroadcast, Some(self.rank))?;
         let next = self.topology.leaders_from(self.rank).get(1).copied();
         if let Some(next) = next {
-            let sent = self
-                .announce(&ongoing, next, data.len())
-                .and_then(|()| self.send_bytes_to(&ongoing, next, data));
-            self.or_report(&ongoing, [next], sent)?;
+            let sent = self.announce(&ongoing, next, data.len());
+            let sent = sent.and_then(|()| self.send_bytes_to(&ongoing, next, data));
+            // Everyone waiting on the root hears of a failure: the next leader and this node's ranks.
+            self.or_report(&ongoing, [next].into_iter().chain(self.node_readers()), sent)?;
         }
         self.share_on_node(&ongoing, data)
     }
@@ -52,9 +52,12 @@ impl Mesh {
     /// last holder drops it or ends.
     ///
     /// Use it for data every rank reads and none changes (a lookup table, model weights, a mesh):
-    /// the node holds it once instead of once per rank, and ranks past the first on a node receive it
-    /// in microseconds, whatever its size. Use [`Mesh::broadcast_into`] when each rank needs its own
-    /// copy to change, or for small data, where the memory file costs more than the copy.
+    /// the node holds it once instead of once per rank, and the ranks of a node other than its leader
+    /// open it in tens of microseconds, whatever its size (reading each page the first time then costs
+    /// a page-table fault: about 10 ms per 256 MiB here). A rank that may not open another process's
+    /// files, or whose mesh allows no single copies ([`crate::mesh::MeshConfig::single_copy`]), gets
+    /// the bytes sent and holds a copy of its own. Use [`Mesh::broadcast_into`] when each rank needs
+    /// its own copy to change, or for small data, where the memory file costs more than the copy.
     pub fn broadcast_shared(&self, root: Rank) -> Result<SharedBytes> {
         let ongoing = self.begin_collective("broadcast_shared", Operation::SharedBroadcast, Some(root))?;
         self.check_not_root(root, "broadcast_shared", "broadcast_shared_root")?;
@@ -69,7 +72,10 @@ impl Mesh {
         let (previous, next) = (leaders[at - 1], leaders.get(at + 1).copied());
         let readers = self.node_readers();
         let received = self.receive_along(&ongoing, previous, next);
-        let data = self.or_report(&ongoing, next.into_iter().chain(readers), received)?;
+        // A failure is told to every rank waiting on this one, and to the previous leader, which may
+        // still be sending.
+        let dependents = [previous].into_iter().chain(next).chain(readers);
+        let data = self.or_report(&ongoing, dependents, received)?;
         self.share_on_node(&ongoing, &data)?;
         Ok(data)
     }

@@ -235,24 +235,30 @@ unsafe fn read_once(pid: i32, address: usize, local: *mut u8, len: usize) -> Opt
     usize::try_from(copied).ok().filter(|&copied| copied > 0 && copied <= len)
 }
 
-/// A new anonymous memory file (`memfd`) of `len` bytes, open for writing and sealing, and its writable
-/// mapping (`None` for 0 bytes, which cannot be mapped). The file is named only by this process's
-/// descriptor table.
+/// A new anonymous memory file (`memfd`) of `len` bytes and its writable mapping (`None` for 0 bytes,
+/// which cannot be mapped). Right after mapping it, the file is sealed against resizing and against
+/// every write but through that mapping (`F_SEAL_FUTURE_WRITE`), for every process.
 pub(super) fn create_memory_file(len: usize) -> std::io::Result<(std::fs::File, Option<memmap2::MmapMut>)> {
-    use rustix::fs::{memfd_create, MemfdFlags};
-    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING | MemfdFlags::NOEXEC_SEAL;
-    let file = std::fs::File::from(memfd_create("lightbeam-shared-bytes", flags)?);
+    use rustix::fs::{memfd_create, MemfdFlags, SealFlags};
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    // `NOEXEC_SEAL` (Linux 6.3) keeps the file from being run; older kernels refuse the flag.
+    let fd = memfd_create("lightbeam-shared-bytes", flags | MemfdFlags::NOEXEC_SEAL)
+        .or_else(|_| memfd_create("lightbeam-shared-bytes", flags))?;
+    let file = std::fs::File::from(fd);
     file.set_len(u64::try_from(len).map_err(|_| std::io::ErrorKind::InvalidInput)?)?;
-    if len == 0 {
-        return Ok((file, None));
-    }
-    // SAFETY: `MmapMut` hands out `&mut [u8]` over the file, sound while no one else writes or shrinks
-    // it. The file was created just now and is named by nothing but this process's descriptor, which
-    // another process reaches only through /proc/<pid>/fd with ptrace rights over this process (rights
-    // that let it write this process's memory directly, outside what any Rust program can defend), and
-    // no code of this crate passes the descriptor on before the mapping is dropped and the file sealed.
-    let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file)? };
-    Ok((file, Some(map)))
+    let map = match len {
+        0 => None,
+        // SAFETY: `MmapMut` hands out `&mut [u8]` over the file, sound while no one else writes or
+        // resizes it. The file was created just now and is named only by this process's descriptor;
+        // the seals added next stop every write but through this mapping and every resize, for good.
+        // (Between `memfd_create` and the seals, a few system calls, a process of the same user allowed
+        // to read this one's /proc entries could map the file if it guessed the descriptor: the trust
+        // notes in docs/RELIABILITY.md say so.)
+        _ => Some(unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file)? }),
+    };
+    let seals = SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE;
+    rustix::fs::fcntl_add_seals(&file, seals)?;
+    Ok((file, map))
 }
 
 /// The seals a memory file must carry to be read in place: nobody can write it, change its size, or
@@ -263,7 +269,9 @@ pub(super) fn read_only_seals() -> rustix::fs::SealFlags {
 }
 
 /// Maps `file` read-only, whole, after checking that it carries [`read_only_seals`] (an error
-/// otherwise). `None` for an empty file.
+/// otherwise). `None` for an empty file. The mapping is private (no process's writes could reach it
+/// anyway) so that kernels before 6.7, which refuse a shared mapping of a write-sealed file opened for
+/// writing, map it too; it reads the file's own pages, no copy.
 pub(super) fn map_sealed(file: &std::fs::File) -> std::io::Result<Option<memmap2::Mmap>> {
     let seals = rustix::fs::fcntl_get_seals(file)?;
     if !seals.contains(read_only_seals()) {
@@ -276,11 +284,12 @@ pub(super) fn map_sealed(file: &std::fs::File) -> std::io::Result<Option<memmap2
     if len == 0 {
         return Ok(None);
     }
-    // SAFETY: `Mmap` lends `&[u8]` over the file, sound while nothing writes or shrinks it. The seals
-    // checked above forbid, for every process and for good (`SEAL` keeps them on): `write`, any new
-    // writable shared mapping (`WRITE`; the kernel refused it while one existed), and shrinking or
-    // growing (`SHRINK`, `GROW`), so the mapped length stays backed and its bytes never change.
-    let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
+    // SAFETY: `Mmap` lends `&[u8]` over the file, sound while nothing writes or resizes it. The seals
+    // checked above forbid, for every process and for good (`SEAL` keeps them on): `write`, any
+    // writable shared mapping (`WRITE`: the kernel refuses the seal while one exists, and every
+    // mapping after it), hole punching, and shrinking or growing (`SHRINK`, `GROW`), so the mapped
+    // length stays backed and its bytes never change. The mapping itself is read-only.
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map_copy_read_only(file)? };
     Ok(Some(map))
 }
 

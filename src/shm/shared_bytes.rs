@@ -2,12 +2,14 @@
 //! read it.
 //!
 //! [`SharedBytesMut`] is an anonymous memory file (`memfd`) mapped writable by the one process that
-//! fills it. [`SharedBytesMut::freeze`] gives up that write access and seals the file, for good and
-//! for every process, against writes and resizing; the result, [`SharedBytes`], is a read-only view
-//! that other processes of the node open from the holder's descriptor ([`SharedBytes::open_from`],
-//! which refuses a file without the seals), so reading it in place is sound in safe Rust. The kernel
-//! frees the memory when the last process holding a view drops it or ends, killed or not: a view is a
-//! mapping and a descriptor, nothing has a name on the file system, and nothing is left to clean up.
+//! fills it; from its creation the file is sealed against resizing and against every write but through
+//! that mapping. [`SharedBytesMut::freeze`] gives up the mapping and seals the file, for good and for
+//! every process, against writes; the result, [`SharedBytes`], is a read-only view that other
+//! processes of the node open from the holder's descriptor ([`SharedBytes::open_from`], which refuses
+//! a file without the seals), so reading it in place is sound in safe Rust. The kernel frees the memory
+//! when the last process holding a view drops it or ends, killed or not: a view is a mapping (and, in
+//! the process that made it, the descriptor), nothing has a name on the file system, and nothing is
+//! left to clean up.
 
 #![forbid(unsafe_code)]
 
@@ -15,7 +17,7 @@ use std::fmt;
 use std::fs::File;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
 
 use super::mapping::{create_memory_file, map_sealed, read_only_seals};
@@ -111,8 +113,11 @@ impl fmt::Debug for SharedBytesMut {
 }
 
 struct Sealed {
-    file: File,
+    /// The file, kept open by the process that made it, for others to open; a process that opened it
+    /// keeps only the mapping (one descriptor less per view held).
+    file: Option<File>,
     map: Option<memmap2::Mmap>,
+    inode: u64,
 }
 
 /// A read-only view of bytes sealed in a memory file of this node: one copy in memory, however many
@@ -135,27 +140,50 @@ impl SharedBytes {
     fn from_sealed(file: File) -> Result<Self> {
         let len = file.metadata().map_or(0, |m| m.len());
         let map = map_sealed(&file).map_err(|e| io_error("map", len as usize, e))?;
-        Ok(Self { sealed: Arc::new(Sealed { file, map }) })
+        let inode = file.metadata().map_err(|e| io_error("inspect", len as usize, e))?.ino();
+        Ok(Self { sealed: Arc::new(Sealed { file: Some(file), map, inode }) })
+    }
+
+    /// Names the node's copy this view reads: views of one copy (in any process of the node) have the
+    /// same id, views of different copies different ones.
+    pub fn id(&self) -> u64 {
+        self.sealed.inode
     }
 
     /// What another process of this node needs to open this view with [`SharedBytes::open_from`].
+    /// Only the process that made the copy (with [`SharedBytesMut::freeze`] or
+    /// [`SharedBytes::copy_from`]) can describe it; a view opened from another process cannot.
     pub fn descriptor(&self) -> Result<SharedBytesDescriptor> {
-        let metadata = self.sealed.file.metadata().map_err(|e| io_error("inspect", self.len(), e))?;
+        let Some(file) = &self.sealed.file else {
+            let message = "a view opened from another process cannot be passed on".to_string();
+            return Err(ShmError::Io {
+                op: "describe",
+                path: format!("shared bytes {}", self.id()),
+                message,
+            }
+            .into());
+        };
         Ok(SharedBytesDescriptor {
             pid: std::process::id(),
-            fd: self.sealed.file.as_raw_fd(),
-            inode: metadata.ino(),
-            len: metadata.len(),
+            fd: file.as_raw_fd(),
+            inode: self.sealed.inode,
+            len: self.len() as u64,
         })
     }
 
     /// Opens the view another process of this node described, read-only, through
-    /// `/proc/<pid>/fd/<fd>` (the same ptrace rights as reading that process's memory). Refused when the
-    /// file there is not the one described (inode and length) or lacks the read-only seals.
+    /// `/proc/<pid>/fd/<fd>` (which takes the right to read that process's `/proc` entries: any
+    /// process of the same user, unless the system restricts ptrace). Refused when the file there is
+    /// not the one described (a regular file of that inode and length) or lacks the read-only seals;
+    /// never blocks (a descriptor naming a pipe is refused at once).
     pub fn open_from(descriptor: &SharedBytesDescriptor) -> Result<Self> {
         let path = format!("/proc/{}/fd/{}", descriptor.pid, descriptor.fd);
         let refused = |message: String| ShmError::Io { op: "open shared bytes", path: path.clone(), message };
-        let file = File::open(&path).map_err(|e| refused(e.to_string()))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&path)
+            .map_err(|e| refused(e.to_string()))?;
         let metadata = file.metadata().map_err(|e| refused(e.to_string()))?;
         if !metadata.is_file() || metadata.ino() != descriptor.inode || metadata.len() != descriptor.len {
             return Err(refused(format!(
@@ -168,7 +196,7 @@ impl SharedBytes {
             .into());
         }
         let map = map_sealed(&file).map_err(|e| refused(e.to_string()))?;
-        Ok(Self { sealed: Arc::new(Sealed { file, map }) })
+        Ok(Self { sealed: Arc::new(Sealed { file: None, map, inode: descriptor.inode }) })
     }
 }
 
@@ -214,7 +242,32 @@ mod tests {
         let writable =
             std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", descriptor.fd));
         assert!(writable.is_err() || std::io::Write::write(&mut writable.unwrap(), b"x").is_err());
-        assert!(view.sealed.file.set_len(1).is_err() && view.sealed.file.set_len(20_000).is_err());
+        let file = view.sealed.file.as_ref().unwrap();
+        assert!(file.set_len(1).is_err() && file.set_len(20_000).is_err());
+        assert_eq!(opened.id(), view.id());
+        assert!(opened.descriptor().is_err(), "only the maker describes its copy");
+    }
+
+    #[test]
+    fn bytes_being_filled_can_be_neither_resized_nor_written_by_anyone_else() {
+        let mut bytes = SharedBytesMut::new(4096).unwrap();
+        let path = format!("/proc/self/fd/{}", bytes.file.as_raw_fd());
+        let other = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        assert!(other.set_len(0).is_err() && other.set_len(8192).is_err());
+        assert!(std::io::Write::write(&mut &other, b"x").is_err());
+        bytes[0] = 1; // its own mapping writes
+        assert_eq!(bytes.freeze().unwrap()[0], 1);
+    }
+
+    #[test]
+    fn a_descriptor_naming_a_pipe_is_refused_without_blocking() {
+        // A pipe with no writer: a blocking open of its read end would wait for one for ever.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(writer);
+        let pipe =
+            SharedBytesDescriptor { pid: std::process::id(), fd: reader.as_raw_fd(), inode: 0, len: 0 };
+        let refused = SharedBytes::open_from(&pipe).unwrap_err().to_string();
+        assert!(refused.contains("not the file described"), "{refused}");
     }
 
     #[test]
