@@ -91,7 +91,6 @@ impl Topology {
     }
 
     /// The leader of `node`: its lowest rank.
-    #[allow(dead_code)] // the node-aware collectives'
     pub(crate) fn leader(&self, node: Node) -> Option<Rank> {
         self.ranks_on(node).and_then(|ranks| ranks.first().copied())
     }
