@@ -376,9 +376,9 @@ fn bad_input(world: &SimpleCommunicator) -> Outcome {
     Ok(())
 }
 
-/// Runs one kind of collective (`broadcast` or `all-to-all`, the second argument) over and over for up to
-/// 60 s with the deadline given in milliseconds (third argument), for fault tests: a test cuts a link or
-/// kills a rank meanwhile. The first Lightbeam error ends the run, stamped with the wall-clock time so the
+/// Runs one kind of collective (`broadcast`, `all-to-all`, `scatter` or `gather`; the second argument)
+/// over and over for up to 60 s with the deadline given in milliseconds (third argument), for fault
+/// tests: a test cuts a link or kills a rank meanwhile. The first Lightbeam error ends the run, stamped with the wall-clock time so the
 /// test can time it.
 fn endless(world: &SimpleCommunicator) -> Outcome {
     let kind = std::env::args().nth(2).unwrap_or_default();
@@ -394,6 +394,10 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
         let result = match kind.as_str() {
             "broadcast" => mesh.broadcast_into(Rank(0), &mut data).map(drop),
             "all-to-all" => mesh.all_to_all_into(&chunks, &mut received).map(drop),
+            "scatter" if mesh.rank() == Rank(0) => mesh.scatter_into_root(&chunks, &mut data).map(drop),
+            "scatter" => mesh.scatter_into(Rank(0), &mut data).map(drop),
+            "gather" if mesh.rank() == Rank(0) => mesh.gather_into_root(chunks[0], &mut received).map(drop),
+            "gather" => mesh.gather_into(Rank(0), chunks[mesh.rank().0]),
             other => return Err(format!("unknown kind {other:?}")),
         };
         if let Err(error) = result {
