@@ -24,6 +24,7 @@ fn main() {
         ("endless", endless),
         ("large", large),
         ("mismatch", mismatch),
+        ("by-node", by_node),
     ]);
 }
 
@@ -183,6 +184,103 @@ fn all_to_all(world: &SimpleCommunicator, mesh: &Mesh, size: usize) -> Outcome {
     Ok(())
 }
 
+/// Whether scatters and gathers go by node on this mesh: ranks on several nodes, some node with several.
+fn goes_by_node(mesh: &Mesh) -> bool {
+    (2..mesh.size()).contains(&mesh.node_count())
+}
+
+/// How many messages arrived at this rank from each of `ranks` together.
+fn arrivals(mesh: &Mesh, ranks: impl Iterator<Item = Rank>) -> Result<u64, String> {
+    ranks.map(|r| mesh.messages_from(r).map_err(text)).sum()
+}
+
+/// The ranks on other nodes than `rank`'s.
+fn elsewhere(mesh: &Mesh, rank: usize) -> Vec<Rank> {
+    let node = mesh.node_of(Rank(rank)).expect("a rank");
+    (0..mesh.size()).map(Rank).filter(|&r| mesh.node_of(r).expect("a rank") != node).collect()
+}
+
+/// Scatter and gather from every root with chunks of different sizes (rank r's is `r * 1001 % 7 * 1000`
+/// bytes: some 0), checked byte for byte, counting the messages each rank takes in: when the ranks span
+/// several nodes with several ranks on some, a gather's root takes one message from each other node (its
+/// leader's bundle) and, in a scatter, a rank of another node takes a message from the root only if it
+/// leads its node; otherwise every rank exchanges one message with the root. Then a scatter into
+/// receive buffers too small on the odd ranks (a leader among them, on 2 hosts): those fail saying so,
+/// the others get their chunks.
+fn by_node(world: &SimpleCommunicator) -> Outcome {
+    let mesh = mesh(world, Duration::from_secs(60))?;
+    let (me, n) = (mesh.rank().0, mesh.size());
+    let by_node = goes_by_node(&mesh);
+    let len = |r: usize| r * 1001 % 7 * 1000;
+    let chunk = |r: usize, root: usize| pattern(len(r), (root * 100 + r) as u64);
+    for root in 0..n {
+        let others = elsewhere(&mesh, root);
+        let nodes_elsewhere = mesh.node_count() as u64 - 1;
+        // Gather: the root counts what arrives from the other nodes.
+        world.barrier();
+        let before = arrivals(&mesh, others.iter().copied())?;
+        if me == root {
+            let mut gathered = Vec::new();
+            mesh.gather_into_root(&chunk(me, root), &mut gathered).map_err(text)?;
+            let right = gathered.iter().enumerate().all(|(r, c)| *c == chunk(r, root));
+            ensure(right && gathered.len() == n, || format!("gather to {root}: wrong data"))?;
+            let came = arrivals(&mesh, others.iter().copied())? - before;
+            let expected = if by_node { nodes_elsewhere } else { others.len() as u64 };
+            ensure(came == expected, || {
+                format!("gather to {root}: {came} messages from other nodes, expected {expected}")
+            })?;
+        } else {
+            mesh.gather_into(Rank(root), &chunk(me, root)).map_err(text)?;
+        }
+        // Scatter: each rank counts what arrives from the root.
+        world.barrier();
+        let before = mesh.messages_from(Rank(root)).map_err(text)?;
+        let all: Vec<Vec<u8>> = (0..n).map(|r| chunk(r, root)).collect();
+        let mut mine = Vec::new();
+        if me == root {
+            mesh.scatter_into_root(&all.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut mine)
+                .map_err(text)?;
+        } else {
+            mesh.scatter_into(Rank(root), &mut mine).map_err(text)?;
+            let came = mesh.messages_from(Rank(root)).map_err(text)? - before;
+            let my_node = mesh.node_of(Rank(me)).map_err(text)?;
+            let leads = mesh.ranks_on_node(my_node).map_err(text)?[0] == Rank(me);
+            let expected = u64::from(!by_node || !others.contains(&Rank(me)) || leads);
+            ensure(came == expected, || {
+                format!("scatter from {root}: {came} messages from the root, expected {expected}")
+            })?;
+        }
+        ensure(mine == all[me], || format!("scatter from {root}: wrong chunk"))?;
+    }
+    // Receive buffers too small on the odd ranks.
+    world.barrier();
+    let all: Vec<Vec<u8>> = (0..n).map(|r| pattern(100 + r, r as u64)).collect();
+    let mut small = [0u8; 10];
+    let mut mine = Vec::new();
+    let result = match me {
+        0 => mesh.scatter_into_root(&all.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut mine),
+        _ if me % 2 == 1 => mesh.scatter_into(Rank(0), &mut small[..]),
+        _ => mesh.scatter_into(Rank(0), &mut mine),
+    };
+    if me % 2 == 1 {
+        let error = result.expect_err("a chunk fit a 10-byte buffer");
+        let expected = format!("{} bytes arrive but the receive buffer holds 10", 100 + me);
+        ensure(error.to_string().contains(&expected), || format!("vague error: {error}"))?;
+    } else {
+        result.map_err(text)?;
+        ensure(mine == all[me], || "scatter beside small buffers: wrong chunk".into())?;
+    }
+    if me == 0 {
+        let how = if by_node { "by node" } else { "directly" };
+        println!(
+            "rank 0: scatter and gather {how} from every root on {n} ranks, {} nodes",
+            mesh.node_count()
+        );
+    }
+    world.barrier();
+    Ok(())
+}
+
 /// 100 back-to-back collectives of mixed kinds, sizes and roots, with rank 1 lagging now and then.
 fn mixed(world: &SimpleCommunicator) -> Outcome {
     let mesh = mesh(world, Duration::from_secs(60))?;
@@ -309,9 +407,9 @@ fn bad_input(world: &SimpleCommunicator) -> Outcome {
     Ok(())
 }
 
-/// Runs one kind of collective (`broadcast` or `all-to-all`, the second argument) over and over for up to
-/// 60 s with the deadline given in milliseconds (third argument), for fault tests: a test cuts a link or
-/// kills a rank meanwhile. The first Lightbeam error ends the run, stamped with the wall-clock time so the
+/// Runs one kind of collective (`broadcast`, `all-to-all`, `scatter` or `gather`; the second argument)
+/// over and over for up to 60 s with the deadline given in milliseconds (third argument), for fault
+/// tests: a test cuts a link or kills a rank meanwhile. The first Lightbeam error ends the run, stamped with the wall-clock time so the
 /// test can time it.
 fn endless(world: &SimpleCommunicator) -> Outcome {
     let kind = std::env::args().nth(2).unwrap_or_default();
@@ -327,6 +425,10 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
         let result = match kind.as_str() {
             "broadcast" => mesh.broadcast_into(Rank(0), &mut data).map(drop),
             "all-to-all" => mesh.all_to_all_into(&chunks, &mut received).map(drop),
+            "scatter" if mesh.rank() == Rank(0) => mesh.scatter_into_root(&chunks, &mut data).map(drop),
+            "scatter" => mesh.scatter_into(Rank(0), &mut data).map(drop),
+            "gather" if mesh.rank() == Rank(0) => mesh.gather_into_root(chunks[0], &mut received).map(drop),
+            "gather" => mesh.gather_into(Rank(0), chunks[mesh.rank().0]),
             other => return Err(format!("unknown kind {other:?}")),
         };
         if let Err(error) = result {

@@ -20,6 +20,21 @@ fn each_collective_matches_mpi_at_1_to_5_ranks_roots_first_and_last_sizes_0_to_6
     }
 }
 
+/// Scatter and gather from every root with chunks of different sizes (some 0 bytes), counting the
+/// messages each rank takes in (on one node: one per rank, directly; across nodes the multi-host
+/// harness runs the same scenario by node), and receive buffers too small on some ranks.
+#[test]
+fn scatter_and_gather_from_every_root_count_their_messages() {
+    for ranks in [1, 3, 4] {
+        let run = expect_ok(ranks, PROGRAM, "by-node", &[]);
+        assert!(
+            run.stdout.contains(&format!("directly from every root on {ranks} ranks, 1 nodes")),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
 /// With single copies off (as where the kernel refuses them): every byte goes through the same-node
 /// transport's rings (all ranks off); a broadcast's readers ask the root for the bytes (rank 0 on, the
 /// others off, so rank 0's broadcasts offer reads its readers refuse). Every collective still agrees

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-host tests: OpenMPI launches ranks into network-namespace hosts (cluster.sh) and Lightbeam moves the
-# data between their addresses. Covers the distributed example, every collective against MPI, the mesh,
+# data between their addresses. Covers the distributed example, every collective against MPI (with 2 ranks
+# per host too, and scatter and gather by node), the mesh,
 # the broadcast demo across 2 and 4 hosts, and faults: a link cut mid-broadcast and mid-all-to-all, and a
 # rank killed on one host. Always tears down every namespace, link and process it made. Needs root.
 # Run from the repository root after `cargo build --release --examples --bins`; scripts/test.sh does both.
@@ -36,8 +37,10 @@ expect_ok() {
     [ "$(grep -c ": $scenario ok" "$logs/$name.log")" -eq "$ranks" ] || { cat "$logs/$name.log" >&2; fail "$name: not every rank ok"; }
 }
 
-$cluster up 4
 for hosts in 2 4; do
+    # Exactly $hosts hosts, so that 2 x $hosts ranks run 2 per host.
+    $cluster down
+    $cluster up "$hosts"
     run "distributed-$hosts" 120 "$hosts" target/release/examples/distributed || fail "distributed on $hosts hosts"
     for k in $(seq 2 "$hosts"); do
         grep -q "rank $((k - 1)) at tcp://10.77.0.$((10 + k)):" "$logs/distributed-$hosts.log" ||
@@ -49,11 +52,14 @@ for hosts in 2 4; do
     echo "cluster: every collective agrees with MPI on $hosts hosts"
     expect_ok "mesh-$hosts" "$((2 * hosts))" pairs target/release/lbm-test-mesh pairs
     echo "cluster: all pairs of $((2 * hosts)) ranks on $hosts hosts exchanged checksummed data"
-    if [ "$hosts" -eq 2 ]; then
-        # Two ranks per host: shared memory within a host, ZeroMQ between hosts, in every collective.
-        expect_ok "collectives-mixed-$hosts" "$((2 * hosts))" each target/release/lbm-test-collectives each
-        echo "cluster: every collective agrees with MPI on $((2 * hosts)) ranks, 2 per host"
-    fi
+    # Two ranks per host: shared memory within a host, ZeroMQ between hosts, in every collective; scatter
+    # and gather by node, each counting that one message per other node reaches a gather's root.
+    expect_ok "collectives-mixed-$hosts" "$((2 * hosts))" each target/release/lbm-test-collectives each
+    echo "cluster: every collective agrees with MPI on $((2 * hosts)) ranks, 2 per host"
+    expect_ok "by-node-$hosts" "$((2 * hosts))" by-node target/release/lbm-test-collectives by-node
+    grep -q "scatter and gather by node from every root on $((2 * hosts)) ranks, $hosts nodes" "$logs/by-node-$hosts.log" ||
+        { cat "$logs/by-node-$hosts.log" >&2; fail "by-node-$hosts: not by node"; }
+    echo "cluster: scatter and gather by node on $((2 * hosts)) ranks, one message per other node at the root"
     run "demo-$hosts" 300 "$hosts" target/release/examples/broadcast --size 256MiB || fail "demo on $hosts hosts"
     grep -q "verified: all $hosts ranks" "$logs/demo-$hosts.log" || fail "demo on $hosts hosts unverified"
     echo "cluster: broadcast demo on $hosts hosts:"

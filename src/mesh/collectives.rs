@@ -23,8 +23,11 @@
 //!   1.1 by the chain over shared memory).
 //! - **scatter**: the root sends each rank its chunk directly, from several threads (rayon) when a chunk
 //!   is 64 KiB or more (measured: 16 MiB per rank at 4 ranks took 1.6 times as long from one thread;
-//!   below 64 KiB waking the threads costs more than it saves).
-//! - **gather**: every rank sends its chunk to the root, which takes them in arrival order.
+//!   below 64 KiB waking the threads costs more than it saves). When the ranks span several nodes and
+//!   some node holds several, by node instead: one message per other node, to its leader, which passes
+//!   the chunks on (see `by_node.rs`).
+//! - **gather**: every rank sends its chunk to the root, which takes them in arrival order; by node
+//!   across nodes, as scatter in reverse.
 //! - **all-to-all**: pairwise exchange: in step s rank r sends to r+s and receives from r-s, so at every step
 //!   each rank sends to a different peer and no peer is flooded.
 //!
@@ -94,7 +97,7 @@ pub const PIPELINE_THRESHOLD: usize = 256 << 10;
 pub const CHUNK_SIZE: usize = 1 << 20;
 
 /// Scatters with a chunk at least this large copy their chunks into messages from several threads.
-const PARALLEL_SCATTER_CHUNK: usize = 64 << 10;
+pub(super) const PARALLEL_SCATTER_CHUNK: usize = 64 << 10;
 
 /// The bytes of each broadcast message that say where its piece belongs: total length, offset, algorithm.
 const PIECE_HEADER: usize = 17;
@@ -272,10 +275,15 @@ fn refill(vec: &mut Vec<u8>, data: &[u8]) {
     vec.extend_from_slice(data);
 }
 
-/// Puts the chunk `incoming` carries into `slot`: the buffer the transport received it into moves in
-/// (the same-node transport's, no copy), or the bytes are copied (a ZeroMQ frame).
+/// Puts the chunk `incoming` carries into `slot` (see [`land_payload`]).
 fn land_chunk(slot: &mut Vec<u8>, incoming: Incoming) {
-    match incoming.payloads.into_iter().next().map(Payload::into_vec) {
+    land_payload(slot, incoming.payloads.into_iter().next());
+}
+
+/// Puts a received chunk into `slot`: the buffer the transport received it into moves in (the
+/// same-node transport's, no copy), or the bytes are copied (a ZeroMQ frame); no payload is 0 bytes.
+pub(super) fn land_payload(slot: &mut Vec<u8>, chunk: Option<Payload>) {
+    match chunk.map(Payload::into_vec) {
         Some(Ok(buffer)) => *slot = buffer,
         Some(Err(frame)) => refill(slot, &frame),
         None => slot.clear(),
@@ -485,6 +493,8 @@ impl Mesh {
         let ongoing = self.begin_collective("scatter", Operation::Scatter, Some(self.rank))?;
         let sent = if chunks.len() != self.size() {
             Err(wrong_chunk_count("scatter", chunks.len(), self.size()))
+        } else if self.by_node() {
+            self.scatter_root_by_node(&ongoing, chunks)
         } else {
             let send = |(rank, chunk): (usize, &&[u8])| match rank == self.rank.0 {
                 true => Ok(()),
@@ -510,8 +520,11 @@ impl Mesh {
     pub fn scatter_into<B: Buffer + ?Sized>(&self, root: Rank, buffer: &mut B) -> Result<usize> {
         let ongoing = self.begin_collective("scatter", Operation::Scatter, Some(root))?;
         self.check_not_root(root, "scatter_into", "scatter_into_root")?;
-        let incoming = self.receive_in(&ongoing, Source::Rank(root), Some(root))?;
-        let data = incoming.payloads.first().map_or(&[][..], |p| &p[..]);
+        let chunk = match self.by_node() {
+            true => self.scatter_chunk_by_node(&ongoing, root)?,
+            false => self.receive_in(&ongoing, Source::Rank(root), Some(root))?.payloads.into_iter().next(),
+        };
+        let data = chunk.as_deref().unwrap_or_default();
         let capacity = buffer.capacity();
         let room = buffer.room(data.len()).ok_or_else(|| too_small("scatter", data.len(), capacity))?;
         room.copy_from_slice(data);
@@ -522,6 +535,9 @@ impl Mesh {
     pub fn gather_into(&self, root: Rank, data: &[u8]) -> Result<()> {
         let ongoing = self.begin_collective("gather", Operation::Gather, Some(root))?;
         self.check_not_root(root, "gather_into", "gather_into_root")?;
+        if self.by_node() {
+            return self.gather_by_node(&ongoing, root, data);
+        }
         let sent = self.send_in(&ongoing, root, &[data]);
         self.or_report(&ongoing, [root], sent)
     }
@@ -533,6 +549,10 @@ impl Mesh {
         let n = self.size();
         gathered.resize_with(n, Vec::new);
         refill(&mut gathered[self.rank.0], data);
+        if self.by_node() {
+            self.gather_root_by_node(&ongoing, gathered)?;
+            return Ok(gathered.iter().map(Vec::len).sum());
+        }
         let mut arrived = vec![false; n];
         arrived[self.rank.0] = true;
         for _ in 1..n {

@@ -64,6 +64,8 @@ const CALLS_REMEMBERED: usize = 64;
 pub(crate) struct Mailbox {
     unexpected: VecDeque<Incoming>,
     rejected: u64,
+    /// How many messages of this mesh each rank sent that arrived here, by rank.
+    arrived_from: Vec<u64>,
     loss: Option<Loss>,
     out_of_step: Option<Mismatch>,
     calls: VecDeque<(u64, Call)>,
@@ -208,6 +210,7 @@ impl Mailbox {
                         && (envelope.source as usize) < size
                         && names_ranks(channel, size) =>
                 {
+                    self.count_arrival(envelope.source as usize, size);
                     Ok(Some(Incoming {
                         source: Rank(envelope.source as usize),
                         channel,
@@ -266,6 +269,16 @@ impl Mailbox {
             culprit = next;
         }
         culprit
+    }
+
+    fn count_arrival(&mut self, source: usize, size: usize) {
+        self.arrived_from.resize(size, 0);
+        self.arrived_from[source] += 1;
+    }
+
+    /// How many messages of this mesh from `source` arrived here.
+    pub(crate) fn arrived_from(&self, source: Rank) -> u64 {
+        self.arrived_from.get(source.0).copied().unwrap_or(0)
     }
 
     /// How many messages were rejected as not belonging to this mesh.

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod bootstrap;
+mod by_node;
 pub mod collectives;
 mod envelope;
 mod inbox;
@@ -388,6 +389,14 @@ impl Mesh {
     /// How many received messages were dropped as not belonging to this mesh (garbage, another job).
     pub fn rejected_messages(&self) -> u64 {
         crate::sync::lock(&self.mailbox).rejected()
+    }
+
+    /// How many messages from `rank` have arrived at this rank so far: point to point, of collectives
+    /// (one per message, however many parts it has) and notices. A measure of traffic, as in "one message
+    /// per node reaches a gather's root": counted as the messages are taken in from the transport.
+    pub fn messages_from(&self, rank: Rank) -> Result<u64> {
+        self.check_rank(rank)?;
+        Ok(crate::sync::lock(&self.mailbox).arrived_from(rank))
     }
 
     /// The configuration the mesh was formed with.

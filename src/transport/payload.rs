@@ -19,8 +19,9 @@ impl Payload {
         Self(Bytes::ZeroMq(message))
     }
 
-    /// A payload holding bytes a transport received into a buffer of its own.
-    pub(super) fn from_vec(bytes: Vec<u8>) -> Self {
+    /// A payload holding bytes a transport received into a buffer of its own (or that the mesh's
+    /// collectives send on as one).
+    pub(crate) fn from_vec(bytes: Vec<u8>) -> Self {
         Self(Bytes::Owned(bytes))
     }
 
