@@ -420,6 +420,7 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
     let chunks: Vec<Vec<u8>> = (0..n).map(|r| pattern(256 << 10, r as u64)).collect();
     let chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
     let mut data = pattern(2 << 20, 1);
+    let shared = SharedBytes::copy_from(&data).map_err(text)?;
     let mut received = Vec::new();
     for round in 0.. {
         let result = match kind.as_str() {
@@ -429,6 +430,8 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
             "scatter" => mesh.scatter_into(Rank(0), &mut data).map(drop),
             "gather" if mesh.rank() == Rank(0) => mesh.gather_into_root(chunks[0], &mut received).map(drop),
             "gather" => mesh.gather_into(Rank(0), chunks[mesh.rank().0]),
+            "shared-broadcast" if mesh.rank() == Rank(0) => mesh.broadcast_shared_root(&shared),
+            "shared-broadcast" => mesh.broadcast_shared(Rank(0)).map(drop),
             other => return Err(format!("unknown kind {other:?}")),
         };
         if let Err(error) = result {
