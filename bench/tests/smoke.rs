@@ -81,7 +81,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
         paths[2],
     ];
     let run = bench(4, &args);
-    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 6, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 7, "{}", run.stdout);
     assert!(run
         .stdout
         .contains("# lbm-bench latency: 4 ranks, tcp (ranks 0 and 1 measure, the others wait)"));
@@ -90,11 +90,15 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     assert_eq!(document["ranks"], 4);
     let benchmarks = document["benchmarks"].as_array().unwrap();
     let names: Vec<&str> = benchmarks.iter().map(|b| b["benchmark"].as_str().unwrap()).collect();
-    assert_eq!(names, ["latency", "bandwidth", "bcast", "scatter", "gather", "alltoall"]);
+    assert_eq!(names, ["latency", "bandwidth", "bcast", "scatter", "gather", "alltoall", "bcast-shared"]);
     let mut records = 0;
     for benchmark in benchmarks {
         let list = benchmark["records"].as_array().unwrap();
-        let series = if list.iter().any(|r| r["series"] == "zmq-zerocopy") { 6 } else { 4 };
+        let series = match benchmark["benchmark"].as_str() {
+            Some("bcast-shared") => 2, // lightbeam's shared broadcast and MPI_Bcast
+            _ if list.iter().any(|r| r["series"] == "zmq-zerocopy") => 6,
+            _ => 4,
+        };
         assert_eq!(list.len(), 2 * series, "{benchmark}");
         assert!(list.iter().all(|r| r["median_us"].as_f64().unwrap() > 0.0 && r["iterations"] == 2));
         records += list.len();
