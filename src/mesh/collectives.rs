@@ -370,13 +370,15 @@ impl Mesh {
                     }
                     progress(total, total);
                 }
-                BroadcastAlgorithm::PipelinedChain if n > 1 => {
+                BroadcastAlgorithm::PipelinedChain => {
+                    let (_, next) = self.topology.chain_from(root, root);
                     for (offset, piece) in pieces(data, self.config.chunk_size) {
-                        self.send_in(&ongoing, absolute(1), &[&header(offset), piece])?;
+                        for &to in &next {
+                            self.send_in(&ongoing, to, &[&header(offset), piece])?;
+                        }
                         progress(offset + piece.len(), total);
                     }
                 }
-                BroadcastAlgorithm::PipelinedChain => progress(total, total),
                 BroadcastAlgorithm::ReadFromRoot => {
                     let offered = self.offer_to_readers(&ongoing, &order, data);
                     self.or_report(&ongoing, order[1..].iter().copied(), offered)?;
@@ -405,12 +407,12 @@ impl Mesh {
         let order = self.topology.order_from(root);
         let relative = order.iter().position(|&r| r == self.rank).expect("every rank is in the order");
         let absolute = |r: usize| order[r];
-        let next = (relative + 1 < n).then(|| absolute(relative + 1));
-        // Only this rank's parent (tree) or predecessor (chain) sends to it in this broadcast.
-        // The sender is the tree parent or the chain predecessor: often the same rank, which is then the
-        // one to suspect when nothing comes.
-        let (parent, previous) =
-            (absolute(relative - (relative & relative.wrapping_neg())), absolute(relative - 1));
+        // The chain has two levels across nodes: the previous rank, and the ranks to pass pieces to.
+        let (previous, next) = self.topology.chain_from(root, self.rank);
+        let previous = previous.expect("a rank other than the root takes its pieces from another");
+        // Only this rank's parent (tree) or predecessor (chain) sends to it in this broadcast: often the
+        // same rank, which is then the one to suspect when nothing comes.
+        let parent = absolute(relative - (relative & relative.wrapping_neg()));
         let suspect = (parent == previous).then_some(parent);
         let first = self.receive_in(ongoing, Source::Any, suspect).map_err(|error| match error {
             Error::Timeout { op, after, .. } => {
@@ -436,7 +438,7 @@ impl Mesh {
         };
         let below: Vec<Rank> = match algorithm {
             BroadcastAlgorithm::BinomialTree => tree_children(relative, n).map(absolute).collect(),
-            BroadcastAlgorithm::PipelinedChain => next.into_iter().collect(),
+            BroadcastAlgorithm::PipelinedChain => next,
             // Only the root waits on this rank: it is told of a failure at once.
             BroadcastAlgorithm::ReadFromRoot => {
                 let read = self.read_from_root(ongoing, root, &incoming, total, land);
@@ -452,14 +454,13 @@ impl Mesh {
                 }
                 land.put(total, at.offset, piece);
                 received += piece.len();
-                if algorithm == BroadcastAlgorithm::PipelinedChain {
-                    if let Some(next) = next {
-                        self.forward_in(ongoing, next, incoming.payloads)?;
+                // Each rank below but the last gets a copy (a chain's leader: the next node's leader
+                // first); the last gets the received frame itself.
+                if let Some((&last, others)) = below.split_last() {
+                    for &to in others {
+                        self.send_in(ongoing, to, &[&incoming.payloads[0], &incoming.payloads[1]])?;
                     }
-                } else {
-                    for &child in &below {
-                        self.send_in(ongoing, child, &[&incoming.payloads[0], &incoming.payloads[1]])?;
-                    }
+                    self.forward_in(ongoing, last, incoming.payloads)?;
                 }
                 if received >= total {
                     return Ok(total);

@@ -104,6 +104,33 @@ impl Topology {
         }
     }
 
+    /// Where `rank` stands in the two-level chain of a collective from `root`: the rank it takes the
+    /// pieces from (`None` at the root) and the ranks it passes them on to. The leaders (see
+    /// [`Topology::leaders_from`]) form a chain across the nodes, and each leader also starts a chain
+    /// through its own node's ranks in the order of [`Topology::order_from`]: a piece crosses the network
+    /// once per node, and reaches the last rank after (nodes - 1) + (ranks of a node - 1) hops, not
+    /// (ranks - 1). A leader passes on to the next node's leader first. On one node it is the plain
+    /// chain along that order.
+    pub(crate) fn chain_from(&self, root: Rank, rank: Rank) -> (Option<Rank>, Vec<Rank>) {
+        let order = self.order_from(root);
+        let groups: Vec<&[Rank]> = order.chunk_by(|a, b| self.node_of[a.0] == self.node_of[b.0]).collect();
+        let Some((g, p)) = groups
+            .iter()
+            .enumerate()
+            .find_map(|(g, group)| group.iter().position(|&r| r == rank).map(|p| (g, p)))
+        else {
+            return (None, Vec::new());
+        };
+        let group = groups[g];
+        let local_next = group.get(p + 1).copied();
+        if p > 0 {
+            return (Some(group[p - 1]), local_next.into_iter().collect());
+        }
+        let previous = g.checked_sub(1).map(|before| groups[before][0]);
+        let next_leader = groups.get(g + 1).map(|next| next[0]);
+        (previous, next_leader.into_iter().chain(local_next).collect())
+    }
+
     /// The leaders of a collective from `root`, one per node: the root, then each other node's leader in
     /// the order of [`Topology::order_from`].
     pub(crate) fn leaders_from(&self, root: Rank) -> Vec<Rank> {
@@ -169,6 +196,48 @@ mod tests {
         let one = Topology::new(&[id("a", "k"), id("a", "k"), id("a", "k"), id("a", "k")]);
         assert_eq!(one.order_from(Rank(2)), [Rank(2), Rank(3), Rank(0), Rank(1)]);
         assert!(one.order_from(Rank(4)).is_empty());
+    }
+
+    #[test]
+    fn the_two_level_chain_crosses_nodes_through_their_leaders() {
+        // 0, 2, 4 on node a; 1, 3, 5 on node b; 6 on node c.
+        let nodes = [
+            id("a", "k"),
+            id("b", "k"),
+            id("a", "k"),
+            id("b", "k"),
+            id("a", "k"),
+            id("b", "k"),
+            id("c", "k"),
+        ];
+        let topology = Topology::new(&nodes);
+        let link = |root: usize, rank: usize| {
+            let (previous, next) = topology.chain_from(Rank(root), Rank(rank));
+            (previous.map(|r| r.0), next.iter().map(|r| r.0).collect::<Vec<_>>())
+        };
+        assert_eq!(link(0, 0), (None, vec![1, 2]));
+        assert_eq!(link(0, 2), (Some(0), vec![4]));
+        assert_eq!(link(0, 4), (Some(2), vec![]));
+        assert_eq!(link(0, 1), (Some(0), vec![6, 3]));
+        assert_eq!(link(0, 3), (Some(1), vec![5]));
+        assert_eq!(link(0, 6), (Some(1), vec![]));
+        // From root 3: node b first (3, 5, 1), then c, then a.
+        assert_eq!(link(3, 3), (None, vec![6, 5]));
+        assert_eq!(link(3, 1), (Some(5), vec![]));
+        assert_eq!(link(3, 0), (Some(6), vec![2]));
+        // Every rank but the root takes its pieces from exactly one rank, which passes them to it.
+        for root in 0..7 {
+            for rank in (0..7).filter(|&r| r != root) {
+                let (previous, _) = link(root, rank);
+                let from = previous.expect("a non-root has a previous rank");
+                assert!(link(root, from).1.contains(&rank), "root {root}: {from} does not pass to {rank}");
+            }
+        }
+        // One node: the plain chain.
+        let one = Topology::new(&[id("a", "k"), id("a", "k"), id("a", "k")]);
+        assert_eq!(one.chain_from(Rank(1), Rank(1)), (None, vec![Rank(2)]));
+        assert_eq!(one.chain_from(Rank(1), Rank(0)), (Some(Rank(2)), vec![]));
+        assert_eq!(topology.chain_from(Rank(0), Rank(9)), (None, vec![]));
     }
 
     #[test]
