@@ -548,8 +548,14 @@ fn gather_checked(mesh: &Mesh, root: usize) -> Result<bool, Error> {
 
 /// An all-to-all every rank agrees on: right or wrong data.
 fn all_to_all_checked(mesh: &Mesh) -> Result<bool, Error> {
+    all_to_all_sized(mesh, 30)
+}
+
+/// An all-to-all of chunks of `base` bytes and more: right or wrong data. (From 64 KiB, on one node,
+/// the chunks are read in place.)
+fn all_to_all_sized(mesh: &Mesh, base: usize) -> Result<bool, Error> {
     let (me, n) = (mesh.rank().0, mesh.size());
-    let chunk = |from: usize, to: usize| pattern(30 + to, (from * 100 + to) as u64);
+    let chunk = |from: usize, to: usize| pattern(base + to, (from * 100 + to) as u64);
     let sent: Vec<Vec<u8>> = (0..n).map(|to| chunk(me, to)).collect();
     let mut received = Vec::new();
     mesh.all_to_all_into(&sent.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut received)?;
@@ -596,6 +602,9 @@ fn mismatch(world: &SimpleCommunicator) -> Outcome {
         // Rank 0 gathers to itself while the others exchange all-to-all.
         "alltoall-gather" if me == 0 => gather_checked(&mesh, 0),
         "alltoall-gather" => all_to_all_checked(&mesh),
+        // The same with chunks of 1 MiB, which are read in place: descriptors meet a gather.
+        "alltoall-read-gather" if me == 0 => gather_checked(&mesh, 0),
+        "alltoall-read-gather" => all_to_all_sized(&mesh, 1 << 20),
         other => return Err(format!("unknown kind {other:?}")),
     };
     let second = |mesh: &Mesh| match kind.as_str() {

@@ -150,7 +150,7 @@ fn a_skipped_collective_fails_every_rank_within_the_deadline_and_grace() {
 #[test]
 fn ranks_blocked_in_a_send_fail_with_the_mismatch_when_the_others_exit() {
     const DEADLINE_MS: u64 = 5000;
-    for kind in ["scatter-gather", "pipelined-roots", "alltoall-gather"] {
+    for kind in ["scatter-gather", "pipelined-roots", "alltoall-gather", "alltoall-read-gather"] {
         for ranks in [3, 4] {
             let endings = mismatch_run(ranks, kind, DEADLINE_MS, &["exit"]);
             let bound = DEADLINE_MS + 200 + 250 * (ranks as u64 - 1) + 1500;

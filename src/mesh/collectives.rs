@@ -87,6 +87,7 @@ use rayon::prelude::*;
 use super::envelope::{Call, Channel, Collective, Operation};
 use super::mailbox::Incoming;
 use super::progress::Ongoing;
+use super::single_copy::Landed;
 use super::{Mesh, Rank, Source};
 use crate::error::{Error, Result};
 use crate::transport::Payload;
@@ -276,7 +277,7 @@ fn refill(vec: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// Puts the chunk `incoming` carries into `slot` (see [`land_payload`]).
-fn land_chunk(slot: &mut Vec<u8>, incoming: Incoming) {
+pub(super) fn land_chunk(slot: &mut Vec<u8>, incoming: Incoming) {
     land_payload(slot, incoming.payloads.into_iter().next());
 }
 
@@ -496,6 +497,8 @@ impl Mesh {
             Err(wrong_chunk_count("scatter", chunks.len(), self.size()))
         } else if self.by_node() {
             self.scatter_root_by_node(&ongoing, chunks)
+        } else if self.chunks_read_in_place(chunks.iter().map(|c| c.len()).max().unwrap_or(0)) {
+            self.scatter_by_reading(&ongoing, chunks)
         } else {
             let send = |(rank, chunk): (usize, &&[u8])| match rank == self.rank.0 {
                 true => Ok(()),
@@ -523,13 +526,40 @@ impl Mesh {
         self.check_not_root(root, "scatter_into", "scatter_into_root")?;
         let chunk = match self.by_node() {
             true => self.scatter_chunk_by_node(&ongoing, root)?,
-            false => self.receive_in(&ongoing, Source::Rank(root), Some(root))?.payloads.into_iter().next(),
+            false => {
+                let incoming = self.receive_in(&ongoing, Source::Rank(root), Some(root))?;
+                if incoming.payloads.len() == 2 {
+                    // A descriptor: the chunk is read in place, straight into the buffer.
+                    return self.scatter_chunk_by_reading(&ongoing, root, &incoming, buffer);
+                }
+                incoming.payloads.into_iter().next()
+            }
         };
         let data = chunk.as_deref().unwrap_or_default();
         let capacity = buffer.capacity();
         let room = buffer.room(data.len()).ok_or_else(|| too_small("scatter", data.len(), capacity))?;
         room.copy_from_slice(data);
         Ok(data.len())
+    }
+
+    /// A scatter's chunk read in place from the root's buffer into `buffer`, as the root's descriptor
+    /// (`first`) says.
+    fn scatter_chunk_by_reading<B: Buffer + ?Sized>(
+        &self,
+        ongoing: &Ongoing,
+        root: Rank,
+        first: &Incoming,
+        buffer: &mut B,
+    ) -> Result<usize> {
+        let (piece, _) = Piece::read(first)?;
+        let capacity = buffer.capacity();
+        let mut landing = Landing { buffer, progress: |_, _| {}, fits: true };
+        let read = self.read_from_root(ongoing, root, first, piece.total, &mut landing);
+        let total = self.or_report(ongoing, [root], read)?;
+        match landing.fits {
+            true => Ok(total),
+            false => Err(too_small("scatter", total, capacity)),
+        }
     }
 
     /// A non-root's side of a gather: sends `data` to `root`.
@@ -578,28 +608,31 @@ impl Mesh {
         let exchanged = if chunks.len() != n {
             Err(wrong_chunk_count("all_to_all", chunks.len(), n))
         } else {
-            self.pairwise_exchange(&ongoing, chunks, received)
+            received.resize_with(n, Vec::new);
+            refill(&mut received[self.rank.0], chunks[self.rank.0]);
+            match self.chunks_read_in_place(chunks.iter().map(|c| c.len()).max().unwrap_or(0)) {
+                true => self.exchange_by_reading(&ongoing, chunks, received),
+                false => self.pairwise_exchange(&ongoing, chunks, received),
+            }
         };
         self.or_report(&ongoing, self.others(), exchanged)?;
         Ok(received.iter().map(Vec::len).sum())
     }
 
-    fn pairwise_exchange(
-        &self,
-        ongoing: &Ongoing,
-        chunks: &[&[u8]],
-        received: &mut Vec<Vec<u8>>,
-    ) -> Result<()> {
+    fn pairwise_exchange(&self, ongoing: &Ongoing, chunks: &[&[u8]], received: &mut [Vec<u8>]) -> Result<()> {
         let (me, n) = (self.rank.0, self.size());
-        received.resize_with(n, Vec::new);
-        refill(&mut received[me], chunks[me]);
+        // A rank whose chunks are read in place sends descriptors instead: this rank reads them, and
+        // waits for their releases at the end (and for bytes, where the kernel refused the copy).
+        let mut read = Vec::new();
         for step in 1..n {
             let (to, from) = ((me + step) % n, (me + n - step) % n);
             self.send_in(ongoing, Rank(to), &[chunks[to]])?;
             let incoming = self.receive_in(ongoing, Source::Rank(Rank(from)), Some(Rank(from)))?;
-            land_chunk(&mut received[from], incoming);
+            if let Landed::Read { asked } = self.land_or_read(ongoing, incoming, &mut received[from])? {
+                read.push((Rank(from), asked));
+            }
         }
-        Ok(())
+        self.finish_reads(ongoing, &read, received)
     }
 
     /// Every rank but this one.

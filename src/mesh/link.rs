@@ -82,7 +82,9 @@ impl Link {
         Ok(match route {
             Route::ZeroMq(endpoint) => Self::ZeroMq(ZeroMqClient::connect(endpoint, options)?),
             Route::SharedMemory(address) => {
-                Self::SharedMemory(SharedMemoryClient::connect(address, SCHEME, 0, options, &shm)?)
+                // The peer's server was made before the bootstrap's all-gather: none there is a peer gone.
+                let client = SharedMemoryClient::connect(address, SCHEME, 0, options, &shm)?;
+                Self::SharedMemory(client.with_server_known())
             }
         })
     }

@@ -31,8 +31,8 @@ mod inbox;
 mod link;
 mod mailbox;
 mod progress;
-mod read_from_root;
 mod shared_broadcast;
+mod single_copy;
 mod topology;
 
 use std::fmt;

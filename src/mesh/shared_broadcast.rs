@@ -14,7 +14,7 @@
 use super::collectives::{bad_message, BroadcastAlgorithm, Land, Piece};
 use super::envelope::Operation;
 use super::progress::Ongoing;
-use super::read_from_root::{COPIED, SEND_BYTES};
+use super::single_copy::{COPIED, SEND_BYTES};
 use super::{Mesh, Rank, Source};
 use crate::error::Result;
 use crate::shm::{SharedBytes, SharedBytesDescriptor, SharedBytesMut};

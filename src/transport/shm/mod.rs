@@ -302,6 +302,9 @@ pub struct SharedMemoryClient {
     address: String,
     send_timeout: Option<Duration>,
     single_copy_from: Option<usize>,
+    /// The server was there before this client was made (a mesh peer's): finding none means it is gone,
+    /// not that it is yet to come.
+    server_known: bool,
     /// The channel, lent to one sending thread at a time (others wait for it within their own timeout).
     sender: Slot<Option<Sender>>,
 }
@@ -322,8 +325,18 @@ impl SharedMemoryClient {
             name,
             send_timeout: options.send_timeout,
             single_copy_from: shm.single_copy_from,
+            server_known: false,
             sender: Slot::new(None),
         })
+    }
+
+    /// This client's server was there before the client was made (as a mesh peer's server is, from
+    /// bootstrap on): a send that finds no server there (closed, or its segment removed) fails at once
+    /// with [`Error::PeerGone`] instead of waiting for one to come.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn with_server_known(mut self) -> Self {
+        self.server_known = true;
+        self
     }
 
     /// A channel of the server's queue: the one held, or a new one once the server is there and a channel
@@ -344,6 +357,10 @@ impl SharedMemoryClient {
                 Attach::Done(sender) => {
                     *held = Some(sender);
                     return Ok(());
+                }
+                Attach::NoServer if self.server_known => {
+                    let why = "the server closed (its segment is closed or removed)";
+                    return Err(Error::gone("send to", &self.address, why));
                 }
                 Attach::NoServer => "send (no server at this address)",
                 Attach::NoChannel => "send (every channel of the server stayed taken)",
