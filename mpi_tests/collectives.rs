@@ -536,7 +536,12 @@ fn scatter_checked(mesh: &Mesh, root: usize) -> Result<bool, Error> {
 
 /// A gather to `root` (rank r sends a pattern of its own): right or wrong data.
 fn gather_checked(mesh: &Mesh, root: usize) -> Result<bool, Error> {
-    let chunk = |r: usize| pattern(50 + r, 80 + r as u64);
+    gather_sized(mesh, root, 50)
+}
+
+/// A gather to `root` of chunks of `base` bytes and more (from 64 KiB, on one node, read in place).
+fn gather_sized(mesh: &Mesh, root: usize, base: usize) -> Result<bool, Error> {
+    let chunk = |r: usize| pattern(base + r, 80 + r as u64);
     let me = mesh.rank().0;
     if me != root {
         return mesh.gather_into(Rank(root), &chunk(me)).map(|()| true);
@@ -585,6 +590,8 @@ fn mismatch(world: &SimpleCommunicator) -> Outcome {
         "broadcast-scatter" => scatter_checked(&mesh, 0),
         // The last rank gathers to rank 1, the others to rank 0.
         "gather-roots" => gather_checked(&mesh, if last { 1 } else { 0 }),
+        // The same with chunks of 1 MiB, read in place: descriptors meet a root that is not theirs.
+        "gather-read-roots" => gather_sized(&mesh, if last { 1 } else { 0 }, 1 << 20),
         // The last rank skips the gather: its next call (a broadcast) takes the gather's number.
         "skip" if last => Ok(true),
         "skip" => gather_checked(&mesh, 0),

@@ -125,6 +125,7 @@ fn a_shared_broadcast_against_a_broadcast_fails_at_once_on_either_side() {
 #[test]
 fn ranks_that_gather_to_different_roots_fail_at_once() {
     assert_mismatch_caught("gather-roots");
+    assert_mismatch_caught("gather-read-roots");
 }
 
 /// A skipped gather followed by a broadcast cannot be told from a slow rank: every rank fails by its

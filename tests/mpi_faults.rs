@@ -110,6 +110,12 @@ fn a_rank_killed_mid_shared_broadcast_fails_every_other_rank_naming_it() {
 }
 
 #[test]
+fn a_rank_killed_mid_scatter_or_gather_fails_every_other_rank_naming_it() {
+    assert_survivors_name_rank_2("scatter");
+    assert_survivors_name_rank_2("gather");
+}
+
+#[test]
 fn a_rank_killed_mid_all_to_all_fails_every_other_rank_naming_it() {
     assert_survivors_name_rank_2("all-to-all");
 }

@@ -14,22 +14,27 @@
 //!   [`MeshConfig`](super::MeshConfig); the root's choice travels with the data, so ranks need not agree) (rank r forwards piece k to r+1 while piece
 //!   k+1 arrives, so the time approaches one transfer of the data however many ranks there are). Forwarding
 //!   moves the received frame on without copying it. Both run along the ranks grouped by node (the
-//!   root, the rest of its node, then each other node's ranks), so the chain crosses the network once
-//!   per node whatever order mpirun placed the ranks in. When every rank is on the root's node and
-//!   reached through shared memory, broadcasts from the threshold up read from the root instead
+//!   root, the rest of its node, then each other node's ranks); across nodes the chain has two levels:
+//!   the nodes' leaders (the root, then each node's lowest rank), each also starting a chain through its
+//!   own node, so the data crosses the network once per node and the last rank is (nodes - 1) + (ranks
+//!   of a node - 1) pieces behind. When every rank is on the root's node and reached through shared
+//!   memory, broadcasts from the threshold up read from the root instead
 //!   ([`BroadcastAlgorithm::ReadFromRoot`]): the root tells each rank where its buffer is, every rank
 //!   copies it straight into its own buffer at once (one copy per rank, `process_vm_readv`), and the
 //!   root returns when each said it has the data (16 MiB at 4 ranks: 0.67 of MPI_Bcast's time against
 //!   1.1 by the chain over shared memory).
 //! - **scatter**: the root sends each rank its chunk directly, from several threads (rayon) when a chunk
 //!   is 64 KiB or more (measured: 16 MiB per rank at 4 ranks took 1.6 times as long from one thread;
-//!   below 64 KiB waking the threads costs more than it saves). When the ranks span several nodes and
-//!   some node holds several, by node instead: one message per other node, to its leader, which passes
-//!   the chunks on (see `by_node.rs`).
-//! - **gather**: every rank sends its chunk to the root, which takes them in arrival order; by node
-//!   across nodes, as scatter in reverse.
+//!   below 64 KiB waking the threads costs more than it saves). On one node, from 64 KiB, each rank
+//!   reads its chunk straight from the root's buffer instead, as the broadcast's do (`single_copy.rs`).
+//!   When the ranks span several nodes and some node holds several, by node: one message per other
+//!   node, to its leader, which passes the chunks on (see `by_node.rs`).
+//! - **gather**: every rank sends its chunk to the root, which takes them in arrival order; on one node,
+//!   from 256 KiB, each rank tells the root where its chunk is and the root reads them all, on several
+//!   threads at once; by node across nodes, as scatter in reverse.
 //! - **all-to-all**: pairwise exchange: in step s rank r sends to r+s and receives from r-s, so at every step
-//!   each rank sends to a different peer and no peer is flooded.
+//!   each rank sends to a different peer and no peer is flooded. On one node, from 64 KiB, every rank
+//!   tells every other where its chunk for it is, and each reads its chunks in place, all at once.
 //!
 //! When a rank finds a bad argument (a chunk count that does not match the rank count), it returns an
 //! error naming the problem and tells the ranks waiting on it, which fail at once with that reason
@@ -274,11 +279,6 @@ pub(super) fn pieces(data: &[u8], chunk_size: usize) -> impl Iterator<Item = (us
 fn refill(vec: &mut Vec<u8>, data: &[u8]) {
     vec.clear();
     vec.extend_from_slice(data);
-}
-
-/// Puts the chunk `incoming` carries into `slot` (see [`land_payload`]).
-pub(super) fn land_chunk(slot: &mut Vec<u8>, incoming: Incoming) {
-    land_payload(slot, incoming.payloads.into_iter().next());
 }
 
 /// Puts a received chunk into `slot`: the buffer the transport received it into moves in (the
@@ -569,7 +569,10 @@ impl Mesh {
         if self.by_node() {
             return self.gather_by_node(&ongoing, root, data);
         }
-        let sent = self.send_in(&ongoing, root, &[data]);
+        let sent = match self.gathered_in_place(data.len()) {
+            true => self.offer_to_gatherer(&ongoing, root, data),
+            false => self.send_in(&ongoing, root, &[data]),
+        };
         self.or_report(&ongoing, [root], sent)
     }
 
@@ -584,19 +587,36 @@ impl Mesh {
             self.gather_root_by_node(&ongoing, gathered)?;
             return Ok(gathered.iter().map(Vec::len).sum());
         }
-        let mut arrived = vec![false; n];
-        arrived[self.rank.0] = true;
+        let mut arrived: Vec<Option<Incoming>> = (0..n).map(|_| None).collect();
         for _ in 1..n {
             // Past the deadline, the first rank still missing is the one to suspect.
-            let missing = arrived.iter().position(|&a| !a).map(Rank);
+            let missing = (0..n).find(|&r| r != self.rank.0 && arrived[r].is_none()).map(Rank);
             let incoming = self.receive_in(&ongoing, Source::Any, missing)?;
             let source = incoming.source;
-            if std::mem::replace(&mut arrived[source.0], true) {
+            if source == self.rank || arrived[source.0].replace(incoming).is_some() {
                 let reason = "a second contribution".into();
                 return Err(Error::BadPeerMessage { rank: source.0, op: "gather", reason });
             }
-            land_chunk(&mut gathered[source.0], incoming);
         }
+        // Chunks sent whole move in; chunks offered in place are read, on several threads at once.
+        let landed: Vec<Result<(Rank, Landed)>> = arrived
+            .into_par_iter()
+            .zip(gathered.par_iter_mut())
+            .filter_map(|(incoming, slot)| incoming.map(|incoming| (incoming, slot)))
+            .map(|(incoming, slot)| {
+                let holder = incoming.source;
+                self.land_or_read(&ongoing, incoming, slot).map(|landed| (holder, landed))
+            })
+            .collect();
+        let read = landed
+            .into_iter()
+            .filter_map(|landed| match landed {
+                Ok((holder, Landed::Read { asked })) => Some(Ok((holder, asked))),
+                Ok((_, Landed::Moved)) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.finish_reads(&ongoing, &read, gathered)?;
         Ok(gathered.iter().map(Vec::len).sum())
     }
 
