@@ -84,9 +84,14 @@ impl Mesh {
     /// True when a broadcast from this rank can have every rank read from it: the whole mesh on this
     /// node, each rank reached through shared memory.
     pub(super) fn every_rank_reads_here(&self) -> bool {
+        !self.readers_refused.load(std::sync::atomic::Ordering::Relaxed)
+            && self.every_rank_shares_memory_here()
+    }
+
+    /// True when the whole mesh is on this node, each rank reached through shared memory.
+    pub(super) fn every_rank_shares_memory_here(&self) -> bool {
         use crate::transport::Transport;
         self.size() > 1
-            && !self.readers_refused.load(std::sync::atomic::Ordering::Relaxed)
             && self.topology.node_count() == 1
             && (0..self.size())
                 .all(|r| self.transport_to(Rank(r)).is_ok_and(|t| t == Transport::SharedMemory))
