@@ -236,12 +236,8 @@ fn by_node(world: &SimpleCommunicator) -> Outcome {
         world.barrier();
         let before = mesh.messages_from(Rank(root)).map_err(text)?;
         let all: Vec<Vec<u8>> = (0..n).map(|r| chunk(r, root)).collect();
-        let mut mine = Vec::new();
-        if me == root {
-            mesh.scatter_into_root(&all.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut mine)
-                .map_err(text)?;
-        } else {
-            mesh.scatter_into(Rank(root), &mut mine).map_err(text)?;
+        let mine = scatter_of(&mesh, root, &all).map_err(text)?;
+        if me != root {
             let came = mesh.messages_from(Rank(root)).map_err(text)? - before;
             let my_node = mesh.node_of(Rank(me)).map_err(text)?;
             let leads = mesh.ranks_on_node(my_node).map_err(text)?[0] == Rank(me);
@@ -300,14 +296,7 @@ fn mixed(world: &SimpleCommunicator) -> Outcome {
             }
             1 => {
                 let all: Vec<Vec<u8>> = (0..n).map(|r| pattern(size / n + r, (i * 100 + r) as u64)).collect();
-                let mut mine = Vec::new();
-                if me == root {
-                    mesh.scatter_into_root(&all.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut mine)
-                        .map_err(text)?;
-                } else {
-                    mesh.scatter_into(Rank(root), &mut mine).map_err(text)?;
-                }
-                mine == all[me]
+                scatter_of(&mesh, root, &all).map_err(text)? == all[me]
             }
             2 => {
                 let chunk = |r: usize| pattern(size / n + r, (i * 100 + r) as u64);
@@ -525,13 +514,18 @@ fn shared_broadcast_checked(mesh: &Mesh, root: usize, size: usize) -> Result<boo
 /// A scatter from `root` (chunk r is rank r's): right or wrong data.
 fn scatter_checked(mesh: &Mesh, root: usize) -> Result<bool, Error> {
     let chunks: Vec<Vec<u8>> = (0..mesh.size()).map(|r| pattern(100 + r, 60 + r as u64)).collect();
+    Ok(scatter_of(mesh, root, &chunks)? == chunks[mesh.rank().0])
+}
+
+/// This rank's part of a scatter of `chunks` (the root's; others' are unused) from `root`: its chunk.
+fn scatter_of(mesh: &Mesh, root: usize, chunks: &[Vec<u8>]) -> Result<Vec<u8>, Error> {
     let mut mine = Vec::new();
     if mesh.rank() == Rank(root) {
         mesh.scatter_into_root(&chunks.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut mine)?;
     } else {
         mesh.scatter_into(Rank(root), &mut mine)?;
     }
-    Ok(mine == chunks[mesh.rank().0])
+    Ok(mine)
 }
 
 /// A gather to `root` (rank r sends a pattern of its own): right or wrong data.

@@ -6,11 +6,7 @@
 # OUTDIR/collectives-runN.txt, and the first also plots (OUTDIR/collectives-<benchmark>.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-3}
-out=${2:-docs/bench}
-mkdir -p "$out"
-cargo build --release -p lbm-bench >&2
-[ "$(id -u)" -ne 0 ] || export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source scripts/bench-setup.sh
 bench() {
     local plot=()
     [ "$run" -ne 1 ] || plot=(--plot "$out/collectives-$1.svg")

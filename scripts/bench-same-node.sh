@@ -5,11 +5,7 @@
 # forced against MPI over TCP. Usage: scripts/bench-same-node.sh [RUNS] [OUTDIR] (default 3, docs/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-3}
-out=${2:-docs/bench}
-mkdir -p "$out"
-cargo build --release -p lbm-bench >&2
-[ "$(id -u)" -ne 0 ] || export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source scripts/bench-setup.sh
 mpirun=(mpirun --oversubscribe --bind-to none)
 bench=target/release/lbm-bench
 for run in $(seq "$runs"); do
