@@ -92,7 +92,6 @@ use rayon::prelude::*;
 use super::envelope::{Call, Channel, Collective, Operation};
 use super::mailbox::Incoming;
 use super::progress::Ongoing;
-use super::single_copy::Landed;
 use super::{Mesh, Rank, Source};
 use crate::error::{Error, Result};
 use crate::transport::Payload;
@@ -204,6 +203,18 @@ pub(super) trait Land {
         }
         self.progressed(offset + piece.len(), total);
     }
+}
+
+/// What became of a chunk message of a scatter, gather or all-to-all ([`Mesh::land_or_read`]).
+pub(super) enum Landed {
+    /// The chunk came whole and moved in.
+    Moved,
+    /// The chunk was read in place (or, when `asked`, its bytes are to be sent); its holder's release
+    /// is still to come.
+    Read {
+        /// The kernel refused the copy: the holder was asked for the bytes.
+        asked: bool,
+    },
 }
 
 /// The caller's buffer and progress callback, and whether the buffer held the message.

@@ -15,7 +15,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::collectives::{bad_message, pieces, BroadcastAlgorithm, Land, Piece};
+use super::collectives::{bad_message, pieces, BroadcastAlgorithm, Land, Landed, Piece};
 use super::mailbox::Incoming;
 use super::progress::Ongoing;
 use super::{Mesh, Rank, Source};
@@ -56,18 +56,6 @@ impl Descriptor {
         let address = u64::from_le_bytes(bytes[4..].try_into().expect("8 bytes"));
         Ok(Self { pid, address })
     }
-}
-
-/// What became of a chunk message ([`Mesh::land_or_read`]).
-pub(super) enum Landed {
-    /// The chunk came whole and moved in.
-    Moved,
-    /// The chunk was read in place (or, when `asked`, its bytes are to be sent); its holder's release
-    /// is still to come.
-    Read {
-        /// The kernel refused the copy: the holder was asked for the bytes.
-        asked: bool,
-    },
 }
 
 /// A received chunk of a scatter or an all-to-all lands in a vector, sized to it.
