@@ -24,6 +24,7 @@ fn main() {
         ("endless", endless),
         ("large", large),
         ("mismatch", mismatch),
+        ("mixed-paths", mixed_paths),
         ("by-node", by_node),
     ]);
 }
@@ -84,6 +85,34 @@ fn broadcast(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: usize) 
     world.process_at_rank(root as i32).broadcast_into(&mut theirs[..]);
     ensure(got == size && ours == theirs, || "differs from MPI_Bcast".into())?;
     ensure(checksum(&ours) == checksum(&expected), || "checksum mismatch".into())
+}
+
+/// A collective that says whether this rank got the right data.
+type Check = dyn Fn(&Mesh) -> Result<bool, Error>;
+
+/// Collectives in which ranks take different paths (run it with `LIGHTBEAM_SINGLE_COPY=0` on some
+/// ranks too): all-to-all of 16 MiB chunks (refused copies are sent whole, past the 8 MiB look-ahead),
+/// an alltoallv whose rank 0 offers its 128 KiB chunks in place while the others send 1 KiB whole, a
+/// gatherv with chunks on either side of 256 KiB, and a scatter of 1 MiB chunks. Each in a mesh of its
+/// own: a refusal makes a rank stop offering reads for the rest of its mesh.
+fn mixed_paths(world: &SimpleCommunicator) -> Outcome {
+    let fresh = || mesh(world, Duration::from_secs(60));
+    let checks: [(&str, &Check); 4] = [
+        ("all-to-all 16 MiB", &|mesh| all_to_all_sized(mesh, 16 << 20)),
+        ("alltoallv 128 KiB and 1 KiB", &|mesh| {
+            all_to_all_with(mesh, |from, to| if from == 0 { 128 << 10 } else { 1 << 10 } + to)
+        }),
+        ("gatherv around 256 KiB", &|mesh| gather_with(mesh, 0, |r| (200 << 10) + r * (40 << 10))),
+        ("scatter 1 MiB", &|mesh| {
+            let chunks: Vec<Vec<u8>> = (0..mesh.size()).map(|r| pattern((1 << 20) + r, r as u64)).collect();
+            Ok(scatter_of(mesh, 0, &chunks)? == chunks[mesh.rank().0])
+        }),
+    ];
+    for (name, check) in checks {
+        let mesh = fresh()?;
+        ensure(check(&mesh).map_err(|e| format!("{name}: {e}"))?, || format!("{name}: wrong data"))?;
+    }
+    Ok(())
 }
 
 /// The shared broadcast against MPI_Bcast; with single copies on every rank, the ranks of a node hold
@@ -535,7 +564,12 @@ fn gather_checked(mesh: &Mesh, root: usize) -> Result<bool, Error> {
 
 /// A gather to `root` of chunks of `base` bytes and more (from 64 KiB, on one node, read in place).
 fn gather_sized(mesh: &Mesh, root: usize, base: usize) -> Result<bool, Error> {
-    let chunk = |r: usize| pattern(base + r, 80 + r as u64);
+    gather_with(mesh, root, |r| base + r)
+}
+
+/// A gather to `root` in which rank r sends `size(r)` bytes: right or wrong data.
+fn gather_with(mesh: &Mesh, root: usize, size: impl Fn(usize) -> usize) -> Result<bool, Error> {
+    let chunk = |r: usize| pattern(size(r), 80 + r as u64);
     let me = mesh.rank().0;
     if me != root {
         return mesh.gather_into(Rank(root), &chunk(me)).map(|()| true);
@@ -553,8 +587,13 @@ fn all_to_all_checked(mesh: &Mesh) -> Result<bool, Error> {
 /// An all-to-all of chunks of `base` bytes and more: right or wrong data. (From 64 KiB, on one node,
 /// the chunks are read in place.)
 fn all_to_all_sized(mesh: &Mesh, base: usize) -> Result<bool, Error> {
+    all_to_all_with(mesh, |_, to| base + to)
+}
+
+/// An all-to-all in which rank `from` sends `size(from, to)` bytes to rank `to`: right or wrong data.
+fn all_to_all_with(mesh: &Mesh, size: impl Fn(usize, usize) -> usize) -> Result<bool, Error> {
     let (me, n) = (mesh.rank().0, mesh.size());
-    let chunk = |from: usize, to: usize| pattern(base + to, (from * 100 + to) as u64);
+    let chunk = |from: usize, to: usize| pattern(size(from, to), (from * 100 + to) as u64);
     let sent: Vec<Vec<u8>> = (0..n).map(|to| chunk(me, to)).collect();
     let mut received = Vec::new();
     mesh.all_to_all_into(&sent.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut received)?;

@@ -53,6 +53,24 @@ fn every_collective_agrees_with_mpi_without_single_copies() {
     }
 }
 
+/// Ranks that take different paths still agree: every rank offering reads, rank 0 offering while the
+/// others refuse (single copies off), and the reverse; at 3 and 4 ranks.
+#[test]
+fn collectives_agree_when_ranks_take_different_paths() {
+    let off = "LIGHTBEAM_SINGLE_COPY=0";
+    let runs: [(usize, &[&str]); 4] = [
+        (3, &["-n", "3", PROGRAM, "mixed-paths"]),
+        (4, &["-n", "4", PROGRAM, "mixed-paths"]),
+        (4, &["-n", "1", PROGRAM, "mixed-paths", ":", "-n", "3", "-x", off, PROGRAM, "mixed-paths"]),
+        (3, &["-n", "1", "-x", off, PROGRAM, "mixed-paths", ":", "-n", "2", PROGRAM, "mixed-paths"]),
+    ];
+    for (ranks, args) in runs {
+        let run = mpirun::mpirun_raw(args, std::time::Duration::from_secs(300), |_| {});
+        let oks = run.stdout.lines().filter(|l| l.ends_with(": mixed-paths ok")).count();
+        assert!(run.success && oks == ranks, "{args:?}: {oks} ok\n{}\n{}", run.stdout, run.stderr);
+    }
+}
+
 #[test]
 fn a_hundred_back_to_back_collectives_never_mix_data() {
     for ranks in [2, 3, 4, 5] {

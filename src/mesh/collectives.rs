@@ -309,7 +309,11 @@ pub(super) fn land_payload(slot: &mut Vec<u8>, chunk: Option<Payload>) {
 }
 
 pub(super) fn bad_message(incoming: &Incoming, reason: &str) -> Error {
-    Error::BadPeerMessage { rank: incoming.source.0, op: "broadcast", reason: reason.into() }
+    let op = match incoming.channel {
+        Channel::Collective(collective) => collective.call.operation.name(),
+        _ => "collective",
+    };
+    Error::BadPeerMessage { rank: incoming.source.0, op, reason: reason.into() }
 }
 
 fn too_small(what: &str, needed: usize, capacity: usize) -> Error {
@@ -619,11 +623,22 @@ impl Mesh {
             self.gather_root_by_node(&ongoing, gathered)?;
             return Ok(gathered.iter().map(Vec::len).sum());
         }
+        // The ranks that offered their chunk wait for this rank's answer and release: a failure here is
+        // told to them all.
+        let gathered_in = self.gather_in(&ongoing, gathered);
+        self.or_report(&ongoing, self.others(), gathered_in)?;
+        Ok(gathered.iter().map(Vec::len).sum())
+    }
+
+    /// The root's side of a gather on one node, or of one rank per node: takes every rank's message, then
+    /// lands the chunks sent whole and reads those offered in place, on several threads at once.
+    fn gather_in(&self, ongoing: &Ongoing, gathered: &mut [Vec<u8>]) -> Result<()> {
+        let n = self.size();
         let mut arrived: Vec<Option<Incoming>> = (0..n).map(|_| None).collect();
         for _ in 1..n {
             // Past the deadline, the first rank still missing is the one to suspect.
             let missing = (0..n).find(|&r| r != self.rank.0 && arrived[r].is_none()).map(Rank);
-            let incoming = self.receive_in(&ongoing, Source::Any, missing)?;
+            let incoming = self.receive_in(ongoing, Source::Any, missing)?;
             let source = incoming.source;
             if source == self.rank || arrived[source.0].replace(incoming).is_some() {
                 let reason = "a second contribution".into();
@@ -637,7 +652,7 @@ impl Mesh {
             .filter_map(|(incoming, slot)| incoming.map(|incoming| (incoming, slot)))
             .map(|(incoming, slot)| {
                 let holder = incoming.source;
-                self.land_or_read(&ongoing, incoming, slot).map(|landed| (holder, landed))
+                self.land_or_read(ongoing, incoming, slot).map(|landed| (holder, landed))
             })
             .collect();
         let read = landed
@@ -648,8 +663,7 @@ impl Mesh {
                 Err(error) => Some(Err(error)),
             })
             .collect::<Result<Vec<_>>>()?;
-        self.finish_reads(&ongoing, &read, gathered)?;
-        Ok(gathered.iter().map(Vec::len).sum())
+        self.finish_reads(ongoing, &read, gathered)
     }
 
     /// All-to-all: this rank sends `chunks[r]` to rank r and `received[r]` becomes what rank r sent it
@@ -673,15 +687,24 @@ impl Mesh {
 
     fn pairwise_exchange(&self, ongoing: &Ongoing, chunks: &[&[u8]], received: &mut [Vec<u8>]) -> Result<()> {
         let (me, n) = (self.rank.0, self.size());
-        // A rank whose chunks are read in place sends descriptors instead: this rank reads them, and
-        // waits for their releases at the end (and for bytes, where the kernel refused the copy).
-        let mut read = Vec::new();
+        // A rank whose chunks are read in place sends descriptors instead. This rank reads them after
+        // it has sent every chunk: its answer must reach such a rank after its chunk, which that rank
+        // takes first. Then it waits for their releases (and for bytes, where the copy was refused).
+        let mut offered = Vec::new();
         for step in 1..n {
             let (to, from) = ((me + step) % n, (me + n - step) % n);
             self.send_in(ongoing, Rank(to), &[chunks[to]])?;
             let incoming = self.receive_in(ongoing, Source::Rank(Rank(from)), Some(Rank(from)))?;
-            if let Landed::Read { asked } = self.land_or_read(ongoing, incoming, &mut received[from])? {
-                read.push((Rank(from), asked));
+            match incoming.payloads.len() {
+                1 => land_payload(&mut received[from], incoming.payloads.into_iter().next()),
+                _ => offered.push(incoming),
+            }
+        }
+        let mut read = Vec::new();
+        for incoming in offered {
+            let holder = incoming.source;
+            if let Landed::Read { asked } = self.land_or_read(ongoing, incoming, &mut received[holder.0])? {
+                read.push((holder, asked));
             }
         }
         self.finish_reads(ongoing, &read, received)

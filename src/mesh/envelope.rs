@@ -37,14 +37,26 @@ pub(crate) struct Call {
     pub(crate) root: Option<u32>,
 }
 
+impl Operation {
+    /// The operation's name, as errors give it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Broadcast => "broadcast",
+            Self::Scatter => "scatter",
+            Self::Gather => "gather",
+            Self::AllToAll => "all_to_all",
+            Self::SharedBroadcast => "broadcast_shared",
+        }
+    }
+}
+
 impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (name, preposition) = match self.operation {
-            Operation::Broadcast => ("broadcast", "from"),
-            Operation::Scatter => ("scatter", "from"),
-            Operation::Gather => ("gather", "to"),
-            Operation::AllToAll => ("all_to_all", ""),
-            Operation::SharedBroadcast => ("broadcast_shared", "from"),
+        let name = self.operation.name();
+        let preposition = match self.operation {
+            Operation::Gather => "to",
+            Operation::AllToAll => "",
+            _ => "from",
         };
         match self.root {
             Some(root) => write!(f, "{name} {preposition} root {root}"),

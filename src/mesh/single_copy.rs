@@ -15,7 +15,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::collectives::{bad_message, pieces, BroadcastAlgorithm, Land, Landed, Piece};
+use super::collectives::{bad_message, land_payload, pieces, BroadcastAlgorithm, Land, Landed, Piece};
 use super::mailbox::Incoming;
 use super::progress::Ongoing;
 use super::{Mesh, Rank, Source};
@@ -192,8 +192,7 @@ impl Mesh {
     ) -> Result<()> {
         for &(holder, asked) in read {
             if asked {
-                let slot = &mut received[holder.0];
-                self.receive_bytes_from(ongoing, holder, slot.len(), slot, None)?;
+                self.receive_whole(ongoing, holder, &mut received[holder.0])?;
             }
             self.await_release(ongoing, holder)?;
         }
@@ -206,9 +205,19 @@ impl Mesh {
         self.tell(ongoing, root, data.len(), &Descriptor::of(data).encode())?;
         if !self.answers(ongoing, [root])?.is_empty() {
             self.note_refusals(&[root]);
-            self.send_bytes_to(ongoing, root, data)?;
+            self.send_in(ongoing, root, &[data])?;
         }
         self.release(ongoing, [root])
+    }
+
+    /// Takes the chunk this rank asked `holder` for, sent whole, into `slot` (which its descriptor sized).
+    fn receive_whole(&self, ongoing: &Ongoing, holder: Rank, slot: &mut Vec<u8>) -> Result<()> {
+        let incoming = self.receive_in(ongoing, Source::Rank(holder), Some(holder))?;
+        if !matches!(&incoming.payloads[..], [bytes] if bytes.len() == slot.len()) {
+            return Err(bad_message(&incoming, "not the chunk this rank asked for"));
+        }
+        land_payload(slot, incoming.payloads.into_iter().next());
+        Ok(())
     }
 
     /// The root's side of a scatter whose chunks are read in place: every other rank copies its chunk
@@ -258,13 +267,14 @@ impl Mesh {
         let askers = self.answers(ongoing, (1..n).map(to))?;
         self.note_refusals(&askers);
         for step in 1..n {
+            // Whole, one message each: a rank blocked in a send takes in at least one message, however
+            // large, so the pairwise order never deadlocks (pieces stop at the 8 MiB look-ahead).
             if askers.contains(&to(step)) {
-                self.send_bytes_to(ongoing, to(step), chunks[to(step).0])?;
+                self.send_in(ongoing, to(step), &[chunks[to(step).0]])?;
             }
             let holder = from(step);
             if asked[holder.0] {
-                let slot = &mut received[holder.0];
-                self.receive_bytes_from(ongoing, holder, slot.len(), slot, None)?;
+                self.receive_whole(ongoing, holder, &mut received[holder.0])?;
             }
         }
         self.release(ongoing, (1..n).map(to))?;
