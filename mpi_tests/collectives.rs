@@ -443,6 +443,7 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
     for round in 0.. {
         let result = match kind.as_str() {
             "broadcast" => mesh.broadcast_into(Rank(0), &mut data).map(drop),
+            "small-broadcast" => mesh.broadcast_into(Rank(0), &mut data[..1000]).map(drop),
             "all-to-all" => mesh.all_to_all_into(&chunks, &mut received).map(drop),
             "scatter" if mesh.rank() == Rank(0) => mesh.scatter_into_root(&chunks, &mut data).map(drop),
             "scatter" => mesh.scatter_into(Rank(0), &mut data).map(drop),

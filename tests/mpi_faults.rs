@@ -102,6 +102,7 @@ fn survivor_report(stderr: &str, rank: usize, killed_at: u128) -> (Duration, &st
 #[test]
 fn a_rank_killed_mid_broadcast_fails_every_other_rank_naming_it() {
     assert_survivors_name_rank_2("broadcast");
+    assert_survivors_name_rank_2("small-broadcast"); // 1000 B: the root fans out
 }
 
 #[test]

@@ -446,16 +446,17 @@ impl Mesh {
         // The chain has two levels across nodes: the previous rank, and the ranks to pass pieces to.
         let (previous, next) = self.topology.chain_from(root, self.rank);
         let previous = previous.expect("a rank other than the root takes its pieces from another");
-        // Only this rank's parent (tree) or predecessor (chain) sends to it in this broadcast: often the
-        // same rank, which is then the one to suspect when nothing comes.
-        let parent = absolute(relative - (relative & relative.wrapping_neg()));
-        let suspect = (parent == previous).then_some(parent);
+        // The first piece comes from the tree parent, the chain predecessor or, in a fan-out, the root:
+        // often one rank, which is then the one to suspect when nothing comes.
+        let mut senders = vec![absolute(relative - (relative & relative.wrapping_neg()))];
+        let fan_out = self.every_rank_shares_memory_here().then_some(root);
+        senders.extend([Some(previous), fan_out].into_iter().flatten());
+        senders.sort_unstable();
+        senders.dedup();
+        let suspect = (senders.len() == 1).then(|| senders[0]);
         let first = self.receive_in(ongoing, Source::Any, suspect).map_err(|error| match error {
             Error::Timeout { op, after, .. } => {
-                let mut peer = self.describe(previous);
-                if parent != previous {
-                    peer = format!("{} or {peer}", self.describe(parent));
-                }
+                let peer = senders.iter().map(|&r| self.describe(r)).collect::<Vec<_>>().join(" or ");
                 Error::Timeout { op, after, peer: Some(peer) }
             }
             other => other,
