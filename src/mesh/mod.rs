@@ -27,6 +27,7 @@ mod bootstrap;
 mod by_node;
 pub mod collectives;
 mod envelope;
+mod in_call;
 mod inbox;
 mod link;
 mod mailbox;
@@ -287,6 +288,8 @@ pub struct Mesh {
     untold: Mutex<Vec<self::envelope::Mismatch>>,
     /// A rank was refused a copy from this rank's memory: broadcasts from here take the chain.
     readers_refused: std::sync::atomic::AtomicBool,
+    /// The words that say which offer this rank's call is in, and those of the ranks it read from.
+    call_words: in_call::CallWords,
     token: u64,
     config: MeshConfig,
     collective_sequence: std::sync::atomic::AtomicU64,
@@ -320,6 +323,7 @@ impl Mesh {
             mailbox: Mutex::default(),
             untold: Mutex::default(),
             readers_refused: Default::default(),
+            call_words: Default::default(),
             token,
             config,
             collective_sequence: Default::default(),

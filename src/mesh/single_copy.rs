@@ -16,45 +16,56 @@
 #![forbid(unsafe_code)]
 
 use super::collectives::{bad_message, land_payload, pieces, BroadcastAlgorithm, Land, Landed, Piece};
+use super::in_call::{self, Offer};
 use super::mailbox::Incoming;
 use super::progress::Ongoing;
 use super::{Mesh, Rank, Source};
-use crate::error::Result;
-use crate::shm::read_process_exact;
+use crate::error::{Error, Result};
+use crate::shm::{read_process_exact, ShmPtr};
 
 /// A rank's answer to the holder: it copied the data (or needs none: its buffer is too small)...
 pub(super) const COPIED: u8 = 0;
 /// ...or the kernel refused it the single copy, and the holder must send the bytes.
 pub(super) const SEND_BYTES: u8 = 1;
-/// The holder's last word to each rank: every rank answered while the buffer stayed in place, so what
-/// each copied is the collective's data (a rank whose copy outlived the holder's deadline gets the
-/// holder's failure instead, never success with bytes of a buffer the holder had let go).
-const RELEASED: u8 = 2;
 
-/// Where a holder's data is: its process and the buffer's address, 12 bytes.
+/// Where a holder's data is (its process and the buffer's address), and the offer that keeps it there:
+/// the offer's number and where its word is ([`in_call`]). 28 bytes and the word segment's name.
 struct Descriptor {
     pid: u32,
     address: u64,
+    offer: u64,
+    word: ShmPtr,
 }
 
 impl Descriptor {
-    /// Where `data`, in this process, is.
-    fn of(data: &[u8]) -> Self {
-        Self { pid: std::process::id(), address: data.as_ptr() as u64 }
+    /// Where `data`, in this process, is, while `offer` is open.
+    fn of(data: &[u8], offer: &Offer) -> Self {
+        Self {
+            pid: std::process::id(),
+            address: data.as_ptr() as u64,
+            offer: offer.id,
+            word: offer.at.clone(),
+        }
     }
 
-    fn encode(&self) -> [u8; 12] {
-        let mut bytes = [0; 12];
-        bytes[..4].copy_from_slice(&self.pid.to_le_bytes());
-        bytes[4..].copy_from_slice(&self.address.to_le_bytes());
-        bytes
+    fn encode(&self) -> Vec<u8> {
+        let numbers = [self.address, self.offer, self.word.offset].map(u64::to_le_bytes);
+        [&self.pid.to_le_bytes()[..], &numbers.concat(), self.word.segment.as_bytes()].concat()
     }
 
     fn decode(incoming: &Incoming, bytes: &[u8]) -> Result<Self> {
-        let bytes: &[u8; 12] = bytes.try_into().map_err(|_| bad_message(incoming, "malformed descriptor"))?;
-        let pid = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
-        let address = u64::from_le_bytes(bytes[4..].try_into().expect("8 bytes"));
-        Ok(Self { pid, address })
+        let malformed = || bad_message(incoming, "malformed descriptor");
+        if !(29..=28 + 255).contains(&bytes.len()) {
+            return Err(malformed());
+        }
+        let number = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let segment = std::str::from_utf8(&bytes[28..]).map_err(|_| malformed())?.to_owned();
+        Ok(Self {
+            pid: u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")),
+            address: number(4),
+            offer: number(12),
+            word: ShmPtr { segment, offset: number(20) },
+        })
     }
 }
 
@@ -107,13 +118,14 @@ impl Mesh {
     }
 
     /// The root's side of a broadcast: tells every rank where `data` is, then waits for each to answer,
-    /// sending the bytes to those the kernel refused the copy, and releases them.
+    /// sending the bytes to those the kernel refused the copy.
     pub(super) fn offer_to_readers(&self, ongoing: &Ongoing, order: &[Rank], data: &[u8]) -> Result<()> {
         let readers = &order[1..];
-        if self.offer(ongoing, readers, &Descriptor::of(data).encode(), data)? {
+        let offer = self.call_words.open(self.token, self.rank)?;
+        if self.offer(ongoing, readers, &Descriptor::of(data, &offer).encode(), data)? {
             self.note_refusals(readers);
         }
-        self.release(ongoing, readers.iter().copied())
+        Ok(())
     }
 
     /// After `askers` asked for bytes instead of copying (the kernel refuses them copies): this rank's
@@ -167,23 +179,8 @@ impl Mesh {
         Ok(askers)
     }
 
-    /// Tells each of `readers` that what it copied stands.
-    fn release(&self, ongoing: &Ongoing, readers: impl IntoIterator<Item = Rank>) -> Result<()> {
-        let header = Piece { total: 0, offset: 0, algorithm: BroadcastAlgorithm::ReadFromRoot }.encode();
-        readers.into_iter().try_for_each(|reader| self.send_in(ongoing, reader, &[&header, &[RELEASED]]))
-    }
-
-    /// Waits for `holder`'s release of what this rank copied from it.
-    fn await_release(&self, ongoing: &Ongoing, holder: Rank) -> Result<()> {
-        let last = self.receive_in(ongoing, Source::Rank(holder), Some(holder))?;
-        match Piece::read(&last)? {
-            (piece, [RELEASED]) if piece.algorithm == BroadcastAlgorithm::ReadFromRoot => Ok(()),
-            _ => Err(bad_message(&last, "not the release of what this rank copied")),
-        }
-    }
-
     /// After a pairwise exchange in which this rank read the chunks of `read` in place (each with
-    /// whether it asked for the bytes): takes those bytes, and each holder's release.
+    /// whether it asked for the bytes): takes those bytes.
     pub(super) fn finish_reads(
         &self,
         ongoing: &Ongoing,
@@ -194,20 +191,20 @@ impl Mesh {
             if asked {
                 self.receive_whole(ongoing, holder, &mut received[holder.0])?;
             }
-            self.await_release(ongoing, holder)?;
         }
         Ok(())
     }
 
     /// A non-root's side of a gather whose chunk is read in place: tells the root where `data` is, and
-    /// once the root answered (sending the bytes when it asks), releases it.
+    /// returns once the root answered (sending the bytes when it asks).
     pub(super) fn offer_to_gatherer(&self, ongoing: &Ongoing, root: Rank, data: &[u8]) -> Result<()> {
-        self.tell(ongoing, root, data.len(), &Descriptor::of(data).encode())?;
+        let offer = self.call_words.open(self.token, self.rank)?;
+        self.tell(ongoing, root, data.len(), &Descriptor::of(data, &offer).encode())?;
         if !self.answers(ongoing, [root])?.is_empty() {
             self.note_refusals(&[root]);
             self.send_in(ongoing, root, &[data])?;
         }
-        self.release(ongoing, [root])
+        Ok(())
     }
 
     /// Takes the chunk this rank asked `holder` for, sent whole, into `slot` (which its descriptor sized).
@@ -224,22 +221,23 @@ impl Mesh {
     /// from `chunks`.
     pub(super) fn scatter_by_reading(&self, ongoing: &Ongoing, chunks: &[&[u8]]) -> Result<()> {
         let readers: Vec<Rank> = (0..self.size()).map(Rank).filter(|&r| r != self.rank).collect();
+        let offer = self.call_words.open(self.token, self.rank)?;
         for &reader in &readers {
             let chunk = chunks[reader.0];
-            self.tell(ongoing, reader, chunk.len(), &Descriptor::of(chunk).encode())?;
+            self.tell(ongoing, reader, chunk.len(), &Descriptor::of(chunk, &offer).encode())?;
         }
         let askers = self.answers(ongoing, readers.iter().copied())?;
         self.note_refusals(&askers);
         for asker in askers {
             self.send_bytes_to(ongoing, asker, chunks[asker.0])?;
         }
-        self.release(ongoing, readers)
+        Ok(())
     }
 
     /// An all-to-all on one node where every chunk is read in place: this rank tells each other rank
-    /// where its chunk is, copies each other rank's chunk for it straight into `received`, and, once
-    /// every rank answered, releases its chunks and waits for the others' releases. (The ranks that the
-    /// kernel refuses a copy get the bytes sent, in the pairwise order, which never deadlocks.)
+    /// where its chunk is, copies each other rank's chunk for it straight into `received`, and returns
+    /// once every rank answered. (The ranks that the kernel refuses a copy get the bytes sent whole, in
+    /// the pairwise order, which never deadlocks.)
     pub(super) fn exchange_by_reading(
         &self,
         ongoing: &Ongoing,
@@ -249,19 +247,19 @@ impl Mesh {
         let (me, n) = (self.rank.0, self.size());
         let to = |step: usize| Rank((me + step) % n);
         let from = |step: usize| Rank((me + n - step) % n);
+        let offer = self.call_words.open(self.token, self.rank)?;
         for step in 1..n {
-            let reader = to(step);
-            self.tell(ongoing, reader, chunks[reader.0].len(), &Descriptor::of(chunks[reader.0]).encode())?;
+            let chunk = chunks[to(step).0];
+            self.tell(ongoing, to(step), chunk.len(), &Descriptor::of(chunk, &offer).encode())?;
         }
         let mut asked = vec![false; n];
-        let mut read = vec![false; n];
         for step in 1..n {
             let holder = from(step);
             let incoming = self.receive_in(ongoing, Source::Rank(holder), Some(holder))?;
             if let Landed::Read { asked: bytes } =
                 self.land_or_read(ongoing, incoming, &mut received[holder.0])?
             {
-                (read[holder.0], asked[holder.0]) = (true, bytes);
+                asked[holder.0] = bytes;
             }
         }
         let askers = self.answers(ongoing, (1..n).map(to))?;
@@ -277,8 +275,7 @@ impl Mesh {
                 self.receive_whole(ongoing, holder, &mut received[holder.0])?;
             }
         }
-        self.release(ongoing, (1..n).map(to))?;
-        (1..n).map(from).filter(|h| read[h.0]).try_for_each(|holder| self.await_release(ongoing, holder))
+        Ok(())
     }
 
     /// Sends `data` to `to` in pieces of the chunk size (none for no data: the receiver expects none).
@@ -293,7 +290,7 @@ impl Mesh {
 
     /// A rank's side of a broadcast, once the root's descriptor (`first`, of a broadcast of `total`
     /// bytes) came: copies the root's buffer into `land`, answers the root (and takes the bytes from it
-    /// when the kernel refused the copy), waits for the root's release, and returns `total`.
+    /// when the kernel refused the copy), and returns `total`.
     pub(super) fn read_from_root(
         &self,
         ongoing: &Ongoing,
@@ -308,12 +305,11 @@ impl Mesh {
         if self.read_offered(ongoing, first, total, land)? {
             self.receive_bytes_from(ongoing, root, total, land, None)?;
         }
-        self.await_release(ongoing, root)?;
         Ok(total)
     }
 
     /// Lands a chunk message from its holder in `slot`: a chunk sent whole moves in; a descriptor is read
-    /// in place and answered (the holder's release is still to come).
+    /// in place and answered.
     pub(super) fn land_or_read(
         &self,
         ongoing: &Ongoing,
@@ -353,9 +349,19 @@ impl Mesh {
         let copied = match land.room(total) {
             // Too small: the holder need send nothing; the caller reports the size.
             None => true,
+            Some([]) => true,
             Some(room) => {
-                let chunk = self.config.chunk_size;
-                room.is_empty() || (self.config.single_copy && copy_in_pieces(&descriptor, room, chunk))
+                let copied =
+                    self.config.single_copy && copy_in_pieces(&descriptor, room, self.config.chunk_size);
+                // The copy stands only if the holder's buffer stayed in place through it: its offer is
+                // still open after it.
+                let prefix = in_call::prefix(self.token, holder);
+                if copied && !self.call_words.still_open(&prefix, holder, &descriptor.word, descriptor.offer)
+                {
+                    let reason = "it left the collective before this rank's copy of its data was done".into();
+                    return Err(Error::PeerFailed { rank: holder.0, op: ongoing.op, reason });
+                }
+                copied
             }
         };
         if copied {
