@@ -209,8 +209,7 @@ pub(super) trait Land {
 pub(super) enum Landed {
     /// The chunk came whole and moved in.
     Moved,
-    /// The chunk was read in place (or, when `asked`, its bytes are to be sent); its holder's release
-    /// is still to come.
+    /// The chunk was read in place (or, when `asked`, its bytes are to be sent).
     Read {
         /// The kernel refused the copy: the holder was asked for the bytes.
         asked: bool,
@@ -624,8 +623,8 @@ impl Mesh {
             self.gather_root_by_node(&ongoing, gathered)?;
             return Ok(gathered.iter().map(Vec::len).sum());
         }
-        // The ranks that offered their chunk wait for this rank's answer and release: a failure here is
-        // told to them all.
+        // The ranks that offered their chunk wait for this rank's answer: a failure here is told to them
+        // all.
         let gathered_in = self.gather_in(&ongoing, gathered);
         self.or_report(&ongoing, self.others(), gathered_in)?;
         Ok(gathered.iter().map(Vec::len).sum())
@@ -690,7 +689,7 @@ impl Mesh {
         let (me, n) = (self.rank.0, self.size());
         // A rank whose chunks are read in place sends descriptors instead. This rank reads them after
         // it has sent every chunk: its answer must reach such a rank after its chunk, which that rank
-        // takes first. Then it waits for their releases (and for bytes, where the copy was refused).
+        // takes first. Then it takes the bytes of those whose copy was refused.
         let mut offered = Vec::new();
         for step in 1..n {
             let (to, from) = ((me + step) % n, (me + n - step) % n);

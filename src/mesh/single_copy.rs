@@ -1,9 +1,10 @@
 //! The collectives' single copies on one node: a rank that holds data tells the ranks that need it
 //! where it is (its process and the buffer's address), and each copies it straight from there into its
 //! own buffer (`process_vm_readv`), all at once, one copy each. The holder returns success only once
-//! every such rank answered (so its buffer is not read after a successful call), and then tells each
-//! that what it copied stands (the rank returns only then). Where the kernel refuses a rank the single
-//! copy (ptrace rules, a container), that rank asks for the bytes and the holder sends them in pieces.
+//! every such rank answered (so its buffer is not read after a successful call). A rank's copy stands
+//! only if the holder's offer was still open after it ([`in_call`]): a copy that outlived the holder's
+//! call (its deadline passed) is never returned as success. Where the kernel refuses a rank the single
+//! copy (ptrace rules, a container), that rank asks for the bytes and the holder sends them.
 //!
 //! The broadcast's root holds one buffer for every rank, a scatter's root a chunk per rank, and in an
 //! all-to-all every rank holds a chunk for each other rank and reads one from each (see
