@@ -632,8 +632,8 @@ fn mismatch(world: &SimpleCommunicator) -> Outcome {
         // Rank 1 gathers to rank 0 while the others take part in a scatter from rank 0: all only send.
         "scatter-gather" if me == 1 => gather_checked(&mesh, 0),
         "scatter-gather" => scatter_checked(&mesh, 0),
-        // Two roots of a 4 MiB broadcast (a pipelined chain): ranks relay pieces to a rank that is not
-        // taking them.
+        // Two roots of a 4 MiB broadcast (read from the root on one node, a pipelined chain across
+        // nodes, where ranks relay pieces to a rank that is not taking them).
         "pipelined-roots" => broadcast_checked(&mesh, if last { me } else { 0 }, 4 << 20),
         // Rank 0 shares 1 MiB while the others take part in a broadcast of it, and the reverse.
         "shared-broadcast" if me == 0 => shared_broadcast_checked(&mesh, 0, 1 << 20),

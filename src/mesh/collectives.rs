@@ -18,11 +18,11 @@
 //!   the nodes' leaders (the root, then each node's lowest rank), each also starting a chain through its
 //!   own node, so the data crosses the network once per node and the last rank is (nodes - 1) + (ranks
 //!   of a node - 1) pieces behind. When every rank is on the root's node and reached through shared
-//!   memory, broadcasts from the threshold up read from the root instead
-//!   ([`BroadcastAlgorithm::ReadFromRoot`]): the root tells each rank where its buffer is, every rank
-//!   copies it straight into its own buffer at once (one copy per rank, `process_vm_readv`), and the
-//!   root returns when each said it has the data (16 MiB at 4 ranks: 0.67 of MPI_Bcast's time against
-//!   1.1 by the chain over shared memory).
+//!   memory, smaller broadcasts than 64 KiB fan out from the root ([`BroadcastAlgorithm::FanOut`]), and
+//!   larger ones read from the root ([`BroadcastAlgorithm::ReadFromRoot`]): the root tells each rank
+//!   where its buffer is, every rank copies it straight into its own buffer at once (one copy per
+//!   rank, `process_vm_readv`), and the root returns when each said it has the data (16 MiB at 4 ranks:
+//!   0.67 of MPI_Bcast's time against 1.1 by the chain over shared memory).
 //! - **scatter**: the root sends each rank its chunk directly, from several threads (rayon) when a chunk
 //!   is 64 KiB or more (measured: 16 MiB per rank at 4 ranks took 1.6 times as long from one thread;
 //!   below 64 KiB waking the threads costs more than it saves). On one node, from 64 KiB, each rank
@@ -353,15 +353,16 @@ impl Mesh {
         // Below the same-node transport's single-copy size a send only writes into the peer's queue:
         // on one node the root reaches every rank in one hop (4 ranks, 8 B: 3.0-3.5 us against the
         // tree's 5.9-9.9; at 16 ranks 114 against 146). From there each send waits for its peer's copy,
-        // and the tree, whose ranks copy in parallel, wins (64 KiB at 16 ranks: 447 against 729 us).
-        let fan_out_below =
+        // and every rank reading the root's buffer at once wins (4 ranks, three runs taking turns:
+        // 64 KiB 37-39 us against the tree's 36-58, 128 KiB 48-61 against 46-95).
+        let single_copy_from =
             crate::transport::shm::DEFAULT_SINGLE_COPY_FROM.min(self.config.pipeline_threshold);
-        if len < fan_out_below && self.every_rank_shares_memory_here() {
+        if len < single_copy_from && self.every_rank_shares_memory_here() {
             BroadcastAlgorithm::FanOut
+        } else if len >= single_copy_from && self.config.single_copy && self.every_rank_reads_here() {
+            BroadcastAlgorithm::ReadFromRoot
         } else if len < self.config.pipeline_threshold {
             BroadcastAlgorithm::BinomialTree
-        } else if self.config.single_copy && self.every_rank_reads_here() {
-            BroadcastAlgorithm::ReadFromRoot
         } else {
             BroadcastAlgorithm::PipelinedChain
         }
