@@ -19,6 +19,11 @@ use crate::meta::LbmMeta;
 use crate::transport::shm::Watch;
 use crate::transport::Payload;
 
+/// How long a send to a peer that is gone looks for news before it takes the peer as lost: the
+/// notices of a failure that made the peer leave are sent before it leaves, but may arrive after its
+/// server is gone.
+const GONE_GRACE: Duration = Duration::from_millis(200);
+
 /// How long a collective's send waits for room at a time before it looks for news again.
 const SEND_SLICE: Duration = Duration::from_millis(10);
 
@@ -130,10 +135,21 @@ impl Mesh {
                     break Ok(());
                 }
                 Err(Error::Timeout { .. }) => {}
-                // The peer's shared-memory server closed or its process ended: it is gone, and the news
-                // it sent before (why it failed, which rank it lost) is in this rank's queue already.
+                // The peer's shared-memory server closed or its process ended: it is gone. The news it or
+                // another rank sent (why it failed, which rank it lost) may still be on its way: this
+                // rank looks for it for a short grace before it takes the peer as lost.
                 Err(Error::PeerGone { .. }) if !link.queues() => {
-                    break look().and_then(|_| Err(self.give_up_on(to, ongoing.op)));
+                    let deadline = Instant::now() + GONE_GRACE;
+                    let news = loop {
+                        if let Err(news) = look() {
+                            break Err(news);
+                        }
+                        if Instant::now() >= deadline {
+                            break Ok(());
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    };
+                    break news.and_then(|()| Err(self.give_up_on(to, ongoing.op)));
                 }
                 Err(error) => break Err(error),
             }
