@@ -46,11 +46,7 @@ fn every_collective_agrees_with_mpi_without_single_copies() {
         (2, &["-n", "2", "-x", off, PROGRAM, "each"]),
         (4, &["-n", "1", PROGRAM, "each", ":", "-n", "3", "-x", off, PROGRAM, "each"]),
     ];
-    for (ranks, args) in runs {
-        let run = mpirun::mpirun_raw(args, std::time::Duration::from_secs(300), |_| {});
-        let oks = run.stdout.lines().filter(|l| l.ends_with(": each ok")).count();
-        assert!(run.success && oks == ranks, "{args:?}: {oks} ok\n{}\n{}", run.stdout, run.stderr);
-    }
+    expect_every_rank_ok(&runs, "each");
 }
 
 /// Ranks that take different paths still agree: every rank offering reads, rank 0 offering while the
@@ -64,9 +60,16 @@ fn collectives_agree_when_ranks_take_different_paths() {
         (4, &["-n", "1", PROGRAM, "mixed-paths", ":", "-n", "3", "-x", off, PROGRAM, "mixed-paths"]),
         (3, &["-n", "1", "-x", off, PROGRAM, "mixed-paths", ":", "-n", "2", PROGRAM, "mixed-paths"]),
     ];
-    for (ranks, args) in runs {
+    expect_every_rank_ok(&runs, "mixed-paths");
+}
+
+/// Runs each of `runs` (its rank count, and mpirun's arguments, an MPMD line of one program) and
+/// asserts that the job succeeded and every rank printed `<scenario> ok`.
+#[track_caller]
+fn expect_every_rank_ok(runs: &[(usize, &[&str])], scenario: &str) {
+    for &(ranks, args) in runs {
         let run = mpirun::mpirun_raw(args, std::time::Duration::from_secs(300), |_| {});
-        let oks = run.stdout.lines().filter(|l| l.ends_with(": mixed-paths ok")).count();
+        let oks = run.stdout.lines().filter(|l| l.ends_with(&format!(": {scenario} ok"))).count();
         assert!(run.success && oks == ranks, "{args:?}: {oks} ok\n{}\n{}", run.stdout, run.stderr);
     }
 }
