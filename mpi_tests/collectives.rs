@@ -91,14 +91,14 @@ fn broadcast(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: usize) 
 type Check = dyn Fn(&Mesh) -> Result<bool, Error>;
 
 /// Collectives in which ranks take different paths (run it with `LIGHTBEAM_SINGLE_COPY=0` on some
-/// ranks too): all-to-all of 4 MiB chunks (refused copies are sent whole),
+/// ranks too): all-to-all of 16 MiB chunks (refused copies are sent whole, through rings far smaller),
 /// an alltoallv whose rank 0 offers its 128 KiB chunks in place while the others send 1 KiB whole, a
 /// gatherv with chunks on either side of 256 KiB, and a scatter of 1 MiB chunks. Each in a mesh of its
 /// own: a refusal makes a rank stop offering reads for the rest of its mesh.
 fn mixed_paths(world: &SimpleCommunicator) -> Outcome {
     let fresh = || mesh(world, Duration::from_secs(60));
     let checks: [(&str, &Check); 4] = [
-        ("all-to-all 4 MiB", &|mesh| all_to_all_sized(mesh, 4 << 20)),
+        ("all-to-all 16 MiB", &|mesh| all_to_all_sized(mesh, 16 << 20)),
         ("alltoallv 128 KiB and 1 KiB", &|mesh| {
             all_to_all_with(mesh, |from, to| if from == 0 { 128 << 10 } else { 1 << 10 } + to)
         }),

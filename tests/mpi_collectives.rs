@@ -49,14 +49,16 @@ fn every_collective_agrees_with_mpi_without_single_copies() {
     expect_every_rank_ok(&runs, "each");
 }
 
-/// Ranks that take different paths still agree: every rank offering reads, rank 0 offering while the
-/// others refuse (single copies off), and the reverse; at 3 and 4 ranks.
+/// Ranks that take different paths still agree: every rank offering reads, no rank offering (as where the
+/// kernel refuses single copies), rank 0 offering while the others refuse (single copies off), and the
+/// reverse; at 3 and 4 ranks.
 #[test]
 fn collectives_agree_when_ranks_take_different_paths() {
     let off = "LIGHTBEAM_SINGLE_COPY=0";
-    let runs: [(usize, &[&str]); 4] = [
+    let runs: [(usize, &[&str]); 5] = [
         (3, &["-n", "3", PROGRAM, "mixed-paths"]),
         (4, &["-n", "4", PROGRAM, "mixed-paths"]),
+        (4, &["-n", "4", "-x", off, PROGRAM, "mixed-paths"]),
         (4, &["-n", "1", PROGRAM, "mixed-paths", ":", "-n", "3", "-x", off, PROGRAM, "mixed-paths"]),
         (3, &["-n", "1", "-x", off, PROGRAM, "mixed-paths", ":", "-n", "2", PROGRAM, "mixed-paths"]),
     ];
