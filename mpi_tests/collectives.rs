@@ -97,8 +97,9 @@ type Check = dyn Fn(&Mesh) -> Result<bool, Error>;
 /// own: a refusal makes a rank stop offering reads for the rest of its mesh.
 fn mixed_paths(world: &SimpleCommunicator) -> Outcome {
     let fresh = || mesh(world, Duration::from_secs(60));
-    let checks: [(&str, &Check); 4] = [
+    let checks: [(&str, &Check); 5] = [
         ("all-to-all 16 MiB", &|mesh| all_to_all_sized(mesh, 16 << 20)),
+        ("all-to-all with later chunks first", &all_to_all_later_chunks_first),
         ("alltoallv 128 KiB and 1 KiB", &|mesh| {
             all_to_all_with(mesh, |from, to| if from == 0 { 128 << 10 } else { 1 << 10 } + to)
         }),
@@ -589,6 +590,18 @@ fn all_to_all_checked(mesh: &Mesh) -> Result<bool, Error> {
 /// the chunks are read in place.)
 fn all_to_all_sized(mesh: &Mesh, base: usize) -> Result<bool, Error> {
     all_to_all_with(mesh, |_, to| base + to)
+}
+
+/// An alltoallv in which the chunks of the pairwise exchange's last step (16 MiB) reach two ranks while
+/// they still send each other 32 MiB in its middle step (the other chunks are 1 KiB): a rank blocked in a
+/// send must take in both, whatever it already holds of the call.
+fn all_to_all_later_chunks_first(mesh: &Mesh) -> Result<bool, Error> {
+    let n = mesh.size();
+    all_to_all_with(mesh, |from, to| match (to + n - from) % n {
+        step if 2 * step == n && (from == 0 || to == 0) => 32 << 20,
+        step if step == n - 1 => 16 << 20,
+        _ => 1 << 10,
+    })
 }
 
 /// An all-to-all in which rank `from` sends `size(from, to)` bytes to rank `to`: right or wrong data.

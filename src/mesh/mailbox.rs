@@ -92,8 +92,9 @@ impl Mailbox {
 
     /// Returns the first message (queued or arriving within `timeout`) that `want` asks for. Messages
     /// are taken in from the server only while those waiting unasked for hold fewer than `hold_at_most`
-    /// bytes: a look for notices in the middle of a collective must not drain the server's queue into
-    /// memory (that queue's limit is what holds a fast sender back).
+    /// bytes, not counting the messages of the collective `want` asks for (see [`Mailbox::held_bytes`]):
+    /// a look for notices in the middle of a collective must not drain the server's queue of later calls
+    /// into memory (that queue's limit is what holds a fast sender back), and must take in its own.
     pub(crate) fn receive(
         &mut self,
         server: &Inbox,
@@ -115,7 +116,7 @@ impl Mailbox {
             }
             let message = match queued.next() {
                 Some(message) => message,
-                None if self.held_bytes() >= hold_at_most => return Ok(None),
+                None if self.held_bytes(want) >= hold_at_most => return Ok(None),
                 None => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self.next_message(server, token, size, left).map_err(Receive::Failed)? {
@@ -246,9 +247,17 @@ impl Mailbox {
         }
     }
 
-    /// The bytes of the messages waiting unasked for.
-    fn held_bytes(&self) -> usize {
-        self.unexpected.iter().flat_map(|m| &m.payloads).map(|p| p.len()).sum()
+    /// The bytes of the messages waiting unasked for that count against a look-ahead made for `want`:
+    /// every message, but those of the collective `want` asks for and of earlier ones. A collective's own
+    /// messages are bounded by the call itself, and taking them in is what lets a peer that sends to this
+    /// rank while this rank sends to it go on: counting them stalled an all-to-all whose ranks held
+    /// chunks of a later step while two of them sent each other theirs.
+    fn held_bytes(&self, want: Want) -> usize {
+        let counted = |message: &&Incoming| match (message.channel, want) {
+            (Channel::Collective(theirs), Want::Collective(current, _)) => theirs.sequence > current,
+            _ => true,
+        };
+        self.unexpected.iter().filter(counted).flat_map(|m| &m.payloads).map(|p| p.len()).sum()
     }
 
     /// Remembers the first loss reported or found.

@@ -491,8 +491,8 @@ impl Mesh {
         self.inbox.shared_memory().map(|server| server.watch(take_in))
     }
 
-    /// Takes in, without waiting, what has arrived for this rank, while the messages waiting unasked for
-    /// hold fewer than [`progress::LOOKAHEAD_BYTES`]: what a send does while its peer has not taken its
+    /// Takes in, without waiting, what has arrived for this rank, while the messages of later calls
+    /// waiting unasked for hold fewer than [`progress::LOOKAHEAD_BYTES`]: what a send does while its peer has not taken its
     /// message (in collective `sequence`, failing on news that ends it). When another thread holds the
     /// mailbox, does nothing: that thread takes the messages in.
     ///

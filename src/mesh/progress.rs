@@ -27,10 +27,12 @@ const GONE_GRACE: Duration = Duration::from_millis(200);
 /// How long a collective's send waits for room at a time before it looks for news again.
 const SEND_SLICE: Duration = Duration::from_millis(10);
 
-/// How many bytes the messages waiting unasked for in the mailbox may hold while a send waits and looks
-/// for news: it takes no more from the server past that. Enough to see a notice past a few pieces of data
-/// (the server also takes turns between senders), little enough that looking does not undo the queue
-/// limit that holds a fast sender back: a rank holds at most this much more.
+/// How many bytes of later calls' messages the mailbox may hold while a send waits and looks for news:
+/// past that it takes no more from the server. The messages of the send's own collective never count:
+/// they are taken in whatever their size, so that a peer sending to this rank while this rank sends to
+/// it always goes on. Enough to see a notice past a few pieces of data (the server also takes turns
+/// between senders), little enough that looking does not undo the queue limit that holds a rank running
+/// ahead back: a rank holds at most this much of later calls more.
 pub(crate) const LOOKAHEAD_BYTES: usize = 8 << 20;
 
 /// A collective in progress on this rank.

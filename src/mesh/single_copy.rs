@@ -266,8 +266,8 @@ impl Mesh {
         let askers = self.answers(ongoing, (1..n).map(to))?;
         self.note_refusals(&askers);
         for step in 1..n {
-            // Whole, one message each: a rank blocked in a send takes in at least one message, however
-            // large, so the pairwise order never deadlocks (pieces stop at the 8 MiB look-ahead).
+            // Whole, one message each: a rank blocked in a send takes in every message of its own
+            // collective, however large, so the pairwise order never deadlocks.
             if askers.contains(&to(step)) {
                 self.send_in(ongoing, to(step), &[chunks[to(step).0]])?;
             }
