@@ -438,12 +438,12 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
     let started = std::time::Instant::now();
     let chunks: Vec<Vec<u8>> = (0..n).map(|r| pattern(256 << 10, r as u64)).collect();
     let chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
-    let mut data = pattern(2 << 20, 1);
+    let mut data = pattern(if kind == "large-broadcast" { 16 << 20 } else { 2 << 20 }, 1);
     let shared = SharedBytes::copy_from(&data).map_err(text)?;
     let mut received = Vec::new();
     for round in 0.. {
         let result = match kind.as_str() {
-            "broadcast" => mesh.broadcast_into(Rank(0), &mut data).map(drop),
+            "broadcast" | "large-broadcast" => mesh.broadcast_into(Rank(0), &mut data).map(drop),
             "small-broadcast" => mesh.broadcast_into(Rank(0), &mut data[..1000]).map(drop),
             "all-to-all" => mesh.all_to_all_into(&chunks, &mut received).map(drop),
             "scatter" if mesh.rank() == Rank(0) => mesh.scatter_into_root(&chunks, &mut data).map(drop),
@@ -456,7 +456,8 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
         };
         if let Err(error) = result {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            let report = format!("lightbeam error at {} ms: {error}", now.as_millis());
+            let report =
+                format!("lightbeam error at {} ms (code {}): {error}", now.as_millis(), error.code());
             harness::report(&format!("rank {}: {report}", mesh.rank().0));
             // The loss notices still queued go out as the mesh drops. Then leave without MPI_Abort: the
             // kill test runs mpirun with --enable-recovery (so that mpirun does not end the job at the

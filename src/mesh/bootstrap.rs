@@ -16,7 +16,7 @@ use super::link::Route;
 use super::topology::NodeId;
 use super::MeshConfig;
 use crate::error::{Error, Result};
-use crate::shm::Segment;
+use crate::shm::{Process, Segment};
 use crate::transport::{
     shm::{DEFAULT_RING_SIZE, SCHEME},
     Endpoint, Protocol, Server, SharedMemoryServer, Transport, ZeroMqServer,
@@ -113,6 +113,9 @@ type Announcement = std::result::Result<Record, String>;
 struct Record {
     node: NodeId,
     pid: u32,
+    /// The process's start time (see [`Process`]), so that a later process reusing the pid is not
+    /// taken for it.
+    start: u64,
     endpoints: Vec<String>,
 }
 
@@ -123,6 +126,8 @@ pub(super) struct Peer {
     pub(super) node: NodeId,
     /// The rank's process on its node (ranks of one node read each other's memory by it).
     pub(super) pid: u32,
+    /// The process's start time on its node, to tell it from a later process with its pid.
+    pub(super) start: u64,
     /// The rank's ZeroMQ server.
     pub(super) zeromq: Endpoint,
     /// The rank's shared-memory server (`shm://name`), when it has one.
@@ -152,6 +157,26 @@ pub(super) fn routes(peers: &[Peer], me: usize) -> Vec<Route> {
 /// The prefix of the mesh's shared-memory segments (after `lightbeam-`).
 const SEGMENT_PREFIX: &str = "mesh-";
 
+/// The start of the name of every shared-memory segment that rank `rank` of job `token` makes: its
+/// server's (`mesh-<job>-<rank>-<token>`) and its offer word's (`mesh-<job>-<rank>-word-<token>`).
+pub(super) fn segment_prefix(token: u64, rank: usize) -> String {
+    format!("{SEGMENT_PREFIX}{token:016x}-{rank}-")
+}
+
+/// Removes the shared-memory segments of rank `rank` of job `token` whose creator is gone (a killed
+/// rank's, which nothing else removes until the next bootstrap on the node); returns how many. Those of
+/// a live process are left alone.
+pub(super) fn remove_segments_of_dead(token: u64, rank: usize) -> usize {
+    let prefix = segment_prefix(token, rank);
+    match Segment::reclaim_stale_where(|name| name.starts_with(&prefix)) {
+        Ok(removed) => removed,
+        Err(error) => {
+            log::warn!("lightbeam: could not remove the segments of lost rank {rank}: {error}");
+            0
+        }
+    }
+}
+
 /// Binds this rank's shared-memory server, named after the job token and rank, with a channel for each
 /// of the `ranks_here` ranks of its node (itself included), after removing the segments that ranks of
 /// dead jobs left behind on this node. Its rings shrink from 512 KiB as the node's ranks grow past 64,
@@ -168,11 +193,12 @@ fn bind_shared_memory(
         // Leftovers only cost memory: a failure to remove them does not stop this job.
         Err(error) => log::warn!("lightbeam: could not remove the segments of dead jobs: {error}"),
     }
-    let name = format!("{SEGMENT_PREFIX}{token:016x}-{rank}");
+    let name = segment_prefix(token, rank);
+    let name = name.trim_end_matches('-');
     let ring = ((32 << 20) / ranks_here.max(1)).clamp(64 << 10, DEFAULT_RING_SIZE);
     // The ring: a power of two, at most the size asked.
     let shape = config.shm_options().with_channels(ranks_here.max(1)).with_ring_size(1 << ring.ilog2());
-    SharedMemoryServer::bind(&name, SCHEME, 0, &config.options, &shape)
+    SharedMemoryServer::bind(name, SCHEME, 0, &config.options, &shape)
 }
 
 /// Reads the record rank `rank` announced, or says (naming the rank) why it has none or cannot be read.
@@ -188,7 +214,7 @@ fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, Str
         None => return Err(format!("rank {rank}: announced no ZeroMQ endpoint")),
     };
     // The shared-memory server comes in the second round.
-    Ok(Peer { node: record.node, pid: record.pid, zeromq, shared_memory: None })
+    Ok(Peer { node: record.node, pid: record.pid, start: record.start, zeromq, shared_memory: None })
 }
 
 /// Binds this rank's servers and all-gathers every rank's record, in two rounds: the first tells each
@@ -214,7 +240,8 @@ pub(super) fn bind_and_gather<C: Communicator>(
     let announcement: Announcement = match &zeromq {
         Ok(server) => {
             let endpoints = vec![Server::address(server).to_owned()];
-            Ok(Record { node: NodeId::local(), pid: std::process::id(), endpoints })
+            let me = Process::current();
+            Ok(Record { node: NodeId::local(), pid: me.pid, start: me.start, endpoints })
         }
         Err(err) => Err(err.to_string()),
     };
@@ -356,6 +383,7 @@ mod tests {
         let record = |endpoints: &[&str]| Record {
             node: NodeId::local(),
             pid: 7,
+            start: 9,
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
         };
         let good = encoded(&Ok(record(&["tcp://127.0.0.1:5555", "ipc:///tmp/lightbeam-x"])));

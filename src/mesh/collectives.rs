@@ -455,10 +455,7 @@ impl Mesh {
         senders.dedup();
         let suspect = (senders.len() == 1).then(|| senders[0]);
         let first = self.receive_in(ongoing, Source::Any, suspect).map_err(|error| match error {
-            Error::Timeout { op, after, .. } => {
-                let peer = senders.iter().map(|&r| self.describe(r)).collect::<Vec<_>>().join(" or ");
-                Error::Timeout { op, after, peer: Some(peer) }
-            }
+            Error::Timeout { op, after, .. } => self.give_up_on_one_of(&senders, op, after),
             other => other,
         });
         let first = first.and_then(|incoming| {

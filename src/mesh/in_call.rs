@@ -47,7 +47,7 @@ impl Drop for Offer {
 
 /// The name of `rank`'s word segment starts so.
 pub(super) fn prefix(token: u64, rank: Rank) -> String {
-    format!("mesh-{token:016x}-{}-word-", rank.0)
+    format!("{}word-", super::bootstrap::segment_prefix(token, rank.0))
 }
 
 impl CallWords {

@@ -538,6 +538,30 @@ impl Mesh {
         }
     }
 
+    /// True when `rank` runs on this node and its process has ended, as the kernel tells (its pid is
+    /// free, a zombie's, or another process's): it is lost for certain. False when that cannot be told
+    /// (another node).
+    fn gone_from_this_node(&self, rank: Rank) -> bool {
+        let (peer, mine) = (&self.peers[rank.0], &self.peers[self.rank.0]);
+        peer.node == mine.node && crate::shm::Process { pid: peer.pid, start: peer.start }.is_gone()
+    }
+
+    /// After waiting past the deadline for a message of a collective that any of `senders` could have
+    /// sent: the news that came meanwhile (a loss another rank found), else the loss of the first of them
+    /// whose process on this node is gone, told to every rank; else a timeout after `after` naming them
+    /// all (none of them can be told from the others).
+    fn give_up_on_one_of(&self, senders: &[Rank], op: &'static str, after: Duration) -> Error {
+        let grace = (self.config.timeout / 5).min(Duration::from_millis(200));
+        if let Err(news) = self.take_and_tell((grace, usize::MAX), Want::Notices, op) {
+            return news;
+        }
+        if let Some(&gone) = senders.iter().find(|&&rank| self.gone_from_this_node(rank)) {
+            return self.give_up_on(gone, op);
+        }
+        let peer = senders.iter().map(|&r| self.describe(r)).collect::<Vec<_>>().join(" or ");
+        Error::Timeout { op, after, peer: Some(peer) }
+    }
+
     /// After waiting past the deadline on `suspect` in a collective: the error naming the rank taken as
     /// lost (see [`Mesh::conclude_loss`]).
     fn give_up_on(&self, suspect: Rank, op: &'static str) -> Error {
@@ -684,7 +708,12 @@ impl Mesh {
         }
     }
 
+    /// The error for `loss`. The lost rank's shared-memory segments are removed first when its process
+    /// is gone (a killed rank leaves them behind).
     fn lost_error(&self, loss: Loss, op: &'static str) -> Error {
+        if self.gone_from_this_node(loss.lost) {
+            bootstrap::remove_segments_of_dead(self.token, loss.lost.0);
+        }
         Error::PeerLost {
             op,
             rank: loss.lost.0,
