@@ -688,6 +688,17 @@ impl Mesh {
         }
     }
 
+    /// After a peer left collective `ongoing` early: the news that made it leave when it comes within
+    /// [`progress::GONE_GRACE`] (a mismatch, a lost rank, a failure it reported), else `otherwise`.
+    fn news_or(&self, ongoing: &progress::Ongoing, otherwise: Error) -> Error {
+        let want = Want::Collective(ongoing.sequence(), None);
+        match self.take_and_tell((progress::GONE_GRACE, usize::MAX), want, ongoing.op) {
+            Err(news) => news,
+            Ok(Some(notice)) => peer_failed(notice, ongoing.op),
+            Ok(None) => otherwise,
+        }
+    }
+
     /// Tells every other rank of the mismatches this rank found and has not told yet.
     fn tell_untold(&self) {
         let untold = std::mem::take(&mut *crate::sync::lock(&self.untold));

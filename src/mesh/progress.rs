@@ -19,10 +19,11 @@ use crate::meta::LbmMeta;
 use crate::transport::shm::Watch;
 use crate::transport::Payload;
 
-/// How long a send to a peer that is gone looks for news before it takes the peer as lost: the
-/// notices of a failure that made the peer leave are sent before it leaves, but may arrive after its
-/// server is gone.
-const GONE_GRACE: Duration = Duration::from_millis(200);
+/// How long a rank that finds a peer gone from a collective (its server closed, or its offer of data
+/// closed before a copy from it was done) looks for news before it blames the peer: the notices of the
+/// failure that made the peer leave (a mismatch, a lost rank) are sent before it leaves, but may arrive
+/// after it left.
+pub(super) const GONE_GRACE: Duration = Duration::from_millis(200);
 
 /// How long a collective's send waits for room at a time before it looks for news again.
 const SEND_SLICE: Duration = Duration::from_millis(10);

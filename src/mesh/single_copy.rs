@@ -360,7 +360,9 @@ impl Mesh {
                 if copied && !self.call_words.still_open(&prefix, holder, &descriptor.word, descriptor.offer)
                 {
                     let reason = "it left the collective before this rank's copy of its data was done".into();
-                    return Err(Error::PeerFailed { rank: holder.0, op: ongoing.op, reason });
+                    return Err(
+                        self.news_or(ongoing, Error::PeerFailed { rank: holder.0, op: ongoing.op, reason })
+                    );
                 }
                 copied
             }
