@@ -76,7 +76,17 @@ pub fn mpirun_raw(args: &[&str], limit: Duration, mut on_line: impl FnMut(&str))
     if status.is_none() {
         stderr.push_str(&format!("\n(killed after {limit:?})"));
     }
-    Run { success: status.is_some_and(|s| s.success()), stdout, stderr }
+    let exited_cleanly = status.is_some_and(|s| s.success());
+    let success = exited_cleanly || (status.is_some() && openmpi_exit_race(&stderr));
+    Run { success, stdout, stderr }
+}
+
+/// True when mpirun's only complaint is OpenMPI 4.1's report of a rank "with PID 0" "exiting
+/// improperly": a race in mpirun's own bookkeeping under load, seen after ranks that called
+/// `MPI_Finalize` and exited normally (open-mpi/ompi#7833, #9389). Every test that takes such a run as
+/// a success also checks that each rank reported its own success.
+fn openmpi_exit_race(stderr: &str) -> bool {
+    stderr.contains("with PID 0 on") && stderr.contains("exiting improperly") && !stderr.contains("MPI_ABORT")
 }
 
 /// Runs a scenario of an MPI test program and asserts that every rank reported it ok.
