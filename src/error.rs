@@ -181,6 +181,32 @@ pub enum ShmError {
         /// Where the damage was found.
         offset: u64,
     },
+    /// A file under a segment's name is not a regular file (a FIFO, a symbolic link, a directory, ...):
+    /// not a segment, whoever put it there. It is refused without being read, and never removed.
+    #[error(
+        "{path} is a {kind}, not a regular file: it is no shared-memory segment (any local user can put \
+         files in that directory); it is left alone"
+    )]
+    NotAFile {
+        /// The file.
+        path: String,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A segment file belongs to another user than this process's effective user: it is not trusted,
+    /// neither mapped nor read, and never removed (not even when stale).
+    #[error(
+        "{path} belongs to uid {owner}, not to this process's uid {ours}: a segment file of another user \
+         is not trusted, and is left alone"
+    )]
+    ForeignOwner {
+        /// The file.
+        path: String,
+        /// The file's owner.
+        owner: u32,
+        /// This process's effective user.
+        ours: u32,
+    },
     /// The operating system refused a file or mapping operation.
     #[error("{op} {path}: {message}")]
     Io {
