@@ -37,6 +37,14 @@ fn peer_ok(args: &[&str]) {
     assert!(output.status.success() && out.contains("ok"), "peer {args:?} failed: {out}{err}");
 }
 
+/// Held by the tests that take megabytes of shared memory, so that the test that measures the node's
+/// shared memory does not count theirs (a segment's memory is reserved whole when it is created).
+static LARGE_SHARED_MEMORY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn hold_large_shared_memory() -> std::sync::MutexGuard<'static, ()> {
+    LARGE_SHARED_MEMORY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[track_caller]
 fn assert_no_segment_file(name: &str) {
     let leftovers: Vec<_> = std::fs::read_dir("/dev/shm")
@@ -47,6 +55,7 @@ fn assert_no_segment_file(name: &str) {
 
 #[test]
 fn another_process_reads_what_this_one_wrote() {
+    let _large = hold_large_shared_memory();
     let segment_name = name("share");
     {
         let segment = Segment::create(&segment_name, 8 << 20).unwrap();
@@ -61,6 +70,7 @@ fn another_process_reads_what_this_one_wrote() {
 
 #[test]
 fn a_descriptor_only_bulk_crosses_the_socket_as_a_pointer() {
+    let _large = hold_large_shared_memory();
     let segment_name = name("expose");
     {
         let segment = Segment::create(&segment_name, 80 << 20).unwrap();
@@ -190,6 +200,7 @@ fn node_shared_memory() -> u64 {
 /// of the 256 MiB copy, for other work on the machine.)
 #[test]
 fn shared_bytes_are_one_copy_read_by_another_process_and_freed_when_the_last_holder_is_killed() {
+    let _large = hold_large_shared_memory();
     const SIZE: usize = 256 << 20;
     let margin = SIZE as u64 / 4;
     let before = node_shared_memory();

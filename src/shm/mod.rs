@@ -14,7 +14,10 @@
 //! blocks or follows a symbolic link, and a file under a segment's name that is not a regular file
 //! ([`ShmError::NotAFile`]: a FIFO, a link) or not owned by this process's effective user
 //! ([`ShmError::ForeignOwner`]) is refused before anything reads it; cleaning up stale segments skips
-//! such files and leaves them in place.
+//! such files and leaves them in place. A segment's memory is reserved when it is created: when
+//! /dev/shm (a tmpfs of limited size: 64 MiB in a default Docker container) has no room for it, the
+//! creation fails with [`ShmError::NoSpace`] and leaves no file, where a sparse file would kill with
+//! SIGBUS whichever process first touched a page past the room left.
 //!
 //! [`SharedBytes`] is the other way to share bytes on a node: a sealed, read-only memory file that every
 //! process maps, freed by the kernel when the last holder drops it or ends.
@@ -143,6 +146,32 @@ fn check_trusted(path: &Path, metadata: &std::fs::Metadata) -> Result<(), ShmErr
     Ok(())
 }
 
+/// Gives a new file `len` bytes, every one reserved in its file system now (`fallocate`), so that a
+/// file system without room for them fails here rather than raise SIGBUS in whichever process first
+/// touches a page past the room left, as a sparse file would. On a file system that cannot reserve
+/// (not a tmpfs), the file is only sized.
+pub(super) fn reserve(file: &File, len: u64) -> std::io::Result<()> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    if len == 0 {
+        return Ok(());
+    }
+    loop {
+        match fallocate(file, FallocateFlags::empty(), 0, len) {
+            // A signal arrived meanwhile: tmpfs undid the part reserved.
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::OPNOTSUPP) => return file.set_len(len),
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// The error for a segment `name` of `needed` bytes that its file system has no room for.
+fn no_space(file: &File, path: &Path, name: &str, needed: u64) -> ShmError {
+    let available = rustix::fs::fstatvfs(file).map_or(0, |fs| fs.f_bavail.saturating_mul(fs.f_frsize));
+    let dir = path.parent().unwrap_or(path).display().to_string();
+    ShmError::NoSpace { dir, segment: name.to_owned(), needed, available }
+}
+
 /// A segment file whose recorded creator is gone.
 struct Leftover {
     creator_pid: u32,
@@ -193,8 +222,10 @@ impl Segment {
     /// Creates segment `name` of `size` bytes and maps it. The segment is removed from the system when the
     /// last handle in this process is dropped; processes that mapped it keep their mapping until then.
     ///
-    /// A name held by a file that is not a segment of this process's user is refused
-    /// ([`ShmError::NotAFile`], [`ShmError::ForeignOwner`]), and that file is left alone.
+    /// Its memory is reserved now: when /dev/shm has no room for `size` bytes the creation fails with
+    /// [`ShmError::NoSpace`], and on every failure no file is left behind. A name held by a file that
+    /// is not a segment of this process's user is refused ([`ShmError::NotAFile`],
+    /// [`ShmError::ForeignOwner`]), and that file is left alone.
     pub fn create(name: &str, size: usize) -> Result<Self> {
         check_name(name)?;
         let path = path_of(name);
@@ -213,17 +244,21 @@ impl Segment {
                 io_error("create", &path, e)
             }
         })?;
-        let segment = Self::map(name, path.clone(), &file, size, true);
+        // From here on the file is this call's: every failure removes it.
+        let segment = reserve(&file, size as u64)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOSPC) => no_space(&file, &path, name, size as u64),
+                _ => io_error("reserve", &path, e),
+            })
+            .map_err(Error::from)
+            .and_then(|()| Self::map(name, path.clone(), &file, true));
         if segment.is_err() {
             let _ = std::fs::remove_file(&path);
         }
         segment
     }
 
-    fn map(name: &str, path: PathBuf, file: &File, size: usize, create: bool) -> Result<Self> {
-        if create {
-            file.set_len(size as u64).map_err(|e| io_error("size", &path, e))?;
-        }
+    fn map(name: &str, path: PathBuf, file: &File, create: bool) -> Result<Self> {
         let mapping = Mapping::new(file).map_err(|e| io_error("map", &path, e))?;
         if create {
             alloc::format(&mapping, process::Process::current())?;
@@ -303,7 +338,7 @@ impl Segment {
         check_name(name)?;
         let path = path_of(name);
         let (file, _) = open_trusted(&path, name, true)?;
-        Self::map(name, path, &file, 0, false)
+        Self::map(name, path, &file, false)
     }
 
     /// This process's mapping of `name`, mapping it first if needed.
@@ -617,6 +652,24 @@ mod tests {
         assert!(Segment::reclaim_stale(&name).unwrap());
         assert!(!path_of(&name).exists());
         assert!(!Segment::reclaim_stale(&name).unwrap(), "nothing left to reclaim");
+    }
+
+    #[test]
+    fn a_segment_s_memory_is_reserved_when_it_is_created() {
+        let name = unique("reserved");
+        let _segment = Segment::create(&name, 1 << 20).unwrap();
+        let blocks = std::fs::metadata(path_of(&name)).unwrap().blocks();
+        assert!(blocks * 512 >= 1 << 20, "a sparse file of {blocks} blocks");
+    }
+
+    #[test]
+    fn a_creation_that_fails_leaves_no_file() {
+        for size in [0, 100] {
+            let name = unique(&format!("too-small-{size}"));
+            let error = Segment::create(&name, size).unwrap_err();
+            assert!(matches!(error, Error::Shm(ShmError::TooSmall { .. } | ShmError::Io { .. })), "{error}");
+            assert!(!path_of(&name).exists(), "a file left by a failed creation of {size} bytes");
+        }
     }
 
     #[test]
