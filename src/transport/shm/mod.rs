@@ -107,7 +107,7 @@ pub struct ShmOptions {
     /// Server: the bytes of each channel's ring (a power of two from 4 KiB to 64 MiB), default
     /// [`DEFAULT_RING_SIZE`]. The segment holds `channels` rings, and its memory is reserved in
     /// /dev/shm when the server binds (a bind that does not fit fails with
-    /// [`ShmError::NoSpace`](crate::shm::ShmError::NoSpace)).
+    /// [`ShmError::NoSpace`]).
     pub ring_size: usize,
 }
 
