@@ -181,6 +181,64 @@ pub enum ShmError {
         /// Where the damage was found.
         offset: u64,
     },
+    /// A file under a segment's name is not a regular file (a FIFO, a symbolic link, a directory, ...):
+    /// not a segment, whoever put it there. It is refused without being read, and never removed.
+    #[error(
+        "{path} is a {kind}, not a regular file: it is no shared-memory segment (any local user can put \
+         files in that directory); it is left alone"
+    )]
+    NotAFile {
+        /// The file.
+        path: String,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A segment file belongs to another user than this process's effective user: it is not trusted,
+    /// neither mapped nor read, and never removed (not even when stale).
+    #[error(
+        "{path} belongs to uid {owner}, not to this process's uid {ours}: a segment file of another user \
+         is not trusted, and is left alone"
+    )]
+    ForeignOwner {
+        /// The file.
+        path: String,
+        /// The file's owner.
+        owner: u32,
+        /// This process's effective user.
+        ours: u32,
+    },
+    /// The file system of shared memory (/dev/shm, a tmpfs of limited size) has no room for a new
+    /// segment's memory, which is reserved when the segment is created. Nothing was left behind.
+    #[error(
+        "no room in {dir} for shared-memory segment {segment:?}: it needs {needed} bytes ({}) and {available} \
+         bytes ({}) are free; free space there or make {dir} larger (Docker: --shm-size; a tmpfs: mount -o \
+         remount,size=...)",
+        size_text(.needed),
+        size_text(.available)
+    )]
+    NoSpace {
+        /// The directory of segments (/dev/shm).
+        dir: String,
+        /// The segment's name.
+        segment: String,
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes free there when the creation failed.
+        available: u64,
+    },
+    /// The memory of [`crate::shm::SharedBytesMut`] could not be reserved: a memory file is bounded not
+    /// by /dev/shm's size but by the node's memory, and is refused past the system's commit limit.
+    #[error(
+        "no memory for {needed} bytes ({}) of shared bytes: {message} (a memory file is bounded by the \
+         node's memory and commit limit, not by /dev/shm)",
+        size_text(.needed)
+    )]
+    NoMemory {
+        /// Bytes asked for.
+        needed: u64,
+        /// The system's description.
+        message: String,
+    },
     /// The operating system refused a file or mapping operation.
     #[error("{op} {path}: {message}")]
     Io {
@@ -367,6 +425,16 @@ fn lost_because(rank: usize, reporter: usize, waited_for: usize) -> String {
         false => {
             format!("rank {reporter} waited past its deadline for rank {waited_for}, which waits for it")
         }
+    }
+}
+
+/// `bytes` in the largest binary unit that keeps it at least 1 (`16.0 MiB`).
+fn size_text(bytes: &u64) -> String {
+    match *bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
     }
 }
 

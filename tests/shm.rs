@@ -15,7 +15,7 @@ use lightbeam::{
 };
 use util::*;
 
-const PEER: &str = env!("CARGO_BIN_EXE_lbm-test-shm-peer");
+const PEER: &str = SHM_PEER;
 
 /// A segment name unique to this test process and `what`.
 fn name(what: &str) -> String {
@@ -37,6 +37,14 @@ fn peer_ok(args: &[&str]) {
     assert!(output.status.success() && out.contains("ok"), "peer {args:?} failed: {out}{err}");
 }
 
+/// Held by the tests that take megabytes of shared memory, so that the test that measures the node's
+/// shared memory does not count theirs (a segment's memory is reserved whole when it is created).
+static LARGE_SHARED_MEMORY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn hold_large_shared_memory() -> std::sync::MutexGuard<'static, ()> {
+    LARGE_SHARED_MEMORY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[track_caller]
 fn assert_no_segment_file(name: &str) {
     let leftovers: Vec<_> = std::fs::read_dir("/dev/shm")
@@ -47,6 +55,7 @@ fn assert_no_segment_file(name: &str) {
 
 #[test]
 fn another_process_reads_what_this_one_wrote() {
+    let _large = hold_large_shared_memory();
     let segment_name = name("share");
     {
         let segment = Segment::create(&segment_name, 8 << 20).unwrap();
@@ -61,6 +70,7 @@ fn another_process_reads_what_this_one_wrote() {
 
 #[test]
 fn a_descriptor_only_bulk_crosses_the_socket_as_a_pointer() {
+    let _large = hold_large_shared_memory();
     let segment_name = name("expose");
     {
         let segment = Segment::create(&segment_name, 80 << 20).unwrap();
@@ -178,30 +188,6 @@ fn a_process_that_dies_holding_allocations_leaves_the_segment_usable() {
     assert_no_segment_file(&segment_name);
 }
 
-/// Starts the peer with `args` and waits (bounded) for its first line, which must be `expected`.
-fn start_peer_until(args: &[&str], expected: &str) -> std::process::Child {
-    let mut child =
-        Command::new(PEER).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (sender, first_line) = std::sync::mpsc::channel();
-    std::thread::spawn(move || sender.send(stdout.lines().next()));
-    let line = first_line.recv_timeout(WAIT).ok().flatten().and_then(Result::ok);
-    if line.as_deref() != Some(expected) {
-        child.kill().ok();
-        panic!("the peer {args:?} failed or hung: {line:?}");
-    }
-    child
-}
-
-/// Starts a peer that creates segment `name`, and kills it with SIGKILL once it has: the segment stays.
-/// Returns the peer's pid.
-fn leave_stale_segment(name: &str) -> u32 {
-    let mut child = start_peer_until(&["create-and-wait", name], "created");
-    child.kill().unwrap();
-    assert_eq!(child.wait().unwrap().signal(), Some(9), "killed by SIGKILL");
-    child.id()
-}
-
 /// The node's shared memory in use (`Shmem` of /proc/meminfo), in bytes.
 fn node_shared_memory() -> u64 {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
@@ -214,6 +200,7 @@ fn node_shared_memory() -> u64 {
 /// of the 256 MiB copy, for other work on the machine.)
 #[test]
 fn shared_bytes_are_one_copy_read_by_another_process_and_freed_when_the_last_holder_is_killed() {
+    let _large = hold_large_shared_memory();
     const SIZE: usize = 256 << 20;
     let margin = SIZE as u64 / 4;
     let before = node_shared_memory();
@@ -224,7 +211,8 @@ fn shared_bytes_are_one_copy_read_by_another_process_and_freed_when_the_last_hol
     let descriptor = view.descriptor().unwrap();
     let (pid, fd) = (descriptor.pid.to_string(), descriptor.fd.to_string());
     let (inode, len, sum) = (descriptor.inode.to_string(), descriptor.len.to_string(), checksum(&data));
-    let mut holder = start_peer_until(&["hold-shared", &pid, &fd, &inode, &len, &sum.to_string()], "opened");
+    let mut holder =
+        start_shm_peer_until(&["hold-shared", &pid, &fd, &inode, &len, &sum.to_string()], "opened");
     drop((view, data));
     let still = node_shared_memory();
     assert!(still + margin >= held, "the other process still holds the one copy: {held} -> {still}");

@@ -180,7 +180,9 @@ pub(super) fn remove_segments_of_dead(token: u64, rank: usize) -> usize {
 /// Binds this rank's shared-memory server, named after the job token and rank, with a channel for each
 /// of the `ranks_here` ranks of its node (itself included), after removing the segments that ranks of
 /// dead jobs left behind on this node. Its rings shrink from 512 KiB as the node's ranks grow past 64,
-/// so that a segment stays near 32 MiB (never below 64 KiB a ring).
+/// so that a segment stays near 32 MiB (never below 64 KiB a ring). The segment's memory (512 KiB a rank
+/// of the node, up to about 32 MiB) is reserved in /dev/shm at bind: a node without room there fails the
+/// bootstrap with the size needed.
 fn bind_shared_memory(
     config: &MeshConfig,
     rank: usize,

@@ -235,9 +235,10 @@ unsafe fn read_once(pid: i32, address: usize, local: *mut u8, len: usize) -> Opt
     usize::try_from(copied).ok().filter(|&copied| copied > 0 && copied <= len)
 }
 
-/// A new anonymous memory file (`memfd`) of `len` bytes and its writable mapping (`None` for 0 bytes,
-/// which cannot be mapped). Right after mapping it, the file is sealed against resizing and against
-/// every write but through that mapping (`F_SEAL_FUTURE_WRITE`), for every process.
+/// A new anonymous memory file (`memfd`) of `len` bytes, reserved (see [`super::reserve`]), and its
+/// writable mapping (`None` for 0 bytes, which cannot be mapped). Right after mapping it, the file is
+/// sealed against resizing and against every write but through that mapping (`F_SEAL_FUTURE_WRITE`),
+/// for every process.
 pub(super) fn create_memory_file(len: usize) -> std::io::Result<(std::fs::File, Option<memmap2::MmapMut>)> {
     use rustix::fs::{memfd_create, MemfdFlags, SealFlags};
     let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
@@ -245,7 +246,7 @@ pub(super) fn create_memory_file(len: usize) -> std::io::Result<(std::fs::File, 
     let fd = memfd_create("lightbeam-shared-bytes", flags | MemfdFlags::NOEXEC_SEAL)
         .or_else(|_| memfd_create("lightbeam-shared-bytes", flags))?;
     let file = std::fs::File::from(fd);
-    file.set_len(u64::try_from(len).map_err(|_| std::io::ErrorKind::InvalidInput)?)?;
+    super::reserve(&file, u64::try_from(len).map_err(|_| std::io::ErrorKind::InvalidInput)?)?;
     let map = match len {
         0 => None,
         // SAFETY: `MmapMut` hands out `&mut [u8]` over the file, sound while no one else writes or

@@ -10,6 +10,15 @@
 //! mapping. A pointer from another process should be resolved with [`ShmPtr::resolve_allocation`]: it
 //! names at most the payload of one live allocation, never the allocator's state or a free block.
 //!
+//! Segment files live in /dev/shm, where every local user can create files. No open of a segment file
+//! blocks or follows a symbolic link, and a file under a segment's name that is not a regular file
+//! ([`ShmError::NotAFile`]: a FIFO, a link) or not owned by this process's effective user
+//! ([`ShmError::ForeignOwner`]) is refused before anything reads it; cleaning up stale segments skips
+//! such files and leaves them in place. A segment's memory is reserved when it is created: when
+//! /dev/shm (a tmpfs of limited size: 64 MiB in a default Docker container) has no room for it, the
+//! creation fails with [`ShmError::NoSpace`] and leaves no file, where a sparse file would kill with
+//! SIGBUS whichever process first touched a page past the room left.
+//!
 //! [`SharedBytes`] is the other way to share bytes on a node: a sealed, read-only memory file that every
 //! process maps, freed by the kernel when the last holder drops it or ends.
 //!
@@ -90,6 +99,79 @@ fn path_of(name: &str) -> PathBuf {
     dir.join(format!("lightbeam-{name}"))
 }
 
+/// The flags of every open of a segment file, on top of the access mode: the open never blocks (a FIFO
+/// under a segment's name opens at once, to be refused), never follows a symbolic link in the last
+/// component, and the descriptor is not inherited across `exec`.
+const OPEN_FLAGS: i32 = libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+
+/// Opens the file of segment `name` at `path`, read-only unless `write`, and checks it before anything
+/// reads it: a regular file owned by this process's effective user. Anything else is refused
+/// ([`ShmError::NotAFile`], [`ShmError::ForeignOwner`]); a missing file is
+/// [`ShmError::UnknownSegment`].
+fn open_trusted(path: &Path, name: &str, write: bool) -> Result<(File, std::fs::Metadata), ShmError> {
+    let not_a_file = |kind| ShmError::NotAFile { path: path.display().to_string(), kind };
+    let file = OpenOptions::new().read(true).write(write).custom_flags(OPEN_FLAGS).open(path);
+    let file = file.map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => ShmError::UnknownSegment(name.to_owned()),
+        Some(libc::ELOOP) => not_a_file("symbolic link"),
+        Some(libc::EISDIR) => not_a_file("directory"),
+        // An open of a socket, or of a device without a driver.
+        Some(libc::ENXIO) => not_a_file("socket or device"),
+        _ => io_error("open", path, e),
+    })?;
+    let metadata = file.metadata().map_err(|e| io_error("inspect", path, e))?;
+    check_trusted(path, &metadata)?;
+    Ok((file, metadata))
+}
+
+/// Refuses a file that is not a regular file owned by this process's effective user.
+fn check_trusted(path: &Path, metadata: &std::fs::Metadata) -> Result<(), ShmError> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if !kind.is_file() {
+        let kind = match () {
+            _ if kind.is_fifo() => "FIFO",
+            _ if kind.is_symlink() => "symbolic link",
+            _ if kind.is_dir() => "directory",
+            _ if kind.is_socket() => "socket",
+            _ if kind.is_char_device() || kind.is_block_device() => "device",
+            _ => "special file",
+        };
+        return Err(ShmError::NotAFile { path: path.display().to_string(), kind });
+    }
+    let ours = rustix::process::geteuid().as_raw();
+    if metadata.uid() != ours {
+        return Err(ShmError::ForeignOwner { path: path.display().to_string(), owner: metadata.uid(), ours });
+    }
+    Ok(())
+}
+
+/// Gives a new file `len` bytes, every one reserved in its file system now (`fallocate`), so that a
+/// file system without room for them fails here rather than raise SIGBUS in whichever process first
+/// touches a page past the room left, as a sparse file would. On a file system that cannot reserve
+/// (not a tmpfs), the file is only sized.
+pub(super) fn reserve(file: &File, len: u64) -> std::io::Result<()> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    if len == 0 {
+        return Ok(());
+    }
+    loop {
+        match fallocate(file, FallocateFlags::empty(), 0, len) {
+            // A signal arrived meanwhile: tmpfs undid the part reserved.
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::OPNOTSUPP) => return file.set_len(len),
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// The error for a segment `name` of `needed` bytes that its file system has no room for.
+fn no_space(file: &File, path: &Path, name: &str, needed: u64) -> ShmError {
+    let available = rustix::fs::fstatvfs(file).map_or(0, |fs| fs.f_bavail.saturating_mul(fs.f_frsize));
+    let dir = path.parent().unwrap_or(path).display().to_string();
+    ShmError::NoSpace { dir, segment: name.to_owned(), needed, available }
+}
+
 /// A segment file whose recorded creator is gone.
 struct Leftover {
     creator_pid: u32,
@@ -99,26 +181,36 @@ struct Leftover {
 
 impl Leftover {
     /// The segment file at `path` if its creator is gone; `None` when there is no such file, it holds no
-    /// formatted segment, or its creator lives (or cannot be told).
-    fn at(path: &Path) -> Option<Self> {
-        let mut file = File::open(path).ok()?;
+    /// formatted segment, or its creator lives (or cannot be told). A file that [`open_trusted`] refuses
+    /// is an error, and its header is not read.
+    fn at(path: &Path) -> Result<Option<Self>, ShmError> {
+        let (mut file, metadata) = match open_trusted(path, "", false) {
+            Ok(opened) => opened,
+            Err(ShmError::UnknownSegment(_)) => return Ok(None),
+            Err(refused) => return Err(refused),
+        };
         let mut header = [0u8; alloc::SEGMENT_HEADER];
-        file.read_exact(&mut header).ok()?;
-        let creator = alloc::creator_in(&header).filter(process::Process::is_gone)?;
-        let metadata = file.metadata().ok()?;
-        Some(Self { creator_pid: creator.pid, file: (metadata.dev(), metadata.ino()) })
+        if file.read_exact(&mut header).is_err() {
+            return Ok(None);
+        }
+        let Some(creator) = alloc::creator_in(&header).filter(process::Process::is_gone) else {
+            return Ok(None);
+        };
+        Ok(Some(Self { creator_pid: creator.pid, file: (metadata.dev(), metadata.ino()) }))
     }
 }
 
-/// The error for a `create` that found segment `name` in place: stale if its creator is gone.
+/// The error for a `create` that found segment `name` in place: stale if its creator is gone, refused if
+/// the file there is not one to trust.
 fn taken(name: &str, path: &Path) -> ShmError {
     match Leftover::at(path) {
-        Some(leftover) => ShmError::Stale {
+        Ok(Some(leftover)) => ShmError::Stale {
             name: name.to_owned(),
             creator_pid: leftover.creator_pid,
             path: path.display().to_string(),
         },
-        None => ShmError::Exists(name.to_owned()),
+        Ok(None) => ShmError::Exists(name.to_owned()),
+        Err(refused) => refused,
     }
 }
 
@@ -129,11 +221,22 @@ fn io_error(op: &'static str, path: &std::path::Path, err: std::io::Error) -> Sh
 impl Segment {
     /// Creates segment `name` of `size` bytes and maps it. The segment is removed from the system when the
     /// last handle in this process is dropped; processes that mapped it keep their mapping until then.
+    ///
+    /// Its memory is reserved now: when /dev/shm has no room for `size` bytes the creation fails with
+    /// [`ShmError::NoSpace`], and on every failure no file is left behind. A name held by a file that
+    /// is not a segment of this process's user is refused ([`ShmError::NotAFile`],
+    /// [`ShmError::ForeignOwner`]), and that file is left alone.
     pub fn create(name: &str, size: usize) -> Result<Self> {
         check_name(name)?;
         let path = path_of(name);
         // Owner-only (0600): other users can neither read what a segment carries nor write its queues.
-        let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(OPEN_FLAGS)
+            .open(&path);
         let file = file.map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 taken(name, &path)
@@ -141,17 +244,21 @@ impl Segment {
                 io_error("create", &path, e)
             }
         })?;
-        let segment = Self::map(name, path.clone(), &file, size, true);
+        // From here on the file is this call's: every failure removes it.
+        let segment = reserve(&file, size as u64)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOSPC) => no_space(&file, &path, name, size as u64),
+                _ => io_error("reserve", &path, e),
+            })
+            .map_err(Error::from)
+            .and_then(|()| Self::map(name, path.clone(), &file, true));
         if segment.is_err() {
             let _ = std::fs::remove_file(&path);
         }
         segment
     }
 
-    fn map(name: &str, path: PathBuf, file: &File, size: usize, create: bool) -> Result<Self> {
-        if create {
-            file.set_len(size as u64).map_err(|e| io_error("size", &path, e))?;
-        }
+    fn map(name: &str, path: PathBuf, file: &File, create: bool) -> Result<Self> {
         let mapping = Mapping::new(file).map_err(|e| io_error("map", &path, e))?;
         if create {
             alloc::format(&mapping, process::Process::current())?;
@@ -177,14 +284,22 @@ impl Segment {
 
     /// Removes segment `name` if the process that created it is gone (it was killed, or ended without
     /// dropping its last handle); returns whether it removed it. A segment whose creator lives, or whose
-    /// creator cannot be told, is left alone. Processes that still map a removed segment keep their
-    /// mapping, as after [`Segment::unlink`].
+    /// creator cannot be told, is left alone, and so is a file under that name that is not a regular file
+    /// of this process's user (its header is not even read). Processes that still map a removed segment
+    /// keep their mapping, as after [`Segment::unlink`].
     pub fn reclaim_stale(name: &str) -> Result<bool> {
         check_name(name)?;
         let path = path_of(name);
-        let Some(leftover) = Leftover::at(&path) else { return Ok(false) };
+        let leftover = match Leftover::at(&path) {
+            Ok(Some(leftover)) => leftover,
+            Ok(None) => return Ok(false),
+            Err(refused) => {
+                log::debug!("lightbeam: not reclaiming {name:?}: {refused}");
+                return Ok(false);
+            }
+        };
         // Remove the file inspected, not one created meanwhile under the same name.
-        if std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino())) != Some(leftover.file) {
+        if std::fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino())) != Some(leftover.file) {
             return Ok(false);
         }
         match std::fs::remove_file(&path) {
@@ -195,7 +310,9 @@ impl Segment {
     }
 
     /// Removes every stale segment (as [`Segment::reclaim_stale`]) whose name `matches` says is one to
-    /// look at; returns how many it removed. Segments of living creators are left alone.
+    /// look at; returns how many it removed. Segments of living creators are left alone, and so are files
+    /// that are not segments of this process's user; a file that cannot be removed is skipped, so the
+    /// others are still looked at.
     pub fn reclaim_stale_where(matches: impl Fn(&str) -> bool) -> Result<usize> {
         let dir = path_of("x").parent().map(Path::to_path_buf).unwrap_or_default();
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
@@ -205,25 +322,23 @@ impl Segment {
         });
         let mut removed = 0;
         for name in names.filter(|name| check_name(name).is_ok() && matches(name)) {
-            removed += usize::from(Self::reclaim_stale(&name)?);
+            match Self::reclaim_stale(&name) {
+                Ok(gone) => removed += usize::from(gone),
+                Err(error) => log::debug!("lightbeam: not reclaiming {name:?}: {error}"),
+            }
         }
         Ok(removed)
     }
 
-    /// Maps the existing segment `name`, created by this or another process on this node.
+    /// Maps the existing segment `name`, created by this or another process of this node and of this
+    /// process's effective user. Refused when the file under that name is not a regular file (a
+    /// symbolic link, a FIFO: [`ShmError::NotAFile`]) or belongs to another user
+    /// ([`ShmError::ForeignOwner`]); the open never blocks.
     pub fn open(name: &str) -> Result<Self> {
         check_name(name)?;
         let path = path_of(name);
-        // Not through a symbolic link: a segment's name must name that segment.
-        let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(&path);
-        let file = file.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                ShmError::UnknownSegment(name.to_owned())
-            } else {
-                io_error("open", &path, e)
-            }
-        })?;
-        Self::map(name, path, &file, 0, false)
+        let (file, _) = open_trusted(&path, name, true)?;
+        Self::map(name, path, &file, false)
     }
 
     /// This process's mapping of `name`, mapping it first if needed.
@@ -537,6 +652,24 @@ mod tests {
         assert!(Segment::reclaim_stale(&name).unwrap());
         assert!(!path_of(&name).exists());
         assert!(!Segment::reclaim_stale(&name).unwrap(), "nothing left to reclaim");
+    }
+
+    #[test]
+    fn a_segment_s_memory_is_reserved_when_it_is_created() {
+        let name = unique("reserved");
+        let _segment = Segment::create(&name, 1 << 20).unwrap();
+        let blocks = std::fs::metadata(path_of(&name)).unwrap().blocks();
+        assert!(blocks * 512 >= 1 << 20, "a sparse file of {blocks} blocks");
+    }
+
+    #[test]
+    fn a_creation_that_fails_leaves_no_file() {
+        for size in [0, 100] {
+            let name = unique(&format!("too-small-{size}"));
+            let error = Segment::create(&name, size).unwrap_err();
+            assert!(matches!(error, Error::Shm(ShmError::TooSmall { .. } | ShmError::Io { .. })), "{error}");
+            assert!(!path_of(&name).exists(), "a file left by a failed creation of {size} bytes");
+        }
     }
 
     #[test]

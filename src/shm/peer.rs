@@ -6,17 +6,17 @@
 //! takes none), truncate the file after the message arrived (a read then comes up short: an error, where a
 //! mapping would raise SIGBUS and kill the process), or put a symbolic link (or a second hard link) under
 //! an allowed name pointing at a segment the server does not allow (the file is opened without following
-//! links, and must be a regular file with one link).
+//! links, and must be a regular file with one link). The file must belong to this process's user, and a
+//! FIFO under the name is refused without blocking.
 
 #![forbid(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 
 use super::alloc::{self, Headers};
-use super::{check_name, io_error, path_of, ShmError, ShmPtr};
+use super::{check_name, open_trusted, path_of, ShmError, ShmPtr};
 use crate::error::Result;
 
 /// An open segment file, read with `pread`.
@@ -28,19 +28,19 @@ struct SegmentFile {
 }
 
 impl SegmentFile {
-    /// Opens segment `name` for reading: not through a symbolic link, and only a regular file with a
+    /// Opens segment `name` for reading as [`Segment::open`](super::Segment::open) does (never blocking,
+    /// not through a symbolic link, only a regular file of this process's user), and only a file with a
     /// single link, holding a formatted segment of the size its header says.
     fn open(name: &str) -> Result<Self> {
         check_name(name)?;
         let path = path_of(name);
-        let file = open_no_follow(&path, name)?;
-        let metadata = file.metadata().map_err(|e| io_error("inspect", &path, e))?;
+        let (file, metadata) = open_trusted(&path, name, false)?;
         let display = path.display().to_string();
-        if !metadata.file_type().is_file() || metadata.nlink() != 1 {
+        if metadata.nlink() != 1 {
             return Err(ShmError::Io {
                 op: "open",
                 path: display,
-                message: "not a segment of its own: a link, or not a regular file".into(),
+                message: "not a segment of its own: it has another link".into(),
             }
             .into());
         }
@@ -62,17 +62,6 @@ impl SegmentFile {
             message: format!("{} bytes at offset {at}: {e} (truncated by its owner?)", out.len()),
         })
     }
-}
-
-/// Opens `path` read-only without following a symbolic link in its last component.
-fn open_no_follow(path: &Path, name: &str) -> Result<File> {
-    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(|e| {
-        match e.kind() {
-            std::io::ErrorKind::NotFound => ShmError::UnknownSegment(name.to_owned()),
-            _ => io_error("open", path, e),
-        }
-        .into()
-    })
 }
 
 impl Headers for SegmentFile {

@@ -74,10 +74,18 @@ pub struct SharedBytesMut {
 }
 
 impl SharedBytesMut {
-    /// `len` zeroed bytes in a new memory file. (The pages are taken as they are first written.)
+    /// `len` zeroed bytes in a new memory file, their memory reserved now, so that no later write
+    /// can find it missing. A memory file is not bounded by /dev/shm's size but by the node's memory:
+    /// past the system's commit limit (strict overcommit, `vm.overcommit_memory` 2) the reservation
+    /// fails with [`ShmError::NoMemory`]; a cgroup's memory limit is enforced by its OOM killer, at the
+    /// reservation rather than at a later write.
     pub fn new(len: usize) -> Result<Self> {
-        let (file, map) =
-            create_memory_file(len).map_err(|e| io_error("create a memory file for", len, e))?;
+        let (file, map) = create_memory_file(len).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::ENOMEM) => {
+                ShmError::NoMemory { needed: len as u64, message: e.to_string() }
+            }
+            _ => io_error("create a memory file for", len, e),
+        })?;
         Ok(Self { file, map })
     }
 
@@ -246,6 +254,14 @@ mod tests {
         assert!(file.set_len(1).is_err() && file.set_len(20_000).is_err());
         assert_eq!(opened.id(), view.id());
         assert!(opened.descriptor().is_err(), "only the maker describes its copy");
+    }
+
+    #[test]
+    fn the_memory_of_bytes_is_reserved_when_they_are_made() {
+        let bytes = SharedBytesMut::new(1 << 20).unwrap();
+        let blocks = bytes.file.metadata().unwrap().blocks();
+        assert!(blocks * 512 >= 1 << 20, "a sparse file of {blocks} blocks");
+        assert!(bytes.iter().all(|&b| b == 0));
     }
 
     #[test]

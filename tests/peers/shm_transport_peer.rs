@@ -6,12 +6,20 @@
 //! - `serve NAME`: bind a server, print its address, and receive nothing until killed.
 //! - `stream ADDRESS SIZE`: print `sending`, send one bulk of SIZE bytes through the ring (no single
 //!   copy), print `sent`.
+//! - `small-shm CASE`: run in a private /dev/shm of a few hundred KiB (`tests/shm_small_tmpfs.rs` mounts
+//!   it), then print `left: ` and the `lightbeam-*` files left there. CASE `default`: bind a server of
+//!   the default shape, and if that succeeds, stream 1 MiB through it from a client of this process;
+//!   `large-segment`: create a segment of 1 MiB and, if that succeeds, write all of it; both print
+//!   `refused: ` and the error when refused. `fits`: bind a server of one 64 KiB ring and stream 1 MiB
+//!   through it. `fifo`: put a FIFO (mode 0666) named like a mesh segment in /dev/shm, then remove the
+//!   mesh's stale segments and bind its server, as a mesh bootstrap does.
 //!
 //! Exits 0 when every check passes.
 
 use std::io::Write;
 use std::time::Duration;
 
+use lightbeam::shm::Segment;
 use lightbeam::verify::{checksum, pattern};
 use lightbeam::{Client, LbmMeta, Options, Server, SharedMemoryClient, SharedMemoryServer, ShmOptions};
 
@@ -64,12 +72,84 @@ fn stream(args: &[String]) -> Outcome {
     Ok(())
 }
 
+/// Streams `size` bytes through the ring of `server` from a client of this process, and checks them.
+fn stream_through(server: &SharedMemoryServer, size: usize) -> Outcome {
+    let address = server.address().to_owned();
+    let sender = std::thread::spawn(move || -> Result<(), lightbeam::Error> {
+        let options = Options::default().with_send_timeout(Some(Duration::from_secs(20)));
+        let shm = ShmOptions::default().with_single_copy_from(None);
+        let client = SharedMemoryClient::connect(&address, "shm", 0, &options, &shm)?;
+        let data = pattern(size, 7);
+        let meta = LbmMeta::new(vec![checksum(&data)]).with_bulk(client.expose(&data, Default::default()));
+        client.send(&meta).into_result().map(drop)
+    });
+    let message = server.recv_message(Duration::from_secs(20))?;
+    sender.join().map_err(|_| "the sending thread panicked")??;
+    let sums: Vec<u64> = message.metadata::<Vec<u64>>()?.custom;
+    let got: Vec<u64> = message.into_payloads().iter().map(|p| checksum(p)).collect();
+    if got != sums {
+        return Err(format!("bulks differ: {got:?} against {sums:?}").into());
+    }
+    say("streamed");
+    Ok(())
+}
+
+fn small_shm(args: &[String]) -> Outcome {
+    let small = ShmOptions::default().with_channels(1).with_ring_size(64 << 10);
+    match arg(args, 2)? {
+        "default" => {
+            match SharedMemoryServer::bind("small", "shm", 0, &Options::default(), &ShmOptions::default()) {
+                Ok(server) => {
+                    say("bound");
+                    stream_through(&server, 1 << 20)?;
+                }
+                Err(error) => say(&format!("refused: {error}")),
+            }
+        }
+        "large-segment" => match Segment::create("small-large", 1 << 20) {
+            Ok(segment) => {
+                say("created");
+                let region = segment.allocate(1 << 19)?;
+                region.write(0, &pattern(1 << 19, 3))?;
+                say("written");
+            }
+            Err(error) => say(&format!("refused: {error}")),
+        },
+        "fits" => {
+            let server = SharedMemoryServer::bind("small", "shm", 0, &Options::default(), &small)?;
+            stream_through(&server, 1 << 20)?;
+        }
+        "fifo" => {
+            let made = std::process::Command::new("mkfifo")
+                .args(["-m", "0666", "/dev/shm/lightbeam-mesh-x"])
+                .status()?;
+            if !made.success() {
+                return Err("mkfifo failed".into());
+            }
+            let removed = Segment::reclaim_stale_where(|name| name.starts_with("mesh-"))?;
+            let server = SharedMemoryServer::bind("mesh-0", "shm", 0, &Options::default(), &small)?;
+            say(&format!("reclaimed {removed}, bound {}", server.address()));
+            drop(server);
+            std::fs::remove_file("/dev/shm/lightbeam-mesh-x")?;
+        }
+        other => return Err(format!("unknown case {other:?}").into()),
+    }
+    let mut left: Vec<String> = std::fs::read_dir("/dev/shm")?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("lightbeam-"))
+        .collect();
+    left.sort();
+    say(&format!("left: {}", left.join(" ")));
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let outcome = match args.get(1).map(String::as_str) {
         Some("receive") => receive(&args),
         Some("serve") => serve(&args),
         Some("stream") => stream(&args),
+        Some("small-shm") => small_shm(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };
     match outcome {

@@ -99,4 +99,36 @@ pub fn wait_ended(child: &mut std::process::Child, limit: Duration) -> std::proc
     }
 }
 
+/// The second process of the shared-memory tests (`tests/peers/shm_peer.rs`).
+pub const SHM_PEER: &str = env!("CARGO_BIN_EXE_lbm-test-shm-peer");
+
+/// Starts [`SHM_PEER`] with `args` and waits (bounded) for its first line, which must be `expected`.
+#[track_caller]
+pub fn start_shm_peer_until(args: &[&str], expected: &str) -> std::process::Child {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child =
+        Command::new(SHM_PEER).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (sender, first_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(stdout.lines().next()));
+    let line = first_line.recv_timeout(WAIT).ok().flatten().and_then(Result::ok);
+    if line.as_deref() != Some(expected) {
+        child.kill().ok();
+        panic!("the peer {args:?} failed or hung: {line:?}");
+    }
+    child
+}
+
+/// Starts a peer that creates segment `name`, and kills it with SIGKILL once it has: the segment stays,
+/// stale. Returns the peer's pid.
+#[track_caller]
+pub fn leave_stale_segment(name: &str) -> u32 {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = start_shm_peer_until(&["create-and-wait", name], "created");
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9), "killed by SIGKILL");
+    child.id()
+}
+
 pub use lightbeam::verify::{checksum, pattern};

@@ -105,8 +105,9 @@ pub struct ShmOptions {
     /// makes one per rank of the node). 1 to 4096, default [`DEFAULT_CHANNELS`].
     pub channels: usize,
     /// Server: the bytes of each channel's ring (a power of two from 4 KiB to 64 MiB), default
-    /// [`DEFAULT_RING_SIZE`]. The segment holds `channels` rings; the memory of a ring is taken as its
-    /// client first writes it.
+    /// [`DEFAULT_RING_SIZE`]. The segment holds `channels` rings, and its memory is reserved in
+    /// /dev/shm when the server binds (a bind that does not fit fails with
+    /// [`ShmError::NoSpace`]).
     pub ring_size: usize,
 }
 
