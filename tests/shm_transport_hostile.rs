@@ -300,6 +300,49 @@ fn a_truncated_segment_crashes_a_receiving_server_as_documented() {
     assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}");
 }
 
+/// A frame size that, added to what the message carried before, passes 2^64 is refused with the size
+/// announced (saturated), never an overflow (a panic in debug builds, which ends a mesh's rank; a
+/// wrapped, small size in release); frame counts of 0 and `u32::MAX` are refused too, and honest
+/// clients still get through.
+#[test]
+fn forged_frame_sizes_and_counts_are_refused_as_announced() {
+    let server = bind("hostile-sizes", &ShmOptions::default());
+    let hostile = Hostile::open(server.address());
+    let limit = Options::default().max_message_size.unwrap();
+    let me = std::process::id();
+    let header = 40; // any bytes: the forged record follows before the header is decoded
+    for (channel, len) in [u64::MAX, u64::MAX - 7, u64::MAX - 6].into_iter().enumerate() {
+        hostile.claim(channel, me);
+        hostile.write_ring(channel, 0, &record(BEGIN, 2, 0));
+        hostile.write_ring(channel, 32, &record(INLINE, 0, header));
+        hostile.write_ring(channel, 64 + header as usize, &record(INLINE, 0, len));
+        hostile.publish(channel, 96 + header);
+        match server.recv_message(Duration::from_secs(5)) {
+            Err(Error::LimitExceeded { what: "message size", announced, limit: l, .. }) => {
+                assert_eq!((announced, l), (u64::MAX, limit), "a frame of {len} bytes")
+            }
+            other => panic!("a frame of {len} bytes: {other:?}"),
+        }
+    }
+    hostile.claim(3, me);
+    hostile.write_ring(3, 0, &record(BEGIN, 0, 0));
+    hostile.publish(3, 32);
+    let none = server.recv_message(Duration::from_secs(5));
+    assert!(matches!(none, Err(Error::Transport { .. })), "a message of 0 frames: {none:?}");
+    hostile.claim(4, me);
+    hostile.write_ring(4, 0, &record(BEGIN, u32::MAX, 0));
+    hostile.publish(4, 32);
+    let most = server.recv_message(Duration::from_secs(5));
+    assert!(
+        matches!(most, Err(Error::LimitExceeded { announced, .. }) if announced == u64::from(u32::MAX) - 1),
+        "a message of u32::MAX frames: {most:?}"
+    );
+    let honest = client(&server, Duration::from_secs(5), &ShmOptions::default());
+    honest.send(&LbmMeta::new("honest".to_string())).into_result().unwrap();
+    let after = server.recv_message(Duration::from_secs(5)).unwrap();
+    assert_eq!(after.metadata::<String>().unwrap().custom, "honest");
+}
+
 /// `work`'s outcome and how long it took.
 fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
     let started = Instant::now();

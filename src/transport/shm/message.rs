@@ -3,8 +3,9 @@
 //! that a client that writes slowly (or stopped) holds only its own message, never the receiver.
 //!
 //! Nothing read here is trusted: records are copied out before they are decoded; the frame count and
-//! every length are held to the server's limits before anything is allocated; a single-copy offer is
-//! read with `process_vm_readv` from the channel owner's process only.
+//! every length are held to the server's limits, in arithmetic that cannot overflow (an error reports
+//! the size a peer announced, saturated at `u64::MAX`), before anything is allocated; a single-copy
+//! offer is read with `process_vm_readv` from the channel owner's process only.
 
 #![forbid(unsafe_code)]
 
@@ -12,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::queue::{transfer, Channel};
-use super::record::{padded, Record, RECORD_LEN};
+use super::record::{padding, Record, RECORD_LEN};
 use crate::error::{Error, Result};
 use crate::shm::{read_process_into, Process};
 use crate::transport::{Limits, Payload};
@@ -51,8 +52,12 @@ impl Cursor<'_> {
     fn fill(&mut self, out: &mut [u8]) -> Result<usize> {
         let piece = (self.available()? as usize).min(out.len());
         if piece > 0 {
+            // `available` keeps `tail - head` within a ring, so the head passes 2^64 only after that many
+            // bytes were read: garbage for any channel.
+            let head =
+                self.head.checked_add(piece as u64).ok_or_else(|| self.garbage("head past 2^64".into()))?;
             self.channel.read(self.head, &mut out[..piece]);
-            self.head += piece as u64;
+            self.head = head;
             self.channel.publish_head(self.head);
         }
         Ok(piece)
@@ -171,9 +176,9 @@ impl Partial {
                         return Ok(None);
                     }
                     let bytes = std::mem::take(bytes);
-                    let len = bytes.len() as u64;
+                    let left = padding(bytes.len() as u64) as usize;
                     self.frames.push(Payload::from_vec(bytes));
-                    self.step = Step::Padding { left: (padded(len) - len) as usize };
+                    self.step = Step::Padding { left };
                 }
                 Step::Padding { left } => {
                     let mut padding = [0u8; 8];
@@ -201,8 +206,8 @@ impl Partial {
         single_copy: bool,
     ) -> Result<Step> {
         match (record, refused) {
-            (Record::Begin { frames }, None) if self.count == 0 && frames > 0 => {
-                self.begin(u64::from(frames), limits)?;
+            (Record::Begin { frames }, None) if self.count == 0 => {
+                self.begin(u64::from(frames), limits, cursor)?;
                 Ok(Step::record(None))
             }
             (record, _) if self.count == 0 => {
@@ -246,34 +251,43 @@ impl Partial {
         }
     }
 
-    /// Starts a message of `frames` frames, held to the server's limit on bulks.
-    fn begin(&mut self, frames: u64, limits: &Limits) -> Result<()> {
-        if frames - 1 > limits.max_bulks as u64 {
+    /// Starts a message of `frames` frames (the header frame and its bulks), held to the server's limit
+    /// on bulks; the list of frames grows as they arrive.
+    fn begin(&mut self, frames: u64, limits: &Limits, cursor: &Cursor<'_>) -> Result<()> {
+        let Some(bulks) = frames.checked_sub(1) else {
+            return Err(cursor.garbage("a message of 0 frames".into()));
+        };
+        if bulks > limits.max_bulks as u64 {
             return Err(Error::LimitExceeded {
                 what: "bulk frame count",
-                announced: frames - 1,
+                announced: bulks,
                 limit: limits.max_bulks as u64,
                 option: "Options::max_bulks",
             });
         }
         self.count = frames;
-        self.frames = Vec::with_capacity(frames as usize);
+        self.frames = Vec::with_capacity(frames.min(FRAMES_AHEAD) as usize);
         Ok(())
     }
 }
 
-/// Takes `len` bytes off what the message may still carry.
+/// The frames a message's list makes room for when it begins; it grows as more arrive.
+const FRAMES_AHEAD: u64 = 64;
+
+/// Takes `len` bytes off what the message may still carry (`budget`, of `limit`); the error reports
+/// the message's size with this frame, saturated at `u64::MAX`.
 fn take(budget: &mut u64, len: u64, limit: u64) -> Result<usize> {
-    if len > *budget {
+    let Some(left) = budget.checked_sub(len) else {
         return Err(Error::LimitExceeded {
             what: "message size",
-            announced: limit - *budget + len,
+            announced: limit.saturating_sub(*budget).saturating_add(len),
             limit,
             option: "Options::max_message_size",
         });
-    }
-    *budget -= len;
-    usize::try_from(len).map_err(|_| Error::InvalidArgument(format!("a frame of {len} bytes")))
+    };
+    let len = usize::try_from(len).map_err(|_| Error::InvalidArgument(format!("a frame of {len} bytes")))?;
+    *budget = left;
+    Ok(len)
 }
 
 /// An empty buffer with room for `len` bytes, or an error when the memory cannot be had (never an abort).
@@ -290,4 +304,27 @@ fn allocate(len: usize) -> Result<Vec<u8>> {
     let mut bytes = reserve(len)?;
     bytes.resize(len, 0);
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_past_the_budget_is_an_error_reporting_it_saturated() {
+        let limit = 1 << 20;
+        let mut budget = limit;
+        assert_eq!(take(&mut budget, 38, limit).unwrap(), 38);
+        for (len, announced) in [(u64::MAX, u64::MAX), (u64::MAX - 7, u64::MAX), (limit, limit + 38)] {
+            match take(&mut budget, len, limit) {
+                Err(Error::LimitExceeded { announced: got, limit: l, .. }) => {
+                    assert_eq!((got, l), (announced, limit), "{len}")
+                }
+                other => panic!("{len}: {other:?}"),
+            }
+            assert_eq!(budget, limit - 38, "a refused frame takes nothing");
+        }
+        let mut unlimited = u64::MAX;
+        assert_eq!(take(&mut unlimited, u64::MAX - 7, u64::MAX).unwrap() as u64, u64::MAX - 7);
+    }
 }
