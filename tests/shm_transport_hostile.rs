@@ -29,6 +29,7 @@ const OWNER_PID: usize = 0;
 const STATE: usize = 4;
 const OWNER_START: usize = 8;
 const TAIL: usize = 16;
+const HEAD: usize = 24;
 const TRANSFER: usize = 40;
 const OPEN: u32 = 1;
 const BEGIN: u32 = 1;
@@ -65,6 +66,12 @@ impl Hostile {
         u32::from_le_bytes(bytes)
     }
 
+    fn get_u64(&self, at: usize) -> u64 {
+        let mut bytes = [0; 8];
+        self.queue.read(at, &mut bytes).unwrap();
+        u64::from_le_bytes(bytes)
+    }
+
     fn put_u64(&self, at: usize, value: u64) {
         self.queue.write(at, &value.to_le_bytes()).unwrap();
     }
@@ -83,6 +90,11 @@ impl Hostile {
 
     fn publish(&self, channel: usize, tail: u64) {
         self.put_u64(Self::base(channel) + TAIL, tail);
+    }
+
+    /// The bytes of `channel` the server has read.
+    fn head(&self, channel: usize) -> u64 {
+        self.get_u64(Self::base(channel) + HEAD)
     }
 }
 
@@ -341,6 +353,42 @@ fn forged_frame_sizes_and_counts_are_refused_as_announced() {
     honest.send(&LbmMeta::new("honest".to_string())).into_result().unwrap();
     let after = server.recv_message(Duration::from_secs(5)).unwrap();
     assert_eq!(after.metadata::<String>().unwrap().custom, "honest");
+}
+
+/// Records announcing frames of 1 GiB on four channels, and nothing after them, cost the server memory
+/// for the bytes that arrived, not for the sizes announced (the server is a peer process, so that its
+/// resident memory is its own).
+#[test]
+fn announced_frames_take_memory_only_as_their_bytes_arrive() {
+    const ANNOUNCED: u64 = 1 << 30;
+    let (mut child, address) = start_peer(&["drain", "hostile-memory", &(2 * ANNOUNCED).to_string()]);
+    let hostile = Hostile::open(&address);
+    let before = resident_kib(child.id());
+    for channel in 0..4 {
+        hostile.claim(channel, std::process::id());
+        hostile.write_ring(channel, 0, &record(BEGIN, 1, 0));
+        hostile.write_ring(channel, 32, &record(INLINE, 0, ANNOUNCED));
+        hostile.publish(channel, 64);
+    }
+    let started = Instant::now();
+    while (0..4).any(|channel| hostile.head(channel) != 64) {
+        assert!(started.elapsed() < Duration::from_secs(20), "the server did not read the records");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500)); // a few more receives that find nothing whole
+    let after = resident_kib(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let grown = after.saturating_sub(before);
+    println!("4 frames of {ANNOUNCED} bytes announced: resident {before} KiB -> {after} KiB (+{grown} KiB)");
+    assert!(grown < 16 << 10, "the server's resident memory grew by {grown} KiB");
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// `work`'s outcome and how long it took.

@@ -6,6 +6,8 @@
 //! - `serve NAME`: bind a server, print its address, and receive nothing until killed.
 //! - `stream ADDRESS SIZE`: print `sending`, send one bulk of SIZE bytes through the ring (no single
 //!   copy), print `sent`.
+//! - `drain NAME MAX_MESSAGE_SIZE`: bind a server allowing messages of MAX_MESSAGE_SIZE bytes, print its
+//!   address, and receive (dropping messages and errors) until killed.
 //!
 //! Exits 0 when every check passes.
 
@@ -64,12 +66,22 @@ fn stream(args: &[String]) -> Outcome {
     Ok(())
 }
 
+fn drain(args: &[String]) -> Outcome {
+    let options = Options::default().with_max_message_size(Some(arg(args, 3)?.parse()?));
+    let server = SharedMemoryServer::bind(arg(args, 2)?, "shm", 0, &options, &ShmOptions::default())?;
+    say(server.address());
+    loop {
+        let _ = server.recv_message(Duration::from_millis(200));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let outcome = match args.get(1).map(String::as_str) {
         Some("receive") => receive(&args),
         Some("serve") => serve(&args),
         Some("stream") => stream(&args),
+        Some("drain") => drain(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };
     match outcome {
