@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use lightbeam::shm::{FullPtr, Segment, ShmPtr};
@@ -382,6 +383,70 @@ fn announced_frames_take_memory_only_as_their_bytes_arrive() {
     let grown = after.saturating_sub(before);
     println!("4 frames of {ANNOUNCED} bytes announced: resident {before} KiB -> {after} KiB (+{grown} KiB)");
     assert!(grown < 16 << 10, "the server's resident memory grew by {grown} KiB");
+}
+
+/// A client killed mid-message gives its channel back within a sweep or two while other clients keep
+/// the server busy: a new client gets the channel and delivers its message (three channels: two
+/// streaming clients, and one killed in a peer process, each round).
+#[test]
+fn a_killed_clients_channel_is_handed_out_while_others_keep_the_server_busy() {
+    let took: Vec<Option<Duration>> = (0..8).map(reclaim_round).collect();
+    let shown: Vec<String> = took
+        .iter()
+        .map(|t| t.map_or("none within 5 s".into(), |t| format!("{:.3} s", t.as_secs_f64())))
+        .collect();
+    println!("from the kill to a new client's message: {}", shown.join(", "));
+    assert!(took.iter().all(|t| t.is_some_and(|t| t < Duration::from_secs(1))), "{shown:?}");
+}
+
+/// One round of the test above: how long from the kill to the new client's message (`None`: not
+/// within 5 s).
+fn reclaim_round(round: u64) -> Option<Duration> {
+    let server = bind("hostile-reclaim", &ShmOptions::default().with_channels(3));
+    let ring = ShmOptions::default().with_single_copy_from(None);
+    let (streaming, receiving) = (AtomicBool::new(true), AtomicBool::new(true));
+    let (arrived, late_arrived) = mpsc::channel();
+    let busy: Vec<SharedMemoryClient> =
+        (0..2).map(|_| client(&server, Duration::from_secs(10), &ring)).collect();
+    for c in &busy {
+        c.send(&LbmMeta::new("attach".to_string())).into_result().unwrap(); // channels 0 and 1
+    }
+    std::thread::scope(|scope| {
+        let (server, receiving) = (&server, &receiving);
+        scope.spawn(move || {
+            while receiving.load(Ordering::Relaxed) {
+                let message = server.recv_message(Duration::from_millis(100));
+                if message.is_ok_and(|m| m.metadata::<String>().is_ok_and(|m| m.custom == "late")) {
+                    arrived.send(Instant::now()).unwrap();
+                }
+            }
+        });
+        let streamers: Vec<_> = busy
+            .iter()
+            .map(|c| {
+                let streaming = &streaming;
+                scope.spawn(move || {
+                    // Small messages, two senders for one receiver: a whole message always waits.
+                    while streaming.load(Ordering::Relaxed) {
+                        c.send(&LbmMeta::new("busy".to_string())).into_result().unwrap();
+                    }
+                })
+            })
+            .collect();
+        let (mut killed, said) = start_peer(&["flood", server.address(), &(16 << 20).to_string()]);
+        assert_eq!(said, "attached");
+        std::thread::sleep(Duration::from_millis(100 + 37 * round)); // mid-message
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+        let at_kill = Instant::now();
+        let late = client(server, Duration::from_secs(5), &ring);
+        let sent = late.send(&LbmMeta::new("late".to_string())).into_result();
+        let took = sent.ok().and_then(|_| late_arrived.recv_timeout(Duration::from_secs(5)).ok());
+        streaming.store(false, Ordering::Relaxed);
+        streamers.into_iter().for_each(|s| s.join().unwrap());
+        receiving.store(false, Ordering::Relaxed);
+        took.map(|at| at - at_kill)
+    })
 }
 
 /// The resident memory of process `pid`, in KiB.

@@ -8,6 +8,8 @@
 //!   copy), print `sent`.
 //! - `drain NAME MAX_MESSAGE_SIZE`: bind a server allowing messages of MAX_MESSAGE_SIZE bytes, print its
 //!   address, and receive (dropping messages and errors) until killed.
+//! - `flood ADDRESS SIZE`: send an empty message (which claims a channel), print `attached`, then send
+//!   bulks of SIZE bytes through the ring one after another until killed.
 //!
 //! Exits 0 when every check passes.
 
@@ -75,6 +77,19 @@ fn drain(args: &[String]) -> Outcome {
     }
 }
 
+fn flood(args: &[String]) -> Outcome {
+    let options = Options::default().with_send_timeout(Some(Duration::from_secs(60)));
+    let shm = ShmOptions::default().with_single_copy_from(None);
+    let client = SharedMemoryClient::connect(arg(args, 2)?, "shm", 0, &options, &shm)?;
+    client.send(&LbmMeta::new("attach".to_string())).into_result()?;
+    say("attached");
+    let data = pattern(arg(args, 3)?.parse()?, 3);
+    loop {
+        let meta = LbmMeta::new("flood".to_string()).with_bulk(client.expose(&data, Default::default()));
+        client.send(&meta).into_result()?;
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let outcome = match args.get(1).map(String::as_str) {
@@ -82,6 +97,7 @@ fn main() {
         Some("serve") => serve(&args),
         Some("stream") => stream(&args),
         Some("drain") => drain(&args),
+        Some("flood") => flood(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };
     match outcome {

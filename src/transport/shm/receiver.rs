@@ -7,6 +7,11 @@
 //! Nothing read from the segment is trusted (see `message.rs`). A channel that breaks the rules is
 //! given up (marked broken, freed once its client leaves), and the message in it is dropped with an
 //! error: never a crash or a hang.
+//!
+//! Channels whose client left or died are freed within a [`SWEEP_PERIOD`] or so of the server's next
+//! receive, however busy the other channels keep it: every receive sweeps (at most once per period,
+//! since a sweep reads `/proc` for each client) before it looks for a message, and a client that died
+//! mid-message has that message dropped with [`Error::PeerGone`] first.
 
 #![forbid(unsafe_code)]
 
@@ -67,10 +72,10 @@ impl Receiver {
         elsewhere: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<Payload>>> {
         loop {
+            self.sweep(queue);
             if let Some(outcome) = self.scan(queue, limits, endpoint) {
                 return outcome.map(Some);
             }
-            self.sweep(queue);
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
