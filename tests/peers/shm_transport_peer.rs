@@ -7,7 +7,7 @@
 //! - `stream ADDRESS SIZE`: print `sending`, send one bulk of SIZE bytes through the ring (no single
 //!   copy), print `sent`.
 //! - `drain NAME MAX_MESSAGE_SIZE`: bind a server allowing messages of MAX_MESSAGE_SIZE bytes, print its
-//!   address, and receive (dropping messages and errors) until killed.
+//!   address, and receive (dropping messages and errors) until killed (at most 60 s).
 //! - `flood ADDRESS SIZE`: send an empty message (which claims a channel), print `attached`, then send
 //!   bulks of SIZE bytes through the ring one after another until killed.
 //!
@@ -72,9 +72,11 @@ fn drain(args: &[String]) -> Outcome {
     let options = Options::default().with_max_message_size(Some(arg(args, 3)?.parse()?));
     let server = SharedMemoryServer::bind(arg(args, 2)?, "shm", 0, &options, &ShmOptions::default())?;
     say(server.address());
-    loop {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
         let _ = server.recv_message(Duration::from_millis(200));
     }
+    Err("not killed within 60 s".into())
 }
 
 fn flood(args: &[String]) -> Outcome {
