@@ -356,3 +356,35 @@ fn a_server_serves_as_many_clients_as_it_has_channels() {
         assert!(matches!(refused, Err(Error::InvalidArgument(_))), "{refused:?}");
     }
 }
+
+/// The bandwidth of one 64 MiB bulk streamed through the ring (single copies off) from a thread to the
+/// receiving thread, median of 9 sends, printed: run it with `cargo test --release --test shm_transport
+/// -- --ignored --nocapture bandwidth`.
+#[test]
+#[ignore]
+fn bandwidth_of_a_64_mib_bulk_through_the_ring() {
+    const SIZE: usize = 64 << 20;
+    let ring = ShmOptions::default().with_single_copy_from(None);
+    let server = server_with(&ring);
+    let client = client_of(&server, &Options::default(), &ring);
+    let data = pattern(SIZE, 5);
+    let mut rates: Vec<f64> = (0..9)
+        .map(|_| {
+            std::thread::scope(|scope| {
+                let started = Instant::now();
+                let receiving = scope.spawn(|| server.recv_message(Duration::from_secs(30)).unwrap());
+                let bulk = client.expose(&data, Default::default());
+                client.send(&LbmMeta::new(()).with_bulk(bulk)).into_result().unwrap();
+                let message = receiving.join().unwrap();
+                let took = started.elapsed();
+                assert_eq!(message.into_payloads()[0].len(), SIZE);
+                SIZE as f64 / (1 << 20) as f64 / took.as_secs_f64()
+            })
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "64 MiB through the ring: median {:.0} MiB/s (9 sends, {:.0} to {:.0})",
+        rates[4], rates[0], rates[8]
+    );
+}

@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use lightbeam::shm::{FullPtr, Segment, ShmPtr};
@@ -29,6 +30,7 @@ const OWNER_PID: usize = 0;
 const STATE: usize = 4;
 const OWNER_START: usize = 8;
 const TAIL: usize = 16;
+const HEAD: usize = 24;
 const TRANSFER: usize = 40;
 const OPEN: u32 = 1;
 const BEGIN: u32 = 1;
@@ -65,6 +67,12 @@ impl Hostile {
         u32::from_le_bytes(bytes)
     }
 
+    fn get_u64(&self, at: usize) -> u64 {
+        let mut bytes = [0; 8];
+        self.queue.read(at, &mut bytes).unwrap();
+        u64::from_le_bytes(bytes)
+    }
+
     fn put_u64(&self, at: usize, value: u64) {
         self.queue.write(at, &value.to_le_bytes()).unwrap();
     }
@@ -83,6 +91,11 @@ impl Hostile {
 
     fn publish(&self, channel: usize, tail: u64) {
         self.put_u64(Self::base(channel) + TAIL, tail);
+    }
+
+    /// The bytes of `channel` the server has read.
+    fn head(&self, channel: usize) -> u64 {
+        self.get_u64(Self::base(channel) + HEAD)
     }
 }
 
@@ -298,6 +311,150 @@ fn a_truncated_segment_crashes_a_receiving_server_as_documented() {
     let status = wait_ended(&mut child, Duration::from_secs(10));
     let _ = std::fs::remove_file(&file);
     assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}");
+}
+
+/// A frame size that, added to what the message carried before, passes 2^64 is refused with the size
+/// announced (saturated), never an overflow (a panic in debug builds, which ends a mesh's rank; a
+/// wrapped, small size in release); frame counts of 0 and `u32::MAX` are refused too, and honest
+/// clients still get through.
+#[test]
+fn forged_frame_sizes_and_counts_are_refused_as_announced() {
+    let server = bind("hostile-sizes", &ShmOptions::default());
+    let hostile = Hostile::open(server.address());
+    let limit = Options::default().max_message_size.unwrap();
+    let me = std::process::id();
+    let header = 40; // any bytes: the forged record follows before the header is decoded
+    for (channel, len) in [u64::MAX, u64::MAX - 7, u64::MAX - 6].into_iter().enumerate() {
+        hostile.claim(channel, me);
+        hostile.write_ring(channel, 0, &record(BEGIN, 2, 0));
+        hostile.write_ring(channel, 32, &record(INLINE, 0, header));
+        hostile.write_ring(channel, 64 + header as usize, &record(INLINE, 0, len));
+        hostile.publish(channel, 96 + header);
+        match server.recv_message(Duration::from_secs(5)) {
+            Err(Error::LimitExceeded { what: "message size", announced, limit: l, .. }) => {
+                assert_eq!((announced, l), (u64::MAX, limit), "a frame of {len} bytes")
+            }
+            other => panic!("a frame of {len} bytes: {other:?}"),
+        }
+    }
+    hostile.claim(3, me);
+    hostile.write_ring(3, 0, &record(BEGIN, 0, 0));
+    hostile.publish(3, 32);
+    let none = server.recv_message(Duration::from_secs(5));
+    assert!(matches!(none, Err(Error::Transport { .. })), "a message of 0 frames: {none:?}");
+    hostile.claim(4, me);
+    hostile.write_ring(4, 0, &record(BEGIN, u32::MAX, 0));
+    hostile.publish(4, 32);
+    let most = server.recv_message(Duration::from_secs(5));
+    assert!(
+        matches!(most, Err(Error::LimitExceeded { announced, .. }) if announced == u64::from(u32::MAX) - 1),
+        "a message of u32::MAX frames: {most:?}"
+    );
+    let honest = client(&server, Duration::from_secs(5), &ShmOptions::default());
+    honest.send(&LbmMeta::new("honest".to_string())).into_result().unwrap();
+    let after = server.recv_message(Duration::from_secs(5)).unwrap();
+    assert_eq!(after.metadata::<String>().unwrap().custom, "honest");
+}
+
+/// Records announcing frames of 1 GiB on four channels, and nothing after them, cost the server memory
+/// for the bytes that arrived, not for the sizes announced (the server is a peer process, so that its
+/// resident memory is its own).
+#[test]
+fn announced_frames_take_memory_only_as_their_bytes_arrive() {
+    const ANNOUNCED: u64 = 1 << 30;
+    let (mut child, address) = start_peer(&["drain", "hostile-memory", &(2 * ANNOUNCED).to_string()]);
+    let hostile = Hostile::open(&address);
+    let before = resident_kib(child.id());
+    for channel in 0..4 {
+        hostile.claim(channel, std::process::id());
+        hostile.write_ring(channel, 0, &record(BEGIN, 1, 0));
+        hostile.write_ring(channel, 32, &record(INLINE, 0, ANNOUNCED));
+        hostile.publish(channel, 64);
+    }
+    let started = Instant::now();
+    while (0..4).any(|channel| hostile.head(channel) != 64) {
+        assert!(started.elapsed() < Duration::from_secs(20), "the server did not read the records");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500)); // a few more receives that find nothing whole
+    let after = resident_kib(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(segment_file(&address)); // a killed server leaves its segment
+    let grown = after.saturating_sub(before);
+    println!("4 frames of {ANNOUNCED} bytes announced: resident {before} KiB -> {after} KiB (+{grown} KiB)");
+    assert!(grown < 16 << 10, "the server's resident memory grew by {grown} KiB");
+}
+
+/// A client killed mid-message gives its channel back within a sweep or two while other clients keep
+/// the server busy: a new client gets the channel and delivers its message (three channels: two
+/// streaming clients, and one killed in a peer process, each round).
+#[test]
+fn a_killed_clients_channel_is_handed_out_while_others_keep_the_server_busy() {
+    let took: Vec<Option<Duration>> = (0..8).map(reclaim_round).collect();
+    let shown: Vec<String> = took
+        .iter()
+        .map(|t| t.map_or("none within 5 s".into(), |t| format!("{:.3} s", t.as_secs_f64())))
+        .collect();
+    println!("from the kill to a new client's message: {}", shown.join(", "));
+    assert!(took.iter().all(|t| t.is_some_and(|t| t < Duration::from_secs(1))), "{shown:?}");
+}
+
+/// One round of the test above: how long from the kill to the new client's message (`None`: not
+/// within 5 s).
+fn reclaim_round(round: u64) -> Option<Duration> {
+    let server = bind("hostile-reclaim", &ShmOptions::default().with_channels(3));
+    let ring = ShmOptions::default().with_single_copy_from(None);
+    let (streaming, receiving) = (AtomicBool::new(true), AtomicBool::new(true));
+    let (arrived, late_arrived) = mpsc::channel();
+    let busy: Vec<SharedMemoryClient> =
+        (0..2).map(|_| client(&server, Duration::from_secs(10), &ring)).collect();
+    for c in &busy {
+        c.send(&LbmMeta::new("attach".to_string())).into_result().unwrap(); // channels 0 and 1
+    }
+    std::thread::scope(|scope| {
+        let (server, receiving) = (&server, &receiving);
+        scope.spawn(move || {
+            while receiving.load(Ordering::Relaxed) {
+                let message = server.recv_message(Duration::from_millis(100));
+                if message.is_ok_and(|m| m.metadata::<String>().is_ok_and(|m| m.custom == "late")) {
+                    arrived.send(Instant::now()).unwrap();
+                }
+            }
+        });
+        let streamers: Vec<_> = busy
+            .iter()
+            .map(|c| {
+                let streaming = &streaming;
+                scope.spawn(move || {
+                    // Small messages, two senders for one receiver: a whole message always waits.
+                    while streaming.load(Ordering::Relaxed) {
+                        c.send(&LbmMeta::new("busy".to_string())).into_result().unwrap();
+                    }
+                })
+            })
+            .collect();
+        let (mut killed, said) = start_peer(&["flood", server.address(), &(16 << 20).to_string()]);
+        assert_eq!(said, "attached");
+        std::thread::sleep(Duration::from_millis(100 + 37 * round)); // mid-message
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+        let at_kill = Instant::now();
+        let late = client(server, Duration::from_secs(5), &ring);
+        let sent = late.send(&LbmMeta::new("late".to_string())).into_result();
+        let took = sent.ok().and_then(|_| late_arrived.recv_timeout(Duration::from_secs(5)).ok());
+        streaming.store(false, Ordering::Relaxed);
+        streamers.into_iter().for_each(|s| s.join().unwrap());
+        receiving.store(false, Ordering::Relaxed);
+        took.map(|at| at - at_kill)
+    })
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// `work`'s outcome and how long it took.

@@ -13,6 +13,10 @@
 //!   `refused: ` and the error when refused. `fits`: bind a server of one 64 KiB ring and stream 1 MiB
 //!   through it. `fifo`: put a FIFO (mode 0666) named like a mesh segment in /dev/shm, then remove the
 //!   mesh's stale segments and bind its server, as a mesh bootstrap does.
+//! - `drain NAME MAX_MESSAGE_SIZE`: bind a server allowing messages of MAX_MESSAGE_SIZE bytes, print its
+//!   address, and receive (dropping messages and errors) until killed (at most 60 s).
+//! - `flood ADDRESS SIZE`: send an empty message (which claims a channel), print `attached`, then send
+//!   bulks of SIZE bytes through the ring one after another until killed.
 //!
 //! Exits 0 when every check passes.
 
@@ -141,6 +145,28 @@ fn small_shm(args: &[String]) -> Outcome {
     left.sort();
     say(&format!("left: {}", left.join(" ")));
     Ok(())
+fn drain(args: &[String]) -> Outcome {
+    let options = Options::default().with_max_message_size(Some(arg(args, 3)?.parse()?));
+    let server = SharedMemoryServer::bind(arg(args, 2)?, "shm", 0, &options, &ShmOptions::default())?;
+    say(server.address());
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let _ = server.recv_message(Duration::from_millis(200));
+    }
+    Err("not killed within 60 s".into())
+}
+
+fn flood(args: &[String]) -> Outcome {
+    let options = Options::default().with_send_timeout(Some(Duration::from_secs(60)));
+    let shm = ShmOptions::default().with_single_copy_from(None);
+    let client = SharedMemoryClient::connect(arg(args, 2)?, "shm", 0, &options, &shm)?;
+    client.send(&LbmMeta::new("attach".to_string())).into_result()?;
+    say("attached");
+    let data = pattern(arg(args, 3)?.parse()?, 3);
+    loop {
+        let meta = LbmMeta::new("flood".to_string()).with_bulk(client.expose(&data, Default::default()));
+        client.send(&meta).into_result()?;
+    }
 }
 
 fn main() {
@@ -150,6 +176,8 @@ fn main() {
         Some("serve") => serve(&args),
         Some("stream") => stream(&args),
         Some("small-shm") => small_shm(&args),
+        Some("drain") => drain(&args),
+        Some("flood") => flood(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };
     match outcome {

@@ -3,8 +3,14 @@
 //! that a client that writes slowly (or stopped) holds only its own message, never the receiver.
 //!
 //! Nothing read here is trusted: records are copied out before they are decoded; the frame count and
-//! every length are held to the server's limits before anything is allocated; a single-copy offer is
-//! read with `process_vm_readv` from the channel owner's process only.
+//! every length are held to the server's limits, in arithmetic that cannot overflow (an error reports
+//! the size a peer announced, saturated at `u64::MAX`), before anything is allocated; a single-copy
+//! offer is read with `process_vm_readv` from the channel owner's process only.
+//!
+//! The memory a frame that comes through the ring takes grows with the bytes that arrived ([`Frame`]),
+//! not with the size its record announced: a record costs its writer 32 bytes, and a frame the server
+//! held whole at once would make every channel worth [`Limits::max_message_size`] of the server's
+//! memory for those 32 bytes.
 
 #![forbid(unsafe_code)]
 
@@ -12,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::queue::{transfer, Channel};
-use super::record::{padded, Record, RECORD_LEN};
+use super::record::{padding, Record, RECORD_LEN};
 use crate::error::{Error, Result};
 use crate::shm::{read_process_into, Process};
 use crate::transport::{Limits, Payload};
@@ -51,8 +57,12 @@ impl Cursor<'_> {
     fn fill(&mut self, out: &mut [u8]) -> Result<usize> {
         let piece = (self.available()? as usize).min(out.len());
         if piece > 0 {
+            // `available` keeps `tail - head` within a ring, so the head passes 2^64 only after that many
+            // bytes were read: garbage for any channel.
+            let head =
+                self.head.checked_add(piece as u64).ok_or_else(|| self.garbage("head past 2^64".into()))?;
             self.channel.read(self.head, &mut out[..piece]);
-            self.head += piece as u64;
+            self.head = head;
             self.channel.publish_head(self.head);
         }
         Ok(piece)
@@ -90,17 +100,17 @@ impl Cursor<'_> {
 
 /// What the reader of a message expects next.
 enum Step {
-    /// A record, `filled` of its bytes read; `refused` holds the buffer of a refused offer's frame,
-    /// whose bytes follow through the ring.
-    Record { bytes: [u8; RECORD_LEN], filled: usize, refused: Option<Vec<u8>> },
-    /// A frame's bytes through the ring, `filled` of them read.
-    Bytes { bytes: Vec<u8>, filled: usize },
+    /// A record, `filled` of its bytes read; `refused` holds the frame of a refused offer, whose bytes
+    /// follow through the ring.
+    Record { bytes: [u8; RECORD_LEN], filled: usize, refused: Option<Frame> },
+    /// A frame's bytes through the ring.
+    Bytes(Frame),
     /// The padding after a frame's bytes.
     Padding { left: usize },
 }
 
 impl Step {
-    fn record(refused: Option<Vec<u8>>) -> Self {
+    fn record(refused: Option<Frame>) -> Self {
         Self::Record { bytes: [0; RECORD_LEN], filled: 0, refused }
     }
 }
@@ -165,15 +175,14 @@ impl Partial {
                     let refused = refused.take();
                     self.step = self.on_record(record, refused, cursor, limits, single_copy)?;
                 }
-                Step::Bytes { bytes, filled } => {
-                    *filled += cursor.fill(&mut bytes[*filled..])?;
-                    if *filled < bytes.len() {
+                Step::Bytes(frame) => {
+                    if !frame.fill(cursor)? {
                         return Ok(None);
                     }
-                    let bytes = std::mem::take(bytes);
-                    let len = bytes.len() as u64;
+                    let bytes = std::mem::take(&mut frame.bytes);
+                    let left = padding(bytes.len() as u64) as usize;
                     self.frames.push(Payload::from_vec(bytes));
-                    self.step = Step::Padding { left: (padded(len) - len) as usize };
+                    self.step = Step::Padding { left };
                 }
                 Step::Padding { left } => {
                     let mut padding = [0u8; 8];
@@ -195,28 +204,25 @@ impl Partial {
     fn on_record(
         &mut self,
         record: Record,
-        refused: Option<Vec<u8>>,
+        refused: Option<Frame>,
         cursor: &Cursor<'_>,
         limits: &Limits,
         single_copy: bool,
     ) -> Result<Step> {
         match (record, refused) {
-            (Record::Begin { frames }, None) if self.count == 0 && frames > 0 => {
-                self.begin(u64::from(frames), limits)?;
+            (Record::Begin { frames }, None) if self.count == 0 => {
+                self.begin(u64::from(frames), limits, cursor)?;
                 Ok(Step::record(None))
             }
             (record, _) if self.count == 0 => {
                 Err(cursor.garbage(format!("{record:?} where a message begins")))
             }
-            (Record::Inline { len }, Some(bytes)) if len == bytes.len() as u64 => {
-                Ok(Step::Bytes { bytes, filled: 0 })
-            }
-            (record, Some(bytes)) => {
-                Err(cursor.garbage(format!("{record:?} after a refused offer of {} bytes", bytes.len())))
+            (Record::Inline { len }, Some(frame)) if len == frame.len as u64 => Ok(Step::Bytes(frame)),
+            (record, Some(frame)) => {
+                Err(cursor.garbage(format!("{record:?} after a refused offer of {} bytes", frame.len)))
             }
             (Record::Inline { len }, None) => {
-                let bytes = allocate(take(&mut self.budget, len, limits.max_message_size)?)?;
-                Ok(Step::Bytes { bytes, filled: 0 })
+                Ok(Step::Bytes(Frame::new(take(&mut self.budget, len, limits.max_message_size)?)?))
             }
             (Record::Remote { offer, len, address, pid }, None) => {
                 let len = take(&mut self.budget, len, limits.max_message_size)?;
@@ -234,10 +240,8 @@ impl Partial {
                     cursor.settle(offer, if copied { transfer::DONE } else { transfer::REFUSED })?;
                 }
                 if !copied {
-                    // The bytes come through the ring instead, into a zeroed buffer of the frame's size.
-                    bytes.clear();
-                    bytes.resize(len, 0);
-                    return Ok(Step::record(Some(bytes)));
+                    // The bytes come through the ring instead.
+                    return Ok(Step::record(Some(Frame::new(len)?)));
                 }
                 self.frames.push(Payload::from_vec(bytes));
                 Ok(Step::record(None))
@@ -246,34 +250,89 @@ impl Partial {
         }
     }
 
-    /// Starts a message of `frames` frames, held to the server's limit on bulks.
-    fn begin(&mut self, frames: u64, limits: &Limits) -> Result<()> {
-        if frames - 1 > limits.max_bulks as u64 {
+    /// Starts a message of `frames` frames (the header frame and its bulks), held to the server's limit
+    /// on bulks; the list of frames grows as they arrive.
+    fn begin(&mut self, frames: u64, limits: &Limits, cursor: &Cursor<'_>) -> Result<()> {
+        let Some(bulks) = frames.checked_sub(1) else {
+            return Err(cursor.garbage("a message of 0 frames".into()));
+        };
+        if bulks > limits.max_bulks as u64 {
             return Err(Error::LimitExceeded {
                 what: "bulk frame count",
-                announced: frames - 1,
+                announced: bulks,
                 limit: limits.max_bulks as u64,
                 option: "Options::max_bulks",
             });
         }
         self.count = frames;
-        self.frames = Vec::with_capacity(frames as usize);
+        self.frames = Vec::with_capacity(frames.min(FRAMES_AHEAD) as usize);
         Ok(())
     }
 }
 
-/// Takes `len` bytes off what the message may still carry.
+/// The frames a message's list makes room for when it begins; it grows as more arrive.
+const FRAMES_AHEAD: u64 = 64;
+
+/// Takes `len` bytes off what the message may still carry (`budget`, of `limit`); the error reports
+/// the message's size with this frame, saturated at `u64::MAX`.
 fn take(budget: &mut u64, len: u64, limit: u64) -> Result<usize> {
-    if len > *budget {
+    let Some(left) = budget.checked_sub(len) else {
         return Err(Error::LimitExceeded {
             what: "message size",
-            announced: limit - *budget + len,
+            announced: limit.saturating_sub(*budget).saturating_add(len),
             limit,
             option: "Options::max_message_size",
         });
+    };
+    let len = usize::try_from(len).map_err(|_| Error::InvalidArgument(format!("a frame of {len} bytes")))?;
+    *budget = left;
+    Ok(len)
+}
+
+/// A frame coming through the ring: `len` bytes announced, `bytes` those that arrived. The buffer
+/// grows with them, doubling (capped at `len`), so that it holds at most twice what arrived whatever
+/// was announced, and each byte is copied once from the ring into it.
+struct Frame {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl Frame {
+    /// A frame of `len` bytes, none arrived (and no memory taken); an error for a length no buffer
+    /// can have.
+    fn new(len: usize) -> Result<Self> {
+        if isize::try_from(len).is_err() {
+            return Err(Error::InvalidArgument(format!("cannot allocate a frame of {len} bytes")));
+        }
+        Ok(Self { bytes: Vec::new(), len })
     }
-    *budget -= len;
-    usize::try_from(len).map_err(|_| Error::InvalidArgument(format!("a frame of {len} bytes")))
+
+    /// Copies what `cursor` has of the frame; true once the frame is whole.
+    fn fill(&mut self, cursor: &mut Cursor<'_>) -> Result<bool> {
+        let filled = self.bytes.len();
+        let piece = (cursor.available()? as usize).min(self.len - filled); // within a ring
+        if piece > 0 {
+            self.grow(piece)?;
+            self.bytes.resize(filled + piece, 0);
+            let copied = cursor.fill(&mut self.bytes[filled..])?;
+            self.bytes.truncate(filled + copied); // fewer when a peer moved its tail back meanwhile
+        }
+        Ok(self.bytes.len() == self.len)
+    }
+
+    /// Makes room for `piece` more bytes: at least double the room held (capped at the frame's
+    /// length), or an error when the memory cannot be had (never an abort).
+    fn grow(&mut self, piece: usize) -> Result<()> {
+        let (filled, room) = (self.bytes.len(), self.bytes.capacity());
+        let needed = filled + piece; // at most `len`
+        if needed <= room {
+            return Ok(());
+        }
+        let target = needed.max(room.saturating_mul(2)).min(self.len);
+        self.bytes.try_reserve_exact(target - filled).map_err(|e| {
+            Error::InvalidArgument(format!("cannot allocate {target} bytes for a frame of {}: {e}", self.len))
+        })
+    }
 }
 
 /// An empty buffer with room for `len` bytes, or an error when the memory cannot be had (never an abort).
@@ -285,9 +344,42 @@ fn reserve(len: usize) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// A zeroed buffer of `len` bytes, or an error when the memory cannot be had.
-fn allocate(len: usize) -> Result<Vec<u8>> {
-    let mut bytes = reserve(len)?;
-    bytes.resize(len, 0);
-    Ok(bytes)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_past_the_budget_is_an_error_reporting_it_saturated() {
+        let limit = 1 << 20;
+        let mut budget = limit;
+        assert_eq!(take(&mut budget, 38, limit).unwrap(), 38);
+        for (len, announced) in [(u64::MAX, u64::MAX), (u64::MAX - 7, u64::MAX), (limit, limit + 38)] {
+            match take(&mut budget, len, limit) {
+                Err(Error::LimitExceeded { announced: got, limit: l, .. }) => {
+                    assert_eq!((got, l), (announced, limit), "{len}")
+                }
+                other => panic!("{len}: {other:?}"),
+            }
+            assert_eq!(budget, limit - 38, "a refused frame takes nothing");
+        }
+        let mut unlimited = u64::MAX;
+        assert_eq!(take(&mut unlimited, u64::MAX - 7, u64::MAX).unwrap() as u64, u64::MAX - 7);
+        assert!(Frame::new(usize::MAX - 7).is_err());
+        assert!(Frame::new(isize::MAX as usize).is_ok_and(|frame| frame.bytes.capacity() == 0));
+    }
+
+    #[test]
+    fn a_frame_grows_with_what_arrived_doubling_up_to_its_length() {
+        let mut frame = Frame::new(1 << 30).unwrap();
+        frame.grow(4096).unwrap();
+        assert!(frame.bytes.capacity() < 8192, "{}", frame.bytes.capacity());
+        frame.bytes.resize(4096, 0);
+        frame.grow(1).unwrap();
+        assert!((8192..16384).contains(&frame.bytes.capacity()), "{}", frame.bytes.capacity());
+        let mut small = Frame::new(5000).unwrap();
+        small.grow(4096).unwrap();
+        small.bytes.resize(4096, 0);
+        small.grow(904).unwrap();
+        assert!(small.bytes.capacity() < 8192, "capped at the frame: {}", small.bytes.capacity());
+    }
 }

@@ -43,10 +43,14 @@
 //! Proving that an offer's process is the channel's (a challenge the client must echo from its own memory)
 //! is left for the next step. The server copies
 //! every record out before decoding it, keeps its own read position, checks every length against its
-//! [`crate::Options`] limits before allocating, and hands the frames to `Received::accept` like every
-//! transport. A channel holding garbage is given up (its message dropped with an error) and freed when
-//! its client leaves; a client touches its channel only while the channel holds the random word of its
-//! own claim, so two clients of one process never free each other's channel.
+//! [`crate::Options`] limits before allocating (in arithmetic no announced size can overflow), takes
+//! memory for a frame as its bytes arrive rather than as its record announced it (so a record of 32
+//! bytes cannot make the server hold a frame of [`crate::Options::max_message_size`]), and hands the
+//! frames to `Received::accept` like every transport. A channel holding garbage is given up (its message
+//! dropped with an error); a channel whose client left or died is freed within a sweep of the server's
+//! next receive, however busy other channels keep it (a message a dead client left unfinished is
+//! dropped with [`Error::PeerGone`]); a client touches its channel only while the channel holds the random word
+//! of its own claim, so two clients of one process never free each other's channel.
 //!
 //! Not covered: a process that truncates the segment's file **crashes** the server and every client
 //! mapping it (SIGBUS at their next access; a sealed memfd passed over a socket would close that), and a

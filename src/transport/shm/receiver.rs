@@ -7,6 +7,13 @@
 //! Nothing read from the segment is trusted (see `message.rs`). A channel that breaks the rules is
 //! given up (marked broken, freed once its client leaves), and the message in it is dropped with an
 //! error: never a crash or a hang.
+//!
+//! Channels whose client left or died are freed within a [`SWEEP_PERIOD`] or so of the server's next
+//! receive, however busy the other channels keep it: every receive sweeps (at most once per period,
+//! since a sweep reads `/proc` for each client) before it looks for a message, a receive that waits
+//! wakes for the next sweep while a channel its client let go waits to be freed, and a client that
+//! died mid-message has that message dropped with [`Error::PeerGone`] first. A client that died between
+//! messages, on a server with nothing to read, is found by the sweep of the next receive that wakes.
 
 #![forbid(unsafe_code)]
 
@@ -67,17 +74,21 @@ impl Receiver {
         elsewhere: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<Payload>>> {
         loop {
+            self.sweep(queue);
             if let Some(outcome) = self.scan(queue, limits, endpoint) {
                 return outcome.map(Some);
             }
-            self.sweep(queue);
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
             }
-            // With messages in progress, look again at least every liveness period (stalls, deaths).
+            // With messages in progress, look again at least every liveness period (stalls, deaths); with
+            // a channel let go, when the next sweep is due.
             let busy = self.views.iter().any(|v| v.partial.is_some());
-            let wake = if busy { deadline.min(now + LIVENESS_PERIOD) } else { deadline };
+            let mut wake = if busy { deadline.min(now + LIVENESS_PERIOD) } else { deadline };
+            if self.let_go(queue) {
+                wake = wake.min(self.swept + SWEEP_PERIOD);
+            }
             let ready = || Ok((self.ready(queue) || elsewhere()).then_some(()));
             if queue.doorbell().wait(Some(wake), ready, || Ok(()), None)?.is_some() && elsewhere() {
                 return Ok(None);
@@ -93,6 +104,14 @@ impl Receiver {
             !view.broken
                 && channel.owner().pid != 0
                 && (channel.tail() != view.head || (view.partial.is_some() && channel.state() != state::OPEN))
+        })
+    }
+
+    /// True when a client let its channel go (without a message in progress): the next sweep frees it.
+    fn let_go(&self, queue: &Queue) -> bool {
+        self.views.iter().enumerate().any(|(i, view)| {
+            let channel = queue.channel(i);
+            view.partial.is_none() && channel.owner().pid != 0 && channel.state() == state::RELEASED
         })
     }
 

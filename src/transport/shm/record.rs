@@ -61,9 +61,10 @@ impl Record {
     }
 }
 
-/// `len` rounded up to a multiple of 8, so that records stay aligned in the ring.
-pub(super) fn padded(len: u64) -> u64 {
-    len.div_ceil(8).saturating_mul(8)
+/// The bytes of padding after a frame of `len` bytes, so that records stay aligned in the ring (0 to 7,
+/// for every `len`: a peer's length never makes it overflow).
+pub(super) fn padding(len: u64) -> u64 {
+    len.wrapping_neg() % 8
 }
 
 #[cfg(test)]
@@ -80,6 +81,16 @@ mod tests {
             assert_eq!(Record::decode(&record.encode()), Ok(record));
         }
         assert_eq!(Record::decode(&[0xff; RECORD_LEN]), Err(u32::MAX));
-        assert_eq!((padded(0), padded(1), padded(8), padded(9)), (0, 8, 8, 16));
+    }
+
+    #[test]
+    fn padding_holds_for_every_length_a_peer_can_announce() {
+        assert_eq!((padding(0), padding(1), padding(7), padding(8), padding(9)), (0, 7, 1, 0, 7));
+        for len in (u64::MAX - 16..=u64::MAX).chain([u64::MAX / 2, 1 << 63]) {
+            assert!(padding(len) < 8 && len.wrapping_add(padding(len)) % 8 == 0, "{len}");
+        }
+        assert_eq!((padding(u64::MAX - 7), padding(u64::MAX - 6), padding(u64::MAX)), (0, 7, 1));
+        let record = Record::Begin { frames: u32::MAX };
+        assert_eq!(Record::decode(&record.encode()), Ok(record));
     }
 }

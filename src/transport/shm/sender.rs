@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::queue::{state, transfer, Channel, Queue, OFFER_PATIENCE};
-use super::record::{padded, Record};
+use super::record::{padding, Record};
 use super::wait::{deadline_after, Watch};
 use crate::error::{Error, Result};
 use crate::shm::Process;
@@ -116,15 +116,15 @@ impl Sender {
     }
 
     /// Free bytes in the ring, from the server's head (checked: it cannot be ahead of what was published,
-    /// nor more than a ring behind).
+    /// nor so far behind that the unread and the unpublished bytes together would not fit the ring: a
+    /// head moved back is garbage, never a larger room).
     fn room(&self) -> Result<u64> {
         let head = self.channel().head();
-        let unread = self
-            .published
+        let unpublished = self.tail - self.published; // this process's own counts: tail >= published
+        self.published
             .checked_sub(head)
-            .filter(|&u| u <= self.queue.ring() as u64)
-            .ok_or_else(|| self.garbage(format!("head {head}")))?;
-        Ok(self.queue.ring() as u64 - unread - (self.tail - self.published))
+            .and_then(|unread| (self.queue.ring() as u64).checked_sub(unread)?.checked_sub(unpublished))
+            .ok_or_else(|| self.garbage(format!("head {head}")))
     }
 
     fn publish(&mut self) {
@@ -166,8 +166,7 @@ impl Sending<'_, '_> {
         let len = frame.len() as u64;
         self.write_record(Record::Inline { len })?;
         self.write_bytes(frame)?;
-        let padding = [0u8; 8];
-        self.write_bytes(&padding[..(padded(len) - len) as usize])
+        self.write_bytes(&[0u8; 8][..padding(len) as usize])
     }
 
     /// Offers `frame` for a single copy and waits for the answer: true when the server copied it, false
@@ -333,5 +332,30 @@ impl Drop for Sender {
         // What was published stays for the server to read; it frees the channel then. An abandoned
         // channel was released already and may be another client's by now: it is not touched.
         self.abandon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::Segment;
+    use crate::transport::shm::{SharedMemoryServer, ShmOptions};
+    use crate::{Options, Server};
+
+    /// The server's head, read back from the segment, moved back by a peer while bytes wait unpublished:
+    /// garbage, never an overflow (a panic in debug builds, a room past the ring in release).
+    #[test]
+    fn a_head_moved_back_is_garbage_not_room() {
+        let shm = ShmOptions::default().with_ring_size(4096).with_channels(1);
+        let server = SharedMemoryServer::bind("unit-room", "shm", 0, &Options::default(), &shm).unwrap();
+        let segment = Segment::open(server.address().trim_start_matches("shm://")).unwrap();
+        let mut sender = Sender::claim(Queue::open(&segment).unwrap(), server.address(), None).unwrap();
+        (sender.published, sender.tail) = (4096, 4106);
+        sender.channel().publish_head(4096);
+        assert_eq!(sender.room().unwrap(), 4086);
+        sender.channel().publish_head(0); // a ring unread, and 10 bytes written after it
+        assert!(sender.room().is_err());
+        sender.channel().publish_head(4097); // ahead of what was published
+        assert!(sender.room().is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::queue::{state, transfer, Channel, Queue};
-use super::record::{padded, Record};
+use super::record::Record;
 use super::DEFAULT_RING_SIZE as RING;
 use super::{SharedMemoryClient, SharedMemoryServer, ShmOptions};
 use crate::error::Error;
@@ -38,7 +38,7 @@ fn records(channel: &Channel<'_>, records: &[(Record, &[u8])]) -> u64 {
     for (record, bytes) in records {
         channel.write(at, &record.encode());
         channel.write(at + 32, bytes);
-        at += 32 + padded(bytes.len() as u64);
+        at += 32 + bytes.len().next_multiple_of(8) as u64;
     }
     at
 }
@@ -124,4 +124,40 @@ fn garbage_records_lengths_and_positions_are_errors_and_the_server_goes_on() {
     client.send(&LbmMeta::new(()).with_bulk(client.expose(data, Default::default()))).into_result().unwrap();
     let payloads = server.recv_message(Duration::from_secs(5)).unwrap().into_payloads();
     assert_eq!(&payloads[0][..], data);
+}
+
+/// Sizes and counts a peer announces near the ends of their types are errors that report them as
+/// announced (saturated), never an overflow (a panic in debug builds, a wrapped size in release).
+#[test]
+fn forged_sizes_and_counts_are_errors_reporting_what_was_announced() {
+    let server = server();
+    let h = header();
+    let after_a_header = |len: u64| {
+        hostile(&server, |c| {
+            records(c, &[(Record::Begin { frames: 2 }, &[]), (Record::Inline { len: h.len() as u64 }, &h)])
+                + {
+                    let at = 64 + h.len().next_multiple_of(8) as u64;
+                    c.write(at, &Record::Inline { len }.encode());
+                    32
+                }
+        })
+    };
+    for len in [u64::MAX, u64::MAX - 7, u64::MAX - 6, 1 << 63] {
+        match after_a_header(len) {
+            Err(Error::LimitExceeded { what: "message size", announced, limit, .. }) => {
+                assert_eq!((announced, limit), ((h.len() as u64).saturating_add(len), 1 << 20), "{len}")
+            }
+            other => panic!("a frame of {len} bytes: {other:?}"),
+        }
+    }
+    let none = hostile(&server, |c| records(c, &[(Record::Begin { frames: 0 }, &[])]));
+    assert!(
+        matches!(&none, Err(Error::Transport { message, .. }) if message.contains("0 frames")),
+        "{none:?}"
+    );
+    let most = hostile(&server, |c| records(c, &[(Record::Begin { frames: u32::MAX }, &[])]));
+    assert!(
+        matches!(most, Err(Error::LimitExceeded { announced, .. }) if announced == u64::from(u32::MAX) - 1),
+        "{most:?}"
+    );
 }
