@@ -251,9 +251,16 @@ fn two_processes_exchange_every_size_by_single_copy_and_through_the_ring() {
             send_all(&client, vec![checksum(&data)], &[&data]);
         }
         assert!(wait_ended(&mut child, Duration::from_secs(60)).success());
-        let mut last = String::new();
+        let (mut copied, mut last) = (String::new(), String::new());
+        out.read_line(&mut copied).unwrap();
         out.read_line(&mut last).unwrap();
         assert_eq!(last.trim(), "ok");
+        // The bulks larger than the ring wait for their answer: the server copied them from this process.
+        let copied: u64 = copied.trim().trim_start_matches("copied ").parse().unwrap();
+        match shm.single_copy_from {
+            Some(_) => assert!(copied >= 2, "{copied} single copies"),
+            None => assert_eq!(copied, 0),
+        }
         assert!(!segment_file(&address).exists(), "the peer's segment was left behind");
     }
 }

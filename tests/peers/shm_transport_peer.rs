@@ -2,10 +2,14 @@
 //! Commands:
 //!
 //! - `receive NAME COUNT`: bind a server at NAME (port 0), print its address, receive COUNT messages
-//!   whose custom metadata holds the checksum of each bulk, check them, print `ok`.
+//!   whose custom metadata holds the checksum of each bulk, check them, print `copied N` (the offers
+//!   the server copied) and `ok`.
 //! - `serve NAME`: bind a server, print its address, and receive nothing until killed.
 //! - `stream ADDRESS SIZE`: print `sending`, send one bulk of SIZE bytes through the ring (no single
 //!   copy), print `sent`.
+//! - `hold SIZE`: hold SIZE bytes of a recognizable secret (`SECRET!!` repeated), print `PID ADDRESS`
+//!   (this process and where the secret lies in it), and send nothing until killed: a victim whose
+//!   memory a hostile process names in its offers.
 //!
 //! Exits 0 when every check passes.
 
@@ -43,6 +47,7 @@ fn receive(args: &[String]) -> Outcome {
             return Err(format!("bulks differ: {got:?} against {sums:?}").into());
         }
     }
+    say(&format!("copied {}", server.single_copies().copied));
     Ok(())
 }
 
@@ -64,12 +69,22 @@ fn stream(args: &[String]) -> Outcome {
     Ok(())
 }
 
+fn hold(args: &[String]) -> Outcome {
+    let size: usize = arg(args, 2)?.parse()?;
+    let secret: Vec<u8> = b"SECRET!!".iter().copied().cycle().take(size).collect();
+    say(&format!("{} {}", std::process::id(), secret.as_ptr() as u64));
+    std::thread::sleep(Duration::from_secs(60));
+    drop(std::hint::black_box(secret));
+    Err("not killed within 60 s".into())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let outcome = match args.get(1).map(String::as_str) {
         Some("receive") => receive(&args),
         Some("serve") => serve(&args),
         Some("stream") => stream(&args),
+        Some("hold") => hold(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };
     match outcome {
