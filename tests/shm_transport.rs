@@ -363,3 +363,38 @@ fn a_server_serves_as_many_clients_as_it_has_channels() {
         assert!(matches!(refused, Err(Error::InvalidArgument(_))), "{refused:?}");
     }
 }
+
+/// Clients that come and go without ever offering a single copy (each connects to the server's listener
+/// for offers when it claims a channel) do not fill the listener's backlog (room for 16 here): a client
+/// after 40 of them still gets its bulk copied once.
+#[test]
+fn clients_that_come_and_go_leave_room_for_single_copies() {
+    let server = server_with(&ShmOptions::default().with_channels(2));
+    let options = Options::default().with_send_timeout(Some(Duration::from_secs(10)));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let received = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                if server.recv_message(Duration::from_millis(100)).is_ok() {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        for _ in 0..40 {
+            let client = client_of(&server, &options, &ShmOptions::default());
+            client.send(&LbmMeta::new(())).into_result().unwrap();
+        }
+        let client = client_of(&server, &options, &ShmOptions::default());
+        let data = pattern(1 << 20, 5);
+        client
+            .send(&LbmMeta::new(()).with_bulk(client.expose(&data, Default::default())))
+            .into_result()
+            .unwrap();
+        while received.load(Ordering::Relaxed) < 41 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(server.single_copies().copied, 1, "{:?}", server.single_copies());
+}

@@ -26,6 +26,7 @@
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use rustix::net::sockopt::socket_peercred;
@@ -41,8 +42,11 @@ use crate::shm::Process;
 const HELLO_LEN: usize = 16;
 /// The bytes of an offer: offer number u64 | address u64 | len u64, little endian.
 const OFFER_LEN: usize = 24;
-/// Connections the server holds, taken in and not yet bound to a channel; past it, the oldest goes.
-const MAX_WAITING: usize = 64;
+/// The least room for connections that wait to be accepted or bound (else one per channel).
+const MIN_WAITING: usize = 16;
+/// The most time between two looks at the listener while the server receives, so that connections of
+/// clients that never offer (and have left since) do not fill its backlog.
+const TAKE_IN_PERIOD: Duration = Duration::from_millis(50);
 
 /// What a client tells the server of one single-copy offer, over its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,23 +151,29 @@ struct Waiting {
 pub(super) struct Gate {
     listener: Option<OwnedFd>,
     token: u64,
+    /// Connections taken in, at most `room`; past it, the oldest goes.
     waiting: Vec<Waiting>,
+    room: usize,
+    /// When the listener was last looked at.
+    taken_in: Instant,
     tally: Arc<Tally>,
 }
 
 impl Gate {
     /// No listener: every offer is refused.
     pub(super) fn closed() -> Self {
-        Self { listener: None, token: 0, waiting: Vec::new(), tally: Arc::default() }
+        let (waiting, taken_in, tally) = (Vec::new(), Instant::now(), Arc::default());
+        Self { listener: None, token: 0, waiting, room: 0, taken_in, tally }
     }
 
-    /// A listener under a fresh random token.
-    pub(super) fn listen() -> rustix::io::Result<Self> {
+    /// A listener under a fresh random token, for the clients of `channels` channels.
+    pub(super) fn listen(channels: usize) -> rustix::io::Result<Self> {
         let listener = socket()?;
         let token = super::token() | 1; // never 0, the word of no listener
         bind(&listener, &name(token)?)?;
-        listen(&listener, MAX_WAITING as i32)?;
-        Ok(Self { listener: Some(listener), token, ..Self::closed() })
+        let room = channels.max(MIN_WAITING);
+        listen(&listener, i32::try_from(room).unwrap_or(i32::MAX))?;
+        Ok(Self { listener: Some(listener), token, room, ..Self::closed() })
     }
 
     /// The listener's token, recorded in the queue (0: none).
@@ -187,35 +197,52 @@ impl Gate {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A connection for channel `index` as it is now: from the connecting process that owns it (by the
-    /// kernel's pid and `/proc`'s start time), whose hello holds the channel's claim word. Takes in what
-    /// waits first, without blocking.
-    fn bind(&mut self, index: usize, channel: &Channel<'_>) -> Option<Bound> {
-        let listener = self.listener.as_ref()?;
-        for _ in 0..MAX_WAITING {
+    /// Takes in what waits at the listener when it was not looked at for [`TAKE_IN_PERIOD`] (see
+    /// [`Gate::take_in`]).
+    pub(super) fn take_in_now_and_then(&mut self) {
+        if self.taken_in.elapsed() >= TAKE_IN_PERIOD {
+            self.take_in();
+        }
+    }
+
+    /// Accepts the connections that wait at the listener, reads their hellos, and lets go of the
+    /// connections that closed; never blocks.
+    fn take_in(&mut self) {
+        self.taken_in = Instant::now();
+        let Some(listener) = self.listener.as_ref() else { return };
+        for _ in 0..self.room {
             let Ok(fd) = accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) else { break };
             let Some(process) = peer(&fd) else { continue };
-            if self.waiting.len() == MAX_WAITING {
+            if self.waiting.len() == self.room {
                 self.waiting.remove(0);
             }
             self.waiting.push(Waiting { fd, process, hello: None });
         }
         self.waiting.retain_mut(|waiting| {
-            if waiting.hello.is_some() {
-                return true;
-            }
             let mut hello = [0; HELLO_LEN];
-            match recv(&waiting.fd, &mut hello[..], RecvFlags::DONTWAIT) {
-                Ok((HELLO_LEN, _)) => {
+            let flags = match waiting.hello {
+                None => RecvFlags::DONTWAIT,
+                Some(_) => RecvFlags::DONTWAIT | RecvFlags::PEEK, // closed, or an offer waits
+            };
+            match (recv(&waiting.fd, &mut hello[..], flags), waiting.hello) {
+                (Err(Errno::AGAIN | Errno::INTR), _) => true,
+                (Ok((HELLO_LEN, _)), None) => {
                     let u64_at =
                         |at: usize| u64::from_le_bytes(hello[at..at + 8].try_into().expect("8 bytes"));
                     waiting.hello = Some((u64_at(0), u64_at(8)));
                     true
                 }
-                Err(Errno::AGAIN | Errno::INTR) => true,
+                (Ok((told, _)), Some(_)) => told > 0,
                 _ => false, // closed, or not a hello
             }
         });
+    }
+
+    /// A connection for channel `index` as it is now: from the connecting process that owns it (by the
+    /// kernel's pid and `/proc`'s start time), whose hello holds the channel's claim word. Takes in what
+    /// waits first, without blocking.
+    fn bind(&mut self, index: usize, channel: &Channel<'_>) -> Option<Bound> {
+        self.take_in();
         let (owner, claim) = (channel.owner(), channel.claim_word());
         let at = self.waiting.iter().position(|waiting| {
             waiting.hello == Some((index as u64, claim)) && waiting.process == owner && owner.pid != 0

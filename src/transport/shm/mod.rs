@@ -239,7 +239,7 @@ impl SharedMemoryServer {
             other => other,
         })?;
         let gate = match shm.single_copy_from {
-            Some(_) => Gate::listen().unwrap_or_else(|error| {
+            Some(_) => Gate::listen(shm.channels).unwrap_or_else(|error| {
                 log::warn!("lightbeam: {address}: single copies off (no listener for offers: {error})");
                 Gate::closed()
             }),

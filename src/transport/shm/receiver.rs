@@ -74,6 +74,7 @@ impl Receiver {
         elsewhere: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<Payload>>> {
         loop {
+            self.gate.take_in_now_and_then();
             if let Some(outcome) = self.scan(queue, limits, endpoint) {
                 return outcome.map(Some);
             }
