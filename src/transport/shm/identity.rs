@@ -34,6 +34,7 @@ use rustix::net::{
     accept_with, bind, connect, listen, recv, send, socket_with, AddressFamily, RecvFlags, SendFlags,
     SocketAddrUnix, SocketFlags, SocketType,
 };
+use rustix::process::geteuid;
 
 use super::queue::Channel;
 use crate::shm::Process;
@@ -212,7 +213,13 @@ impl Gate {
         let Some(listener) = self.listener.as_ref() else { return };
         for _ in 0..self.room {
             let Ok(fd) = accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) else { break };
-            let Some(process) = peer(&fd) else { continue };
+            // Another user's process cannot open the segment, so it holds no channel: it goes at once.
+            let Ok(credentials) = socket_peercred(&fd) else { continue };
+            let Ok(pid) = u32::try_from(credentials.pid.as_raw_nonzero().get()) else { continue };
+            if credentials.uid != geteuid() {
+                continue;
+            }
+            let process = Process::of(pid);
             if self.waiting.len() == self.room {
                 self.waiting.remove(0);
             }

@@ -54,10 +54,11 @@
 //! Not covered: a process that truncates the segment's file **crashes** the server and every client mapping
 //! it (SIGBUS at their next access; a sealed memfd passed over a socket would close that), and a hostile
 //! process can take every channel (clients then time out waiting for one). A process of the user can also
-//! turn single copies off for a channel (a forged offer can make the server close the channel's connection), and
-//! any process of the node can fill the listener's backlog (its abstract name is listed in `/proc/net/unix`),
-//! so that clients then send through the ring; neither reads any memory. A child forked (without `exec`) from
-//! a client inherits the client's connection, and what it tells there is read from the client.
+//! turn single copies off for a channel (a forged offer can make the server close the channel's connection)
+//! or for clients yet to come (by filling the listener's backlog; processes of other users are let go as soon
+//! as they are accepted, but its abstract name is listed in `/proc/net/unix`, so they can fill it between two
+//! looks), and clients then send through the ring: none of this reads any memory. A child forked (without
+//! `exec`) from a client inherits the client's connection, and what it tells there is read from the client.
 
 #![forbid(unsafe_code)]
 
