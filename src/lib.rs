@@ -57,7 +57,7 @@ pub use meta::{LbmMeta, Metadata};
 pub use mpi;
 pub use transport::{
     Client, Endpoint, Options, Payload, Protocol, Received, Server, SharedMemoryAccess, SharedMemoryClient,
-    SharedMemoryServer, ShmOptions, Transport, TransportFactory, ZeroMqClient, ZeroMqServer,
+    SharedMemoryServer, ShmOptions, SingleCopies, Transport, TransportFactory, ZeroMqClient, ZeroMqServer,
     DEFAULT_MAX_MESSAGE_SIZE,
 };
 

@@ -251,9 +251,16 @@ fn two_processes_exchange_every_size_by_single_copy_and_through_the_ring() {
             send_all(&client, vec![checksum(&data)], &[&data]);
         }
         assert!(wait_ended(&mut child, Duration::from_secs(60)).success());
-        let mut last = String::new();
+        let (mut copied, mut last) = (String::new(), String::new());
+        out.read_line(&mut copied).unwrap();
         out.read_line(&mut last).unwrap();
         assert_eq!(last.trim(), "ok");
+        // The bulks larger than the ring wait for their answer: the server copied them from this process.
+        let copied: u64 = copied.trim().trim_start_matches("copied ").parse().unwrap();
+        match shm.single_copy_from {
+            Some(_) => assert!(copied >= 2, "{copied} single copies"),
+            None => assert_eq!(copied, 0),
+        }
         assert!(!segment_file(&address).exists(), "the peer's segment was left behind");
     }
 }
@@ -387,4 +394,39 @@ fn bandwidth_of_a_64_mib_bulk_through_the_ring() {
         "64 MiB through the ring: median {:.0} MiB/s (9 sends, {:.0} to {:.0})",
         rates[4], rates[0], rates[8]
     );
+}
+
+/// Clients that come and go without ever offering a single copy (each connects to the server's listener
+/// for offers when it claims a channel) do not fill the listener's backlog (room for 16 here): a client
+/// after 40 of them still gets its bulk copied once.
+#[test]
+fn clients_that_come_and_go_leave_room_for_single_copies() {
+    let server = server_with(&ShmOptions::default().with_channels(2));
+    let options = Options::default().with_send_timeout(Some(Duration::from_secs(10)));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let received = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                if server.recv_message(Duration::from_millis(100)).is_ok() {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        for _ in 0..40 {
+            let client = client_of(&server, &options, &ShmOptions::default());
+            client.send(&LbmMeta::new(())).into_result().unwrap();
+        }
+        let client = client_of(&server, &options, &ShmOptions::default());
+        let data = pattern(1 << 20, 5);
+        client
+            .send(&LbmMeta::new(()).with_bulk(client.expose(&data, Default::default())))
+            .into_result()
+            .unwrap();
+        while received.load(Ordering::Relaxed) < 41 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(server.single_copies().copied, 1, "{:?}", server.single_copies());
 }

@@ -7,6 +7,7 @@
 mod util;
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,9 +33,12 @@ const OWNER_START: usize = 8;
 const TAIL: usize = 16;
 const HEAD: usize = 24;
 const TRANSFER: usize = 40;
+const CLAIM: usize = 48;
+const LISTENER: usize = 56;
 const OPEN: u32 = 1;
 const BEGIN: u32 = 1;
 const INLINE: u32 = 2;
+const REMOTE: u32 = 3;
 const PENDING: u32 = 1;
 const COPYING: u32 = 5;
 
@@ -87,6 +91,37 @@ impl Hostile {
 
     fn write_ring(&self, channel: usize, at: usize, bytes: &[u8]) {
         self.queue.write(Self::base(channel) + 128 + at, bytes).unwrap();
+    }
+
+    /// Writes, from stream position `at` of `channel`'s ring, a message of one bulk of `len` bytes
+    /// offered for a single copy as offer `offer` at `address` in process `pid`, followed by `fallback`
+    /// (`len` bytes) through the ring for when the offer is refused; marks the offer pending and
+    /// publishes it.
+    fn forge_offer(&self, channel: usize, at: u64, (offer, pid, address): (u32, u32, u64), fallback: &[u8]) {
+        let len = fallback.len() as u64;
+        let data = vec![0u8; fallback.len()];
+        let header =
+            lightbeam::wire::encode_header(&[lightbeam::Bulk::source(&data, Default::default())], |_| Ok(()))
+                .unwrap();
+        let mut ring = Vec::new();
+        ring.extend(record(BEGIN, 2, 0));
+        ring.extend(record(INLINE, 0, header.len() as u64));
+        ring.extend(&header);
+        ring.resize(ring.len().div_ceil(8) * 8, 0);
+        let mut remote = record(REMOTE, offer, len);
+        remote[16..24].copy_from_slice(&address.to_le_bytes());
+        remote[24..28].copy_from_slice(&pid.to_le_bytes());
+        ring.extend(remote);
+        ring.extend(record(INLINE, 0, len));
+        ring.extend(fallback);
+        ring.resize(ring.len().div_ceil(8) * 8, 0);
+        let ring_len = (CHANNEL - 128) as u64;
+        for (k, byte) in ring.iter().enumerate() {
+            let position = (at + k as u64) % ring_len;
+            self.write_ring(channel, position as usize, &[*byte]);
+        }
+        self.put_u32(Self::base(channel) + TRANSFER, offer << 3 | PENDING);
+        self.publish(channel, at + ring.len() as u64);
     }
 
     fn publish(&self, channel: usize, tail: u64) {
@@ -455,6 +490,121 @@ fn resident_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The bytes of a victim's secret (see the peer's `hold`).
+const SECRET: usize = 40 << 10;
+
+/// Sends `data` as one bulk through `client` while `server` receives it (so that a single-copy offer is
+/// answered, not withdrawn: a bulk larger than the ring waits for its answer); returns the bulk received.
+fn send_received(client: &SharedMemoryClient, server: &SharedMemoryServer, data: &[u8]) -> Vec<u8> {
+    std::thread::scope(|scope| {
+        let sending =
+            scope.spawn(|| client.send(&LbmMeta::new(()).with_bulk(client.expose(data, Default::default()))));
+        let payloads = server.recv_message(Duration::from_secs(5)).unwrap().into_payloads();
+        sending.join().unwrap().into_result().unwrap();
+        payloads[0].to_vec()
+    })
+}
+
+fn is_secret(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes.windows(8).any(|w| w == b"SECRET!!")
+}
+
+/// Starts a victim process holding [`SECRET`] bytes; returns it, its pid and the secret's address.
+fn start_victim() -> (Child, u32, u64) {
+    let (child, line) = start_peer(&["hold", &SECRET.to_string()]);
+    let mut words = line.split_whitespace().map(|w| w.parse::<u64>().unwrap());
+    let (pid, address) = (words.next().unwrap() as u32, words.next().unwrap());
+    (child, pid, address)
+}
+
+/// Receives until nothing arrives for a moment; returns the bulks of every message that arrived and
+/// the count of receives that failed.
+fn drain(server: &SharedMemoryServer) -> (Vec<Vec<u8>>, usize) {
+    let (mut bulks, mut errors) = (Vec::new(), 0);
+    loop {
+        match server.recv_message(Duration::from_millis(500)) {
+            Ok(message) => bulks.extend(message.into_payloads().iter().map(|p| p.to_vec())),
+            Err(Error::Timeout { op: "receive (nothing arrived)", .. }) => return (bulks, errors),
+            Err(_) => errors += 1,
+        }
+    }
+}
+
+/// Connects to the server's listener for offers as a client would, sending the hello for `channel`
+/// under claim `claim` and then `offer` (number, address, len), as the listener's protocol has them
+/// (src/transport/shm/identity.rs). `None` when the server listens for none.
+fn tell_as_a_client(hostile: &Hostile, channel: u64, claim: u64, offer: [u64; 3]) -> Option<OwnedFd> {
+    use rustix::net::{
+        connect, send, socket_with, AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+    };
+    let token = hostile.get_u64(LISTENER);
+    let name = SocketAddrUnix::new_abstract_name(format!("lightbeam-shm-{token:016x}").as_bytes()).unwrap();
+    let fd = socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None).unwrap();
+    connect(&fd, &name).ok()?;
+    let bytes = |words: &[u64]| words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+    send(&fd, &bytes(&[channel, claim]), SendFlags::empty()).unwrap();
+    send(&fd, &bytes(&offer), SendFlags::empty()).unwrap();
+    Some(fd)
+}
+
+/// A process that claims a channel writing another process's pid as its owner, connects to the
+/// server's listener for that channel, and offers the other process's memory for a single copy gets
+/// none of it: the server reads only from the process the kernel says is at the other end of the
+/// channel's connection, and refuses the offer. An honest client of the server still gets its single
+/// copies.
+#[test]
+fn an_offer_naming_another_process_never_delivers_its_memory() {
+    let server = bind("hostile-victim", &ShmOptions::default());
+    let (mut victim, pid, address) = start_victim();
+    let hostile = Hostile::open(server.address());
+    hostile.claim(0, pid);
+    hostile.put_u64(Hostile::base(0) + CLAIM, 0x5eed);
+    let told = tell_as_a_client(&hostile, 0, 0x5eed, [1, address, SECRET as u64]);
+    assert!(told.is_some(), "the server listens for offers");
+    let decoy = vec![b'd'; SECRET];
+    hostile.forge_offer(0, 0, (1, pid, address), &decoy);
+    let (bulks, errors) = drain(&server);
+    let _ = victim.kill();
+    let _ = victim.wait();
+    let leaked: usize = bulks.iter().filter(|b| is_secret(b)).map(Vec::len).sum();
+    let copies = server.single_copies();
+    println!(
+        "{} messages, {errors} errors, {leaked} bytes of the victim's secret delivered; {copies:?}",
+        bulks.len()
+    );
+    assert_eq!(leaked, 0, "the server delivered {leaked} bytes of another process's memory");
+    assert_eq!((copies.copied, copies.refused), (0, 1), "the forged offer is refused");
+    assert_eq!(bulks, vec![decoy], "the refused offer's bytes came through the ring");
+    // An honest client still gets single copies.
+    let honest = client(&server, Duration::from_secs(5), &ShmOptions::default());
+    let data = pattern(1 << 20, 4);
+    assert_eq!(send_received(&honest, &server, &data), data);
+    assert_eq!(server.single_copies().copied, 1, "{:?}", server.single_copies());
+}
+
+/// A record forged into an honest client's ring that names the honest client's own pid and an address
+/// it never offered is not read: only the offers the client sent over its own connection are.
+#[test]
+fn a_forged_offer_in_an_honest_clients_ring_is_not_read() {
+    let server = bind("hostile-forged", &ShmOptions::default());
+    let secret: Vec<u8> = b"SECRET!!".iter().copied().cycle().take(SECRET).collect();
+    let honest = client(&server, Duration::from_secs(5), &ShmOptions::default());
+    let data = pattern(1 << 20, 3);
+    assert_eq!(send_received(&honest, &server, &data), data);
+    let hostile = Hostile::open(server.address());
+    let tail = hostile.get_u64(Hostile::base(0) + TAIL);
+    assert_eq!(hostile.get_u64(Hostile::base(0) + HEAD), tail, "the honest message was read");
+    let decoy = vec![b'd'; SECRET];
+    hostile.forge_offer(0, tail, (7, std::process::id(), secret.as_ptr() as u64), &decoy);
+    let (bulks, errors) = drain(&server);
+    let leaked: usize = bulks.iter().filter(|b| is_secret(b)).map(Vec::len).sum();
+    let copies = server.single_copies();
+    println!("{} messages, {errors} errors, {leaked} bytes of the secret delivered; {copies:?}", bulks.len());
+    assert_eq!(leaked, 0, "the server read {leaked} bytes the client never offered");
+    assert_eq!((copies.copied, copies.refused), (1, 1), "the honest offer copied, the forged one refused");
+    drop(std::hint::black_box(secret));
 }
 
 /// `work`'s outcome and how long it took.

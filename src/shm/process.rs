@@ -16,7 +16,11 @@ pub(crate) struct Process {
 impl Process {
     /// This process.
     pub(crate) fn current() -> Self {
-        let pid = std::process::id();
+        Self::of(std::process::id())
+    }
+
+    /// Process `pid`, with its start time (0 when `/proc` cannot tell).
+    pub(crate) fn of(pid: u32) -> Self {
         Self { pid, start: stat(pid).map_or(0, |s| s.start) }
     }
 

@@ -34,7 +34,7 @@ pub use self::endpoint::{Endpoint, Protocol};
 pub use self::payload::Payload;
 pub(crate) use self::received::Limits;
 pub use self::received::Received;
-pub use self::shm::{SharedMemoryClient, SharedMemoryServer, ShmOptions};
+pub use self::shm::{SharedMemoryClient, SharedMemoryServer, ShmOptions, SingleCopies};
 pub use self::zmq::{ZeroMqClient, ZeroMqServer};
 use crate::bulk::{Bulk, BulkFlags};
 use crate::error::Result;

@@ -2,7 +2,8 @@
 //! Commands:
 //!
 //! - `receive NAME COUNT`: bind a server at NAME (port 0), print its address, receive COUNT messages
-//!   whose custom metadata holds the checksum of each bulk, check them, print `ok`.
+//!   whose custom metadata holds the checksum of each bulk, check them, print `copied N` (the offers
+//!   the server copied) and `ok`.
 //! - `serve NAME`: bind a server, print its address, and receive nothing until killed.
 //! - `stream ADDRESS SIZE`: print `sending`, send one bulk of SIZE bytes through the ring (no single
 //!   copy), print `sent`.
@@ -17,6 +18,9 @@
 //!   address, and receive (dropping messages and errors) until killed (at most 60 s).
 //! - `flood ADDRESS SIZE`: send an empty message (which claims a channel), print `attached`, then send
 //!   bulks of SIZE bytes through the ring one after another until killed.
+//! - `hold SIZE`: hold SIZE bytes of a recognizable secret (`SECRET!!` repeated), print `PID ADDRESS`
+//!   (this process and where the secret lies in it), and send nothing until killed: a victim whose
+//!   memory a hostile process names in its offers.
 //!
 //! Exits 0 when every check passes.
 
@@ -55,6 +59,7 @@ fn receive(args: &[String]) -> Outcome {
             return Err(format!("bulks differ: {got:?} against {sums:?}").into());
         }
     }
+    say(&format!("copied {}", server.single_copies().copied));
     Ok(())
 }
 
@@ -145,6 +150,8 @@ fn small_shm(args: &[String]) -> Outcome {
     left.sort();
     say(&format!("left: {}", left.join(" ")));
     Ok(())
+}
+
 fn drain(args: &[String]) -> Outcome {
     let options = Options::default().with_max_message_size(Some(arg(args, 3)?.parse()?));
     let server = SharedMemoryServer::bind(arg(args, 2)?, "shm", 0, &options, &ShmOptions::default())?;
@@ -169,6 +176,15 @@ fn flood(args: &[String]) -> Outcome {
     }
 }
 
+fn hold(args: &[String]) -> Outcome {
+    let size: usize = arg(args, 2)?.parse()?;
+    let secret: Vec<u8> = b"SECRET!!".iter().copied().cycle().take(size).collect();
+    say(&format!("{} {}", std::process::id(), secret.as_ptr() as u64));
+    std::thread::sleep(Duration::from_secs(60));
+    drop(std::hint::black_box(secret));
+    Err("not killed within 60 s".into())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let outcome = match args.get(1).map(String::as_str) {
@@ -178,6 +194,7 @@ fn main() {
         Some("small-shm") => small_shm(&args),
         Some("drain") => drain(&args),
         Some("flood") => flood(&args),
+        Some("hold") => hold(&args),
         other => Err(format!("unknown command {other:?}").into()),
     };
     match outcome {

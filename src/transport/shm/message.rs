@@ -5,7 +5,8 @@
 //! Nothing read here is trusted: records are copied out before they are decoded; the frame count and
 //! every length are held to the server's limits, in arithmetic that cannot overflow (an error reports
 //! the size a peer announced, saturated at `u64::MAX`), before anything is allocated; a single-copy
-//! offer is read with `process_vm_readv` from the channel owner's process only.
+//! offer is read with `process_vm_readv` only when the process the kernel names at the other end of the
+//! channel's connection told the same offer (see `identity.rs`), and only from that process.
 //!
 //! The memory a frame that comes through the ring takes grows with the bytes that arrived ([`Frame`]),
 //! not with the size its record announced: a record costs its writer 32 bytes, and a frame the server
@@ -17,6 +18,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::identity::{Gate, Offer, Trust};
 use super::queue::{transfer, Channel};
 use super::record::{padding, Record, RECORD_LEN};
 use crate::error::{Error, Result};
@@ -30,6 +32,9 @@ pub(super) struct Cursor<'q> {
     pub(super) owner: Process,
     pub(super) endpoint: &'q str,
     pub(super) index: usize,
+    /// What the server knows of the process that offers through the channel.
+    pub(super) trust: &'q mut Trust,
+    pub(super) gate: &'q mut Gate,
 }
 
 impl Cursor<'_> {
@@ -205,7 +210,7 @@ impl Partial {
         &mut self,
         record: Record,
         refused: Option<Frame>,
-        cursor: &Cursor<'_>,
+        cursor: &mut Cursor<'_>,
         limits: &Limits,
         single_copy: bool,
     ) -> Result<Step> {
@@ -231,13 +236,23 @@ impl Partial {
                     let why = format!("an offer from pid {pid} in pid {}'s channel", cursor.owner.pid);
                     return Err(cursor.garbage(why));
                 }
-                let taken =
-                    cursor.answer(offer, if single_copy { transfer::COPYING } else { transfer::REFUSED })?;
+                // Read only what the process at the other end of the channel's connection told, from
+                // that process: the record's pid is a word any process could have written.
+                let told = Offer { offer, address, len: len as u64 };
+                let (index, channel) = (cursor.index, &cursor.channel);
+                let source = cursor.trust.vouch(cursor.gate, index, channel, told).filter(|_| single_copy);
+                let answer = if source.is_some() { transfer::COPYING } else { transfer::REFUSED };
+                let taken = cursor.answer(offer, answer)?;
                 let copied = taken
-                    && single_copy
-                    && i32::try_from(pid).is_ok_and(|pid| read_process_into(pid, address, len, &mut bytes));
-                if taken && single_copy {
+                    && source.is_some_and(|source| {
+                        i32::try_from(source.pid)
+                            .is_ok_and(|pid| read_process_into(pid, address, len, &mut bytes))
+                    });
+                if taken && source.is_some() {
                     cursor.settle(offer, if copied { transfer::DONE } else { transfer::REFUSED })?;
+                }
+                if taken {
+                    cursor.gate.count(copied);
                 }
                 if !copied {
                     // The bytes come through the ring instead.

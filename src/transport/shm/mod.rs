@@ -13,7 +13,7 @@
 //! | --- | --- | --- |
 //! | header frame, bulks below the single-copy threshold | written into the ring, read out into the received frame (pipelined for frames larger than the ring: the server copies out one piece while the client writes the next) | 2 |
 //! | bulks from the threshold up ([`ShmOptions::single_copy_from`], default [`DEFAULT_SINGLE_COPY_FROM`]) | offered by address; the server copies them straight from the client's memory with `process_vm_readv` into the received frame, and the client's `send` returns only after the server answered, so a borrowed slice is never read after `send` | 1 |
-//! | the same when the kernel refuses single copy (ptrace rules, containers) | the server answers "refused" and the client streams the bytes through the ring, as above, for the rest of the channel's life | 2 |
+//! | the same when the kernel refuses single copy (ptrace rules, containers), or no connection of the offering process told the offer (see Trust) | the server answers "refused" and the client streams the bytes through the ring, as above, for the rest of the channel's life | 2 |
 //! | descriptor-only bulks ([`crate::BulkFlags::EXPOSE`]) | their descriptor travels in the header; the receiver reads the segment, as with ZeroMQ | 0 in transit |
 //!
 //! # Waiting
@@ -36,28 +36,38 @@
 //!
 //! # Trust
 //!
-//! Segments are created owner-only (mode 0600): only processes of the server's own user (and root) can
-//! open the segment. Such a process can write anything into it, and it can name any process in a single-copy
-//! offer; the server then reads that process's memory with `process_vm_readv`, which the kernel allows
-//! only where the server could ptrace it: a process of the same user, which the writer could read itself.
-//! Proving that an offer's process is the channel's (a challenge the client must echo from its own memory)
-//! is left for the next step. The server copies
-//! every record out before decoding it, keeps its own read position, checks every length against its
-//! [`crate::Options`] limits before allocating (in arithmetic no announced size can overflow), takes
-//! memory for a frame as its bytes arrive rather than as its record announced it (so a record of 32
-//! bytes cannot make the server hold a frame of [`crate::Options::max_message_size`]), and hands the
-//! frames to `Received::accept` like every transport. A channel holding garbage is given up (its message
-//! dropped with an error); a channel whose client left or died is freed within a sweep of the server's
-//! next receive, however busy other channels keep it (a message a dead client left unfinished is
-//! dropped with [`Error::PeerGone`]); a client touches its channel only while the channel holds the random word
-//! of its own claim, so two clients of one process never free each other's channel.
+//! Segments are created owner-only (mode 0600): only processes of the server's own user (and root) can open
+//! the segment. Such a process can write anything into it, including a channel's owner pid and single-copy
+//! offers naming any process, in its own channel or in an honest client's ring; so no word of the segment
+//! decides whose memory the server reads. An offer is read only when the process that the kernel names
+//! (`SO_PEERCRED`) at the other end of the channel's connection to the server's listener told it (number,
+//! address and length) before its record, and it is read from that process only; that process must be the
+//! channel's owner by pid and start time and hold the claim word (`identity.rs`). Any other offer is refused,
+//! and its bytes come through the ring: no process can make the server read memory that it could not read
+//! itself. The server never blocks on the listener; a server that cannot listen refuses every offer.
 //!
-//! Not covered: a process that truncates the segment's file **crashes** the server and every client
-//! mapping it (SIGBUS at their next access; a sealed memfd passed over a socket would close that), and a
-//! hostile process can take every channel (clients then time out waiting for one).
+//! The server copies every record out before decoding it, keeps its own read position, checks every length
+//! against its [`crate::Options`] limits before allocating (in arithmetic no announced size can overflow),
+//! takes memory for a frame as its bytes arrive rather than as its record announced it (so a record of 32
+//! bytes cannot make the server hold a frame of [`crate::Options::max_message_size`]), and hands the frames
+//! to `Received::accept` like every transport. A channel holding garbage is given up (its message dropped
+//! with an error); a channel whose client left or died is freed within a sweep of the server's next
+//! receive, however busy other channels keep it (a message a dead client left unfinished is dropped with
+//! [`Error::PeerGone`]); a client touches its channel only while the channel holds the random word of its
+//! own claim, so two clients of one process never free each other's channel.
+//!
+//! Not covered: a process that truncates the segment's file **crashes** the server and every client mapping
+//! it (SIGBUS at their next access; a sealed memfd passed over a socket would close that), and a hostile
+//! process can take every channel (clients then time out waiting for one). A process of the user can also
+//! turn single copies off for a channel (a forged offer can make the server close the channel's connection)
+//! or for clients yet to come (by filling the listener's backlog; processes of other users are let go as soon
+//! as they are accepted, but its abstract name is listed in `/proc/net/unix`, so they can fill it between two
+//! looks), and clients then send through the ring: none of this reads any memory. A child forked (without
+//! `exec`) from a client inherits the client's connection, and what it tells there is read from the client.
 
 #![forbid(unsafe_code)]
 
+mod identity;
 mod message;
 mod queue;
 mod receiver;
@@ -67,8 +77,11 @@ mod wait;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use self::identity::{Gate, Tally};
 use self::queue::{Queue, SEGMENT_SLACK};
 use self::receiver::Receiver;
 use self::sender::Sender;
@@ -185,10 +198,24 @@ fn reclaim_leftovers(base: &str) -> Result<usize> {
     })
 }
 
+/// What became of the single-copy offers a [`SharedMemoryServer`] answered
+/// ([`SharedMemoryServer::single_copies`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SingleCopies {
+    /// Offers whose bytes the server copied straight from the offering process.
+    pub copied: u64,
+    /// Offers the server refused, whose bytes then came through the ring: single copies off, the kernel
+    /// refused the read, or the offer was not told by the process the kernel names at the other end of
+    /// the channel's connection.
+    pub refused: u64,
+}
+
 /// Receives Lightbeam messages from clients of this node through a queue in its own segment, removed
 /// when the server is dropped.
 pub struct SharedMemoryServer {
     queue: Queue,
+    tally: Arc<Tally>,
     /// Lent to one receiving thread at a time, as the ZeroMQ server's socket.
     receiver: Slot<Receiver>,
     two_phase: TwoPhase,
@@ -218,10 +245,19 @@ impl SharedMemoryServer {
             Error::Shm(ShmError::Exists(_)) => Error::AddressInUse { endpoint: address.clone(), port },
             other => other,
         })?;
-        let queue = Queue::create(&segment, shm.channels, shm.ring_size)?;
-        let receiver = Receiver::new(shm.channels, shm.single_copy_from.is_some(), shm.stall_timeout);
+        let gate = match shm.single_copy_from {
+            Some(_) => Gate::listen(shm.channels).unwrap_or_else(|error| {
+                log::warn!("lightbeam: {address}: single copies off (no listener for offers: {error})");
+                Gate::closed()
+            }),
+            None => Gate::closed(),
+        };
+        let queue = Queue::create(&segment, shm.channels, shm.ring_size, gate.token())?;
+        let tally = Arc::clone(gate.tally());
+        let receiver = Receiver::new(shm.channels, gate, shm.stall_timeout);
         Ok(Self {
             queue,
+            tally,
             receiver: Slot::new(receiver),
             two_phase: TwoPhase::default(),
             limits: options.limits(Protocol::Ipc),
@@ -232,6 +268,14 @@ impl SharedMemoryServer {
 
     fn recv_frames(&self, timeout: Duration) -> Result<Option<Vec<Payload>>> {
         self.recv_frames_unless(timeout, &|| false)
+    }
+
+    /// How many single-copy offers this server copied and refused so far.
+    pub fn single_copies(&self) -> SingleCopies {
+        SingleCopies {
+            copied: self.tally.copied.load(Ordering::Relaxed),
+            refused: self.tally.refused.load(Ordering::Relaxed),
+        }
     }
 
     /// As a receive of the next message within `timeout`, but ending early (`Ok(None)`) once `elsewhere`

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! control (128 B): magic u64 | server pid u32 | closed u32 | server start u64 | doorbell u32 | sleepers u32
-//!                  | channels u32 | (pad) | ring bytes u64 | server pid namespace u64
+//!                  | channels u32 | (pad) | ring bytes u64 | server pid namespace u64 | listener token u64
 //! channel (128 B + ring): owner pid u32 | state u32 | owner start u64 | tail u64 | head u64 |
 //!                         signal u32 | sleepers u32 | transfer u32 | claim u64 | ... | ring
 //! ```
@@ -48,6 +48,7 @@ const DOORBELL_SLEEPERS_AT: usize = 28;
 const CHANNELS_AT: usize = 32;
 const RING_AT: usize = 40;
 const SERVER_PID_NAMESPACE_AT: usize = 48;
+const LISTENER_AT: usize = 56;
 
 // A channel's header, from its start.
 const OWNER_PID_AT: usize = 0;
@@ -132,8 +133,9 @@ impl Queue {
         Ok(CONTROL + channels * (CHANNEL_HEADER + ring))
     }
 
-    /// Formats a queue of `channels` channels of `ring` bytes in a new segment (its first allocation).
-    pub(super) fn create(segment: &Segment, channels: usize, ring: usize) -> Result<Self> {
+    /// Formats a queue of `channels` channels of `ring` bytes in a new segment (its first allocation),
+    /// naming the server's listener for single-copy offers by its token (0: none, see `identity.rs`).
+    pub(super) fn create(segment: &Segment, channels: usize, ring: usize, listener: u64) -> Result<Self> {
         let len = Self::len(channels, ring).map_err(Error::InvalidArgument)?;
         let queue = Self { region: segment.allocate(len)?, channels, ring };
         if queue.region.shm_ptr().offset != QUEUE_AT {
@@ -145,6 +147,7 @@ impl Queue {
         queue.u32(CHANNELS_AT).store(channels as u32, Ordering::Relaxed);
         queue.u64(RING_AT).store(ring as u64, Ordering::Relaxed);
         queue.u64(SERVER_PID_NAMESPACE_AT).store(crate::shm::pid_namespace(), Ordering::Relaxed);
+        queue.u64(LISTENER_AT).store(listener, Ordering::Relaxed);
         queue.u64(MAGIC_AT).store(MAGIC, Ordering::Release);
         Ok(queue)
     }
@@ -188,6 +191,11 @@ impl Queue {
     /// The inode of the server's pid namespace, as it wrote it in.
     pub(super) fn server_pid_namespace(&self) -> u64 {
         self.u64(SERVER_PID_NAMESPACE_AT).load(Ordering::Relaxed)
+    }
+
+    /// The token of the server's listener for single-copy offers, as it wrote it in (0: none).
+    pub(super) fn listener(&self) -> u64 {
+        self.u64(LISTENER_AT).load(Ordering::Relaxed)
     }
 
     /// True once the server was dropped.

@@ -19,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::identity::{Gate, Trust};
 use super::message::{Cursor, Partial};
 use super::queue::{state, Queue};
 use super::wait::LIVENESS_PERIOD;
@@ -34,6 +35,8 @@ struct View {
     broken: bool,
     /// The message read in part, if any.
     partial: Option<Partial>,
+    /// What the server knows of the process that offers through the channel.
+    trust: Trust,
 }
 
 /// The server's own view of its queue.
@@ -43,6 +46,8 @@ pub(super) struct Receiver {
     next: usize,
     /// Accept single-copy offers (else every offer is refused and the bytes come through the ring).
     single_copy: bool,
+    /// The listener that tells which process offers through which channel.
+    gate: Gate,
     /// How long a message already begun may go without progress before it is dropped.
     stall: Duration,
     /// When channels were last swept.
@@ -53,12 +58,14 @@ pub(super) struct Receiver {
 const SWEEP_PERIOD: Duration = Duration::from_millis(50);
 
 impl Receiver {
-    /// The view of a queue of `channels` channels.
-    pub(super) fn new(channels: usize, single_copy: bool, stall: Duration) -> Self {
+    /// The view of a queue of `channels` channels, reading single-copy offers told through `gate` (none
+    /// when it is closed).
+    pub(super) fn new(channels: usize, gate: Gate, stall: Duration) -> Self {
         Self {
             views: std::iter::repeat_with(View::default).take(channels).collect(),
             next: 0,
-            single_copy,
+            single_copy: gate.open(),
+            gate,
             stall,
             swept: Instant::now(),
         }
@@ -75,6 +82,7 @@ impl Receiver {
     ) -> Result<Option<Vec<Payload>>> {
         loop {
             self.sweep(queue);
+            self.gate.take_in_now_and_then();
             if let Some(outcome) = self.scan(queue, limits, endpoint) {
                 return outcome.map(Some);
             }
@@ -144,7 +152,8 @@ impl Receiver {
         if view.broken || owner.pid == 0 || (channel.tail() == view.head && view.partial.is_none()) {
             return Ok(None);
         }
-        let mut cursor = Cursor { channel, head: view.head, owner, endpoint, index };
+        let (trust, gate) = (&mut view.trust, &mut self.gate);
+        let mut cursor = Cursor { channel, head: view.head, owner, endpoint, index, trust, gate };
         let partial = view.partial.get_or_insert_with(|| Partial::new(limits));
         let outcome =
             partial.advance(&mut cursor, limits, self.single_copy).and_then(|message| match message {

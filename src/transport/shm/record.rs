@@ -7,7 +7,9 @@
 //! A message is a `BEGIN` record (with its frame count: the header frame and one per bulk sent by value),
 //! then per frame either an `INLINE` record followed by `len` bytes (padded to 8), or a `REMOTE` record: an
 //! offer to copy `len` bytes at `address` in process `pid` (single copy), answered through the channel's
-//! `transfer` word. A refused offer is followed by an `INLINE` record for the same frame.
+//! `transfer` word. The server reads an offer only when the client told it over its connection too
+//! (`identity.rs`): the record alone is words anyone could write. A refused offer is followed by an
+//! `INLINE` record for the same frame.
 
 #![forbid(unsafe_code)]
 

@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::identity::{Link, Offer};
 use super::queue::{state, transfer, Channel, Queue, OFFER_PATIENCE};
 use super::record::{padding, Record};
 use super::wait::{deadline_after, Watch};
@@ -29,8 +30,11 @@ pub(super) struct Sender {
     tail: u64,
     /// Bytes published to the server.
     published: u64,
-    /// Bulks of at least this size are offered for a single copy; `None` once the server refused.
+    /// Bulks of at least this size are offered for a single copy; `None` once the server refused, or
+    /// without a link.
     single_copy_from: Option<usize>,
+    /// The connection over which offers are told to the server (see `identity.rs`).
+    link: Option<Link>,
     /// The number of the last single-copy offer (29 bits, wrapping).
     offers: u32,
     /// The channel was let go (a send failed after publishing part of its message): it is never touched
@@ -45,6 +49,9 @@ impl Sender {
         let claim = super::token() | 1; // never 0, the word of a free channel
         let index = queue.claim(me, claim)?;
         let endpoint = endpoint.to_owned();
+        let link =
+            single_copy_from.and_then(|_| Link::connect(queue.listener(), queue.server().pid, index, claim));
+        let single_copy_from = single_copy_from.filter(|_| link.is_some());
         Some(Self {
             queue,
             index,
@@ -54,6 +61,7 @@ impl Sender {
             tail: 0,
             published: 0,
             single_copy_from,
+            link,
             offers: 0,
             abandoned: false,
         })
@@ -127,6 +135,12 @@ impl Sender {
             .ok_or_else(|| self.garbage(format!("head {head}")))
     }
 
+    /// Makes no more single-copy offers on this channel, and closes the link.
+    fn forgo_single_copies(&mut self) {
+        self.single_copy_from = None;
+        self.link = None;
+    }
+
     fn publish(&mut self) {
         if self.tail != self.published {
             self.published = self.tail;
@@ -178,8 +192,17 @@ impl Sending<'_, '_> {
         sender.offers = sender.offers.wrapping_add(1) & (u32::MAX >> 3);
         let id = sender.offers;
         let (len, address, pid) = (frame.len() as u64, frame.as_ptr() as u64, sender.me.pid);
+        // The server reads only offers told over the link, one per record, in order: an offer told
+        // whose record is never published leaves the link out of step, so it goes.
+        if !sender.link.as_ref().is_some_and(|link| link.tell(Offer { offer: id, address, len })) {
+            sender.forgo_single_copies();
+            return Ok(false);
+        }
         sender.channel().transfer().store(transfer::pack(id, transfer::PENDING), Ordering::Release);
-        self.write_record(Record::Remote { offer: id, len, address, pid })?;
+        if let Err(error) = self.write_record(Record::Remote { offer: id, len, address, pid }) {
+            self.sender.forgo_single_copies();
+            return Err(error);
+        }
         self.sender.publish();
         // Taking the offer back helps only when the bytes then fit the ring's free room (a server that
         // is not receiving could not take more through the ring either), and costs a second copy: a
@@ -205,7 +228,7 @@ impl Sending<'_, '_> {
         match answer {
             transfer::DONE => Ok(true),
             transfer::REFUSED => {
-                self.sender.single_copy_from = None;
+                self.sender.forgo_single_copies();
                 Ok(false)
             }
             other => Err(self.sender.garbage(format!("answer {other} to a single-copy offer"))),

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::identity::{Link, Offer};
 use super::queue::{state, transfer, Channel, Queue};
-use super::record::Record;
+use super::record::{padding, Record};
 use super::DEFAULT_RING_SIZE as RING;
 use super::{SharedMemoryClient, SharedMemoryServer, ShmOptions};
 use crate::error::Error;
@@ -160,4 +161,84 @@ fn forged_sizes_and_counts_are_errors_reporting_what_was_announced() {
         matches!(most, Err(Error::LimitExceeded { announced, .. }) if announced == u64::from(u32::MAX) - 1),
         "{most:?}"
     );
+}
+
+/// Writes from stream position `at` a message of one bulk of `len` bytes offered as offer `offer` at
+/// `address` (in this process), then `fallback` through the ring when given; marks the offer pending
+/// and publishes. Returns the end.
+fn offer_message(
+    channel: &Channel<'_>,
+    at: u64,
+    (offer, address, len): (u32, u64, u64),
+    fallback: &[u8],
+) -> u64 {
+    let h1 = header_with_one_bulk(len as usize);
+    let me = Process::current().pid;
+    let mut parts = vec![
+        (Record::Begin { frames: 2 }, &[][..]),
+        (Record::Inline { len: h1.len() as u64 }, &h1[..]),
+        (Record::Remote { offer, len, address, pid: me }, &[][..]),
+    ];
+    if !fallback.is_empty() {
+        parts.push((Record::Inline { len: fallback.len() as u64 }, fallback));
+    }
+    let mut end = at;
+    for (record, bytes) in parts {
+        channel.write(end, &record.encode());
+        channel.write(end + 32, bytes);
+        end += 32 + bytes.len() as u64 + padding(bytes.len() as u64);
+    }
+    channel.transfer().store(transfer::pack(offer, transfer::PENDING), std::sync::atomic::Ordering::Release);
+    channel.publish_tail(end);
+    end
+}
+
+/// An offer is read only when the channel's own process told it over its connection (the kernel names
+/// that process): a told offer is copied; a record nobody told is refused (the bytes come through the
+/// ring) and the connection stays trusted; once the connection is gone, every offer is refused; and a
+/// connection that told another offer than the record's is trusted no more.
+#[test]
+fn offers_are_read_only_as_the_owners_connection_tells_them() {
+    let server = server();
+    let bulk = |server: &SharedMemoryServer| {
+        let payloads = server.recv_message(Duration::from_secs(5)).unwrap().into_payloads();
+        payloads[0].to_vec()
+    };
+    let counts = |server: &SharedMemoryServer| {
+        let copies = server.single_copies();
+        (copies.copied, copies.refused)
+    };
+    let segment = Segment::open(server.address().trim_start_matches("shm://")).unwrap();
+    let queue = Queue::open(&segment).unwrap();
+    let data = vec![5u8; 4096];
+    let fallback = vec![b'f'; 4096];
+    let offer = |id: u32| Offer { offer: id, address: data.as_ptr() as u64, len: 4096 };
+    let described = |id: u32| (id, data.as_ptr() as u64, 4096);
+
+    let index = queue.claim(Process::current(), 7).unwrap();
+    let channel = queue.channel(index);
+    let link = Link::connect(queue.listener(), queue.server().pid, index, 7).expect("a link");
+    assert!(link.tell(offer(1)));
+    let at = offer_message(&channel, 0, described(1), &[]);
+    assert_eq!((bulk(&server), counts(&server)), (data.clone(), (1, 0)), "a told offer is copied");
+    let at = offer_message(&channel, at, described(2), &fallback);
+    assert_eq!((bulk(&server), counts(&server)), (fallback.clone(), (1, 1)), "an untold record is refused");
+    assert!(link.tell(offer(3)));
+    let at = offer_message(&channel, at, described(3), &[]);
+    assert_eq!((bulk(&server), counts(&server)), (data.clone(), (2, 1)), "the link is still trusted");
+    drop(link);
+    offer_message(&channel, at, described(4), &fallback);
+    assert_eq!((bulk(&server), counts(&server)), (fallback.clone(), (2, 2)), "a closed link is not trusted");
+    channel.set_state(state::RELEASED);
+
+    let index = queue.claim(Process::current(), 9).unwrap();
+    let channel = queue.channel(index);
+    let link = Link::connect(queue.listener(), queue.server().pid, index, 9).expect("a link");
+    assert!(link.tell(Offer { address: 8, ..offer(1) }));
+    let at = offer_message(&channel, 0, described(1), &fallback);
+    assert_eq!((bulk(&server), counts(&server)), (fallback.clone(), (2, 3)), "another offer told");
+    assert!(!link.tell(offer(2)), "the server closed a link out of step");
+    offer_message(&channel, at, described(2), &fallback);
+    assert_eq!((bulk(&server), counts(&server)), (fallback, (2, 4)), "a link out of step is not trusted");
+    channel.set_state(state::RELEASED);
 }
