@@ -423,10 +423,12 @@ fn clients_that_come_and_go_leave_room_for_single_copies() {
             .send(&LbmMeta::new(()).with_bulk(client.expose(&data, Default::default())))
             .into_result()
             .unwrap();
-        while received.load(Ordering::Relaxed) < 41 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while received.load(Ordering::Relaxed) < 41 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         done.store(true, Ordering::Relaxed);
     });
+    assert_eq!(received.load(Ordering::Relaxed), 41, "every message arrives within 30 s");
     assert_eq!(server.single_copies().copied, 1, "{:?}", server.single_copies());
 }

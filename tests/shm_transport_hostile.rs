@@ -432,7 +432,7 @@ fn a_killed_clients_channel_is_handed_out_while_others_keep_the_server_busy() {
         .map(|t| t.map_or("none within 5 s".into(), |t| format!("{:.3} s", t.as_secs_f64())))
         .collect();
     println!("from the kill to a new client's message: {}", shown.join(", "));
-    assert!(took.iter().all(|t| t.is_some_and(|t| t < Duration::from_secs(1))), "{shown:?}");
+    assert!(took.iter().all(|t| t.is_some_and(|t| t < Duration::from_secs(2))), "{shown:?}");
 }
 
 /// One round of the test above: how long from the kill to the new client's message (`None`: not

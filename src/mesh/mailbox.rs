@@ -250,8 +250,7 @@ impl Mailbox {
     /// The bytes of the messages waiting unasked for that count against a look-ahead made for `want`:
     /// every message, but those of the collective `want` asks for and of earlier ones. A collective's own
     /// messages are bounded by the call itself, and taking them in is what lets a peer that sends to this
-    /// rank while this rank sends to it go on: counting them stalled an all-to-all whose ranks held
-    /// chunks of a later step while two of them sent each other theirs.
+    /// rank while this rank sends to it go on, whatever else of the call this rank already holds.
     fn held_bytes(&self, want: Want) -> usize {
         let counted = |message: &&Incoming| match (message.channel, want) {
             (Channel::Collective(theirs), Want::Collective(current, _)) => theirs.sequence > current,

@@ -293,6 +293,8 @@ pub struct Mesh {
     token: u64,
     config: MeshConfig,
     collective_sequence: std::sync::atomic::AtomicU64,
+    /// The lost rank's segments were looked for (see [`Mesh::lost_error`]).
+    lost_files_removed: std::sync::atomic::AtomicBool,
 }
 
 impl Mesh {
@@ -327,6 +329,7 @@ impl Mesh {
             token,
             config,
             collective_sequence: Default::default(),
+            lost_files_removed: Default::default(),
         })
     }
 
@@ -492,9 +495,9 @@ impl Mesh {
     }
 
     /// Takes in, without waiting, what has arrived for this rank, while the messages of later calls
-    /// waiting unasked for hold fewer than [`progress::LOOKAHEAD_BYTES`]: what a send does while its peer has not taken its
-    /// message (in collective `sequence`, failing on news that ends it). When another thread holds the
-    /// mailbox, does nothing: that thread takes the messages in.
+    /// waiting unasked for hold fewer than [`progress::LOOKAHEAD_BYTES`]: what a send does while its peer
+    /// has not taken its message (in collective `sequence`, failing on news that ends it). When another
+    /// thread holds the mailbox, does nothing: that thread takes the messages in.
     ///
     /// It runs inside a link's send, so it must not send itself (the link is busy): a mismatch it finds
     /// is told to the other ranks by [`Mesh::tell_untold`] once the send returned. Returns whether it
@@ -719,10 +722,12 @@ impl Mesh {
         }
     }
 
-    /// The error for `loss`. The lost rank's shared-memory segments are removed first when its process
-    /// is gone (a killed rank leaves them behind).
+    /// The error for `loss`. The first time, the lost rank's shared-memory segments are removed when its
+    /// process is gone (a killed rank leaves them behind); a mesh loses at most one rank (every call fails
+    /// after it).
     fn lost_error(&self, loss: Loss, op: &'static str) -> Error {
-        if self.gone_from_this_node(loss.lost) {
+        let first_time = !self.lost_files_removed.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if first_time && self.gone_from_this_node(loss.lost) {
             bootstrap::remove_segments_of_dead(self.token, loss.lost.0);
         }
         Error::PeerLost {

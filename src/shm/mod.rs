@@ -149,21 +149,26 @@ fn check_trusted(path: &Path, metadata: &std::fs::Metadata) -> Result<(), ShmErr
 /// Gives a new file `len` bytes, every one reserved in its file system now (`fallocate`), so that a
 /// file system without room for them fails here rather than raise SIGBUS in whichever process first
 /// touches a page past the room left, as a sparse file would. On a file system that cannot reserve
-/// (not a tmpfs), the file is only sized.
+/// (not a tmpfs), the file is only sized. The bytes are reserved in pieces of [`RESERVE_PIECE`]: a
+/// signal that interrupts a piece undoes only that piece, which is tried again, so periodic signals (a
+/// profiler's timer) cannot keep a large reservation from ever ending.
 pub(super) fn reserve(file: &File, len: u64) -> std::io::Result<()> {
     use rustix::fs::{fallocate, FallocateFlags};
-    if len == 0 {
-        return Ok(());
-    }
-    loop {
-        match fallocate(file, FallocateFlags::empty(), 0, len) {
-            // A signal arrived meanwhile: tmpfs undid the part reserved.
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::OPNOTSUPP) => return file.set_len(len),
-            other => return Ok(other?),
+    let mut done = 0;
+    while done < len {
+        let piece = (len - done).min(RESERVE_PIECE);
+        match fallocate(file, FallocateFlags::empty(), done, piece) {
+            Ok(()) => done += piece,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::OPNOTSUPP) if done == 0 => return file.set_len(len),
+            Err(error) => return Err(error.into()),
         }
     }
+    Ok(())
 }
+
+/// The bytes [`reserve`] asks its file system for at a time.
+const RESERVE_PIECE: u64 = 8 << 20;
 
 /// The error for a segment `name` of `needed` bytes that its file system has no room for.
 fn no_space(file: &File, path: &Path, name: &str, needed: u64) -> ShmError {

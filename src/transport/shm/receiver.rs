@@ -187,8 +187,11 @@ impl Receiver {
                 continue; // free, or a message in progress (its end or its stall is reported first)
             }
             // A broken channel stays taken until its client lets it go (or dies): it may still write.
+            // Whether the client left is read before its tail: a client publishes its last bytes before
+            // it lets the channel go, so a tail read after a release (or a death) is the final one.
+            let left = channel.state() == state::RELEASED || owner.is_gone();
             let drained = view.broken || channel.tail() == view.head;
-            if drained && (channel.state() == state::RELEASED || owner.is_gone()) {
+            if left && drained {
                 channel.reset();
                 *view = View::default();
             }
