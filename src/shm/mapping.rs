@@ -235,6 +235,77 @@ unsafe fn read_once(pid: i32, address: usize, local: *mut u8, len: usize) -> Opt
     usize::try_from(copied).ok().filter(|&copied| copied > 0 && copied <= len)
 }
 
+/// The process at the other end of a connected Unix socket, as the kernel recorded it when the
+/// connection was made (see [`peer_identity`]).
+#[derive(Debug)]
+pub(crate) struct PeerIdentity {
+    /// Its pid in this process's pid namespace (`SO_PEERCRED`): 0 when it has none there (a process of
+    /// an enclosing or unrelated pid namespace).
+    pub(crate) pid: u32,
+    /// Its effective user id when it connected.
+    pub(crate) uid: u32,
+    /// A pidfd of that very process (`SO_PEERPIDFD`), which keeps naming it after it ended and its pid
+    /// went to another process; `None` on kernels before 6.5, which do not have the option.
+    pub(crate) pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+/// `SO_PEERPIDFD` (Linux 6.5), which the `libc` crate does not export at its root.
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_PEERPIDFD: libc::c_int = 0x56;
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+const SO_PEERPIDFD: libc::c_int = 77;
+
+/// Who is at the other end of the connected Unix socket `fd`: `SO_PEERCRED`, read raw (a pid of 0, which
+/// the kernel gives for a peer outside this pid namespace, is handed back as is, for the caller to
+/// refuse), and `SO_PEERPIDFD`. An error when either read fails, except `ENOPROTOOPT` for
+/// `SO_PEERPIDFD` (a kernel without it: `pidfd` is `None`); a kernel that has the option but cannot
+/// give the peer's pidfd (the peer ended, on some kernels) is an error, never a `None`.
+pub(crate) fn peer_identity(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<PeerIdentity> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let size_of = |size: usize| libc::socklen_t::try_from(size).expect("a small size");
+    let mut credentials = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = size_of(std::mem::size_of::<libc::ucred>());
+    // SAFETY: `credentials` is a live, writable `ucred` and `len` says its exact size, so the kernel
+    // writes at most that many bytes into it (and the written length into `len`); `fd` is borrowed,
+    // so open for the whole call.
+    let read = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut credentials).cast(),
+            &mut len,
+        )
+    };
+    if read != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if len != size_of(std::mem::size_of::<libc::ucred>()) {
+        return Err(std::io::ErrorKind::InvalidData.into());
+    }
+    let pid = u32::try_from(credentials.pid).map_err(|_| std::io::ErrorKind::InvalidData)?;
+    let mut pidfd: libc::c_int = -1;
+    let mut len = size_of(std::mem::size_of::<libc::c_int>());
+    // SAFETY: as above, for a writable `c_int` of the size `len` says. On success the kernel has
+    // installed a new descriptor in this process's table and written its number into `pidfd`.
+    let read = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_PEERPIDFD, (&raw mut pidfd).cast(), &mut len)
+    };
+    let pidfd = match read {
+        0 if pidfd >= 0 => {
+            // SAFETY: the kernel just opened `pidfd` for this call (close-on-exec): nothing else in
+            // this process owns it, so this is its one owner, which closes it once.
+            Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
+        }
+        0 => return Err(std::io::ErrorKind::InvalidData.into()),
+        _ => match std::io::Error::last_os_error() {
+            error if error.raw_os_error() == Some(libc::ENOPROTOOPT) => None,
+            error => return Err(error),
+        },
+    };
+    Ok(PeerIdentity { pid, uid: credentials.uid, pidfd })
+}
+
 /// A new anonymous memory file (`memfd`) of `len` bytes, reserved (see [`super::reserve`]), and its
 /// writable mapping (`None` for 0 bytes, which cannot be mapped). Right after mapping it, the file is
 /// sealed against resizing and against every write but through that mapping (`F_SEAL_FUTURE_WRITE`),

@@ -50,10 +50,10 @@ pub use crate::error::ShmError;
 use crate::error::{Error, Result};
 #[cfg(feature = "mpi")]
 pub(crate) use mapping::read_process_exact;
-pub(crate) use mapping::read_process_into;
+pub(crate) use mapping::{peer_identity, read_process_into, PeerIdentity};
 use mapping::Mapping;
 pub use peer::PeerRegion;
-pub(crate) use process::{pid_namespace, Process};
+pub(crate) use process::{lives, pid_namespace, Process};
 pub use region::FullPtr;
 pub use shared_bytes::{SharedBytes, SharedBytesDescriptor, SharedBytesMut};
 

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 /// A process: its pid and its start time (clock ticks after boot, field 22 of `/proc/<pid>/stat`), so
@@ -34,6 +35,22 @@ impl Process {
         match stat(self.pid) {
             None => true,
             Some(stat) => stat.ended || (self.start != 0 && stat.start != self.start),
+        }
+    }
+}
+
+/// True while the process `pidfd` refers to has not ended (a pidfd polls readable once its process has
+/// exited, zombie or reaped); false once it has, or when the poll fails. While it holds, that process
+/// still has its pid, so the pid names it and no other.
+pub(crate) fn lives(pidfd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::from_borrowed_fd(pidfd, PollFlags::IN)];
+    let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+    loop {
+        match poll(&mut fds, Some(&now)) {
+            Ok(ready) => return ready == 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
         }
     }
 }

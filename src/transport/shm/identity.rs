@@ -4,32 +4,55 @@
 //!
 //! - The server listens on a Unix seqpacket socket with an abstract name of a random token, which it
 //!   records in its queue's control block ([`Gate`]). It never blocks on it: it takes in connections
-//!   and reads them, without waiting, only when a `REMOTE` record asks for them.
+//!   and reads them, without waiting, when a `REMOTE` record asks for one and, while it receives, at
+//!   least every [`TAKE_IN_PERIOD`] (so that connections of clients that left do not fill its backlog).
 //! - A client that claimed a channel and offers single copies connects, checks that the process at the
 //!   other end (`SO_PEERCRED`) is the queue's server (so it tells no squatter of the name where its
 //!   bulks lie), and sends its hello: the channel's index and its claim word ([`Link::connect`]).
-//! - The server binds a connection to a channel only when the kernel's pid of the connecting process is
-//!   the channel's owner pid, the start time `/proc` gives for that pid is the owner's start word, the
-//!   hello's claim word is the channel's, and the channel has no bound connection yet ([`Trust`]).
+//! - On taking a connection in, the server asks the kernel who made it ([`peer_identity`]): its pid and
+//!   user (`SO_PEERCRED`) and a pidfd of that process (`SO_PEERPIDFD`, Linux 6.5), which names the
+//!   process that connected even after it ended and its pid went to another. A pid of 0 (a process
+//!   outside the server's pid namespace) or another user is refused. It reads the start time `/proc`
+//!   gives for the pid, then keeps the connection only if the pidfd's process still lives: then the
+//!   pid was that process's while `/proc` was read, and the start time is its own.
+//! - The server binds a connection to a channel only when the connecting process still lives, its pid
+//!   is the channel's owner pid, the start time read for it is the owner's start word, the hello's
+//!   claim word is the channel's, and the channel has no bound connection yet ([`Trust`]).
 //! - Before it publishes each `REMOTE` record, the client sends that offer's number, address and
 //!   length over its connection ([`Link::tell`]). For a `REMOTE` record, the server takes the next one
 //!   from the channel's connection: an offer is read only when one was there, equal to the record, and
 //!   only from the process the kernel named. Anything else is refused, and the bytes come through the
 //!   ring. A connection that closed (its client ended) or that told another offer than the record's is
 //!   not trusted again for the channel's life.
+//! - Each single copy is read by the bound process's pid only when its pidfd says it lives both before
+//!   and after the read; else the copy is thrown away and the offer refused (the bytes come through the
+//!   ring), and nothing is read from the channel again. While that process lives, its pid is its own.
 //!
-//! So a process can make the server read only memory of the process at the other end of a bound
-//! connection, which is its own.
+//! So a process can make the server read only memory of the process that made a bound connection,
+//! which is its own, even when the connection outlived it (a child it forked, or a process it passed
+//! the descriptor to, holds it) and its pid went to another process.
+//!
+//! What is left:
+//! - On kernels before 6.5 (no `SO_PEERPIDFD`), the server has only the pid and the start time `/proc`
+//!   gave for it when it took the connection in; it reads only while `/proc` still gives that start
+//!   time for the pid, before and after each copy. A process that connects, sends its hello, hands the
+//!   connection to another process (a child, or over `SCM_RIGHTS`) and ends, and whose pid is reused by
+//!   another process of the same user before the server takes the connection in (a server that is not
+//!   receiving takes nothing in, for a whole compute phase), makes the server record the new process's
+//!   start time: the holder of the connection can then make the server read that process's memory.
+//! - Any user can read the listener's abstract name in `/proc/net/unix` and connect, faster than the
+//!   server takes connections in: it can fill the listener's backlog, and the server's room for
+//!   connections that wait, so that new clients' connections are refused or pushed out. Their single
+//!   copies are then refused and their bytes come through the ring: slower, never a wrong read.
 
 #![forbid(unsafe_code)]
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use rustix::net::sockopt::socket_peercred;
 use rustix::net::{
     accept_with, bind, connect, listen, recv, send, socket_with, AddressFamily, RecvFlags, SendFlags,
     SocketAddrUnix, SocketFlags, SocketType,
@@ -37,7 +60,7 @@ use rustix::net::{
 use rustix::process::geteuid;
 
 use super::queue::Channel;
-use crate::shm::Process;
+use crate::shm::{lives, peer_identity, read_process_into, PeerIdentity, Process};
 
 /// The bytes of a hello: channel index u64 | claim word u64, little endian.
 const HELLO_LEN: usize = 16;
@@ -83,11 +106,37 @@ fn socket() -> rustix::io::Result<OwnedFd> {
     socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, flags, None)
 }
 
-/// The process at the other end of `fd`, as the kernel tells it (with its start time from `/proc`, 0
-/// when `/proc` cannot tell).
-fn peer(fd: &OwnedFd) -> Option<Process> {
-    let pid = u32::try_from(socket_peercred(fd).ok()?.pid.as_raw_nonzero().get()).ok()?;
-    Some(Process::of(pid))
+/// The process that made a connection, as the kernel named it.
+#[derive(Debug)]
+struct Peer {
+    /// Its pid, with the start time `/proc` gave for that pid while the process lived (0 when `/proc`
+    /// could not tell).
+    process: Process,
+    /// The process itself (`SO_PEERPIDFD`); `None` on kernels without it.
+    pidfd: Option<OwnedFd>,
+}
+
+impl Peer {
+    /// The process that made the connection `identity` tells of, when it may offer to this server: its
+    /// pid is one of this pid namespace (not 0), its user is `uid`, and, where the kernel gives a
+    /// pidfd, it still lived after its start time was read (so the start time is its own, not that of
+    /// a later process given its pid).
+    fn admit(identity: PeerIdentity, uid: u32) -> Option<Self> {
+        if identity.pid == 0 || identity.uid != uid {
+            return None;
+        }
+        let peer = Self { process: Process::of(identity.pid), pidfd: identity.pidfd };
+        peer.lives().then_some(peer)
+    }
+
+    /// True while the process has not ended: by its pidfd, or, without one, while `/proc` gives the
+    /// start time recorded for its pid.
+    fn lives(&self) -> bool {
+        match &self.pidfd {
+            Some(pidfd) => lives(pidfd.as_fd()),
+            None => !self.process.is_gone(),
+        }
+    }
 }
 
 /// A client's connection to the server, bound to its channel.
@@ -103,7 +152,7 @@ impl Link {
         }
         let fd = socket().ok()?;
         connect(&fd, &name(token).ok()?).ok()?;
-        if peer(&fd)?.pid != server {
+        if peer_identity(fd.as_fd()).ok()?.pid != server || server == 0 {
             return None;
         }
         let mut hello = [0; HELLO_LEN];
@@ -143,7 +192,7 @@ pub(super) struct Tally {
 struct Waiting {
     fd: OwnedFd,
     /// The connecting process, as the kernel named it.
-    process: Process,
+    peer: Peer,
     /// Its hello (channel index, claim word), once read.
     hello: Option<(u64, u64)>,
 }
@@ -213,17 +262,14 @@ impl Gate {
         let Some(listener) = self.listener.as_ref() else { return };
         for _ in 0..self.room {
             let Ok(fd) = accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) else { break };
-            // Another user's process cannot open the segment, so it holds no channel: it goes at once.
-            let Ok(credentials) = socket_peercred(&fd) else { continue };
-            let Ok(pid) = u32::try_from(credentials.pid.as_raw_nonzero().get()) else { continue };
-            if credentials.uid != geteuid() {
-                continue;
-            }
-            let process = Process::of(pid);
+            // Another user's process cannot open the segment, so it holds no channel: it goes at once,
+            // as does a process that ended (its pid may be another's now) or that has no pid here.
+            let Ok(identity) = peer_identity(fd.as_fd()) else { continue };
+            let Some(peer) = Peer::admit(identity, geteuid().as_raw()) else { continue };
             if self.waiting.len() == self.room {
                 self.waiting.remove(0);
             }
-            self.waiting.push(Waiting { fd, process, hello: None });
+            self.waiting.push(Waiting { fd, peer, hello: None });
         }
         self.waiting.retain_mut(|waiting| {
             let mut hello = [0; HELLO_LEN];
@@ -246,23 +292,26 @@ impl Gate {
     }
 
     /// A connection for channel `index` as it is now: from the connecting process that owns it (by the
-    /// kernel's pid and `/proc`'s start time), whose hello holds the channel's claim word. Takes in what
-    /// waits first, without blocking.
+    /// kernel's pid and `/proc`'s start time) and still lives, whose hello holds the channel's claim
+    /// word. Takes in what waits first, without blocking.
     fn bind(&mut self, index: usize, channel: &Channel<'_>) -> Option<Bound> {
         self.take_in();
         let (owner, claim) = (channel.owner(), channel.claim_word());
         let at = self.waiting.iter().position(|waiting| {
-            waiting.hello == Some((index as u64, claim)) && waiting.process == owner && owner.pid != 0
+            waiting.hello == Some((index as u64, claim))
+                && waiting.peer.process == owner
+                && owner.pid != 0
+                && waiting.peer.lives()
         })?;
         let waiting = self.waiting.swap_remove(at);
-        Some(Bound { fd: waiting.fd, process: waiting.process, claim })
+        Some(Bound { fd: waiting.fd, peer: waiting.peer, claim })
     }
 }
 
 /// A connection bound to a channel.
 pub(super) struct Bound {
     fd: OwnedFd,
-    process: Process,
+    peer: Peer,
     claim: u64,
 }
 
@@ -280,22 +329,20 @@ pub(super) enum Trust {
 }
 
 impl Trust {
-    /// The process to read `offer` (the one in a `REMOTE` record of `channel`, channel `index`) from: the
-    /// bound connection's process, when the next offer it told is `offer`. `None`: refuse the offer.
-    pub(super) fn vouch(
-        &mut self,
-        gate: &mut Gate,
-        index: usize,
-        channel: &Channel<'_>,
-        offer: Offer,
-    ) -> Option<Process> {
+    /// True when `offer` (the one in a `REMOTE` record of `channel`, channel `index`) may be read from
+    /// the bound connection's process ([`Trust::read`]): the next offer that connection told is
+    /// `offer`. False: refuse the offer.
+    pub(super) fn vouch(&mut self, gate: &mut Gate, index: usize, channel: &Channel<'_>, offer: Offer) -> bool {
         if let Self::Unknown = self {
-            *self = Self::Bound(gate.bind(index, channel)?);
+            match gate.bind(index, channel) {
+                Some(bound) => *self = Self::Bound(bound),
+                None => return false,
+            }
         }
-        let Self::Bound(bound) = self else { return None };
-        if channel.owner() != bound.process || channel.claim_word() != bound.claim {
+        let Self::Bound(bound) = self else { return false };
+        if channel.owner() != bound.peer.process || channel.claim_word() != bound.claim {
             *self = Self::Lost; // the channel's words changed under a bound connection
-            return None;
+            return false;
         }
         let mut told = [0; OFFER_LEN + 1];
         let received = loop {
@@ -305,28 +352,41 @@ impl Trust {
             }
         };
         match received {
-            Err(Errno::AGAIN) => return None, // no offer told: a record the client did not write
+            Err(Errno::AGAIN) => return false, // no offer told: a record the client did not write
             Ok((OFFER_LEN, _))
                 if Offer::decode(told[..OFFER_LEN].try_into().expect("24 bytes")) == Some(offer) => {}
             _ => {
                 *self = Self::Lost; // closed, or another offer than the record's
-                return None;
+                return false;
             }
         }
-        // A client that ended closed its connection before its pid could be freed for reuse: the
-        // connection is looked at once more, after the offer, so that a pid freed meanwhile is never
-        // read. A later offer waiting there (this one was withdrawn) hides the close: `/proc` tells.
-        let alive = match recv(&bound.fd, &mut told[..], RecvFlags::DONTWAIT | RecvFlags::PEEK) {
+        // A connection that closed after the offer (its holders ended) is trusted no more. An open one
+        // proves nothing of the process that made it (a child or another process may hold it): the
+        // read checks that process lives ([`Trust::read`]).
+        let open = match recv(&bound.fd, &mut told[..], RecvFlags::DONTWAIT | RecvFlags::PEEK) {
             Err(Errno::AGAIN) => true,
-            Ok((waiting, _)) if waiting > 0 => !bound.process.is_gone(),
-            _ => false,
+            Ok((waiting, _)) => waiting > 0,
+            Err(_) => false,
         };
-        match alive {
-            true => Some(bound.process),
-            false => {
-                *self = Self::Lost;
-                None
-            }
+        if !open {
+            *self = Self::Lost;
         }
+        open
+    }
+
+    /// Appends `len` bytes at `address` in the bound connection's process to `out`, by its pid, when that
+    /// process lives before and after the copy (so the pid named it throughout); false otherwise, and
+    /// `out` then holds no more than a part to throw away. Once the process has ended, nothing is read
+    /// from the channel again.
+    pub(super) fn read(&mut self, address: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        let Self::Bound(bound) = self else { return false };
+        let Ok(pid) = i32::try_from(bound.peer.process.pid) else { return false };
+        let lived = bound.peer.lives();
+        let copied = lived && read_process_into(pid, address, len, out);
+        if lived && bound.peer.lives() {
+            return copied;
+        }
+        *self = Self::Lost;
+        false
     }
 }

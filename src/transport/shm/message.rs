@@ -22,7 +22,7 @@ use super::identity::{Gate, Offer, Trust};
 use super::queue::{transfer, Channel};
 use super::record::{padding, Record, RECORD_LEN};
 use crate::error::{Error, Result};
-use crate::shm::{read_process_into, Process};
+use crate::shm::Process;
 use crate::transport::{Limits, Payload};
 
 /// A channel's bytes as the server reads them: its own `head`, checked against the published tail.
@@ -231,7 +231,6 @@ impl Partial {
             }
             (Record::Remote { offer, len, address, pid }, None) => {
                 let len = take(&mut self.budget, len, limits.max_message_size)?;
-                let mut bytes = reserve(len)?;
                 if pid != cursor.owner.pid {
                     let why = format!("an offer from pid {pid} in pid {}'s channel", cursor.owner.pid);
                     return Err(cursor.garbage(why));
@@ -240,26 +239,26 @@ impl Partial {
                 // that process: the record's pid is a word any process could have written.
                 let told = Offer { offer, address, len: len as u64 };
                 let (index, channel) = (cursor.index, &cursor.channel);
-                let source = cursor.trust.vouch(cursor.gate, index, channel, told).filter(|_| single_copy);
-                let answer = if source.is_some() { transfer::COPYING } else { transfer::REFUSED };
+                let vouched = cursor.trust.vouch(cursor.gate, index, channel, told) && single_copy;
+                // Memory is taken only for an offer that will be read. When it cannot be had, the offer
+                // is refused: its bytes come through the ring, where the frame grows as they arrive.
+                let mut bytes = if vouched { reserve(len) } else { None };
+                let answer = if bytes.is_some() { transfer::COPYING } else { transfer::REFUSED };
                 let taken = cursor.answer(offer, answer)?;
-                let copied = taken
-                    && source.is_some_and(|source| {
-                        i32::try_from(source.pid)
-                            .is_ok_and(|pid| read_process_into(pid, address, len, &mut bytes))
-                    });
-                if taken && source.is_some() {
+                let copied = taken && bytes.as_mut().is_some_and(|bytes| cursor.trust.read(address, len, bytes));
+                if taken && bytes.is_some() {
                     cursor.settle(offer, if copied { transfer::DONE } else { transfer::REFUSED })?;
                 }
                 if taken {
                     cursor.gate.count(copied);
                 }
-                if !copied {
-                    // The bytes come through the ring instead.
-                    return Ok(Step::record(Some(Frame::new(len)?)));
+                match bytes.filter(|_| copied) {
+                    Some(bytes) => {
+                        self.frames.push(Payload::from_vec(bytes));
+                        Ok(Step::record(None))
+                    }
+                    None => Ok(Step::record(Some(Frame::new(len)?))), // the bytes come through the ring
                 }
-                self.frames.push(Payload::from_vec(bytes));
-                Ok(Step::record(None))
             }
             (record, None) => Err(cursor.garbage(format!("{record:?} where a frame begins"))),
         }
@@ -350,13 +349,11 @@ impl Frame {
     }
 }
 
-/// An empty buffer with room for `len` bytes, or an error when the memory cannot be had (never an abort).
-fn reserve(len: usize) -> Result<Vec<u8>> {
+/// An empty buffer with room for `len` bytes, or `None` when the memory cannot be had (never an abort).
+fn reserve(len: usize) -> Option<Vec<u8>> {
     let mut bytes = Vec::<u8>::new();
-    bytes
-        .try_reserve_exact(len)
-        .map_err(|e| Error::InvalidArgument(format!("cannot allocate {len} bytes: {e}")))?;
-    Ok(bytes)
+    bytes.try_reserve_exact(len).ok()?;
+    Some(bytes)
 }
 
 #[cfg(test)]
