@@ -392,6 +392,20 @@ mod tests {
     }
 
     #[test]
+    fn the_peer_of_a_unix_socket_is_named_with_its_pid_user_and_pidfd() {
+        use std::os::fd::AsFd;
+        let (one, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        let identity = super::peer_identity(one.as_fd()).unwrap();
+        assert_eq!((identity.pid, identity.uid), (std::process::id(), rustix::process::geteuid().as_raw()));
+        // Linux 6.5 and later give the pidfd; this one (6.18) must.
+        let pidfd = identity.pidfd.expect("SO_PEERPIDFD");
+        assert!(crate::shm::lives(pidfd.as_fd()));
+        // Not a socket: an error, never a made-up peer.
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        assert!(super::peer_identity(file.as_fd()).is_err());
+    }
+
+    #[test]
     fn a_region_reads_in_place() {
         let segment = Segment::create(&format!("unit-in-place-{}", std::process::id()), 64 << 10).unwrap();
         let region = segment.allocate(100).unwrap();

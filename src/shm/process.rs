@@ -93,4 +93,22 @@ mod tests {
         assert!(Process { pid: u32::MAX - 1, start: 1 }.is_gone(), "no such pid");
         assert!(!Process { pid: 0, start: 0 }.is_gone(), "no creator recorded: cannot tell");
     }
+
+    #[test]
+    fn a_pidfd_lives_until_its_process_ends() {
+        use rustix::process::{pidfd_open, Pid, PidfdFlags};
+        let pidfd = |pid: u32| pidfd_open(Pid::from_raw(pid as i32).unwrap(), PidfdFlags::empty()).unwrap();
+        assert!(lives(std::os::fd::AsFd::as_fd(&pidfd(std::process::id()))), "this process");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let child_pidfd = pidfd(child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while lives(std::os::fd::AsFd::as_fd(&child_pidfd)) {
+            assert!(std::time::Instant::now() < deadline, "`true` did not end");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Ended but not reaped: the pid is still its own, and `/proc` still has it (as a zombie).
+        assert!(Process::of(child.id()).start > 0);
+        child.wait().unwrap();
+        assert!(!lives(std::os::fd::AsFd::as_fd(&child_pidfd)), "reaped");
+    }
 }

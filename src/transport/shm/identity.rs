@@ -390,3 +390,171 @@ impl Trust {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{IoSlice, IoSliceMut, Read, Write};
+    use std::mem::MaybeUninit;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::time::Duration;
+
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::net::{
+        recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+        SendAncillaryMessage, SendFlags,
+    };
+    use rustix::process::{geteuid, pidfd_open, Pid, PidfdFlags};
+
+    use super::{Gate, Link, Offer, Peer, Trust};
+    use crate::shm::{PeerIdentity, Process, Segment};
+    use crate::transport::shm::queue::{state, Queue};
+    use crate::transport::shm::{SharedMemoryServer, ShmOptions};
+    use crate::{Options, Server};
+
+    /// The environment variable that makes [`connection_maker`] act, and the name it is run by.
+    const MAKER: &str = "LIGHTBEAM_TEST_CONNECTION_MAKER";
+    const MAKER_TEST: &str = "transport::shm::identity::tests::connection_maker";
+
+    /// A pidfd of process `pid` (a child not yet reaped, or this process).
+    fn pidfd(pid: u32) -> OwnedFd {
+        pidfd_open(Pid::from_raw(pid as i32).expect("a pid"), PidfdFlags::empty()).expect("pidfd_open")
+    }
+
+    /// Waits (at most 10 s) until the process of `pidfd` has ended.
+    fn until_ended(pidfd: &OwnedFd) {
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+        let ready = poll(&mut fds, Some(&Timespec { tv_sec: 10, tv_nsec: 0 })).expect("poll");
+        assert_eq!(ready, 1, "the child did not end");
+    }
+
+    /// A child process that has ended and is not reaped yet (a zombie: its pid cannot be reused), with
+    /// its pid and a pidfd of it; reap it with `wait` once done.
+    fn ended_child() -> (std::process::Child, OwnedFd) {
+        let child = std::process::Command::new("true").spawn().expect("spawn true");
+        let pidfd = pidfd(child.id());
+        until_ended(&pidfd);
+        (child, pidfd)
+    }
+
+    /// A connection's maker is admitted only with a pid of this namespace (not 0: the kernel's word for
+    /// a process outside it), this user, and a pidfd whose process lives.
+    #[test]
+    fn pid_0_another_user_and_an_ended_maker_are_refused() {
+        let (me, uid) = (std::process::id(), geteuid().as_raw());
+        let identity = |pid, uid, pidfd| PeerIdentity { pid, uid, pidfd };
+        let admitted = Peer::admit(identity(me, uid, Some(pidfd(me))), uid).expect("this process is admitted");
+        assert_eq!(admitted.process, Process::current());
+        assert!(Peer::admit(identity(0, uid, Some(pidfd(me))), uid).is_none(), "pid 0");
+        assert!(Peer::admit(identity(me, uid.wrapping_add(1), Some(pidfd(me))), uid).is_none(), "another user");
+        // The pid's `/proc` start time is this process's, but the pidfd says the maker ended: the pid
+        // would be another process's.
+        let (mut child, ended) = ended_child();
+        assert!(Peer::admit(identity(me, uid, Some(ended)), uid).is_none(), "an ended maker");
+        child.wait().unwrap();
+        // Without a pidfd (kernels before 6.5), `/proc` decides.
+        assert!(Peer::admit(identity(me, uid, None), uid).is_some());
+        assert!(Peer::admit(identity(child.id(), uid, None), uid).is_none(), "a reaped pid");
+    }
+
+    /// Run as a child process by [`a_connection_whose_maker_ended_is_neither_bound_nor_read`] (a no-op
+    /// otherwise): twice, reads a channel index and claim word from the test, connects to its gate
+    /// with that hello, and passes the connection to the test over `SCM_RIGHTS`; then ends.
+    #[test]
+    fn connection_maker() {
+        let Ok(path) = std::env::var(MAKER) else { return };
+        let var = |name: &str| std::env::var(name).unwrap().parse::<u64>().unwrap();
+        let (token, server) = (var("LIGHTBEAM_TEST_TOKEN"), var("LIGHTBEAM_TEST_SERVER") as u32);
+        let mut stream = UnixStream::connect(path).unwrap();
+        for _ in 0..2 {
+            let mut words = [0u8; 16];
+            stream.read_exact(&mut words).unwrap();
+            let index = u64::from_le_bytes(words[..8].try_into().unwrap()) as usize;
+            let claim = u64::from_le_bytes(words[8..].try_into().unwrap());
+            let link = Link::connect(token, server, index, claim).expect("a link");
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            let fds = [link.0.as_fd()];
+            assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+            sendmsg(&stream, &[IoSlice::new(b"x")], &mut control, SendFlags::empty()).unwrap();
+        }
+        std::process::exit(0);
+    }
+
+    fn receive_fd(stream: &UnixStream) -> OwnedFd {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut byte = [0u8; 1];
+        recvmsg(stream, &mut [IoSliceMut::new(&mut byte)], &mut control, RecvFlags::CMSG_CLOEXEC).unwrap();
+        let mut fds = control.drain().filter_map(|message| match message {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        });
+        fds.next().expect("a descriptor passed")
+    }
+
+    /// A connection outlives the process that made it when another process holds it (here this test,
+    /// given it over `SCM_RIGHTS`; a forked child would do as well). The server binds such a connection
+    /// only while its maker lives, and reads by the maker's pid only while the maker lives: once it
+    /// ended, its pid could be another process's (here it is a zombie, so `/proc` still gives the
+    /// pid's start time as the owner's, and a check by pid and start time alone binds it).
+    #[test]
+    fn a_connection_whose_maker_ended_is_neither_bound_nor_read() {
+        let options = Options::default().with_max_message_size(Some(1 << 20));
+        let shm = ShmOptions::default().with_stall_timeout(Duration::from_millis(300));
+        let server = SharedMemoryServer::bind("unit-maker", "shm", 0, &options, &shm).unwrap();
+        let segment = Segment::open(server.address().trim_start_matches("shm://")).unwrap();
+        let queue = Queue::open(&segment).unwrap(); // for its channels' words; this test's gate binds
+        let mut gate = Gate::listen(4).unwrap();
+        let path = std::env::temp_dir().join(format!("lightbeam-unit-maker-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", MAKER_TEST, "--nocapture", "--test-threads=1"])
+            .env(MAKER, &path)
+            .env("LIGHTBEAM_TEST_TOKEN", gate.token().to_string())
+            .env("LIGHTBEAM_TEST_SERVER", std::process::id().to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let maker = Process::of(child.id());
+        let child_pidfd = pidfd(child.id());
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = std::fs::remove_file(&path);
+        let hello = |stream: &mut UnixStream, index: usize, claim: u64| {
+            stream.write_all(&(index as u64).to_le_bytes()).unwrap();
+            stream.write_all(&claim.to_le_bytes()).unwrap();
+        };
+
+        // While the maker lives, its connection is bound to the channel it owns.
+        let first = queue.claim(maker, 11).unwrap();
+        hello(&mut stream, first, 11);
+        let first_fd = receive_fd(&stream);
+        let bound = gate.bind(first, &queue.channel(first)).expect("a live maker's connection is bound");
+
+        // It makes a second connection, passes it on and ends; it is not reaped, so its pid is still its
+        // own and `/proc` still gives its start time.
+        let second = queue.claim(maker, 12).unwrap();
+        hello(&mut stream, second, 12);
+        let _second_fd = receive_fd(&stream);
+        until_ended(&child_pidfd);
+        assert_eq!(Process::of(child.id()), maker, "the zombie's /proc start time is the owner's");
+        assert!(gate.bind(second, &queue.channel(second)).is_none(), "an ended maker's connection is bound");
+
+        // The bound connection, held by this test, tells an offer: it is vouched for (the record is
+        // what the connection told), but not read, and the channel is trusted no more.
+        let data = vec![3u8; 64];
+        let offer = Offer { offer: 1, address: data.as_ptr() as u64, len: 64 };
+        let first_link = Link(first_fd); // held open: a closed connection is not trusted anyway
+        assert!(first_link.tell(offer));
+        let mut trust = Trust::Bound(bound);
+        assert!(trust.vouch(&mut gate, first, &queue.channel(first), offer));
+        let mut out = Vec::new();
+        assert!(!trust.read(offer.address, 64, &mut out), "read by the pid of a maker that ended");
+        assert!(matches!(trust, Trust::Lost));
+
+        child.wait().unwrap();
+        queue.channel(first).set_state(state::RELEASED);
+        queue.channel(second).set_state(state::RELEASED);
+    }
+}

@@ -242,3 +242,40 @@ fn offers_are_read_only_as_the_owners_connection_tells_them() {
     assert_eq!((bulk(&server), counts(&server)), (fallback, (2, 4)), "a link out of step is not trusted");
     channel.set_state(state::RELEASED);
 }
+
+/// A vouched offer whose bytes cannot be allocated (2^62 bytes, under a limit of 2^63 that allows it) is
+/// refused (the bytes would come through the ring, where the frame grows as they arrive): the
+/// channel is not failed with an allocation error.
+#[test]
+fn an_offer_too_large_to_allocate_is_refused_not_an_error() {
+    let options = Options::default().with_max_message_size(Some(1 << 63)).with_max_bulks(8);
+    let shm = ShmOptions::default().with_stall_timeout(Duration::from_millis(300));
+    let server = SharedMemoryServer::bind("unit-huge-offer", "shm", 0, &options, &shm).unwrap();
+    let segment = Segment::open(server.address().trim_start_matches("shm://")).unwrap();
+    let queue = Queue::open(&segment).unwrap();
+    let index = queue.claim(Process::current(), 5).unwrap();
+    let channel = queue.channel(index);
+    let link = Link::connect(queue.listener(), queue.server().pid, index, 5).expect("a link");
+    let len = 1u64 << 62;
+    assert!(link.tell(Offer { offer: 1, address: 4096, len }));
+    // The header tells of a 4-byte bulk (its bytes are not looked at before the message is whole), and
+    // nothing follows the offer: the ring's bytes never come.
+    let h1 = header_with_one_bulk(4);
+    let me = Process::current().pid;
+    channel.transfer().store(transfer::pack(1, transfer::PENDING), std::sync::atomic::Ordering::Release);
+    let end = records(
+        &channel,
+        &[
+            (Record::Begin { frames: 2 }, &[]),
+            (Record::Inline { len: h1.len() as u64 }, &h1),
+            (Record::Remote { offer: 1, len, address: 4096, pid: me }, &[]),
+        ],
+    );
+    channel.publish_tail(end);
+    let outcome = server.recv_message(Duration::from_millis(600));
+    assert!(!matches!(outcome, Err(Error::InvalidArgument(_))), "{:?}", outcome.as_ref().map(|m| m.bulk_count()));
+    let word = channel.transfer().load(std::sync::atomic::Ordering::Acquire);
+    assert_eq!(word, transfer::pack(1, transfer::REFUSED), "the offer was not refused: {:?}", outcome.map(|m| m.bulk_count()));
+    assert_eq!(server.single_copies().refused, 1);
+    channel.set_state(state::RELEASED);
+}
