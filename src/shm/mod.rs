@@ -50,8 +50,8 @@ pub use crate::error::ShmError;
 use crate::error::{Error, Result};
 #[cfg(feature = "mpi")]
 pub(crate) use mapping::read_process_exact;
-pub(crate) use mapping::{peer_identity, read_process_into, PeerIdentity};
 use mapping::Mapping;
+pub(crate) use mapping::{peer_identity, read_process_into, PeerIdentity};
 pub use peer::PeerRegion;
 pub(crate) use process::{lives, pid_namespace, Process};
 pub use region::FullPtr;

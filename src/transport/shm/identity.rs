@@ -332,7 +332,13 @@ impl Trust {
     /// True when `offer` (the one in a `REMOTE` record of `channel`, channel `index`) may be read from
     /// the bound connection's process ([`Trust::read`]): the next offer that connection told is
     /// `offer`. False: refuse the offer.
-    pub(super) fn vouch(&mut self, gate: &mut Gate, index: usize, channel: &Channel<'_>, offer: Offer) -> bool {
+    pub(super) fn vouch(
+        &mut self,
+        gate: &mut Gate,
+        index: usize,
+        channel: &Channel<'_>,
+        offer: Offer,
+    ) -> bool {
         if let Self::Unknown = self {
             match gate.bind(index, channel) {
                 Some(bound) => *self = Self::Bound(bound),
@@ -443,10 +449,14 @@ mod tests {
     fn pid_0_another_user_and_an_ended_maker_are_refused() {
         let (me, uid) = (std::process::id(), geteuid().as_raw());
         let identity = |pid, uid, pidfd| PeerIdentity { pid, uid, pidfd };
-        let admitted = Peer::admit(identity(me, uid, Some(pidfd(me))), uid).expect("this process is admitted");
+        let admitted =
+            Peer::admit(identity(me, uid, Some(pidfd(me))), uid).expect("this process is admitted");
         assert_eq!(admitted.process, Process::current());
         assert!(Peer::admit(identity(0, uid, Some(pidfd(me))), uid).is_none(), "pid 0");
-        assert!(Peer::admit(identity(me, uid.wrapping_add(1), Some(pidfd(me))), uid).is_none(), "another user");
+        assert!(
+            Peer::admit(identity(me, uid.wrapping_add(1), Some(pidfd(me))), uid).is_none(),
+            "another user"
+        );
         // The pid's `/proc` start time is this process's, but the pidfd says the maker ended: the pid
         // would be another process's.
         let (mut child, ended) = ended_child();
@@ -543,7 +553,7 @@ mod tests {
 
         // The bound connection, held by this test, tells an offer: it is vouched for (the record is
         // what the connection told), but not read, and the channel is trusted no more.
-        let data = vec![3u8; 64];
+        let data = [3u8; 64];
         let offer = Offer { offer: 1, address: data.as_ptr() as u64, len: 64 };
         let first_link = Link(first_fd); // held open: a closed connection is not trusted anyway
         assert!(first_link.tell(offer));

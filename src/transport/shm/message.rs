@@ -245,7 +245,8 @@ impl Partial {
                 let mut bytes = if vouched { reserve(len) } else { None };
                 let answer = if bytes.is_some() { transfer::COPYING } else { transfer::REFUSED };
                 let taken = cursor.answer(offer, answer)?;
-                let copied = taken && bytes.as_mut().is_some_and(|bytes| cursor.trust.read(address, len, bytes));
+                let copied =
+                    taken && bytes.as_mut().is_some_and(|bytes| cursor.trust.read(address, len, bytes));
                 if taken && bytes.is_some() {
                     cursor.settle(offer, if copied { transfer::DONE } else { transfer::REFUSED })?;
                 }

@@ -273,9 +273,18 @@ fn an_offer_too_large_to_allocate_is_refused_not_an_error() {
     );
     channel.publish_tail(end);
     let outcome = server.recv_message(Duration::from_millis(600));
-    assert!(!matches!(outcome, Err(Error::InvalidArgument(_))), "{:?}", outcome.as_ref().map(|m| m.bulk_count()));
+    assert!(
+        !matches!(outcome, Err(Error::InvalidArgument(_))),
+        "{:?}",
+        outcome.as_ref().map(|m| m.bulk_count())
+    );
     let word = channel.transfer().load(std::sync::atomic::Ordering::Acquire);
-    assert_eq!(word, transfer::pack(1, transfer::REFUSED), "the offer was not refused: {:?}", outcome.map(|m| m.bulk_count()));
+    assert_eq!(
+        word,
+        transfer::pack(1, transfer::REFUSED),
+        "the offer was not refused: {:?}",
+        outcome.map(|m| m.bulk_count())
+    );
     assert_eq!(server.single_copies().refused, 1);
     channel.set_state(state::RELEASED);
 }
