@@ -42,7 +42,7 @@ fn kill_during(kind: &str, victim: usize) -> (mpirun::Run, u128) {
     let marker = format!("rank {victim}:");
     let run = mpirun::mpirun_raw(
         &["--enable-recovery", "-n", "4", PROGRAM, "endless", kind, &DEADLINE.as_millis().to_string()],
-        Duration::from_secs(120),
+        Duration::from_secs(240),
         |line| {
             if line.contains(": running") {
                 running.push(line.to_owned());

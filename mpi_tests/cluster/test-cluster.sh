@@ -91,10 +91,10 @@ fault() {
     [ "$status" -ne 0 ] || fail "$name: the job exited 0 after the fault"
     # 90 s is the run's limit: ending that late means the time limit ended it, not the job.
     [ $(($(now_ms) - at)) -lt 85000 ] || { cat "$logs/$name.log" >&2; fail "$name: the job hung"; }
-    first=$(grep -o "lightbeam error at [0-9]* ms: .*rank 2 (tcp://10.77.0.13:[0-9]*)" "$logs/$name.log" | sort | head -1) ||
+    first=$(grep -o "lightbeam error at [0-9]* ms (code [0-9]*): .*rank 2 (tcp://10.77.0.13:[0-9]*)" "$logs/$name.log" | sort | head -1) ||
         { cat "$logs/$name.log" >&2; fail "$name: no Lightbeam error named rank 2 on host 3"; }
     echo "cluster: $name: first Lightbeam error $(($(echo "$first" | awk '{print $4}') - at)) ms after the fault (deadline $deadline_ms ms), job exit $status"
-    echo "  ${first#lightbeam error at * ms: }"
+    echo "  ${first#*): }"
 }
 fault cut-during-broadcast broadcast 3000 cut
 fault cut-during-all-to-all all-to-all 3000 cut
