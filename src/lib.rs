@@ -35,7 +35,6 @@
 pub mod bulk;
 pub mod error;
 pub mod event;
-#[cfg(feature = "mpi")]
 pub mod mesh;
 pub mod meta;
 pub mod shm;

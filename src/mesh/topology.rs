@@ -22,10 +22,11 @@ pub(crate) struct NodeId {
 }
 
 impl NodeId {
-    /// This process's node. A host name or boot id that cannot be read is left empty: ranks are then
-    /// told apart by what remains (the worst case takes two nodes for one, which only costs speed).
-    pub(crate) fn local() -> Self {
-        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    /// This process's node, on the host named `host`. A boot id that cannot be read is left empty: ranks
+    /// are then told apart by what remains (the worst case takes two nodes for one, which only costs
+    /// speed).
+    pub(crate) fn local(host: &str) -> Self {
+        let host = host.to_owned();
         let boot_id =
             std::fs::read_to_string(BOOT_ID_PATH).map(|id| id.trim().to_owned()).unwrap_or_default();
         Self { host, boot_id, pid_namespace: crate::shm::pid_namespace() }
@@ -34,7 +35,7 @@ impl NodeId {
     /// A node of this kernel with another host name (as a network namespace of the test harness).
     #[cfg(test)]
     pub(crate) fn named(host: &str) -> Self {
-        Self { host: host.to_owned(), ..Self::local() }
+        Self::local(host)
     }
 }
 
@@ -264,9 +265,9 @@ mod tests {
 
     #[test]
     fn this_process_knows_its_node() {
-        let here = NodeId::local();
+        let here = NodeId::named("here");
         assert!(!here.host.is_empty(), "a host name");
         assert_eq!(here.boot_id.len(), 36, "a boot id such as 8b2c...: {:?}", here.boot_id);
-        assert_eq!(here, NodeId::local(), "the same each time");
+        assert_eq!(here, NodeId::named("here"), "the same each time");
     }
 }

@@ -1,107 +1,50 @@
-//! Forming the mesh: choose this rank's host, bind its server, and all-gather a record per rank (its node
-//! and its endpoints) over MPI.
+//! Forming the mesh: every rank binds its servers and learns every other rank's record (its node, its
+//! process and its endpoints) through a [`Bootstrap`], which gathers one byte string per rank. MPI's
+//! all-gather is one bootstrap ([`Mpi`]); ranks as threads of one process ([`InProcess`]) are another.
 
 #![forbid(unsafe_code)]
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::net::ToSocketAddrs;
-use std::time::{Duration, Instant};
+mod host;
+mod in_process;
+#[cfg(feature = "mpi")]
+mod mpi;
 
-use mpi::datatype::PartitionMut;
-use mpi::request::{Request, Scope};
-use mpi::traits::*;
+use std::time::Instant;
 
-use super::link::Route;
+pub use self::in_process::InProcess;
+#[cfg(feature = "mpi")]
+pub use self::mpi::Mpi;
+use super::config::MeshConfig;
+use super::net::link::Route;
+use super::segments::{draw_token, segment_prefix, SEGMENT_PREFIX};
 use super::topology::NodeId;
-use super::MeshConfig;
 use crate::error::{Error, Result};
 use crate::shm::{Process, Segment};
 use crate::transport::{
     shm::{DEFAULT_RING_SIZE, SCHEME},
-    Endpoint, Protocol, Server, SharedMemoryServer, Transport, ZeroMqServer,
+    Endpoint, Server, SharedMemoryServer, Transport, ZeroMqServer,
 };
 use crate::wire;
 
-/// The environment variable that overrides the host a rank binds and announces.
-pub const HOST_ENV: &str = "LIGHTBEAM_HOST";
+/// How the ranks of a job find each other, once, when the mesh forms: each rank knows its rank and the
+/// job's size, and they can all-gather one byte string each. Nothing else of the job's launcher is
+/// used afterwards.
+pub trait Bootstrap {
+    /// This rank, from 0 to `size() - 1`.
+    fn rank(&self) -> usize;
 
-/// The address this rank binds and announces: `LIGHTBEAM_HOST`, else the config's host, else this machine's
-/// host name resolved to an IP address. A host given as a subnet (`10.1.0.0/16`) means this node's address
-/// in that subnet, so one setting serves every node of a job.
-pub(super) fn local_host(config: &MeshConfig) -> Result<String> {
-    if let Some(host) = std::env::var(HOST_ENV).ok().filter(|h| !h.is_empty()).or_else(|| config.host.clone())
-    {
-        return resolve(&host);
-    }
-    let name =
-        hostname::get().map_err(|e| Error::Mesh(format!("cannot read this machine's host name: {e}")))?;
-    resolve(&name.to_string_lossy())
-}
+    /// The number of ranks.
+    fn size(&self) -> usize;
 
-fn resolve(host: &str) -> Result<String> {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(host.to_owned());
-    }
-    if let Some((network, bits)) = host.split_once('/') {
-        return address_in_subnet(host, network, bits);
-    }
-    let address =
-        (host, 0).to_socket_addrs().ok().and_then(|mut addrs| addrs.find(|a| a.is_ipv4())).ok_or_else(
-            || Error::Mesh(format!("host name {host:?} does not resolve to an IPv4 address: set {HOST_ENV}")),
-        )?;
-    Ok(address.ip().to_string())
-}
+    /// Every rank's `mine`, by rank. Collective: every rank calls it, as often as the others. Fails (or
+    /// ends the job, as MPI must) when the ranks have not all joined by `deadline`.
+    fn all_gather(&self, mine: &[u8], deadline: Instant) -> Result<Vec<Vec<u8>>>;
 
-/// This node's IPv4 address in the subnet `network/bits`: the source address the kernel picks for a
-/// destination in the subnet (a UDP `connect` only consults the routing table; it sends nothing).
-fn address_in_subnet(spec: &str, network: &str, bits: &str) -> Result<String> {
-    let invalid = |reason: String| Error::InvalidAddress { addr: spec.to_owned(), reason };
-    let network: std::net::Ipv4Addr =
-        network.parse().map_err(|_| invalid("not an IPv4 subnet such as 10.1.0.0/16".into()))?;
-    let bits: u32 = bits
-        .parse()
-        .ok()
-        .filter(|b| (1..=32).contains(b))
-        .ok_or_else(|| invalid("bad prefix length".into()))?;
-    let mask = u32::MAX << (32 - bits);
-    let probe = std::net::Ipv4Addr::from((u32::from(network) & mask) | (!mask & 1));
-    let local = std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|socket| socket.connect((probe, 9)).and_then(|()| socket.local_addr()))
-        .map_err(|e| invalid(format!("no route to it from this node: {e}")))?;
-    match local.ip() {
-        std::net::IpAddr::V4(ip) if u32::from(ip) & mask == u32::from(network) & mask => Ok(ip.to_string()),
-        other => Err(invalid(format!("this node has no address in it (it would use {other})"))),
+    /// The host name of this rank's node: ranks of one node share it (and a running kernel and a pid
+    /// namespace). By default this machine's host name.
+    fn host_name(&self) -> Result<String> {
+        host::machine_host_name()
     }
-}
-
-/// The endpoint this rank binds.
-pub(super) fn local_endpoint(config: &MeshConfig, rank: usize, host: &str, token: u64) -> Result<Endpoint> {
-    match config.protocol {
-        Protocol::Tcp => {
-            let port = match config.base_port {
-                0 => 0,
-                base => u16::try_from(usize::from(base) + rank).map_err(|_| {
-                    Error::InvalidArgument(format!("base port {base} + rank {rank} is past port 65535"))
-                })?,
-            };
-            Endpoint::with_protocol(host, Protocol::Tcp, port)
-        }
-        Protocol::Ipc => {
-            let path = std::env::temp_dir().join(format!("lightbeam-{token:016x}-{rank}"));
-            Endpoint::with_protocol(&path.to_string_lossy(), Protocol::Ipc, 0)
-        }
-        Protocol::Inproc => {
-            Err(Error::InvalidArgument("a mesh spans processes: use tcp or ipc, not inproc".into()))
-        }
-    }
-}
-
-/// A random job token: rank 0's is shared with every rank.
-pub(super) fn draw_token() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }
 
 /// What each rank tells the others about itself: its node and the endpoints it receives on (its
@@ -154,29 +97,6 @@ pub(super) fn routes(peers: &[Peer], me: usize) -> Vec<Route> {
         .collect()
 }
 
-/// The prefix of the mesh's shared-memory segments (after `lightbeam-`).
-const SEGMENT_PREFIX: &str = "mesh-";
-
-/// The start of the name of every shared-memory segment that rank `rank` of job `token` makes: its
-/// server's (`mesh-<job>-<rank>-<token>`) and its offer word's (`mesh-<job>-<rank>-word-<token>`).
-pub(super) fn segment_prefix(token: u64, rank: usize) -> String {
-    format!("{SEGMENT_PREFIX}{token:016x}-{rank}-")
-}
-
-/// Removes the shared-memory segments of rank `rank` of job `token` whose creator is gone (a killed
-/// rank's, which nothing else removes until the next bootstrap on the node); returns how many. Those of
-/// a live process are left alone.
-pub(super) fn remove_segments_of_dead(token: u64, rank: usize) -> usize {
-    let prefix = segment_prefix(token, rank);
-    match Segment::reclaim_stale_where(|name| name.starts_with(&prefix)) {
-        Ok(removed) => removed,
-        Err(error) => {
-            log::warn!("lightbeam: could not remove the segments of lost rank {rank}: {error}");
-            0
-        }
-    }
-}
-
 /// Binds this rank's shared-memory server, named after the job token and rank, with a channel for each
 /// of the `ranks_here` ranks of its node (itself included), after removing the segments that ranks of
 /// dead jobs left behind on this node. Its rings shrink from 512 KiB as the node's ranks grow past 64,
@@ -219,35 +139,32 @@ fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, Str
     Ok(Peer { node: record.node, pid: record.pid, start: record.start, zeromq, shared_memory: None })
 }
 
-/// Binds this rank's servers and all-gathers every rank's record, in two rounds: the first tells each
-/// rank's node and ZeroMQ endpoint, so that each rank can size its shared-memory server for the ranks of
-/// its node (a channel for each), which the second round tells. Every rank takes part in each round even
-/// when its bind failed, so that all of them learn of the failure instead of waiting.
-pub(super) fn bind_and_gather<C: Communicator>(
-    comm: &C,
-    config: &MeshConfig,
-) -> Result<(Bound, Vec<Peer>, u64)> {
-    let rank = comm.rank() as usize;
+/// Binds this rank's servers and all-gathers every rank's record, in three rounds: the first agrees on
+/// the job token (rank 0's), the second tells each rank's node and ZeroMQ endpoint, so that each rank
+/// can size its shared-memory server for the ranks of its node (a channel for each), which the third
+/// tells. Every rank takes part in each round even when its bind failed, so that all of them learn of
+/// the failure instead of waiting.
+pub(super) fn bind_and_gather(boot: &dyn Bootstrap, config: &MeshConfig) -> Result<(Bound, Vec<Peer>, u64)> {
+    let rank = boot.rank();
     let deadline = Instant::now() + config.timeout;
-    let mut token = [draw_token()];
-    mpi::request::scope(|scope| {
-        let request = comm.process_at_rank(0).immediate_broadcast_into(scope, &mut token[..]);
-        complete_or_abort(comm, request, deadline, "sharing the job token");
-    });
-    let token = token[0];
+    let tokens = boot.all_gather(&draw_token().to_le_bytes(), deadline)?;
+    let token = tokens.first().and_then(|t| <[u8; 8]>::try_from(&t[..]).ok()).map(u64::from_le_bytes);
+    let token = token.ok_or_else(|| Error::Mesh("the bootstrap gathered no job token from rank 0".into()))?;
 
-    let zeromq = local_host(config)
-        .and_then(|host| local_endpoint(config, rank, &host, token))
-        .and_then(|endpoint| ZeroMqServer::bind(&endpoint, &config.options));
-    let announcement: Announcement = match &zeromq {
-        Ok(server) => {
+    let bound = boot.host_name().and_then(|name| {
+        let host = host::local_host(config, &name)?;
+        let endpoint = host::local_endpoint(config, rank, &host, token)?;
+        Ok((NodeId::local(&name), ZeroMqServer::bind(&endpoint, &config.options)?))
+    });
+    let announcement: Announcement = match &bound {
+        Ok((node, server)) => {
             let endpoints = vec![Server::address(server).to_owned()];
             let me = Process::current();
-            Ok(Record { node: NodeId::local(), pid: me.pid, start: me.start, endpoints })
+            Ok(Record { node: node.clone(), pid: me.pid, start: me.start, endpoints })
         }
         Err(err) => Err(err.to_string()),
     };
-    let mut peers = gather(comm, &announcement, deadline, read_announcement)?;
+    let mut peers = gather(boot, &announcement, deadline, read_announcement)?;
 
     let ranks_here = peers.iter().filter(|peer| peer.node == peers[rank].node).count();
     let shared_memory = (config.same_node == Transport::SharedMemory)
@@ -257,11 +174,11 @@ pub(super) fn bind_and_gather<C: Communicator>(
         Some(Ok(server)) => Ok(Some(Server::address(server).to_owned())),
         Some(Err(err)) => Err(err.to_string()),
     };
-    let addresses = gather(comm, &offer, deadline, read_shared_announcement)?;
+    let addresses = gather(boot, &offer, deadline, read_shared_announcement)?;
     for (peer, address) in peers.iter_mut().zip(addresses) {
         peer.shared_memory = address;
     }
-    Ok((Bound { zeromq: zeromq?, shared_memory: shared_memory.transpose()? }, peers, token))
+    Ok((Bound { zeromq: bound?.1, shared_memory: shared_memory.transpose()? }, peers, token))
 }
 
 /// What each rank tells the others in the second round: its shared-memory server's address, none (it
@@ -281,15 +198,16 @@ fn read_shared_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Op
 
 /// All-gathers `mine` from every rank within `deadline` and reads each rank's with `read`; fails naming
 /// every rank whose record says it failed or cannot be read.
-fn gather<C: Communicator, T: serde::Serialize, U>(
-    comm: &C,
+fn gather<T: serde::Serialize, U>(
+    boot: &dyn Bootstrap,
     mine: &T,
     deadline: Instant,
     read: impl Fn(usize, &[u8]) -> std::result::Result<U, String>,
 ) -> Result<Vec<U>> {
     let mut encoded = Vec::new();
     wire::encode_custom(mine, &mut encoded)?;
-    let (read, failures): (Vec<_>, Vec<_>) = all_gather_strings(comm, &encoded, deadline)?
+    let (read, failures): (Vec<_>, Vec<_>) = boot
+        .all_gather(&encoded, deadline)?
         .iter()
         .enumerate()
         .map(|(rank, bytes)| read(rank, bytes))
@@ -305,74 +223,9 @@ fn gather<C: Communicator, T: serde::Serialize, U>(
     Ok(read.into_iter().filter_map(std::result::Result::ok).collect())
 }
 
-/// Waits for an MPI request until `deadline`. Past it the job is aborted: a rank that never joins the
-/// bootstrap cannot be recovered from inside MPI, and ending the job beats every rank waiting forever.
-fn complete_or_abort<'a, C: Communicator, R: ?Sized, S: Scope<'a>>(
-    comm: &C,
-    mut request: Request<'a, R, S>,
-    deadline: Instant,
-    what: &str,
-) {
-    loop {
-        request = match request.test() {
-            Ok(_) => return,
-            Err(pending) => pending,
-        };
-        if Instant::now() >= deadline {
-            eprintln!(
-                "lightbeam: rank {}: mesh bootstrap timed out {what}: a rank did not join Mesh::bootstrap \
-                 within MeshConfig::timeout; aborting the job",
-                comm.rank()
-            );
-            comm.abort(1);
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
-}
-
-/// All-gathers one byte string per rank, within `deadline`.
-fn all_gather_strings<C: Communicator>(comm: &C, mine: &[u8], deadline: Instant) -> Result<Vec<Vec<u8>>> {
-    let size = comm.size() as usize;
-    let my_len = i32::try_from(mine.len()).map_err(|_| Error::Mesh("record too long".into()))?;
-    let mut lengths = vec![0i32; size];
-    mpi::request::scope(|scope| {
-        let request = comm.immediate_all_gather_into(scope, &my_len, &mut lengths[..]);
-        complete_or_abort(comm, request, deadline, "gathering record lengths");
-    });
-    let displacements: Vec<i32> = lengths
-        .iter()
-        .scan(0i32, |offset, &len| {
-            let start = *offset;
-            *offset += len;
-            Some(start)
-        })
-        .collect();
-    let total = lengths.iter().map(|&l| l as usize).sum();
-    let mut gathered = vec![0u8; total];
-    let mut partition = PartitionMut::new(&mut gathered[..], &lengths[..], &displacements[..]);
-    mpi::request::scope(|scope| {
-        let request = comm.immediate_all_gather_varcount_into(scope, mine, &mut partition);
-        complete_or_abort(comm, request, deadline, "gathering records");
-    });
-    Ok(displacements
-        .iter()
-        .zip(&lengths)
-        .map(|(&d, &l)| gathered[d as usize..(d + l) as usize].to_vec())
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_resolve_from_addresses_and_subnets() {
-        assert_eq!(resolve("127.0.0.5").unwrap(), "127.0.0.5");
-        assert_eq!(resolve("127.0.0.0/8").unwrap(), "127.0.0.1");
-        for bad in ["127.0.0.0/40", "nonsense/8", "::1/128"] {
-            assert!(matches!(resolve(bad), Err(Error::InvalidAddress { .. })), "{bad}");
-        }
-    }
 
     fn encoded(announcement: &Announcement) -> Vec<u8> {
         let mut out = Vec::new();
@@ -383,14 +236,14 @@ mod tests {
     #[test]
     fn a_record_is_read_back_checked_and_any_fault_names_its_rank() {
         let record = |endpoints: &[&str]| Record {
-            node: NodeId::local(),
+            node: NodeId::named("here"),
             pid: 7,
             start: 9,
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
         };
         let good = encoded(&Ok(record(&["tcp://127.0.0.1:5555", "ipc:///tmp/lightbeam-x"])));
         let peer = read_announcement(2, &good).unwrap();
-        assert_eq!(peer.node, NodeId::local());
+        assert_eq!(peer.node, NodeId::named("here"));
         assert_eq!(peer.zeromq.to_string(), "tcp://127.0.0.1:5555");
         // The second round's records: an address, none, or a failure naming the rank.
         let shared = |announced: &SharedAnnouncement| {
@@ -410,10 +263,10 @@ mod tests {
         };
         let zeromq_only = read_announcement(0, &good).unwrap();
         let peers = [
-            with_shm(NodeId::local()),
+            with_shm(NodeId::named("here")),
             zeromq_only,
             with_shm(NodeId::named("elsewhere")),
-            with_shm(NodeId::local()),
+            with_shm(NodeId::named("here")),
         ];
         let transports = |me| routes(&peers, me).iter().map(Route::transport).collect::<Vec<_>>();
         let (shm, zmq) = (Transport::SharedMemory, Transport::ZeroMq);

@@ -1,4 +1,4 @@
-//! This rank's inbox: the servers its peers' messages arrive at, and one receive that waits on all of
+//! This rank's arrivals: the servers its peers' messages arrive at, and one receive that waits on all of
 //! them at once without spinning.
 //!
 //! A rank receives through shared memory from peers on its node and through ZeroMQ from the others.
@@ -24,7 +24,7 @@ use crate::transport::{Received, Server, SharedMemoryServer, ZeroMqServer};
 const BRIDGE_SLICE: Duration = Duration::from_millis(50);
 
 /// Where this rank's messages arrive.
-pub(crate) enum Inbox {
+pub(crate) enum Arrivals {
     /// Every peer reaches this rank through ZeroMQ (forced, or no peer shares its node).
     ZeroMq(ZeroMqServer),
     /// Every peer shares this rank's node.
@@ -49,8 +49,8 @@ struct Shared {
     stop: AtomicBool,
 }
 
-impl Inbox {
-    /// The inbox of a rank with `shared_memory` (peers on its node reach it there) and `zeromq` (peers
+impl Arrivals {
+    /// The arrivals of a rank with `shared_memory` (peers on its node reach it there) and `zeromq` (peers
     /// elsewhere reach it there); at least one of them.
     pub(crate) fn new(
         shared_memory: Option<SharedMemoryServer>,

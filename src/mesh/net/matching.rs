@@ -6,10 +6,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::arrivals::Arrivals;
 use super::envelope::{Call, Channel, Envelope, Mismatch};
-use super::inbox::Inbox;
-use super::{Rank, Source, Tag};
 use crate::error::{Error, Result};
+use crate::mesh::{Rank, Source, Tag};
 use crate::transport::Payload;
 
 /// Why a receive ended without a message.
@@ -44,7 +44,7 @@ pub(crate) struct Loss {
 pub(crate) enum Want {
     /// An application message with this tag.
     User(Tag, Source),
-    /// A message of this rank's collective `sequence` (its call recorded with [`Mailbox::begin`]) from
+    /// A message of this rank's collective `sequence` (its call recorded with [`Matching::begin`]) from
     /// the source; `None` takes no data (only checks what has arrived). A message of the sequence that
     /// reports its sender's failure is taken from any rank, with `None` too.
     Collective(u64, Option<Source>),
@@ -61,7 +61,7 @@ const CALLS_REMEMBERED: usize = 64;
 /// once: the ranks are out of step), this rank's recent collective calls, and which rank each rank last
 /// said it was stuck waiting for.
 #[derive(Debug, Default)]
-pub(crate) struct Mailbox {
+pub(crate) struct Matching {
     unexpected: VecDeque<Incoming>,
     rejected: u64,
     /// How many messages of this mesh each rank sent that arrived here, by rank.
@@ -81,7 +81,7 @@ enum Verdict {
     Mismatch(Mismatch),
 }
 
-impl Mailbox {
+impl Matching {
     /// Remembers this rank's call for collective `sequence`, to check messages of that sequence against.
     pub(crate) fn begin(&mut self, sequence: u64, call: Call) {
         if self.calls.len() == CALLS_REMEMBERED {
@@ -92,12 +92,12 @@ impl Mailbox {
 
     /// Returns the first message (queued or arriving within `timeout`) that `want` asks for. Messages
     /// are taken in from the server only while those waiting unasked for hold fewer than `hold_at_most`
-    /// bytes, not counting the messages of the collective `want` asks for (see [`Mailbox::held_bytes`]):
+    /// bytes, not counting the messages of the collective `want` asks for (see [`Matching::held_bytes`]):
     /// a look for notices in the middle of a collective must not drain the server's queue of later calls
     /// into memory (that queue's limit is what holds a fast sender back), and must take in its own.
     pub(crate) fn receive(
         &mut self,
-        server: &Inbox,
+        server: &Arrivals,
         (token, size, rank): (u64, usize, Rank),
         (timeout, hold_at_most): (Duration, usize),
         want: Want,
@@ -193,7 +193,7 @@ impl Mailbox {
     /// dropped (`Ok(None)`), as is nothing arriving in time.
     fn next_message(
         &mut self,
-        server: &Inbox,
+        server: &Arrivals,
         token: u64,
         size: usize,
         timeout: Duration,
@@ -325,15 +325,21 @@ mod tests {
 
     #[test]
     fn a_collective_message_is_judged_by_its_call_before_its_source() {
-        let mut mailbox = Mailbox::default();
+        let mut matching = Matching::default();
         let me = Rank(1);
-        mailbox.begin(5, Call { operation: Operation::Broadcast, root: Some(0) });
+        matching.begin(5, Call { operation: Operation::Broadcast, root: Some(0) });
         let want = |from| Want::Collective(5, Some(from));
         // The call asked for, from the rank asked for: taken; from another rank: kept for a later step,
         // unless it reports a failure.
-        assert_eq!(mailbox.verdict(&message(0, 5, 0, false), want(Source::Rank(Rank(0))), me), Verdict::Take);
-        assert_eq!(mailbox.verdict(&message(2, 5, 0, false), want(Source::Rank(Rank(0))), me), Verdict::Keep);
-        assert_eq!(mailbox.verdict(&message(2, 5, 0, true), want(Source::Rank(Rank(0))), me), Verdict::Take);
+        assert_eq!(
+            matching.verdict(&message(0, 5, 0, false), want(Source::Rank(Rank(0))), me),
+            Verdict::Take
+        );
+        assert_eq!(
+            matching.verdict(&message(2, 5, 0, false), want(Source::Rank(Rank(0))), me),
+            Verdict::Keep
+        );
+        assert_eq!(matching.verdict(&message(2, 5, 0, true), want(Source::Rank(Rank(0))), me), Verdict::Take);
         // Another root, from any rank, even one not asked for, and even when only checking: a mismatch.
         let expected = Verdict::Mismatch(Mismatch {
             sequence: 5,
@@ -342,32 +348,32 @@ mod tests {
             peer: 2,
             peer_call: Call { operation: Operation::Broadcast, root: Some(2) },
         });
-        assert_eq!(mailbox.verdict(&message(2, 5, 2, false), want(Source::Rank(Rank(0))), me), expected);
-        assert_eq!(mailbox.verdict(&message(2, 5, 2, false), Want::Collective(5, None), me), expected);
+        assert_eq!(matching.verdict(&message(2, 5, 2, false), want(Source::Rank(Rank(0))), me), expected);
+        assert_eq!(matching.verdict(&message(2, 5, 2, false), Want::Collective(5, None), me), expected);
         // Only checking: data waits, a failure notice of this collective is taken.
-        assert_eq!(mailbox.verdict(&message(0, 5, 0, false), Want::Collective(5, None), me), Verdict::Keep);
-        assert_eq!(mailbox.verdict(&message(2, 5, 0, true), Want::Collective(5, None), me), Verdict::Take);
+        assert_eq!(matching.verdict(&message(0, 5, 0, false), Want::Collective(5, None), me), Verdict::Keep);
+        assert_eq!(matching.verdict(&message(2, 5, 0, true), Want::Collective(5, None), me), Verdict::Take);
         // A later collective's message waits; a leftover of this one, once past, is dropped, as is one
         // older than every call remembered; application receives leave collective messages alone.
-        assert_eq!(mailbox.verdict(&message(0, 6, 3, false), want(Source::Any), me), Verdict::Keep);
-        assert_eq!(mailbox.verdict(&message(0, 5, 0, false), Want::Collective(6, None), me), Verdict::Drop);
-        assert_eq!(mailbox.verdict(&message(0, 4, 0, false), want(Source::Any), me), Verdict::Drop);
+        assert_eq!(matching.verdict(&message(0, 6, 3, false), want(Source::Any), me), Verdict::Keep);
+        assert_eq!(matching.verdict(&message(0, 5, 0, false), Want::Collective(6, None), me), Verdict::Drop);
+        assert_eq!(matching.verdict(&message(0, 4, 0, false), want(Source::Any), me), Verdict::Drop);
         assert_eq!(
-            mailbox.verdict(&message(0, 5, 2, false), Want::User(Tag(1), Source::Any), me),
+            matching.verdict(&message(0, 5, 2, false), Want::User(Tag(1), Source::Any), me),
             Verdict::Keep
         );
     }
 
     #[test]
     fn the_chain_of_waits_ends_at_the_rank_that_waits_for_nobody() {
-        let mut mailbox = Mailbox::default();
-        assert_eq!(mailbox.end_of_wait_chain(Rank(0)), Rank(0));
+        let mut matching = Matching::default();
+        assert_eq!(matching.end_of_wait_chain(Rank(0)), Rank(0));
         // Rank 3 waits for 0, which says it waits for 1, which says it waits for 2.
-        mailbox.waiting_on.insert(Rank(0), Rank(1));
-        mailbox.waiting_on.insert(Rank(1), Rank(2));
-        assert_eq!(mailbox.end_of_wait_chain(Rank(0)), Rank(2));
+        matching.waiting_on.insert(Rank(0), Rank(1));
+        matching.waiting_on.insert(Rank(1), Rank(2));
+        assert_eq!(matching.end_of_wait_chain(Rank(0)), Rank(2));
         // A cycle ends where it would repeat.
-        mailbox.waiting_on.insert(Rank(2), Rank(0));
-        assert_eq!(mailbox.end_of_wait_chain(Rank(0)), Rank(2));
+        matching.waiting_on.insert(Rank(2), Rank(0));
+        assert_eq!(matching.end_of_wait_chain(Rank(0)), Rank(2));
     }
 }

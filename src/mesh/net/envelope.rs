@@ -8,8 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::Tag;
 use crate::error::Error;
+use crate::mesh::Tag;
 
 /// Which collective a rank called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

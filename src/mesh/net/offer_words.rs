@@ -16,24 +16,24 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::Rank;
 use crate::error::Result;
+use crate::mesh::Rank;
 use crate::shm::{FullPtr, Segment, ShmPtr};
 use crate::sync::lock;
 
 /// A rank's offer words: its own (its segment made at its first offer) and those of the ranks it
 /// copied from, kept mapped.
 #[derive(Default)]
-pub(super) struct CallWords {
+pub(crate) struct OfferWords {
     own: Mutex<Option<FullPtr>>,
     others: Mutex<HashMap<Rank, FullPtr>>,
     last: AtomicU64,
 }
 
 /// An open offer: where its word is and the offer's number. Dropping it closes the offer.
-pub(super) struct Offer {
-    pub(super) at: ShmPtr,
-    pub(super) id: u64,
+pub(crate) struct Offer {
+    pub(crate) at: ShmPtr,
+    pub(crate) id: u64,
     word: FullPtr,
 }
 
@@ -46,18 +46,18 @@ impl Drop for Offer {
 }
 
 /// The name of `rank`'s word segment starts so.
-pub(super) fn prefix(token: u64, rank: Rank) -> String {
-    format!("{}word-", super::bootstrap::segment_prefix(token, rank.0))
+pub(crate) fn prefix(token: u64, rank: Rank) -> String {
+    format!("{}word-", crate::mesh::segments::segment_prefix(token, rank.0))
 }
 
-impl CallWords {
+impl OfferWords {
     /// Opens an offer of `rank`'s, making its word on first use.
-    pub(super) fn open(&self, token: u64, rank: Rank) -> Result<Offer> {
+    pub(crate) fn open(&self, token: u64, rank: Rank) -> Result<Offer> {
         let mut own = lock(&self.own);
         let word = match own.as_ref() {
             Some(word) => word.clone(),
             None => {
-                let name = format!("{}{:016x}", prefix(token, rank), super::bootstrap::draw_token());
+                let name = format!("{}{:016x}", prefix(token, rank), crate::mesh::segments::draw_token());
                 let word = Segment::create(&name, 64 << 10)?.allocate(64)?;
                 own.insert(word).clone()
             }
@@ -69,7 +69,7 @@ impl CallWords {
 
     /// True when `holder`'s offer `id`, whose word is at `at`, is still open. False too when the word
     /// is not `holder`'s (by its segment's name, which starts with `holder_prefix`) or cannot be read.
-    pub(super) fn still_open(&self, holder_prefix: &str, holder: Rank, at: &ShmPtr, id: u64) -> bool {
+    pub(crate) fn still_open(&self, holder_prefix: &str, holder: Rank, at: &ShmPtr, id: u64) -> bool {
         if !at.segment.starts_with(holder_prefix) {
             return false;
         }
@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn an_offer_is_open_until_dropped_and_only_under_its_holder_s_name_and_number() {
-        let (holder, reader) = (CallWords::default(), CallWords::default());
+        let (holder, reader) = (OfferWords::default(), OfferWords::default());
         let token = u64::from(std::process::id()) << 16;
         let (me, other) = (Rank(3), Rank(4));
         let offer = holder.open(token, me).unwrap();

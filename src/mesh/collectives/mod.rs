@@ -1,0 +1,382 @@
+//! Collectives on the mesh, named after rsmpi's: broadcast, scatter, gather and all-to-all, and the
+//! shared broadcast.
+//!
+//! Every rank calls the same collectives in the same order. Each call takes the next sequence number,
+//! and every message it sends carries it, so consecutive collectives never mix data, and a rank that is
+//! one collective behind still gets the right data (early arrivals wait in the mesh's queue).
+//!
+//! Receivers learn sizes from the metadata phase: receive buffers are any [`Buffer`]: a `Vec<u8>` is
+//! resized to what arrives, a `[u8]` slice must be large enough (the return value says how much
+//! arrived). Chunk sizes may differ per rank (MPI's `v` variants: scatterv, gatherv, alltoallv) with no
+//! extra call. [`plan`] says which algorithm each call takes.
+//!
+//! Each collective is a function of its call's [`Exchange`] (which sends, forwards and receives the
+//! call's messages and reports its faults), the mesh's [`Plan`], and the caller's buffers: `broadcast`,
+//! `scatter_gather`, `all_to_all`, `by_node` (across nodes), `read_in_place` (single copies on one node)
+//! and `shared_broadcast`. Their messages are the [`protocol`]'s.
+//!
+//! When a rank finds a bad argument (a chunk count that does not match the rank count), it returns an
+//! error naming the problem and tells the ranks waiting on it, which fail at once with that reason
+//! ([`Error::PeerFailed`](crate::Error::PeerFailed)) instead of at their deadline.
+//!
+//! # Mismatched calls
+//! Every message of a collective carries its sequence number and its sender's call: the operation and
+//! the root (sizes need no check of their own: a broadcast's total travels with each piece and is
+//! checked against the receive buffer; chunk counts are checked against the rank count before anything
+//! is sent). A rank compares the call of every message of its current or a recent sequence number with
+//! its own call before it uses any data (a broadcast's non-root takes its first piece from any rank, so
+//! a rank that thinks it is the root is caught there too). On a difference it fails at once with
+//! [`Error::CollectiveMismatch`](crate::Error::CollectiveMismatch), naming both calls, and tells every
+//! rank; from then on every collective of every rank fails at once with that error (the ranks are out
+//! of step; point to point still works). No rank returns success with data of another call.
+//!
+//! What is and is not caught:
+//! - A message of another call that reaches a rank is caught, at once if the rank waits in that
+//!   collective, else at its next collective (in either case every rank is told).
+//! - A rank that only sends in a call (a broadcast or scatter root, a gather non-root) may return
+//!   success before anyone finds the mismatch; its result is its own data, and its next collective
+//!   fails.
+//! - A skipped collective is caught when the skipping rank's next call differs from the skipped one and
+//!   their messages meet. It is not caught when the next call is alike (two broadcasts from one root:
+//!   the skipping rank takes the first one's data, as in MPI, where calls match by their order), nor
+//!   when no message of another call reaches any rank: then ranks wait, and the deadline below applies,
+//!   naming the rank waited for as lost although it may be alive but out of step.
+//!
+//! # Deadline
+//! Every wait of a collective, for a message to arrive or for room to queue one, ends at its deadline:
+//! [`MeshConfig::timeout`](super::MeshConfig::timeout) after the rank's last progress in the collective
+//! (its start, or the last message it received or queued in it). So a collective that keeps moving
+//! never fails however long it runs, and one that stalls fails one deadline after it stalled. A send
+//! that can be queued at once just is; one that cannot waits for room and looks meanwhile, without
+//! waiting, for news that ends the collective, as a receive does: a mismatch, a lost rank, a rank's
+//! failure notice. (It takes in the messages of later calls only while those it holds unread stay
+//! under a bound, so that looking does not undo the queue limit that holds a fast sender back.) A rank
+//! past the deadline tells every rank which rank it waits for, listens a fifth of the deadline (at most
+//! 200 ms) for news of a loss, then takes the rank at the end of the chain of waits as lost
+//! ([`Error::PeerLost`](crate::Error::PeerLost)) and tells every rank, whose collectives fail at once.
+//! So every waiting rank, in a receive or in a send, fails within the deadline plus a grace of at most
+//! 0.2 s + 0.25 s per other rank, and with the mismatch or the failure notice itself when one was sent,
+//! even when the ranks that sent it exit at once.
+
+#![forbid(unsafe_code)]
+
+mod all_to_all;
+mod broadcast;
+mod by_node;
+pub(crate) mod plan;
+pub(crate) mod protocol;
+mod read_in_place;
+mod scatter_gather;
+mod shared_broadcast;
+
+use std::fmt;
+
+use super::net::envelope::Operation;
+use super::net::exchange::Exchange;
+use super::{Mesh, Rank};
+use crate::error::{Error, Result};
+use crate::shm::SharedBytes;
+use crate::transport::Payload;
+#[doc(hidden)]
+pub use protocol::decode_for_fuzzing;
+
+/// The default size from which broadcasts use the pipelined chain; smaller ones use the binomial tree.
+pub const PIPELINE_THRESHOLD: usize = 256 << 10;
+/// The default piece size of the pipelined chain.
+pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// A receive buffer of a collective: a `Vec<u8>` grows or shrinks to fit, a slice must be large enough.
+pub trait Buffer {
+    /// The bytes to send, where this rank sends from this buffer (the broadcast root).
+    fn bytes(&self) -> &[u8];
+    /// Room for `len` arriving bytes, or `None` when the buffer cannot hold them.
+    fn room(&mut self, len: usize) -> Option<&mut [u8]>;
+    /// How many bytes the buffer holds now, for error messages.
+    fn capacity(&self) -> usize;
+}
+
+impl Buffer for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.resize(len, 0);
+        Some(self)
+    }
+    fn capacity(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Buffer for [u8] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.get_mut(..len)
+    }
+    fn capacity(&self) -> usize {
+        self.len()
+    }
+}
+
+/// How a broadcast moves its data; the module [`plan`] says when each runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BroadcastAlgorithm {
+    /// log2(n) rounds, each rank forwarding the whole message to its subtrees.
+    BinomialTree,
+    /// A pipelined chain in pieces of [`MeshConfig::chunk_size`](super::MeshConfig::chunk_size): the
+    /// root, the rest of its node, and each other node's leader, which also starts a chain through its
+    /// own node.
+    PipelinedChain,
+    /// Every rank of the node copies the root's buffer straight from the root's memory, all at once,
+    /// one copy each; the root returns once each has.
+    ReadFromRoot,
+    /// The root sends the whole message to every rank itself: small messages on one node, where each
+    /// send only writes into a queue and one hop beats the tree's log2(n).
+    FanOut,
+}
+
+impl fmt::Display for BroadcastAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BinomialTree => "binomial tree",
+            Self::PipelinedChain => "pipelined chain",
+            Self::ReadFromRoot => "every rank reads from the root",
+            Self::FanOut => "the root sends to every rank",
+        })
+    }
+}
+
+/// Where received bytes land: the caller's buffer (and progress callback), a chunk's vector, or a
+/// shared broadcast's memory file.
+pub(crate) trait Land {
+    /// Room for the whole message of `total` bytes, or `None` when the buffer cannot hold it.
+    fn room(&mut self, total: usize) -> Option<&mut [u8]>;
+    /// Notes that `done` of the `total` bytes are in.
+    fn progressed(&mut self, done: usize, total: usize);
+    /// Copies `piece` to `offset` of the message (when the buffer holds it) and notes the progress.
+    fn put(&mut self, total: usize, offset: usize, piece: &[u8]) {
+        if let Some(room) = self.room(total) {
+            room[offset..offset + piece.len()].copy_from_slice(piece);
+        }
+        self.progressed(offset + piece.len(), total);
+    }
+}
+
+/// A received chunk lands in a vector, sized to it.
+impl Land for Vec<u8> {
+    fn room(&mut self, total: usize) -> Option<&mut [u8]> {
+        self.resize(total, 0);
+        Some(self)
+    }
+
+    fn progressed(&mut self, _done: usize, _total: usize) {}
+}
+
+/// The caller's buffer and progress callback, and whether the buffer held the message.
+struct Landing<'b, B: ?Sized, P> {
+    buffer: &'b mut B,
+    progress: P,
+    fits: bool,
+}
+
+impl<'b, B: Buffer + ?Sized, P: FnMut(usize, usize)> Landing<'b, B, P> {
+    fn new(buffer: &'b mut B, progress: P) -> Self {
+        Self { buffer, progress, fits: true }
+    }
+
+    /// `total`, when the buffer held the message; else the error saying it did not.
+    fn fitted(self, what: &str, total: usize) -> Result<usize> {
+        match self.fits {
+            true => Ok(total),
+            false => Err(too_small(what, total, self.buffer.capacity())),
+        }
+    }
+}
+
+impl<B: Buffer + ?Sized, P: FnMut(usize, usize)> Land for Landing<'_, B, P> {
+    fn room(&mut self, total: usize) -> Option<&mut [u8]> {
+        // A Vec is resized on the first piece only; a slice either holds the whole message or nothing.
+        let room = self.buffer.room(total);
+        self.fits &= room.is_some();
+        room
+    }
+
+    fn progressed(&mut self, done: usize, total: usize) {
+        (self.progress)(done, total);
+    }
+}
+
+/// The pieces `data` is cut into: at least one, so that 0 bytes still make a message.
+fn pieces(data: &[u8], chunk_size: usize) -> impl Iterator<Item = (usize, &[u8])> {
+    let chunk_size = chunk_size.max(1);
+    let count = data.len().div_ceil(chunk_size).max(1);
+    (0..count).map(move |i| {
+        let start = i * chunk_size;
+        (start, &data[start..data.len().min(start + chunk_size)])
+    })
+}
+
+/// Makes `vec` a copy of `data`, reusing its allocation: collectives called in a loop with the same
+/// output vectors allocate (and page in) their memory once.
+fn refill(vec: &mut Vec<u8>, data: &[u8]) {
+    vec.clear();
+    vec.extend_from_slice(data);
+}
+
+/// Puts a received chunk into `slot`: the buffer the transport received it into moves in (the
+/// same-node transport's, no copy), or the bytes are copied (a ZeroMQ frame); no payload is 0 bytes.
+fn land_payload(slot: &mut Vec<u8>, chunk: Option<Payload>) {
+    match chunk.map(Payload::into_vec) {
+        Some(Ok(buffer)) => *slot = buffer,
+        Some(Err(frame)) => refill(slot, &frame),
+        None => slot.clear(),
+    }
+}
+
+/// Copies `data` into `buffer` (sized to it), or says that it does not fit.
+fn fill<B: Buffer + ?Sized>(what: &str, buffer: &mut B, data: &[u8]) -> Result<usize> {
+    let capacity = buffer.capacity();
+    let room = buffer.room(data.len()).ok_or_else(|| too_small(what, data.len(), capacity))?;
+    room.copy_from_slice(data);
+    Ok(data.len())
+}
+
+fn too_small(what: &str, needed: usize, capacity: usize) -> Error {
+    Error::InvalidArgument(format!("{what}: {needed} bytes arrive but the receive buffer holds {capacity}"))
+}
+
+fn wrong_chunk_count(what: &str, given: usize, ranks: usize) -> Error {
+    Error::InvalidArgument(format!("{what}: {given} chunks given for {ranks} ranks (one per rank)"))
+}
+
+/// Fails when `root` is not a rank of the mesh or is this rank (which must call `root_call`).
+fn check_not_root(x: &Exchange<'_>, root: Rank, call: &str, root_call: &str) -> Result<()> {
+    x.check_rank(root)?;
+    if root == x.rank() {
+        return Err(Error::InvalidArgument(format!("{call} on the root itself: the root calls {root_call}")));
+    }
+    Ok(())
+}
+
+/// The largest of `chunks`, in bytes.
+fn largest(chunks: &[&[u8]]) -> usize {
+    chunks.iter().map(|c| c.len()).max().unwrap_or(0)
+}
+
+impl Mesh {
+    /// The algorithm a broadcast of `len` bytes from this rank takes.
+    pub fn broadcast_algorithm(&self, len: usize) -> BroadcastAlgorithm {
+        self.plan.broadcast(len)
+    }
+
+    /// Broadcasts the root's `buffer` to every rank; returns the number of bytes broadcast.
+    ///
+    /// On other ranks a `Vec<u8>` takes the root's length; a slice must hold it.
+    pub fn broadcast_into<B: Buffer + ?Sized>(&self, root: Rank, buffer: &mut B) -> Result<usize> {
+        self.broadcast_with_progress(root, buffer, |_, _| {})
+    }
+
+    /// As [`Mesh::broadcast_into`], calling `progress(bytes_done, total)` as pieces arrive (on the
+    /// root: as they are sent).
+    pub fn broadcast_with_progress<B: Buffer + ?Sized>(
+        &self,
+        root: Rank,
+        buffer: &mut B,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<usize> {
+        let x = self.begin_collective("broadcast", Operation::Broadcast, Some(root))?;
+        x.check_rank(root)?;
+        match root == self.rank {
+            true => broadcast::from_root(&x, &self.plan, buffer.bytes(), progress),
+            false => {
+                let mut landing = Landing::new(buffer, progress);
+                let total = broadcast::relay(&x, &self.plan, root, &mut landing)?;
+                landing.fitted("broadcast", total)
+            }
+        }
+    }
+
+    /// The root's side of a scatter: rank r receives `chunks[r]` (sizes may differ); the root's own
+    /// chunk lands in `buffer`. Returns the size of the root's chunk.
+    pub fn scatter_into_root<B: Buffer + ?Sized>(&self, chunks: &[&[u8]], buffer: &mut B) -> Result<usize> {
+        let x = self.begin_collective("scatter", Operation::Scatter, Some(self.rank))?;
+        scatter_gather::scatter_from_root(&x, &self.plan, chunks)?;
+        fill("scatter", buffer, chunks[self.rank.0])
+    }
+
+    /// A non-root's side of a scatter: receives this rank's chunk from `root` into `buffer`; returns
+    /// its size.
+    pub fn scatter_into<B: Buffer + ?Sized>(&self, root: Rank, buffer: &mut B) -> Result<usize> {
+        let x = self.begin_collective("scatter", Operation::Scatter, Some(root))?;
+        check_not_root(&x, root, "scatter_into", "scatter_into_root")?;
+        scatter_gather::scatter_to(&x, &self.plan, root, buffer)
+    }
+
+    /// A non-root's side of a gather: sends `data` to `root`.
+    pub fn gather_into(&self, root: Rank, data: &[u8]) -> Result<()> {
+        let x = self.begin_collective("gather", Operation::Gather, Some(root))?;
+        check_not_root(&x, root, "gather_into", "gather_into_root")?;
+        scatter_gather::gather_from(&x, &self.plan, root, data)
+    }
+
+    /// The root's side of a gather: `gathered[r]` becomes rank r's data (sizes may differ), the root's
+    /// own from `data`. Returns the total bytes gathered.
+    pub fn gather_into_root(&self, data: &[u8], gathered: &mut Vec<Vec<u8>>) -> Result<usize> {
+        let x = self.begin_collective("gather", Operation::Gather, Some(self.rank))?;
+        gathered.resize_with(self.size(), Vec::new);
+        refill(&mut gathered[self.rank.0], data);
+        scatter_gather::gather_to_root(&x, &self.plan, gathered)?;
+        Ok(gathered.iter().map(Vec::len).sum())
+    }
+
+    /// All-to-all: this rank sends `chunks[r]` to rank r and `received[r]` becomes what rank r sent it
+    /// (sizes may differ: alltoallv). Returns the total bytes received.
+    pub fn all_to_all_into(&self, chunks: &[&[u8]], received: &mut Vec<Vec<u8>>) -> Result<usize> {
+        let x = self.begin_collective("all_to_all", Operation::AllToAll, None)?;
+        all_to_all::exchange(&x, &self.plan, chunks, received)?;
+        Ok(received.iter().map(Vec::len).sum())
+    }
+
+    /// The root's side of [`Mesh::broadcast_shared`]: every other rank gets a read-only view of `data`,
+    /// one copy per node (on this node, `data` itself). Returns once the root's node's ranks opened it.
+    pub fn broadcast_shared_root(&self, data: &SharedBytes) -> Result<()> {
+        let operation = Operation::SharedBroadcast;
+        let x = self.begin_collective("broadcast_shared", operation, Some(self.rank))?;
+        shared_broadcast::from_root(&x, &self.plan, data)
+    }
+
+    /// Receives the root's [`Mesh::broadcast_shared_root`]: a read-only view of one copy of the data
+    /// per node, shared by every rank of the node (each holds a mapping, not a copy). The view stays
+    /// valid and unchanged while it is held, also after the mesh is gone; the node's copy is freed
+    /// when its last holder drops it or ends.
+    ///
+    /// Use it for data every rank reads and none changes (a lookup table, model weights, a mesh): the
+    /// node holds it once instead of once per rank, and the ranks of a node other than its leader open
+    /// it without a copy, whatever its size (reading each page the first time then costs a page-table
+    /// fault). A rank that may not open another process's files, or whose mesh allows no single copies
+    /// ([`MeshConfig::single_copy`](super::MeshConfig::single_copy)), gets the bytes sent and holds a
+    /// copy of its own. Use [`Mesh::broadcast_into`] when each rank needs its own copy to change, or
+    /// for small data, where the memory file costs more than the copy.
+    pub fn broadcast_shared(&self, root: Rank) -> Result<SharedBytes> {
+        let operation = Operation::SharedBroadcast;
+        let x = self.begin_collective("broadcast_shared", operation, Some(root))?;
+        check_not_root(&x, root, "broadcast_shared", "broadcast_shared_root")?;
+        shared_broadcast::to(&x, &self.plan, root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_data_and_empty_data_is_one_piece() {
+        assert_eq!(pieces(&[], CHUNK_SIZE).count(), 1);
+        let data = vec![0u8; 2 * CHUNK_SIZE + 3];
+        let offsets: Vec<_> = pieces(&data, CHUNK_SIZE).map(|(o, p)| (o, p.len())).collect();
+        assert_eq!(offsets, [(0, CHUNK_SIZE), (CHUNK_SIZE, CHUNK_SIZE), (2 * CHUNK_SIZE, 3)]);
+    }
+}

@@ -1,0 +1,248 @@
+//! Which algorithm each collective takes: every threshold and every choice in one place, made from the
+//! topology and the [`MeshConfig`] alone, so that the ranks that must agree on a choice make it alike.
+//!
+//! - **Broadcast** (the root chooses; its choice travels with the data, so the others need not agree):
+//!   on one node, every rank reached through shared memory, a message below the single-copy size fans
+//!   out from the root (each send only writes into a ring, and one hop beats the tree's log2 n), and a
+//!   larger one is read by every rank straight from the root's buffer. Otherwise a binomial tree below
+//!   the pipeline threshold and a pipelined chain from there on.
+//! - **Scatter and gather** go by node when the ranks span several nodes and some node holds several
+//!   (one message per node crosses the network). On one node, chunks from the single-copy size on (a
+//!   gather's from [`GATHER_IN_PLACE_FROM`]) are read in place; otherwise each chunk is sent whole, a
+//!   scatter's root copying large chunks into their messages on several threads.
+//! - **All-to-all**: on one node, chunks from the single-copy size on are read in place; otherwise a
+//!   pairwise exchange.
+//!
+//! Reads in place need single copies allowed ([`MeshConfig::single_copy`]) and stop, for the rest of
+//! the mesh's life, once a reader of this rank's was refused a copy by the kernel: the bytes are then
+//! sent, once per rank instead of once per node.
+//! docs/BENCHMARKS.md has the measurements behind each threshold.
+
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::mesh::config::MeshConfig;
+use crate::mesh::net::link::Route;
+use crate::mesh::topology::{Node, Topology};
+use crate::transport::Transport;
+
+use super::BroadcastAlgorithm;
+
+/// A gather's chunk is read in place by the root from this size on: below it the root taking the
+/// chunks in one by one is as fast as reading them on several threads.
+pub(crate) const GATHER_IN_PLACE_FROM: usize = 256 << 10;
+
+/// A scatter whose largest chunk is at least this large copies its chunks into messages on several
+/// threads: below it waking the threads costs more than the copies.
+pub(crate) const PARALLEL_SCATTER_FROM: usize = 64 << 10;
+
+/// How a scatter or a gather moves its chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spread {
+    /// Through each other node's leader, one message per node.
+    ByNode,
+    /// Each chunk read in place by the rank it is for (a gather: by the root).
+    ReadInPlace,
+    /// Each chunk sent whole to the rank it is for.
+    Direct,
+}
+
+/// How an all-to-all moves its chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Swap {
+    /// Every rank reads its chunks in place from every other rank's buffers, all at once.
+    ReadInPlace,
+    /// In step s rank r sends to r + s and receives from r - s.
+    Pairwise,
+}
+
+/// The algorithm choices of one mesh.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pipeline_threshold: usize,
+    chunk_size: usize,
+    single_copy_from: usize,
+    single_copy: bool,
+    /// The whole mesh on one node, every rank reached through shared memory.
+    one_node_shared: bool,
+    /// Scatters and gathers go by node.
+    by_node: bool,
+    /// A rank was refused a copy from this rank's memory: reads in place stop.
+    readers_refused: AtomicBool,
+}
+
+impl Plan {
+    /// The plan of a mesh formed with `config` over `topology`, reaching each rank by `routes`.
+    pub(crate) fn new(config: &MeshConfig, topology: &Topology, routes: &[Route]) -> Self {
+        let size = routes.len();
+        let nodes = topology.node_count();
+        let most = (0..nodes).filter_map(|n| topology.ranks_on(Node(n))).map(<[_]>::len).max();
+        Self {
+            pipeline_threshold: config.pipeline_threshold,
+            chunk_size: config.chunk_size.max(1),
+            single_copy_from: config.single_copy_from,
+            single_copy: config.single_copy,
+            one_node_shared: size > 1
+                && nodes == 1
+                && routes.iter().all(|route| route.transport() == Transport::SharedMemory),
+            // A node's chunks must fit the bulks of one message (every rank sets `max_bulks` alike).
+            by_node: nodes > 1 && nodes < size && most.is_some_and(|most| most < config.options.max_bulks),
+            readers_refused: AtomicBool::new(false),
+        }
+    }
+
+    /// The piece size of chains and of bytes sent in pieces.
+    pub(crate) fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// Whether this rank may copy from other ranks' memory at all.
+    pub(crate) fn single_copy(&self) -> bool {
+        self.single_copy
+    }
+
+    /// Whether the root of a broadcast may send the whole message to every rank itself.
+    pub(crate) fn fans_out(&self) -> bool {
+        self.one_node_shared
+    }
+
+    /// The algorithm of a broadcast of `len` bytes from this rank.
+    pub(crate) fn broadcast(&self, len: usize) -> BroadcastAlgorithm {
+        let single_copy_from = self.single_copy_from.min(self.pipeline_threshold);
+        if len < single_copy_from && self.one_node_shared {
+            BroadcastAlgorithm::FanOut
+        } else if len >= single_copy_from && self.reads_in_place() {
+            BroadcastAlgorithm::ReadFromRoot
+        } else if len < self.pipeline_threshold {
+            BroadcastAlgorithm::BinomialTree
+        } else {
+            BroadcastAlgorithm::PipelinedChain
+        }
+    }
+
+    /// How a scatter whose largest chunk holds `largest` bytes moves from this rank as its root. (Its
+    /// other ranks take whatever comes, but must know whether it goes by node: [`Plan::by_node`].)
+    pub(crate) fn scatter(&self, largest: usize) -> Spread {
+        if self.by_node {
+            Spread::ByNode
+        } else if largest >= self.single_copy_from && self.reads_in_place() {
+            Spread::ReadInPlace
+        } else {
+            Spread::Direct
+        }
+    }
+
+    /// How this rank's chunk of `len` bytes reaches a gather's root.
+    pub(crate) fn gather(&self, len: usize) -> Spread {
+        if self.by_node {
+            Spread::ByNode
+        } else if len >= GATHER_IN_PLACE_FROM.max(self.single_copy_from) && self.reads_in_place() {
+            Spread::ReadInPlace
+        } else {
+            Spread::Direct
+        }
+    }
+
+    /// Whether scatters and gathers go by node: every rank decides the same from the topology alone.
+    pub(crate) fn by_node(&self) -> bool {
+        self.by_node
+    }
+
+    /// Whether a scatter's root copies chunks into their messages on several threads.
+    pub(crate) fn parallel_scatter(&self, largest: usize) -> bool {
+        largest >= PARALLEL_SCATTER_FROM
+    }
+
+    /// How an all-to-all whose largest chunk from this rank holds `largest` bytes moves.
+    pub(crate) fn all_to_all(&self, largest: usize) -> Swap {
+        match largest >= self.single_copy_from && self.reads_in_place() {
+            true => Swap::ReadInPlace,
+            false => Swap::Pairwise,
+        }
+    }
+
+    /// Notes that `askers` asked for bytes instead of copying (the kernel refuses them copies): this
+    /// rank's later collectives send instead of offering reads.
+    pub(crate) fn note_refusals(&self, askers: &[crate::mesh::Rank]) {
+        if !askers.is_empty() {
+            self.readers_refused.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn reads_in_place(&self) -> bool {
+        self.single_copy && self.one_node_shared && !self.readers_refused.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::topology::NodeId;
+    use crate::transport::Endpoint;
+
+    /// A plan for ranks on `nodes` (rank r on node `nodes[r]`), every rank of this rank's node
+    /// reached through shared memory unless `zeromq`.
+    fn plan(nodes: &[usize], config: MeshConfig, zeromq: bool) -> Plan {
+        let ids: Vec<NodeId> = nodes.iter().map(|n| NodeId::named(&format!("node-{n}"))).collect();
+        let topology = Topology::new(&ids);
+        let endpoint = Endpoint::parse("tcp://127.0.0.1:1").unwrap();
+        let routes: Vec<Route> = nodes
+            .iter()
+            .map(|&n| match n == nodes[0] && !zeromq {
+                true => Route::SharedMemory("shm://x".into()),
+                false => Route::ZeroMq(endpoint.clone()),
+            })
+            .collect();
+        Plan::new(&config, &topology, &routes)
+    }
+
+    #[test]
+    fn a_broadcast_on_one_node_fans_out_small_and_is_read_large() {
+        let config = MeshConfig::default().with_single_copy(true);
+        let one_node = plan(&[0, 0, 0, 0], config.clone(), false);
+        assert_eq!(one_node.broadcast(8), BroadcastAlgorithm::FanOut);
+        assert_eq!(one_node.broadcast(config.single_copy_from - 1), BroadcastAlgorithm::FanOut);
+        assert_eq!(one_node.broadcast(config.single_copy_from), BroadcastAlgorithm::ReadFromRoot);
+        assert_eq!(one_node.broadcast(64 << 20), BroadcastAlgorithm::ReadFromRoot);
+        // Once a reader is refused a copy, large broadcasts take the chain, as without single copies.
+        one_node.note_refusals(&[crate::mesh::Rank(2)]);
+        assert_eq!(one_node.broadcast(64 << 20), BroadcastAlgorithm::PipelinedChain);
+        let no_copies = plan(&[0, 0, 0, 0], config.clone().with_single_copy(false), false);
+        assert_eq!(no_copies.broadcast(config.pipeline_threshold - 1), BroadcastAlgorithm::BinomialTree);
+        assert_eq!(no_copies.broadcast(8), BroadcastAlgorithm::FanOut);
+        // Over ZeroMQ, or across nodes: the tree, then the chain.
+        for plan in [plan(&[0, 0, 0], config.clone(), true), plan(&[0, 1, 1], config.clone(), false)] {
+            assert_eq!(plan.broadcast(8), BroadcastAlgorithm::BinomialTree);
+            assert_eq!(plan.broadcast(config.pipeline_threshold), BroadcastAlgorithm::PipelinedChain);
+        }
+        // One rank alone never fans out.
+        assert_eq!(plan(&[0], config, false).broadcast(8), BroadcastAlgorithm::BinomialTree);
+    }
+
+    #[test]
+    fn chunks_go_by_node_across_nodes_and_are_read_in_place_on_one() {
+        let config = MeshConfig::default().with_single_copy(true);
+        let from = config.single_copy_from;
+        let by_node = plan(&[0, 0, 1, 1], config.clone(), false);
+        assert!(by_node.by_node());
+        assert_eq!((by_node.scatter(from), by_node.gather(8)), (Spread::ByNode, Spread::ByNode));
+        assert_eq!(by_node.all_to_all(from), Swap::Pairwise);
+        // One rank per node gains nothing from leaders.
+        let spread = plan(&[0, 1, 2], config.clone(), false);
+        assert!(!spread.by_node());
+        assert_eq!(spread.scatter(from), Spread::Direct);
+        let one_node = plan(&[0, 0, 0], config.clone(), false);
+        assert_eq!(one_node.scatter(from - 1), Spread::Direct);
+        assert_eq!(one_node.scatter(from), Spread::ReadInPlace);
+        assert_eq!(one_node.gather(from), Spread::Direct);
+        assert_eq!(one_node.gather(GATHER_IN_PLACE_FROM), Spread::ReadInPlace);
+        assert_eq!(one_node.all_to_all(from), Swap::ReadInPlace);
+        assert!(one_node.parallel_scatter(PARALLEL_SCATTER_FROM) && !one_node.parallel_scatter(8));
+        // A configured single-copy size moves every threshold that follows it.
+        let later = plan(&[0, 0, 0], config.with_single_copy_from(1 << 20), false);
+        assert_eq!(later.scatter(512 << 10), Spread::Direct);
+        assert_eq!(later.gather(512 << 10), Spread::Direct);
+        assert_eq!(later.all_to_all(1 << 20), Swap::ReadInPlace);
+    }
+}

@@ -1,0 +1,213 @@
+//! Moving the mesh's messages: a link to each peer ([`link`]), the servers this rank's messages arrive
+//! at ([`arrivals`]), matching what arrives to what a receive asks for ([`matching`]), what every
+//! message carries ([`envelope`]), and one collective call's view of all that ([`exchange`]).
+//!
+//! The methods here are the mesh's messaging core: point to point and the exchange use them, the
+//! collectives never do.
+
+#![forbid(unsafe_code)]
+
+pub(crate) mod arrivals;
+pub(crate) mod envelope;
+pub(crate) mod exchange;
+pub(crate) mod link;
+pub(crate) mod matching;
+pub(crate) mod offer_words;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use self::envelope::{Channel, Envelope};
+use self::exchange::LOOKAHEAD_BYTES;
+use self::link::Link;
+use self::matching::{Incoming, Matching, Receive, Want};
+use super::fault::peer_failed;
+use super::{Mesh, Rank, Source};
+use crate::bulk::Bulk;
+use crate::error::{Error, Result};
+use crate::meta::LbmMeta;
+use crate::transport::shm::Watch;
+use crate::transport::Options;
+
+impl Mesh {
+    /// The link to `to`, made on first use.
+    pub(crate) fn link(&self, to: Rank) -> Result<Arc<Link>> {
+        self.check_rank(to)?;
+        let mut links = crate::sync::lock(&self.links);
+        if let Some(link) = &links[to.0] {
+            return Ok(Arc::clone(link));
+        }
+        // A send waits no longer than a receive would.
+        let send_timeout =
+            self.config.options.send_timeout.map_or(self.config.timeout, |t| t.min(self.config.timeout));
+        let options = Options { send_timeout: Some(send_timeout), ..self.config.options.clone() };
+        let link = Arc::new(Link::connect(&self.routes[to.0], &options, self.config.shm_options())?);
+        links[to.0] = Some(Arc::clone(&link));
+        Ok(link)
+    }
+
+    pub(crate) fn envelope(&self, channel: Channel, failed: bool) -> Envelope {
+        Envelope { token: self.token, source: self.rank.0 as u32, channel: Some(channel), failed }
+    }
+
+    pub(crate) fn send_bulks(&self, to: Rank, channel: Channel, bulks: Vec<Bulk<'_>>) -> Result<()> {
+        let link = self.link(to)?;
+        let mut meta = LbmMeta::new(self.envelope(channel, false));
+        meta.bulks = bulks;
+        // While the peer has not taken the message, take in this rank's own: the peer may be sending
+        // to this rank at the same time. What goes wrong there is for the next receive to report.
+        let mut take_in = || Ok(self.take_in_while_sending(None).unwrap_or(true));
+        let sent = link.send(&meta, None, self.watch(&mut take_in));
+        self.tell_untold();
+        sent.map(drop).map_err(|e| self.send_failed(e, to))
+    }
+
+    /// A watch on this rank's shared-memory server (if it has one) that runs `take_in` when it rings.
+    pub(crate) fn watch<'w>(&'w self, take_in: &'w mut dyn FnMut() -> Result<bool>) -> Option<Watch<'w>> {
+        self.arrivals.shared_memory().map(|server| server.watch(take_in))
+    }
+
+    /// Takes in, without waiting, what has arrived for this rank, while the messages of later calls
+    /// waiting unasked for hold fewer than [`LOOKAHEAD_BYTES`]: what a send does while its peer
+    /// has not taken its message (in collective `sequence`, failing on news that ends it). When another
+    /// thread holds the matching, does nothing: that thread takes the messages in.
+    ///
+    /// It runs inside a link's send, so it must not send itself (the link is busy): a mismatch it finds
+    /// is told to the other ranks by [`Mesh::tell_untold`] once the send returned. Returns whether it
+    /// looked (false when another thread held the matching).
+    pub(crate) fn take_in_while_sending(&self, collective: Option<(u64, &'static str)>) -> Result<bool> {
+        let mut matching = match self.matching.try_lock() {
+            Ok(matching) => matching,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+        };
+        match collective {
+            Some((sequence, op)) => self.look_for_news(&mut matching, sequence, op, LOOKAHEAD_BYTES),
+            // A point-to-point send takes in whatever came: the peer may send this rank many large
+            // messages before it receives, as it may over ZeroMQ (which queues them).
+            None => self.take(&mut matching, (Duration::ZERO, usize::MAX), Want::Notices, "send").map(drop),
+        }
+        .map(|()| true)
+    }
+
+    /// Receives from the matching what `want` asks for, within the timeout of `intake` (taking in messages
+    /// from the server while those waiting unasked for hold fewer bytes than its second part: see
+    /// [`Matching::receive`]). A mismatch this rank finds is kept for [`Mesh::tell_untold`], which the
+    /// caller runs once it let the matching go (and, inside a send, once the send returned).
+    pub(crate) fn take(
+        &self,
+        matching: &mut Matching,
+        intake: (Duration, usize),
+        want: Want,
+        op: &'static str,
+    ) -> Result<Option<Incoming>> {
+        let identity = (self.token, self.size(), self.rank);
+        matching.receive(&self.arrivals, identity, intake, want).map_err(|failure| match failure {
+            Receive::Failed(error) => error,
+            Receive::Lost(loss) => self.lost_error(loss, op),
+            Receive::OutOfStep(mismatch, found_here) => {
+                if found_here {
+                    crate::sync::lock(&self.untold).push(mismatch);
+                }
+                mismatch.into()
+            }
+        })
+    }
+
+    /// Locks the matching and [`take`](Mesh::take)s from it; then, with the matching let go (telling may
+    /// wait for a send), tells every other rank of a mismatch found.
+    pub(crate) fn take_and_tell(
+        &self,
+        intake: (Duration, usize),
+        want: Want,
+        op: &'static str,
+    ) -> Result<Option<Incoming>> {
+        let mut matching = crate::sync::lock(&self.matching);
+        let taken = self.take(&mut matching, intake, want, op);
+        drop(matching);
+        self.tell_untold();
+        taken
+    }
+
+    /// Receives the next message `want` asks for (from `from`) within `timeout`. When nothing came and
+    /// `suspect` names the rank that should have sent, that rank is taken as lost and every other rank is
+    /// told, so that their receives fail at once instead of each at its own deadline. (Point-to-point
+    /// receives name no suspect: that judgement is the application's.)
+    pub(crate) fn receive_within(
+        &self,
+        want: Want,
+        from: Source,
+        op: &'static str,
+        timeout: Duration,
+        suspect: Option<Rank>,
+    ) -> Result<Incoming> {
+        if let Source::Rank(rank) = from {
+            self.check_rank(rank)?;
+        }
+        let started = Instant::now();
+        let received = self.take_and_tell((timeout, usize::MAX), want, op)?;
+        if let (None, Some(rank)) = (&received, suspect) {
+            return Err(self.give_up_on(rank, op));
+        }
+        let incoming = received.ok_or_else(|| Error::Timeout {
+            op,
+            after: started.elapsed(),
+            peer: Some(match from {
+                Source::Rank(rank) => self.describe(rank),
+                Source::Any => "any rank".into(),
+            }),
+        })?;
+        match incoming.failed {
+            false => Ok(incoming),
+            true => Err(peer_failed(incoming, op)),
+        }
+    }
+
+    /// Fails if news has come that ends collective `sequence`: a lost rank, ranks out of step (a message
+    /// of another call for this or a recent sequence number), a rank's failure in it. Takes in without
+    /// waiting what has arrived, while the messages waiting unasked for hold fewer than `hold_at_most`
+    /// bytes.
+    pub(crate) fn look_for_news(
+        &self,
+        matching: &mut Matching,
+        sequence: u64,
+        op: &'static str,
+        hold_at_most: usize,
+    ) -> Result<()> {
+        let want = Want::Collective(sequence, None);
+        match self.take(matching, (Duration::ZERO, hold_at_most), want, op)? {
+            // Only a failure notice is taken when no source is asked for.
+            Some(notice) => Err(peer_failed(notice, op)),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells every other rank of the mismatches this rank found and has not told yet.
+    pub(crate) fn tell_untold(&self) {
+        let untold = std::mem::take(&mut *crate::sync::lock(&self.untold));
+        for mismatch in untold {
+            self.tell_others(Channel::OutOfStep(mismatch), self.rank, Duration::from_millis(200));
+        }
+    }
+
+    /// Sends a notice on `channel` to every rank but `about` (and this one). Best effort, waiting at most
+    /// `wait` per rank (a connection may have to be made first): a rank that cannot be told still has its
+    /// own deadline.
+    pub(crate) fn tell_others(&self, channel: Channel, about: Rank, wait: Duration) {
+        let notice = LbmMeta::new(self.envelope(channel, false));
+        for rank in (0..self.size()).map(Rank).filter(|&r| r != about && r != self.rank) {
+            if let Ok(link) = self.link(rank) {
+                let _ = link.send(&notice, Some(wait), None);
+            }
+        }
+    }
+}
+
+/// What a receive on `channel` from `from` asks the matching for.
+pub(crate) fn wanted(channel: Channel, from: Source) -> Want {
+    match channel {
+        Channel::User(tag) => Want::User(tag, from),
+        Channel::Collective(c) => Want::Collective(c.sequence, Some(from)),
+        _ => Want::Notices,
+    }
+}
