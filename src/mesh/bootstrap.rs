@@ -18,7 +18,7 @@ use super::MeshConfig;
 use crate::error::{Error, Result};
 use crate::shm::{Process, Segment};
 use crate::transport::{
-    shm::{DEFAULT_RING_SIZE, SCHEME},
+    same_node::{DEFAULT_RING_SIZE, SCHEME},
     Endpoint, Protocol, Server, SharedMemoryServer, Transport, ZeroMqServer,
 };
 use crate::wire;

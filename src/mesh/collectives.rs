@@ -356,7 +356,7 @@ impl Mesh {
         // and every rank reading the root's buffer at once wins (4 ranks, three runs taking turns:
         // 64 KiB 37-39 us against the tree's 36-58, 128 KiB 48-61 against 46-95).
         let single_copy_from =
-            crate::transport::shm::DEFAULT_SINGLE_COPY_FROM.min(self.config.pipeline_threshold);
+            crate::transport::same_node::DEFAULT_SINGLE_COPY_FROM.min(self.config.pipeline_threshold);
         if len < single_copy_from && self.every_rank_shares_memory_here() {
             BroadcastAlgorithm::FanOut
         } else if len >= single_copy_from && self.config.single_copy && self.every_rank_reads_here() {

@@ -53,7 +53,7 @@ use self::topology::Topology;
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
-use crate::transport::shm::Watch;
+use crate::transport::same_node::Watch;
 use crate::transport::{Endpoint, Options, Payload, Protocol, Transport};
 
 /// The environment variable that sets the default of [`MeshConfig::same_node`]: `zeromq` forces ZeroMQ
@@ -166,7 +166,7 @@ impl Default for MeshConfig {
 impl MeshConfig {
     /// The same-node transport's settings of a mesh's clients and servers: no single copy when it is off.
     fn shm_options(&self) -> crate::transport::ShmOptions {
-        let offers = self.single_copy.then_some(crate::transport::shm::DEFAULT_SINGLE_COPY_FROM);
+        let offers = self.single_copy.then_some(crate::transport::same_node::DEFAULT_SINGLE_COPY_FROM);
         crate::transport::ShmOptions::default().with_single_copy_from(offers)
     }
 }

@@ -16,7 +16,7 @@ use super::{wanted, Mesh, Rank, Source};
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
-use crate::transport::shm::Watch;
+use crate::transport::same_node::Watch;
 use crate::transport::Payload;
 
 /// How long a rank that finds a peer gone from a collective (its server closed, or its offer of data

@@ -103,7 +103,7 @@ impl Mesh {
     /// in place against sent in the pairwise exchange: all-to-all 64 KiB 2.3 against 5.6, 128 KiB 1.5
     /// against 3.7, 1 MiB 1.25 against 1.80; scatter 1 MiB 0.94 against 1.38, smaller sizes alike.)
     pub(super) fn chunks_read_in_place(&self, largest: usize) -> bool {
-        self.reads_in_place_from(crate::transport::shm::DEFAULT_SINGLE_COPY_FROM, largest)
+        self.reads_in_place_from(crate::transport::same_node::DEFAULT_SINGLE_COPY_FROM, largest)
     }
 
     /// True when a gather's chunk of `len` bytes is read in place by the root: on one node, from 256
