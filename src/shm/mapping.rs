@@ -71,8 +71,8 @@ impl Mapping {
     /// Every access to the mapping is a relaxed atomic one (aligned 8-byte words, single bytes at the
     /// ends), so two threads copying into and out of the same bytes at once (two clones of a `FullPtr`)
     /// do not race in Rust's sense: a reader sees each word old or new. Another process writing meanwhile
-    /// can likewise only mix old and new words. About 0.85 times `memcpy`'s speed (measured: 6.0-6.2
-    /// against 6.9-7.4 GB/s for 64 MiB). `data` cannot lie in a range being written: the only way to
+    /// can likewise only mix old and new words. This copies somewhat slower than `memcpy`
+    /// (docs/BENCHMARKS.md has the figures). `data` cannot lie in a range being written: the only way to
     /// borrow mapping memory is the `unsafe` `FullPtr::as_slice`, whose caller promises no writer.
     pub(super) fn copy_in(&self, at: usize, data: &[u8]) {
         let target = self.address(at, data.len());
