@@ -1,4 +1,5 @@
-//! Clients and servers: the [`Client`] and [`Server`] traits, the [`TransportFactory`], endpoints and options.
+//! Clients and servers: the [`Client`] and [`Server`] traits, the [`TransportFactory`], endpoints and
+//! options.
 //!
 //! # The contract every transport provides
 //!

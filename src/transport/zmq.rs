@@ -235,9 +235,10 @@ impl ZeroMqServer {
         Self::bind(&Endpoint::new(addr, protocol, port)?, &Options::default())
     }
 
-    /// Binds `endpoint`. For tcp port 0 a free port is chosen; [`Server::address`](super::Server::address) reports it. A tcp host
-    /// name is resolved to its first IPv4 address (else its first address). An ipc path where another
-    /// server listens fails with [`Error::AddressInUse`] (ZeroMQ would silently take it over).
+    /// Binds `endpoint`. For tcp port 0 a free port is chosen; [`Server::address`](super::Server::address)
+    /// reports it. A tcp host name is resolved to its first IPv4 address (else its first address). An ipc
+    /// path where another server listens fails with [`Error::AddressInUse`] (ZeroMQ would silently take it
+    /// over).
     pub fn bind(endpoint: &Endpoint, options: &Options) -> Result<Self> {
         let endpoint = endpoint.resolved()?;
         let context = shared_context();
