@@ -45,7 +45,9 @@ fn receiver(endpoint: &str, ack_endpoint: &str) -> Outcome {
     let server = ZeroMqServer::bind(&Endpoint::parse(endpoint)?, &options)?;
     let ack = ZeroMqClient::connect(&Endpoint::parse(ack_endpoint)?, &Options::default())?;
     ack.send(&LbmMeta::new(())).into_result()?; // ready
-                                                // One receive buffer, reused: a fresh 64 MiB buffer per message would time page faults, not transfers.
+
+    // One receive buffer, reused: a fresh 64 MiB buffer per message would time page faults, not
+    // transfers.
     let mut buffer = vec![1u8; SIZE];
     loop {
         let mut meta = LbmMeta::<Task>::default();

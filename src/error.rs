@@ -79,7 +79,8 @@ pub enum ShmError {
     #[error("shared-memory segment {0:?} exists already")]
     Exists(String),
     /// A segment of that name exists, but the process that created it is gone (killed before it could
-    /// remove it): [`crate::shm::Segment::reclaim_stale`] removes it, [`crate::shm::Segment::create_reclaiming`] replaces it.
+    /// remove it): [`crate::shm::Segment::reclaim_stale`] removes it,
+    /// [`crate::shm::Segment::create_reclaiming`] replaces it.
     #[error(
         "shared-memory segment {name:?} is stale: it was left by process {creator_pid}, which is gone; \
          reclaim it with Segment::reclaim_stale or Segment::create_reclaiming, or remove {path}"
@@ -443,7 +444,8 @@ fn peer_suffix(peer: &Option<String>) -> String {
 }
 
 impl Error {
-    /// A stable numeric code for this kind of failure; 0 is never used (it means success in [`crate::Event`]).
+    /// A stable numeric code for this kind of failure; 0 is never used (it means success in
+    /// [`crate::Event`]).
     pub fn code(&self) -> i32 {
         match self {
             Self::InvalidAddress { .. } => 1,

@@ -1,5 +1,6 @@
 //! Timing every library the same way: each iteration starts together after a barrier, and counts as
-//! long as its slowest rank took; the libraries take turns. Summaries are medians, as noisy shared machines need.
+//! long as its slowest rank took; the libraries take turns. Summaries are medians, as noisy shared
+//! machines need.
 
 use std::time::Instant;
 

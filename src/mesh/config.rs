@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::collectives::{CHUNK_SIZE, PIPELINE_THRESHOLD};
-use crate::transport::shm::DEFAULT_SINGLE_COPY_FROM;
+use crate::transport::same_node::DEFAULT_SINGLE_COPY_FROM;
 use crate::transport::{Options, Protocol, ShmOptions, Transport};
 
 /// The environment variable that overrides the host a rank binds and announces.

@@ -71,8 +71,8 @@ impl Mapping {
     /// Every access to the mapping is a relaxed atomic one (aligned 8-byte words, single bytes at the
     /// ends), so two threads copying into and out of the same bytes at once (two clones of a `FullPtr`)
     /// do not race in Rust's sense: a reader sees each word old or new. Another process writing meanwhile
-    /// can likewise only mix old and new words. About 0.85 times `memcpy`'s speed (measured: 6.0-6.2
-    /// against 6.9-7.4 GB/s for 64 MiB). `data` cannot lie in a range being written: the only way to
+    /// can likewise only mix old and new words. This copies somewhat slower than `memcpy`
+    /// (docs/BENCHMARKS.md has the figures). `data` cannot lie in a range being written: the only way to
     /// borrow mapping memory is the `unsafe` `FullPtr::as_slice`, whose caller promises no writer.
     pub(super) fn copy_in(&self, at: usize, data: &[u8]) {
         let target = self.address(at, data.len());
@@ -199,7 +199,6 @@ pub(crate) fn read_process_into(pid: i32, address: u64, len: usize, out: &mut Ve
 
 /// Fills `out` with the bytes at `address` in process `pid`, copied straight from that process's memory
 /// (a single copy). False when the kernel refuses or the process is gone; `out` then holds a part.
-#[cfg(any(feature = "mpi", test))] // the mesh's broadcast
 pub(crate) fn read_process_exact(pid: i32, address: u64, out: &mut [u8]) -> bool {
     let mut done = 0;
     while done < out.len() {

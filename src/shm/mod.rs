@@ -48,7 +48,6 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::error::ShmError;
 use crate::error::{Error, Result};
-#[cfg(feature = "mpi")]
 pub(crate) use mapping::read_process_exact;
 use mapping::Mapping;
 pub(crate) use mapping::{peer_identity, read_process_into, PeerIdentity};

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 /// The longest ipc path a Unix socket address holds (sun_path less its terminating NUL).
 const MAX_IPC_PATH: usize = 107;
 
-/// How bytes travel: between hosts (`tcp`), between processes on one host (`ipc`), between threads (`inproc`).
+/// How bytes travel: between hosts (`tcp`), between processes on one host (`ipc`), between threads
+/// (`inproc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Protocol {
@@ -57,7 +58,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint for `addr`, `protocol` (`"tcp"`, `"ipc"` or `"inproc"`) and `port`, as the C++ factory takes them.
+    /// The endpoint for `addr`, `protocol` (`"tcp"`, `"ipc"` or `"inproc"`) and `port`, as the C++ factory
+    /// takes them.
     pub fn new(addr: &str, protocol: &str, port: u16) -> Result<Self> {
         Self::with_protocol(addr, protocol.parse()?, port)
     }

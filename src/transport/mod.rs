@@ -1,4 +1,5 @@
-//! Clients and servers: the [`Client`] and [`Server`] traits, the [`TransportFactory`], endpoints and options.
+//! Clients and servers: the [`Client`] and [`Server`] traits, the [`TransportFactory`], endpoints and
+//! options.
 //!
 //! # The contract every transport provides
 //!
@@ -24,7 +25,7 @@ mod endpoint;
 mod parts;
 mod payload;
 mod received;
-pub mod shm;
+pub mod same_node;
 mod two_phase;
 pub mod zmq;
 
@@ -34,7 +35,7 @@ pub use self::endpoint::{Endpoint, Protocol};
 pub use self::payload::Payload;
 pub(crate) use self::received::Limits;
 pub use self::received::Received;
-pub use self::shm::{SharedMemoryClient, SharedMemoryServer, ShmOptions, SingleCopies};
+pub use self::same_node::{SharedMemoryClient, SharedMemoryServer, ShmOptions, SingleCopies};
 pub use self::zmq::{ZeroMqClient, ZeroMqServer};
 use crate::bulk::{Bulk, BulkFlags};
 use crate::error::Result;
@@ -48,7 +49,7 @@ use crate::shm::{FullPtr, ShmPtr};
 pub enum Transport {
     /// ZeroMQ PUSH/PULL sockets over tcp, ipc or inproc.
     ZeroMq,
-    /// A queue in shared memory, for processes of one node (protocol `"shm"`): see [`shm`].
+    /// A queue in shared memory, for processes of one node (protocol `"shm"`): see [`same_node`].
     SharedMemory,
 }
 

@@ -27,7 +27,6 @@ impl Payload {
 
     /// The payload's own buffer, when a transport received it into one (the same-node transport does);
     /// otherwise the payload back.
-    #[cfg(any(feature = "mpi", test))] // the mesh's collectives
     pub(crate) fn into_vec(self) -> Result<Vec<u8>, Self> {
         match self.0 {
             Bytes::Owned(bytes) => Ok(bytes),

@@ -157,7 +157,6 @@ impl ZeroMqClient {
     /// bounds how long it may wait for a peer with room (`None`: the send timeout). When the message
     /// cannot be queued, the payloads come back with the error, untouched (empty if a frame after the
     /// first failed, which ZeroMQ's all-or-nothing messages make next to impossible).
-    #[cfg_attr(not(feature = "mpi"), allow(dead_code))] // the mesh's broadcast relay
     pub(crate) fn forward(
         &self,
         meta: &dyn Metadata,
@@ -235,9 +234,10 @@ impl ZeroMqServer {
         Self::bind(&Endpoint::new(addr, protocol, port)?, &Options::default())
     }
 
-    /// Binds `endpoint`. For tcp port 0 a free port is chosen; [`Server::address`](super::Server::address) reports it. A tcp host
-    /// name is resolved to its first IPv4 address (else its first address). An ipc path where another
-    /// server listens fails with [`Error::AddressInUse`] (ZeroMQ would silently take it over).
+    /// Binds `endpoint`. For tcp port 0 a free port is chosen; [`Server::address`](super::Server::address)
+    /// reports it. A tcp host name is resolved to its first IPv4 address (else its first address). An ipc
+    /// path where another server listens fails with [`Error::AddressInUse`] (ZeroMQ would silently take it
+    /// over).
     pub fn bind(endpoint: &Endpoint, options: &Options) -> Result<Self> {
         let endpoint = endpoint.resolved()?;
         let context = shared_context();

@@ -21,7 +21,7 @@ use super::topology::NodeId;
 use crate::error::{Error, Result};
 use crate::shm::{Process, Segment};
 use crate::transport::{
-    shm::{DEFAULT_RING_SIZE, SCHEME},
+    same_node::{DEFAULT_RING_SIZE, SCHEME},
     Endpoint, Server, SharedMemoryServer, Transport, ZeroMqServer,
 };
 use crate::wire;

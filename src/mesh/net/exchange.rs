@@ -21,7 +21,7 @@ use crate::mesh::{Mesh, Rank, Source};
 use crate::meta::LbmMeta;
 use crate::shm::ShmPtr;
 use crate::sync::lock;
-use crate::transport::shm::Watch;
+use crate::transport::same_node::Watch;
 use crate::transport::Payload;
 
 /// How long a rank that finds a peer gone from a collective (its server closed, or its offer of data

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::meta::Metadata;
-use crate::transport::shm::{Watch, SCHEME};
+use crate::transport::same_node::{Watch, SCHEME};
 use crate::transport::{Endpoint, Options, Payload, SharedMemoryClient, ShmOptions, Transport, ZeroMqClient};
 
 /// How this rank reaches a peer: the transport, and the peer's address in it.

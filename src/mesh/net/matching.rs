@@ -297,7 +297,7 @@ impl Matching {
 
 /// Whether `error` comes from this rank's shared-memory server (a message it had to drop).
 fn is_shared_memory(error: &Error) -> bool {
-    let prefix = format!("{}://", crate::transport::shm::SCHEME);
+    let prefix = format!("{}://", crate::transport::same_node::SCHEME);
     matches!(error, Error::Transport { endpoint, .. } if endpoint.starts_with(&prefix))
 }
 

@@ -26,7 +26,7 @@ use super::{Mesh, Rank, Source};
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
-use crate::transport::shm::Watch;
+use crate::transport::same_node::Watch;
 use crate::transport::Options;
 
 impl Mesh {

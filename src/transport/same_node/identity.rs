@@ -414,13 +414,13 @@ mod tests {
 
     use super::{Gate, Link, Offer, Peer, Trust};
     use crate::shm::{PeerIdentity, Process, Segment};
-    use crate::transport::shm::queue::{state, Queue};
-    use crate::transport::shm::{SharedMemoryServer, ShmOptions};
+    use crate::transport::same_node::queue::{state, Queue};
+    use crate::transport::same_node::{SharedMemoryServer, ShmOptions};
     use crate::{Options, Server};
 
     /// The environment variable that makes [`connection_maker`] act, and the name it is run by.
     const MAKER: &str = "LIGHTBEAM_TEST_CONNECTION_MAKER";
-    const MAKER_TEST: &str = "transport::shm::identity::tests::connection_maker";
+    const MAKER_TEST: &str = "transport::same_node::identity::tests::connection_maker";
 
     /// A pidfd of process `pid` (a child not yet reaped, or this process).
     fn pidfd(pid: u32) -> OwnedFd {

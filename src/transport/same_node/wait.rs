@@ -22,10 +22,10 @@ use rustix::thread::futex;
 
 use crate::error::Result;
 
-/// How long a waiter spins before it sleeps. A futex wake-up costs about 5 us one way on this machine
-/// (2 cores), a spin that finds the event a few hundred nanoseconds; 20 us covers a round trip of the
-/// other side without spinning long when more processes than cores compete (the spin yields the core
-/// every few iterations, as MPI does when oversubscribed).
+/// How long a waiter spins before it sleeps. A futex wake-up costs several times what a spin that finds
+/// the event costs (docs/BENCHMARKS.md has the figures), so a waiter spins first; 20 us covers a round
+/// trip of the other side without spinning long when more processes than cores compete (the spin yields
+/// the core every few iterations, as MPI does when oversubscribed).
 pub(super) const SPIN: Duration = Duration::from_micros(20);
 /// The spin while this process was found oversubscribed lately: about one look at the word.
 const SPIN_OVERSUBSCRIBED: Duration = Duration::from_micros(1);
@@ -59,7 +59,6 @@ pub(crate) struct Watch<'w> {
 }
 
 impl<'w> Watch<'w> {
-    #[cfg(feature = "mpi")]
     pub(super) fn new(signal: Signal<'w>, moved: &'w mut dyn FnMut() -> Result<bool>) -> Self {
         Self { seen: signal.word.load(SeqCst), owed: false, signal, moved }
     }

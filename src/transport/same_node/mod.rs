@@ -9,21 +9,27 @@
 //! (multi-producer through channels, one consumer: the server), a byte ring ([`ShmOptions::ring_size`],
 //! 512 KiB by default) into which it writes records (`record.rs`):
 //!
-//! | what | path | copies |
-//! | --- | --- | --- |
-//! | header frame, bulks below the single-copy threshold | written into the ring, read out into the received frame (pipelined for frames larger than the ring: the server copies out one piece while the client writes the next) | 2 |
-//! | bulks from the threshold up ([`ShmOptions::single_copy_from`], default [`DEFAULT_SINGLE_COPY_FROM`]) | offered by address; the server copies them straight from the client's memory with `process_vm_readv` into the received frame, and the client's `send` returns only after the server answered, so a borrowed slice is never read after `send` | 1 |
-//! | the same when the kernel refuses single copy (ptrace rules, containers), or no connection of the offering process told the offer (see Trust) | the server answers "refused" and the client streams the bytes through the ring, as above, for the rest of the channel's life | 2 |
-//! | descriptor-only bulks ([`crate::BulkFlags::EXPOSE`]) | their descriptor travels in the header; the receiver reads the segment, as with ZeroMQ | 0 in transit |
+//! - **The header frame, and bulks below the single-copy threshold** (2 copies): written into the ring,
+//!   read out into the received frame (pipelined for frames larger than the ring: the server copies out
+//!   one piece while the client writes the next).
+//! - **Bulks from the threshold up** ([`ShmOptions::single_copy_from`], default
+//!   [`DEFAULT_SINGLE_COPY_FROM`]; 1 copy): offered by address; the server copies them straight from the
+//!   client's memory with `process_vm_readv` into the received frame, and the client's `send` returns
+//!   only after the server answered, so a borrowed slice is never read after `send`.
+//! - **The same bulks when the kernel refuses single copy** (ptrace rules, containers; 2 copies), or when
+//!   no connection of the offering process told the offer (see Trust): the server answers "refused" and
+//!   the client streams the bytes through the ring, as above, for the rest of the channel's life.
+//! - **Descriptor-only bulks** ([`crate::BulkFlags::EXPOSE`]; 0 copies in transit): their descriptor
+//!   travels in the header; the receiver reads the segment, as with ZeroMQ.
 //!
 //! # Waiting
 //!
-//! Both sides spin for at most 20 us (yielding the core every few iterations), then sleep on a futex word in the segment in
-//! slices of at most 50 ms, checking the other process's liveness (pid and start time) between slices.
-//! More processes than cores must not spin against each other: a spin that finds itself preempted (a gap
-//! of 5 us between two looks) ends at once, and after 8 such preemptions within 10 ms a process spins
-//! only 1 us (`wait.rs`). Measured with 2 ping-pong pairs on 2 cores: 16 us one-way before, 9.3 us after
-//! (1 pair: 1.4 us either way).
+//! Both sides spin for at most 20 us (yielding the core every few iterations), then sleep on a futex word
+//! in the segment in slices of at most 50 ms, checking the other process's liveness (pid and start time)
+//! between slices. More processes than cores must not spin against each other: a spin that finds itself
+//! preempted (a gap of 5 us between two looks) ends at once, and after 8 such preemptions within 10 ms a
+//! process spins only 1 us (`wait.rs`; docs/BENCHMARKS.md has the latencies this gives two ping-pong
+//! pairs on two cores).
 //! A receive ends by its own deadline. The server reads every channel in turn and keeps each channel's
 //! unfinished message apart, so a client that writes slowly or stopped holds only its own message; one
 //! that makes no progress for [`ShmOptions::stall_timeout`] is dropped with an error. A client waits for
@@ -293,7 +299,6 @@ impl SharedMemoryServer {
 
     /// Rings this server's doorbell, as a client does after writing: wakes a receive waiting here, and
     /// every send watching this server ([`SharedMemoryServer::watch`]).
-    #[cfg(feature = "mpi")]
     pub(crate) fn ring(&self) {
         self.queue.doorbell().notify();
     }
@@ -301,13 +306,11 @@ impl SharedMemoryServer {
     /// A watch on this server's doorbell for a send of this process: `moved` runs whenever the doorbell
     /// rang while the send waits (see [`SharedMemoryClient::send_watching`]), and returns whether it did
     /// its work (false: call again soon).
-    #[cfg(feature = "mpi")]
     pub(crate) fn watch<'w>(&'w self, moved: &'w mut dyn FnMut() -> Result<bool>) -> Watch<'w> {
         Watch::new(self.queue.doorbell(), moved)
     }
 
     /// The checked message made of `frames` received here.
-    #[cfg(feature = "mpi")]
     pub(crate) fn accept(&self, frames: Vec<Payload>) -> Result<super::Received> {
         super::Received::accept(frames, &self.limits)
     }
@@ -382,7 +385,6 @@ impl SharedMemoryClient {
     /// This client's server was there before the client was made (as a mesh peer's server is, from
     /// bootstrap on): a send that finds no server there (closed, or its segment removed) fails at once
     /// with [`Error::PeerGone`] instead of waiting for one to come.
-    #[cfg(feature = "mpi")]
     pub(crate) fn with_server_known(mut self) -> Self {
         self.server_known = true;
         self
@@ -473,7 +475,6 @@ impl SharedMemoryClient {
 
     /// Sends `payloads` as the bulks of one message described by `meta` (whose bulks give their sizes),
     /// as [`SharedMemoryClient::send_watching`] does; a send that failed hands them back.
-    #[cfg(feature = "mpi")]
     pub(crate) fn forward_watching(
         &self,
         meta: &dyn Metadata,

@@ -362,7 +362,7 @@ impl Drop for Sender {
 mod tests {
     use super::*;
     use crate::shm::Segment;
-    use crate::transport::shm::{SharedMemoryServer, ShmOptions};
+    use crate::transport::same_node::{SharedMemoryServer, ShmOptions};
     use crate::{Options, Server};
 
     /// The server's head, read back from the segment, moved back by a peer while bytes wait unpublished:
