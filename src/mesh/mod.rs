@@ -51,6 +51,7 @@ pub use self::bootstrap::Mpi;
 use self::bootstrap::Peer;
 pub use self::bootstrap::{Bootstrap, InProcess};
 use self::collectives::plan::Plan;
+pub use self::collectives::{BroadcastAlgorithm, Buffer};
 pub use self::config::{MeshConfig, HOST_ENV, SAME_NODE_ENV, SINGLE_COPY_ENV};
 #[cfg(feature = "mpi")]
 pub use self::job::{abort_job_on_panic, or_abort};

@@ -1,5 +1,5 @@
-//! This rank's arrivals: the servers its peers' messages arrive at, and one receive that waits on all of
-//! them at once without spinning.
+//! Where this rank's messages arrive: the servers its peers' messages arrive at, and one receive that waits
+//! on all of them at once without spinning.
 //!
 //! A rank receives through shared memory from peers on its node and through ZeroMQ from the others.
 //! With peers of both kinds, a thread (the bridge) takes in what ZeroMQ delivers and rings the

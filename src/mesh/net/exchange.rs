@@ -33,7 +33,7 @@ pub(crate) const GONE_GRACE: Duration = Duration::from_millis(200);
 /// How long a collective's send waits for room at a time before it looks for news again.
 const SEND_SLICE: Duration = Duration::from_millis(10);
 
-/// How many bytes of later calls' messages the matching may hold while a send waits and looks for news:
+/// How many bytes of later calls' messages the matching queue may hold while a send waits and looks for news:
 /// past that it takes no more from the server. The messages of the send's own collective never count:
 /// they are taken in whatever their size, so that a peer sending to this rank while this rank sends to
 /// it always goes on. Enough to see a notice past a few pieces of data (the server also takes turns

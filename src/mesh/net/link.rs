@@ -26,8 +26,9 @@
 //!   most its linger. A peer that ended is reported as an error ([`Error::Transport`]) as soon as it is
 //!   found, not at the deadline.
 //!
-//! Receiving is not a link's business: every peer's messages arrive at this rank's arrivals
-//! (`arrivals.rs`: a shared-memory server, a ZeroMQ server, or both), and the matching takes them from there.
+//! Receiving is not a link's business: every peer's messages arrive at this rank's servers
+//! ([`arrivals`](super::arrivals): a shared-memory server, a ZeroMQ server, or both), and the matching
+//! queue ([`matching`](super::matching)) takes them from there.
 
 #![forbid(unsafe_code)]
 

@@ -70,11 +70,11 @@ impl Mesh {
     /// Takes in, without waiting, what has arrived for this rank, while the messages of later calls
     /// waiting unasked for hold fewer than [`LOOKAHEAD_BYTES`]: what a send does while its peer
     /// has not taken its message (in collective `sequence`, failing on news that ends it). When another
-    /// thread holds the matching, does nothing: that thread takes the messages in.
+    /// thread holds the matching queue, does nothing: that thread takes the messages in.
     ///
     /// It runs inside a link's send, so it must not send itself (the link is busy): a mismatch it finds
     /// is told to the other ranks by [`Mesh::tell_untold`] once the send returned. Returns whether it
-    /// looked (false when another thread held the matching).
+    /// looked (false when another thread held the matching queue).
     pub(crate) fn take_in_while_sending(&self, collective: Option<(u64, &'static str)>) -> Result<bool> {
         let mut matching = match self.matching.try_lock() {
             Ok(matching) => matching,
@@ -90,10 +90,10 @@ impl Mesh {
         .map(|()| true)
     }
 
-    /// Receives from the matching what `want` asks for, within the timeout of `intake` (taking in messages
-    /// from the server while those waiting unasked for hold fewer bytes than its second part: see
+    /// Receives from the matching queue what `want` asks for, within the timeout of `intake` (taking in
+    /// messages from the server while those waiting unasked for hold fewer bytes than its second part: see
     /// [`Matching::receive`]). A mismatch this rank finds is kept for [`Mesh::tell_untold`], which the
-    /// caller runs once it let the matching go (and, inside a send, once the send returned).
+    /// caller runs once it let the matching queue go (and, inside a send, once the send returned).
     pub(crate) fn take(
         &self,
         matching: &mut Matching,
@@ -114,8 +114,8 @@ impl Mesh {
         })
     }
 
-    /// Locks the matching and [`take`](Mesh::take)s from it; then, with the matching let go (telling may
-    /// wait for a send), tells every other rank of a mismatch found.
+    /// Locks the matching queue and [`take`](Mesh::take)s from it; then, with the matching queue let go
+    /// (telling may wait for a send), tells every other rank of a mismatch found.
     pub(crate) fn take_and_tell(
         &self,
         intake: (Duration, usize),
@@ -203,7 +203,7 @@ impl Mesh {
     }
 }
 
-/// What a receive on `channel` from `from` asks the matching for.
+/// What a receive on `channel` from `from` asks the matching queue for.
 pub(crate) fn wanted(channel: Channel, from: Source) -> Want {
     match channel {
         Channel::User(tag) => Want::User(tag, from),

@@ -2,9 +2,8 @@
 //! read in place (a broadcast's or scatter's root, a gather's or all-to-all's sender) opens an offer
 //! before it tells them where the buffers are, and closes it when its call returns, whatever happened.
 //! A rank that copied from those buffers checks, after its copy, that the offer is still open: the
-//! holder's buffers then stayed in place through the whole copy, so the copy stands. (Before, the holder
-//! released each reader with a message once every reader had answered, and each reader waited for it:
-//! a round of wake-ups per collective.)
+//! holder's buffers then stayed in place through the whole copy, so the copy stands. No message
+//! releases the readers, so a call pays no round of wake-ups for it.
 //!
 //! A process of the same user could write the word, as any of the job's shared memory, and make a
 //! reader take a copy as good: the data would be wrong, nothing is read that the descriptor did not

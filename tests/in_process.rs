@@ -1,0 +1,256 @@
+//! The collectives under plain `cargo test`: every rank a thread of this process, formed through the
+//! in-process bootstrap and talking over the real transports (shared memory on a node, ZeroMQ over
+//! tcp between the made-up nodes of `InProcess::on_nodes`). Each job checks every rank's data, for 1 to
+//! 5 ranks and 16, on one node and across nodes, with single copies on and off.
+
+use std::time::Duration;
+
+use lightbeam::mesh::{BroadcastAlgorithm, InProcess, Mesh, MeshConfig, Rank};
+use lightbeam::shm::SharedBytesMut;
+use lightbeam::{Error, Transport};
+
+/// Every wait of a job ends within this.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn config() -> MeshConfig {
+    MeshConfig::default().with_host("127.0.0.1").with_timeout(TIMEOUT).with_abort_on_panic(false)
+}
+
+/// Runs `job` on every rank of `boots`, each a thread with its own mesh; returns each rank's result.
+fn run<T: Send>(
+    boots: Vec<InProcess>,
+    config: &MeshConfig,
+    job: impl Fn(&Mesh) -> lightbeam::Result<T> + Sync,
+) -> Vec<lightbeam::Result<T>> {
+    std::thread::scope(|scope| {
+        let ranks: Vec<_> = boots
+            .into_iter()
+            .map(|boot| {
+                let (config, job) = (config.clone(), &job);
+                scope.spawn(move || Mesh::bootstrap_with(&boot, config).and_then(|mesh| job(&mesh)))
+            })
+            .collect();
+        ranks.into_iter().map(|rank| rank.join().expect("a rank panicked")).collect()
+    })
+}
+
+/// Runs `job` and fails the test, naming the rank, unless every rank succeeded.
+fn run_ok<T: Send>(
+    boots: Vec<InProcess>,
+    config: &MeshConfig,
+    job: impl Fn(&Mesh) -> lightbeam::Result<T> + Sync,
+) -> Vec<T> {
+    let results = run(boots, config, job);
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(rank, r)| r.unwrap_or_else(|e| panic!("rank {rank}: {e}")))
+        .collect()
+}
+
+/// Bytes that differ by `seed` and position.
+fn data(len: usize, seed: usize) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(131)) as u8).collect()
+}
+
+/// Every collective of the mesh at one size, each rank checking what it received.
+fn every_collective(mesh: &Mesh, len: usize) -> lightbeam::Result<()> {
+    let (me, n) = (mesh.rank().0, mesh.size());
+    for root in [0, n - 1] {
+        let mut buffer = if me == root { data(len, root) } else { Vec::new() };
+        assert_eq!(mesh.broadcast_into(Rank(root), &mut buffer)?, len);
+        assert!(buffer == data(len, root), "rank {me}: broadcast of {len} bytes from {root}");
+    }
+    let chunk_of = |rank: usize| data(len + rank, 1000 + rank);
+    let mut mine = Vec::new();
+    if me == 0 {
+        let chunks: Vec<Vec<u8>> = (0..n).map(chunk_of).collect();
+        let parts: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        mesh.scatter_into_root(&parts, &mut mine)?;
+    } else if n > 1 {
+        mesh.scatter_into(Rank(0), &mut mine)?;
+    } else {
+        mine = chunk_of(0);
+    }
+    assert!(mine == chunk_of(me), "rank {me}: scatter of {len} bytes");
+    let root = n / 2;
+    if me == root {
+        let mut gathered = Vec::new();
+        mesh.gather_into_root(&chunk_of(me), &mut gathered)?;
+        assert!(gathered.iter().enumerate().all(|(r, c)| *c == chunk_of(r)), "gather of {len} bytes");
+    } else {
+        mesh.gather_into(Rank(root), &chunk_of(me))?;
+    }
+    let to = |from: usize, to: usize| data(len + to, from * 100 + to);
+    let chunks: Vec<Vec<u8>> = (0..n).map(|r| to(me, r)).collect();
+    let parts: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    let mut received = Vec::new();
+    mesh.all_to_all_into(&parts, &mut received)?;
+    assert!(
+        received.iter().enumerate().all(|(r, c)| *c == to(r, me)),
+        "rank {me}: all-to-all of {len} bytes"
+    );
+    Ok(())
+}
+
+/// Sizes that take every path of the plan: fan-out and pairwise below the single-copy size, reads in
+/// place above it, the gather's own threshold, and pieces of the chain.
+const SIZES: [usize; 5] = [0, 8, 70 << 10, 300 << 10, (1 << 20) + 5];
+
+#[test]
+fn every_collective_on_one_node_from_1_to_5_ranks() {
+    for n in 1..=5 {
+        let algorithms = run_ok(InProcess::ranks(n), &config(), |mesh| {
+            SIZES.iter().try_for_each(|&len| every_collective(mesh, len))?;
+            Ok([8, 70 << 10].map(|len| mesh.broadcast_algorithm(len)))
+        });
+        // The plan's two paths on one node: a fan-out below the single-copy size, reads from the root
+        // above it (one rank alone has nobody to send to).
+        let expected = match n {
+            1 => [BroadcastAlgorithm::BinomialTree; 2],
+            _ => [BroadcastAlgorithm::FanOut, BroadcastAlgorithm::ReadFromRoot],
+        };
+        assert!(algorithms.iter().all(|a| *a == expected), "{n} ranks: {algorithms:?}");
+    }
+}
+
+#[test]
+fn every_collective_on_one_node_with_16_ranks() {
+    run_ok(InProcess::ranks(16), &config(), |mesh| {
+        [8, 70 << 10].iter().try_for_each(|&len| every_collective(mesh, len))
+    });
+}
+
+#[test]
+fn every_collective_without_single_copies_and_over_zeromq() {
+    let configs = [
+        config().with_single_copy(false),
+        config().with_same_node(Transport::ZeroMq).with_chunk_size(64 << 10),
+    ];
+    for config in configs {
+        for n in [2, 4] {
+            run_ok(InProcess::ranks(n), &config, |mesh| {
+                SIZES.iter().try_for_each(|&len| every_collective(mesh, len))
+            });
+        }
+    }
+}
+
+#[test]
+fn every_collective_across_nodes_goes_by_node_and_through_leaders() {
+    let layouts: [&[usize]; 4] = [&[0, 1], &[0, 0, 1, 1], &[0, 1, 1, 0, 2], &[0, 0, 0, 1, 1, 2, 2, 2]];
+    for nodes in layouts {
+        let config = config().with_chunk_size(256 << 10);
+        let results = run_ok(InProcess::on_nodes(nodes), &config, |mesh| {
+            SIZES.iter().try_for_each(|&len| every_collective(mesh, len))?;
+            Ok((mesh.node_count(), mesh.broadcast_algorithm(8), mesh.transport_to(Rank(1))?))
+        });
+        let node_count = nodes.iter().max().unwrap() + 1;
+        for (rank, (count, algorithm, transport)) in results.into_iter().enumerate() {
+            assert_eq!(count, node_count);
+            assert_eq!(algorithm, BroadcastAlgorithm::BinomialTree, "no fan-out across nodes");
+            let expected = if nodes[rank] == nodes[1] { Transport::SharedMemory } else { Transport::ZeroMq };
+            assert_eq!(transport, expected, "rank {rank} reaches rank 1");
+        }
+    }
+}
+
+#[test]
+fn a_shared_broadcast_maps_one_copy_per_node() {
+    for nodes in [&[0, 0, 0][..], &[0, 1, 1, 0, 1]] {
+        let len = (3 << 20) + 11;
+        let views = run_ok(InProcess::on_nodes(nodes), &config(), |mesh| {
+            let root = Rank(nodes.len() - 1);
+            let view = if mesh.rank() == root {
+                let mut bytes = SharedBytesMut::new(len)?;
+                bytes.copy_from_slice(&data(len, 7));
+                let bytes = bytes.freeze()?;
+                mesh.broadcast_shared_root(&bytes)?;
+                bytes
+            } else {
+                mesh.broadcast_shared(root)?
+            };
+            Ok(view[..] == data(len, 7)[..])
+        });
+        assert!(views.into_iter().all(|same| same), "every rank sees the root's bytes: {nodes:?}");
+    }
+}
+
+#[test]
+fn a_mismatched_call_fails_every_rank_with_both_calls_named() {
+    let results = run(InProcess::ranks(3), &config(), |mesh| {
+        let mut buffer = vec![1u8; 100];
+        match mesh.rank() {
+            Rank(2) => mesh.gather_into(Rank(0), &buffer).map(drop),
+            _ => mesh.broadcast_into(Rank(0), &mut buffer).map(drop),
+        }?;
+        // The ranks are out of step: every later collective fails at once too.
+        mesh.broadcast_into(Rank(0), &mut buffer).map(drop)
+    });
+    for (rank, result) in results.into_iter().enumerate() {
+        match result {
+            Err(Error::CollectiveMismatch { this_call, peer_call, .. }) => {
+                let calls = [this_call, peer_call].join(" / ");
+                assert!(
+                    calls.contains("broadcast from root 0") && calls.contains("gather to root 0"),
+                    "{calls}"
+                );
+            }
+            other => panic!("rank {rank}: expected a mismatch, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_wrong_chunk_count_is_named_on_the_root_and_reported_to_the_others() {
+    let results = run(InProcess::ranks(4), &config(), |mesh| {
+        let mut mine = Vec::new();
+        match mesh.rank() {
+            Rank(0) => mesh.scatter_into_root(&[&b"only"[..], &b"two"[..]], &mut mine),
+            _ => mesh.scatter_into(Rank(0), &mut mine),
+        }
+    });
+    for (rank, result) in results.into_iter().enumerate() {
+        let text = result.expect_err("nobody succeeds").to_string();
+        assert!(text.contains("2 chunks given for 4 ranks"), "rank {rank}: {text}");
+    }
+}
+
+#[test]
+fn a_receive_buffer_too_small_fails_that_rank_alone() {
+    let results = run(InProcess::ranks(3), &config(), |mesh| {
+        let mut buffer = vec![5u8; 200 << 10];
+        match mesh.rank() {
+            Rank(0) => mesh.broadcast_into(Rank(0), &mut buffer[..]),
+            Rank(1) => mesh.broadcast_into(Rank(0), &mut buffer[..100]),
+            _ => mesh.broadcast_into(Rank(0), &mut buffer[..]),
+        }
+    });
+    assert_eq!(results[0], Ok(200 << 10));
+    assert_eq!(results[2], Ok(200 << 10));
+    let text = results[1].as_ref().unwrap_err().to_string();
+    assert!(text.contains("204800 bytes arrive but the receive buffer holds 100"), "{text}");
+}
+
+#[test]
+fn a_rank_that_leaves_is_named_lost_by_the_others_within_the_deadline() {
+    let config = config().with_timeout(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let results = run(InProcess::ranks(4), &config, |mesh| {
+        let chunk = vec![3u8; 1 << 20];
+        match mesh.rank() {
+            // Leaves before the gather: its mesh (servers and links) closes with it.
+            Rank(3) => Ok(()),
+            Rank(0) => mesh.gather_into_root(&chunk, &mut Vec::new()).map(drop),
+            _ => mesh.gather_into(Rank(0), &chunk),
+        }
+    });
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(results[3], Ok(()));
+    for (rank, result) in results.into_iter().enumerate().take(3) {
+        match result {
+            Err(Error::PeerLost { rank: 3, .. }) => {}
+            other => panic!("rank {rank}: expected rank 3 lost, got {other:?}"),
+        }
+    }
+}
