@@ -271,7 +271,7 @@ mod tests {
         let headers = [
             Header::Piece { path: Path::Tree, total: 10, offset: 4 },
             Header::Piece { path: Path::Chain, total: 10, offset: 0 },
-            Header::Piece { path: Path::FanOut, total: 6, offset: 4 },
+            Header::Piece { path: Path::FanOut, total: 8, offset: 4 },
             Header::Bytes { total: 6, offset: 2 },
         ];
         for header in headers {
