@@ -180,12 +180,15 @@ fn a_shared_broadcast_maps_one_copy_per_node() {
 fn a_mismatched_call_fails_every_rank_with_both_calls_named() {
     let results = run(InProcess::ranks(3), &config(), |mesh| {
         let mut buffer = vec![1u8; 100];
+        // No rank waits for another's message here (the root and rank 2 only send, rank 1 takes the
+        // root's piece), so each may return before anyone sees rank 2's gather...
         match mesh.rank() {
             Rank(2) => mesh.gather_into(Rank(0), &buffer).map(drop),
             _ => mesh.broadcast_into(Rank(0), &mut buffer).map(drop),
         }?;
-        // The ranks are out of step: every later collective fails at once too.
-        mesh.broadcast_into(Rank(0), &mut buffer).map(drop)
+        // ...but the next call that waits finds it, and every rank is told.
+        let chunks = [&buffer[..]; 3];
+        mesh.all_to_all_into(&chunks, &mut Vec::new()).map(drop)
     });
     for (rank, result) in results.into_iter().enumerate() {
         match result {
@@ -252,5 +255,41 @@ fn a_rank_that_leaves_is_named_lost_by_the_others_within_the_deadline() {
             Err(Error::PeerLost { rank: 3, .. }) => {}
             other => panic!("rank {rank}: expected rank 3 lost, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn a_bootstrap_that_breaks_its_contract_or_a_rank_that_never_joins_is_an_error_not_a_hang() {
+    /// A bootstrap that claims `rank` of `size` and gathers `strings` copies of each string.
+    struct Broken {
+        rank: usize,
+        size: usize,
+        strings: usize,
+    }
+    impl lightbeam::mesh::Bootstrap for Broken {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+        fn size(&self) -> usize {
+            self.size
+        }
+        fn all_gather(&self, mine: &[u8], _: std::time::Instant) -> lightbeam::Result<Vec<Vec<u8>>> {
+            Ok(vec![mine.to_vec(); self.strings])
+        }
+    }
+    let config = config().with_timeout(Duration::from_millis(300));
+    let refused = |boot: Broken| Mesh::bootstrap_with(&boot, config.clone()).unwrap_err().to_string();
+    let text = refused(Broken { rank: 3, size: 3, strings: 3 });
+    assert!(text.contains("rank 3 of 3 ranks"), "{text}");
+    let text = refused(Broken { rank: 0, size: 3, strings: 2 });
+    assert!(text.contains("returned 2 strings for 3 ranks"), "{text}");
+    // One rank of two joins: its all-gather ends at the deadline, naming the rank that did not join.
+    let mut ranks = InProcess::ranks(2);
+    let started = std::time::Instant::now();
+    let error = Mesh::bootstrap_with(&ranks.remove(0), config).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match error {
+        Error::Timeout { peer: Some(peer), .. } => assert!(peer.contains("rank(s) 1"), "{peer}"),
+        other => panic!("expected a timeout, got {other:?}"),
     }
 }

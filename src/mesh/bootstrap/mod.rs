@@ -145,9 +145,12 @@ fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, Str
 /// tells. Every rank takes part in each round even when its bind failed, so that all of them learn of
 /// the failure instead of waiting.
 pub(super) fn bind_and_gather(boot: &dyn Bootstrap, config: &MeshConfig) -> Result<(Bound, Vec<Peer>, u64)> {
-    let rank = boot.rank();
+    let (rank, size) = (boot.rank(), boot.size());
+    if rank >= size {
+        return Err(Error::InvalidArgument(format!("the bootstrap says rank {rank} of {size} ranks")));
+    }
     let deadline = Instant::now() + config.timeout;
-    let tokens = boot.all_gather(&draw_token().to_le_bytes(), deadline)?;
+    let tokens = gathered(boot, &draw_token().to_le_bytes(), deadline)?;
     let token = tokens.first().and_then(|t| <[u8; 8]>::try_from(&t[..]).ok()).map(u64::from_le_bytes);
     let token = token.ok_or_else(|| Error::Mesh("the bootstrap gathered no job token from rank 0".into()))?;
 
@@ -196,6 +199,19 @@ fn read_shared_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Op
     }
 }
 
+/// Every rank's `mine`, by rank, checked to hold one string per rank.
+fn gathered(boot: &dyn Bootstrap, mine: &[u8], deadline: Instant) -> Result<Vec<Vec<u8>>> {
+    let strings = boot.all_gather(mine, deadline)?;
+    match strings.len() == boot.size() {
+        true => Ok(strings),
+        false => Err(Error::Mesh(format!(
+            "the bootstrap's all-gather returned {} strings for {} ranks",
+            strings.len(),
+            boot.size()
+        ))),
+    }
+}
+
 /// All-gathers `mine` from every rank within `deadline` and reads each rank's with `read`; fails naming
 /// every rank whose record says it failed or cannot be read.
 fn gather<T: serde::Serialize, U>(
@@ -206,8 +222,7 @@ fn gather<T: serde::Serialize, U>(
 ) -> Result<Vec<U>> {
     let mut encoded = Vec::new();
     wire::encode_custom(mine, &mut encoded)?;
-    let (read, failures): (Vec<_>, Vec<_>) = boot
-        .all_gather(&encoded, deadline)?
+    let (read, failures): (Vec<_>, Vec<_>) = gathered(boot, &encoded, deadline)?
         .iter()
         .enumerate()
         .map(|(rank, bytes)| read(rank, bytes))
