@@ -5,9 +5,14 @@
 
 use std::time::Duration;
 
-use super::collectives::{CHUNK_SIZE, PIPELINE_THRESHOLD};
 use crate::transport::same_node::DEFAULT_SINGLE_COPY_FROM;
 use crate::transport::{Options, Protocol, ShmOptions, Transport};
+
+/// The default size from which broadcasts use the pipelined chain; smaller ones use the binomial tree.
+pub const PIPELINE_THRESHOLD: usize = 256 << 10;
+
+/// The default piece size of the pipelined chain.
+pub const CHUNK_SIZE: usize = 1 << 20;
 
 /// The environment variable that overrides the host a rank binds and announces.
 pub const HOST_ENV: &str = "LIGHTBEAM_HOST";
@@ -47,9 +52,9 @@ pub struct MeshConfig {
     /// more take the pipelined chain and smaller ones the binomial tree. On one node a broadcast below
     /// [`MeshConfig::single_copy_from`] (or this value, if smaller) fans out from the root, and a larger
     /// one is read from the root's buffer. Default
-    /// [`PIPELINE_THRESHOLD`](super::collectives::PIPELINE_THRESHOLD). Only the root's value matters.
+    /// [`PIPELINE_THRESHOLD`]. Only the root's value matters.
     pub pipeline_threshold: usize,
-    /// The piece size of the pipelined chain. Default [`CHUNK_SIZE`](super::collectives::CHUNK_SIZE).
+    /// The piece size of the pipelined chain. Default [`CHUNK_SIZE`].
     pub chunk_size: usize,
     /// How ranks on one node talk: [`Transport::SharedMemory`] (the default; no socket, no I/O thread,
     /// large bulks copied once) or [`Transport::ZeroMq`] (every rank over its tcp or ipc server, for

@@ -23,9 +23,9 @@
 //! See `examples/distributed.rs` for the whole program.
 //!
 //! Inside: `bootstrap/` forms the mesh; `net/` moves messages (links to peers, the servers messages
-//! arrive at, matching them to receives, and [`Exchange`](net::exchange::Exchange), the one seam
+//! arrive at, matching them to receives, and `Exchange`, the one seam
 //! between the collectives and the transports); `collectives/` holds each collective as a function of
-//! its exchange, the [`Plan`](collectives::plan::Plan) that chooses algorithms, and the collectives'
+//! its exchange, the `Plan` that chooses algorithms, and the collectives'
 //! own message format; `fault.rs` tells lost and out-of-step ranks apart and tells the others.
 
 #![forbid(unsafe_code)]

@@ -4,10 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+use super::buffers::{land_payload, largest, refill, wrong_chunk_count};
 use super::plan::{Plan, Swap};
 use super::protocol::{self, Message};
 use super::read_in_place::{self, Landed};
-use super::{land_payload, largest, refill, wrong_chunk_count};
 use crate::error::Result;
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::{Rank, Source};

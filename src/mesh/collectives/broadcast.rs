@@ -8,9 +8,11 @@
 
 #![forbid(unsafe_code)]
 
+use super::buffers::{pieces, Land};
+use super::plan::BroadcastAlgorithm;
 use super::plan::Plan;
 use super::protocol::{self, Header, Message, Path};
-use super::{pieces, read_in_place, BroadcastAlgorithm, Land};
+use super::read_in_place;
 use crate::error::Result;
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;

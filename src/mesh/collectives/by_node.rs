@@ -23,9 +23,9 @@
 
 use rayon::prelude::*;
 
+use super::buffers::{land_payload, largest};
 use super::plan::Plan;
 use super::protocol::{self, Message};
-use super::{land_payload, largest};
 use crate::error::{Error, Result};
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;

@@ -8,12 +8,12 @@
 //! Receivers learn sizes from the metadata phase: receive buffers are any [`Buffer`]: a `Vec<u8>` is
 //! resized to what arrives, a `[u8]` slice must be large enough (the return value says how much
 //! arrived). Chunk sizes may differ per rank (MPI's `v` variants: scatterv, gatherv, alltoallv) with no
-//! extra call. [`plan`] says which algorithm each call takes.
+//! extra call. The plan (`plan.rs`) says which algorithm each call takes.
 //!
-//! Each collective is a function of its call's [`Exchange`] (which sends, forwards and receives the
-//! call's messages and reports its faults), the mesh's [`Plan`], and the caller's buffers: `broadcast`,
+//! Each collective is a function of its call's `Exchange` (which sends, forwards and receives the
+//! call's messages and reports its faults), the mesh's `Plan`, and the caller's buffers: `broadcast`,
 //! `scatter_gather`, `all_to_all`, `by_node` (across nodes), `read_in_place` (single copies on one node)
-//! and `shared_broadcast`. Their messages are the [`protocol`]'s.
+//! and `shared_broadcast`. Their messages are those of `protocol.rs`.
 //!
 //! When a rank finds a bad argument (a chunk count that does not match the rank count), it returns an
 //! error naming the problem and tells the ranks waiting on it, which fail at once with that reason
@@ -62,6 +62,7 @@
 
 mod all_to_all;
 mod broadcast;
+mod buffers;
 mod by_node;
 pub(crate) mod plan;
 pub(crate) mod protocol;
@@ -69,202 +70,16 @@ mod read_in_place;
 mod scatter_gather;
 mod shared_broadcast;
 
-use std::fmt;
-
+pub use self::buffers::Buffer;
+use self::buffers::{check_not_root, fill, refill, Landing};
+pub use self::plan::BroadcastAlgorithm;
+pub use super::config::{CHUNK_SIZE, PIPELINE_THRESHOLD};
 use super::net::envelope::Operation;
-use super::net::exchange::Exchange;
 use super::{Mesh, Rank};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::shm::SharedBytes;
-use crate::transport::Payload;
 #[doc(hidden)]
 pub use protocol::decode_for_fuzzing;
-
-/// The default size from which broadcasts use the pipelined chain; smaller ones use the binomial tree.
-pub const PIPELINE_THRESHOLD: usize = 256 << 10;
-/// The default piece size of the pipelined chain.
-pub const CHUNK_SIZE: usize = 1 << 20;
-
-/// A receive buffer of a collective: a `Vec<u8>` grows or shrinks to fit, a slice must be large enough.
-pub trait Buffer {
-    /// The bytes to send, where this rank sends from this buffer (the broadcast root).
-    fn bytes(&self) -> &[u8];
-    /// Room for `len` arriving bytes, or `None` when the buffer cannot hold them.
-    fn room(&mut self, len: usize) -> Option<&mut [u8]>;
-    /// How many bytes the buffer holds now, for error messages.
-    fn capacity(&self) -> usize;
-}
-
-impl Buffer for Vec<u8> {
-    fn bytes(&self) -> &[u8] {
-        self
-    }
-    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
-        self.resize(len, 0);
-        Some(self)
-    }
-    fn capacity(&self) -> usize {
-        self.len()
-    }
-}
-
-impl Buffer for [u8] {
-    fn bytes(&self) -> &[u8] {
-        self
-    }
-    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
-        self.get_mut(..len)
-    }
-    fn capacity(&self) -> usize {
-        self.len()
-    }
-}
-
-/// How a broadcast moves its data; the module [`plan`] says when each runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BroadcastAlgorithm {
-    /// log2(n) rounds, each rank forwarding the whole message to its subtrees.
-    BinomialTree,
-    /// A pipelined chain in pieces of [`MeshConfig::chunk_size`](super::MeshConfig::chunk_size): the
-    /// root, the rest of its node, and each other node's leader, which also starts a chain through its
-    /// own node.
-    PipelinedChain,
-    /// Every rank of the node copies the root's buffer straight from the root's memory, all at once,
-    /// one copy each; the root returns once each has.
-    ReadFromRoot,
-    /// The root sends the whole message to every rank itself: small messages on one node, where each
-    /// send only writes into a queue and one hop beats the tree's log2(n).
-    FanOut,
-}
-
-impl fmt::Display for BroadcastAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::BinomialTree => "binomial tree",
-            Self::PipelinedChain => "pipelined chain",
-            Self::ReadFromRoot => "every rank reads from the root",
-            Self::FanOut => "the root sends to every rank",
-        })
-    }
-}
-
-/// Where received bytes land: the caller's buffer (and progress callback), a chunk's vector, or a
-/// shared broadcast's memory file.
-pub(crate) trait Land {
-    /// Room for the whole message of `total` bytes, or `None` when the buffer cannot hold it.
-    fn room(&mut self, total: usize) -> Option<&mut [u8]>;
-    /// Notes that `done` of the `total` bytes are in.
-    fn progressed(&mut self, done: usize, total: usize);
-    /// Copies `piece` to `offset` of the message (when the buffer holds it) and notes the progress.
-    fn put(&mut self, total: usize, offset: usize, piece: &[u8]) {
-        if let Some(room) = self.room(total) {
-            room[offset..offset + piece.len()].copy_from_slice(piece);
-        }
-        self.progressed(offset + piece.len(), total);
-    }
-}
-
-/// A received chunk lands in a vector, sized to it.
-impl Land for Vec<u8> {
-    fn room(&mut self, total: usize) -> Option<&mut [u8]> {
-        self.resize(total, 0);
-        Some(self)
-    }
-
-    fn progressed(&mut self, _done: usize, _total: usize) {}
-}
-
-/// The caller's buffer and progress callback, and whether the buffer held the message.
-struct Landing<'b, B: ?Sized, P> {
-    buffer: &'b mut B,
-    progress: P,
-    fits: bool,
-}
-
-impl<'b, B: Buffer + ?Sized, P: FnMut(usize, usize)> Landing<'b, B, P> {
-    fn new(buffer: &'b mut B, progress: P) -> Self {
-        Self { buffer, progress, fits: true }
-    }
-
-    /// `total`, when the buffer held the message; else the error saying it did not.
-    fn fitted(self, what: &str, total: usize) -> Result<usize> {
-        match self.fits {
-            true => Ok(total),
-            false => Err(too_small(what, total, self.buffer.capacity())),
-        }
-    }
-}
-
-impl<B: Buffer + ?Sized, P: FnMut(usize, usize)> Land for Landing<'_, B, P> {
-    fn room(&mut self, total: usize) -> Option<&mut [u8]> {
-        // A Vec is resized on the first piece only; a slice either holds the whole message or nothing.
-        let room = self.buffer.room(total);
-        self.fits &= room.is_some();
-        room
-    }
-
-    fn progressed(&mut self, done: usize, total: usize) {
-        (self.progress)(done, total);
-    }
-}
-
-/// The pieces `data` is cut into: at least one, so that 0 bytes still make a message.
-fn pieces(data: &[u8], chunk_size: usize) -> impl Iterator<Item = (usize, &[u8])> {
-    let chunk_size = chunk_size.max(1);
-    let count = data.len().div_ceil(chunk_size).max(1);
-    (0..count).map(move |i| {
-        let start = i * chunk_size;
-        (start, &data[start..data.len().min(start + chunk_size)])
-    })
-}
-
-/// Makes `vec` a copy of `data`, reusing its allocation: collectives called in a loop with the same
-/// output vectors allocate (and page in) their memory once.
-fn refill(vec: &mut Vec<u8>, data: &[u8]) {
-    vec.clear();
-    vec.extend_from_slice(data);
-}
-
-/// Puts a received chunk into `slot`: the buffer the transport received it into moves in (the
-/// same-node transport's, no copy), or the bytes are copied (a ZeroMQ frame); no payload is 0 bytes.
-fn land_payload(slot: &mut Vec<u8>, chunk: Option<Payload>) {
-    match chunk.map(Payload::into_vec) {
-        Some(Ok(buffer)) => *slot = buffer,
-        Some(Err(frame)) => refill(slot, &frame),
-        None => slot.clear(),
-    }
-}
-
-/// Copies `data` into `buffer` (sized to it), or says that it does not fit.
-fn fill<B: Buffer + ?Sized>(what: &str, buffer: &mut B, data: &[u8]) -> Result<usize> {
-    let capacity = buffer.capacity();
-    let room = buffer.room(data.len()).ok_or_else(|| too_small(what, data.len(), capacity))?;
-    room.copy_from_slice(data);
-    Ok(data.len())
-}
-
-fn too_small(what: &str, needed: usize, capacity: usize) -> Error {
-    Error::InvalidArgument(format!("{what}: {needed} bytes arrive but the receive buffer holds {capacity}"))
-}
-
-fn wrong_chunk_count(what: &str, given: usize, ranks: usize) -> Error {
-    Error::InvalidArgument(format!("{what}: {given} chunks given for {ranks} ranks (one per rank)"))
-}
-
-/// Fails when `root` is not a rank of the mesh or is this rank (which must call `root_call`).
-fn check_not_root(x: &Exchange<'_>, root: Rank, call: &str, root_call: &str) -> Result<()> {
-    x.check_rank(root)?;
-    if root == x.rank() {
-        return Err(Error::InvalidArgument(format!("{call} on the root itself: the root calls {root_call}")));
-    }
-    Ok(())
-}
-
-/// The largest of `chunks`, in bytes.
-fn largest(chunks: &[&[u8]]) -> usize {
-    chunks.iter().map(|c| c.len()).max().unwrap_or(0)
-}
 
 impl Mesh {
     /// The algorithm a broadcast of `len` bytes from this rank takes.
@@ -365,18 +180,5 @@ impl Mesh {
         let x = self.begin_collective("broadcast_shared", operation, Some(root))?;
         check_not_root(&x, root, "broadcast_shared", "broadcast_shared_root")?;
         shared_broadcast::to(&x, &self.plan, root)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pieces_cover_the_data_and_empty_data_is_one_piece() {
-        assert_eq!(pieces(&[], CHUNK_SIZE).count(), 1);
-        let data = vec![0u8; 2 * CHUNK_SIZE + 3];
-        let offsets: Vec<_> = pieces(&data, CHUNK_SIZE).map(|(o, p)| (o, p.len())).collect();
-        assert_eq!(offsets, [(0, CHUNK_SIZE), (CHUNK_SIZE, CHUNK_SIZE), (2 * CHUNK_SIZE, 3)]);
     }
 }

@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::mesh::config::MeshConfig;
@@ -27,7 +28,34 @@ use crate::mesh::net::link::Route;
 use crate::mesh::topology::{Node, Topology};
 use crate::transport::Transport;
 
-use super::BroadcastAlgorithm;
+/// How a broadcast moves its data; the module docs say when each runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BroadcastAlgorithm {
+    /// log2(n) rounds, each rank forwarding the whole message to its subtrees.
+    BinomialTree,
+    /// A pipelined chain in pieces of [`MeshConfig::chunk_size`](crate::mesh::MeshConfig::chunk_size): the
+    /// root, the rest of its node, and each other node's leader, which also starts a chain through its
+    /// own node.
+    PipelinedChain,
+    /// Every rank of the node copies the root's buffer straight from the root's memory, all at once,
+    /// one copy each; the root returns once each has.
+    ReadFromRoot,
+    /// The root sends the whole message to every rank itself: small messages on one node, where each
+    /// send only writes into a queue and one hop beats the tree's log2(n).
+    FanOut,
+}
+
+impl fmt::Display for BroadcastAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BinomialTree => "binomial tree",
+            Self::PipelinedChain => "pipelined chain",
+            Self::ReadFromRoot => "every rank reads from the root",
+            Self::FanOut => "the root sends to every rank",
+        })
+    }
+}
 
 /// A gather's chunk is read in place by the root from this size on: below it the root taking the
 /// chunks in one by one is as fast as reading them on several threads.

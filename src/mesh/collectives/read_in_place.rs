@@ -17,9 +17,9 @@
 
 #![forbid(unsafe_code)]
 
+use super::buffers::{land_payload, pieces, Land};
 use super::plan::Plan;
 use super::protocol::{self, Answer, Descriptor, Header, Message};
-use super::{land_payload, pieces, Land};
 use crate::error::{Error, Result};
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;

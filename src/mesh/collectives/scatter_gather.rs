@@ -5,10 +5,11 @@
 
 use rayon::prelude::*;
 
+use super::buffers::{fill, largest, wrong_chunk_count, Buffer, Landing};
+use super::by_node;
 use super::plan::{Plan, Spread};
 use super::protocol::{self, Message};
 use super::read_in_place::{self, Landed};
-use super::{by_node, fill, largest, wrong_chunk_count, Buffer, Landing};
 use crate::error::{Error, Result};
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;

@@ -11,9 +11,10 @@
 
 #![forbid(unsafe_code)]
 
+use super::buffers::Land;
 use super::plan::Plan;
 use super::protocol::{self, Answer, Header, Message};
-use super::{read_in_place, Land};
+use super::read_in_place;
 use crate::error::Result;
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::{Rank, Source};
