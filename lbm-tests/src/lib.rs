@@ -2,3 +2,4 @@
 //! programs (`mpi_tests/`), the benchmark (`lbm-bench`) and the test peers share.
 
 pub mod mpirun;
+pub mod verify;
