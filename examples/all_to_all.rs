@@ -3,8 +3,11 @@
 //!
 //! Run: `mpirun -n 4 target/release/examples/all_to_all`. Exits non-zero on a wrong result.
 
+#[path = "common/data.rs"]
+mod data;
+
+use data::pattern;
 use lightbeam::mesh::{Mesh, MeshConfig};
-use lightbeam::verify::pattern;
 
 const KEYS_PER_RANK: usize = 250_000;
 

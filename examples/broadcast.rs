@@ -6,14 +6,17 @@
 //! Run: `mpirun -n 4 target/release/examples/broadcast [--size 256MiB] [--root 0] [--no-mpi-compare]`
 //! (`./scripts/demo.sh` builds it and runs it at 4 ranks). Exits non-zero if any rank's data is wrong.
 
+#[path = "common/data.rs"]
+mod data;
+
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use data::{checksum, fill_pattern, pattern};
 use lightbeam::mesh::{Mesh, MeshConfig, Rank};
 use lightbeam::mpi::topology::SimpleCommunicator;
 use lightbeam::mpi::traits::*;
 use lightbeam::shm::{SharedBytes, SharedBytesMut};
-use lightbeam::verify::{checksum, fill_pattern, pattern};
 
 struct Args {
     size: usize,
@@ -193,7 +196,7 @@ fn compare_with_mpi(
     let root = Rank(args.root);
     let mut buffer = vec![0u8; args.size.max(1)];
     if lightbeam_mesh.rank() == root {
-        lightbeam::verify::fill_pattern(&mut buffer, 42);
+        fill_pattern(&mut buffer, 42);
     }
     let elapsed = timed(world, lightbeam_mesh, root, || {
         world.process_at_rank(args.root as i32).broadcast_into(&mut buffer[..args.size.max(1)]);

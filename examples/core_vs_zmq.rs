@@ -4,6 +4,9 @@
 //! Run: `cargo run --release --example core_vs_zmq`. Prints medians of several repetitions; the full
 //! OSU-style benchmark under MPI is a separate program.
 
+#[path = "common/data.rs"]
+mod data;
+
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -105,7 +108,7 @@ enum Path {
 
 /// MiB/s of streaming `count` messages of `size` bytes.
 fn throughput(path: Path, size: usize, count: usize) -> f64 {
-    let data = lightbeam::verify::pattern(size, 1);
+    let data = data::pattern(size, 1);
     let started;
     match path {
         Path::Lightbeam | Path::LightbeamInPlace => {

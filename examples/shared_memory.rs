@@ -9,11 +9,14 @@
 //!
 //! Run: `cargo run --release --example shared_memory`. Exits non-zero if anything arrives wrong.
 
+#[path = "common/data.rs"]
+mod data;
+
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use data::{checksum, pattern};
 use lightbeam::shm::Segment;
-use lightbeam::verify::{checksum, pattern};
 use lightbeam::{
     BulkFlags, Client, Endpoint, LbmMeta, Options, Server, SharedMemoryAccess, ZeroMqClient, ZeroMqServer,
 };

@@ -22,7 +22,7 @@ collective_tests=(
 )
 
 echo "stress: building" >&2
-cargo test --release --no-run --test mpi_collectives --test mpi_faults >&2
+cargo test --release -p lbm-tests --no-run --test mpi_collectives --test mpi_faults >&2
 
 burners=()
 stop_burners() { ((${#burners[@]})) && kill "${burners[@]}" 2>/dev/null || true; }
@@ -38,8 +38,8 @@ failed=()
 for round in $(seq "$rounds"); do
     log="$logs/round-$round.log"
     started=$SECONDS
-    if timeout --kill-after=10 900 cargo test --release --test mpi_collectives -- --exact "${collective_tests[@]}" >"$log" 2>&1 &&
-        timeout --kill-after=10 600 cargo test --release --test mpi_faults >>"$log" 2>&1; then
+    if timeout --kill-after=10 900 cargo test --release -p lbm-tests --test mpi_collectives -- --exact "${collective_tests[@]}" >"$log" 2>&1 &&
+        timeout --kill-after=10 600 cargo test --release -p lbm-tests --test mpi_faults >>"$log" 2>&1; then
         passed=$((passed + 1))
         echo "stress: round $round passed in $((SECONDS - started)) s" >&2
     else

@@ -25,7 +25,7 @@ step 900 cargo build --no-default-features
 step 2400 cargo test --release --workspace
 # Every mesh, collective and fault test again with ZeroMQ forced between ranks of one node (the default
 # run above uses the same-node shared-memory transport).
-step 1500 env LIGHTBEAM_SAME_NODE=zeromq cargo test --release --test mpi_mesh --test mpi_collectives --test mpi_faults
+step 1500 env LIGHTBEAM_SAME_NODE=zeromq cargo test --release -p lbm-tests --test mpi_mesh --test mpi_collectives --test mpi_faults
 step 900 cargo build --release --workspace --examples --bins
 for example in basic custom_metadata shared_memory shm_vs_zmq; do
     step 120 "target/release/examples/$example"
@@ -41,5 +41,5 @@ step 1200 fuzz/run.sh
 step 600 slurm/test-local.sh
 as_root=()
 [ "$(id -u)" -eq 0 ] || as_root=(sudo --preserve-env=PATH)
-step 900 "${as_root[@]}" mpi_tests/cluster/test-cluster.sh
+step 900 "${as_root[@]}" lbm-tests/mpi_tests/cluster/test-cluster.sh
 echo "all tests passed" >&2

@@ -40,7 +40,6 @@ pub mod meta;
 pub mod shm;
 mod sync;
 pub mod transport;
-pub mod verify;
 /// The frame format, sans IO. Public only for the fuzz targets and the tests that forge frames as a
 /// hostile peer would; not part of the supported API.
 #[doc(hidden)]

@@ -3,7 +3,7 @@
 //! one-way latency per client and the CPU seconds of all processes against the wall time. A measurement,
 //! not a check: run with `cargo test --release --test shm_oversubscription -- --ignored --nocapture`.
 //! Measured on the 2-core machine: 1 pair 1.4 us one-way median; 2 pairs 16 us before spins ended on
-//! preemption (`src/transport/shm/wait.rs`), 9.3 us after.
+//! preemption (`src/transport/same_node/wait.rs`), 9.3 us after.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};

@@ -1,9 +1,9 @@
 //! Collective benchmarks (root 0): Lightbeam's collectives, the same algorithms written directly on raw
 //! ZeroMQ sockets, and MPI's own. `size` is the bytes per rank (per pair for all-to-all), as in OSU.
 
+use lbm_tests::verify::pattern;
 use lightbeam::mesh::{Mesh, Rank};
 use lightbeam::shm::SharedBytes;
-use lightbeam::verify::pattern;
 use mpi::traits::*;
 
 use crate::raw::Outgoing;

@@ -1,7 +1,7 @@
 //! Point-to-point benchmarks between ranks 0 and 1 (other ranks wait at the barriers), as OSU's
 //! `osu_latency` (ping-pong) and `osu_bw` (a window of messages, then one acknowledgement).
 
-use lightbeam::verify::pattern;
+use lbm_tests::verify::pattern;
 use mpi::traits::*;
 
 use crate::raw::Outgoing;

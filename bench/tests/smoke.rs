@@ -1,12 +1,9 @@
 //! A short run of every lbm-bench subcommand under real `mpirun` (a few iterations: it proves the
 //! benchmark works end to end and writes what it says; no timing is asserted).
 
-#[path = "../../tests/util/mpirun.rs"]
-mod mpirun;
-
 use std::time::Duration;
 
-use mpirun::{mpirun, Run};
+use lbm_tests::mpirun::{mpirun, Run};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_lbm-bench");
 const LIMIT: Duration = Duration::from_secs(240);

@@ -22,7 +22,7 @@ use util::{pattern, wait_ended};
 
 const PEER: &str = env!("CARGO_BIN_EXE_lbm-test-shm-transport-peer");
 
-// The queue's layout (src/transport/shm/queue.rs and record.rs).
+// The queue's layout (src/transport/same_node/queue.rs and record.rs).
 const QUEUE_AT: u64 = 192;
 const CONTROL: usize = 128;
 const CHANNEL: usize = 128 + (512 << 10);
@@ -534,7 +534,7 @@ fn drain(server: &SharedMemoryServer) -> (Vec<Vec<u8>>, usize) {
 
 /// Connects to the server's listener for offers as a client would, sending the hello for `channel`
 /// under claim `claim` and then `offer` (number, address, len), as the listener's protocol has them
-/// (src/transport/shm/identity.rs). `None` when the server listens for none.
+/// (src/transport/same_node/identity.rs). `None` when the server listens for none.
 fn tell_as_a_client(hostile: &Hostile, channel: u64, claim: u64, offer: [u64; 3]) -> Option<OwnedFd> {
     use rustix::net::{
         connect, send, socket_with, AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType,

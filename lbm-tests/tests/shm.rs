@@ -7,8 +7,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use lbm_tests::verify::{checksum, pattern};
 use lightbeam::shm::{Segment, SharedBytes, ShmError, ShmPtr};
-use lightbeam::verify::{checksum, pattern};
 use lightbeam::wire;
 use lightbeam::{
     BulkFlags, Client, Endpoint, Error, LbmMeta, Options, Protocol, SharedMemoryAccess, ZeroMqClient,

@@ -1,5 +1,5 @@
-//! Reproducible test data and a checksum, for programs that verify what they moved (the examples, the
-//! benchmark and the test programs use them).
+//! Reproducible test data and a checksum, for programs that verify what they moved (the benchmark, the
+//! tests and the programs they launch use them).
 
 #![forbid(unsafe_code)]
 

@@ -18,8 +18,8 @@
 use std::io::BufRead;
 use std::time::Duration;
 
+use lbm_tests::verify::checksum;
 use lightbeam::shm::{Segment, SharedBytes, SharedBytesDescriptor, ShmPtr};
-use lightbeam::verify::checksum;
 use lightbeam::{BulkFlags, Endpoint, LbmMeta, Options, Server, SharedMemoryAccess, ZeroMqServer};
 
 type Outcome = Result<(), Box<dyn std::error::Error>>;

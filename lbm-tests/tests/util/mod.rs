@@ -131,4 +131,4 @@ pub fn leave_stale_segment(name: &str) -> u32 {
     child.id()
 }
 
-pub use lightbeam::verify::{checksum, pattern};
+pub use lbm_tests::verify::{checksum, pattern};

@@ -7,8 +7,8 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::{ensure, mesh};
+use lbm_tests::verify::{checksum, pattern};
 use lightbeam::mesh::{Mesh, MeshConfig, Node, Rank, Source, Tag};
-use lightbeam::verify::{checksum, pattern};
 use lightbeam::{Client, Error, LbmMeta, SharedMemoryClient, Transport};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;

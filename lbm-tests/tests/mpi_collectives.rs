@@ -1,10 +1,7 @@
 //! Collectives under real `mpirun` at 1 to 5 ranks: see `mpi_tests/collectives.rs`.
 #![cfg(feature = "mpi")]
 
-#[path = "util/mpirun.rs"]
-mod mpirun;
-
-use mpirun::expect_ok;
+use lbm_tests::mpirun::{self, expect_ok};
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_lbm-test-collectives");
 

@@ -3,13 +3,11 @@
 
 mod util;
 
-#[path = "util/mpirun.rs"]
-mod mpirun;
-
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use lbm_tests::mpirun;
 use lightbeam::{Client, LbmMeta, Options, Protocol, ZeroMqClient};
 use util::*;
 

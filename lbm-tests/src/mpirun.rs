@@ -1,5 +1,4 @@
 //! Launching MPI test programs under real `mpirun`, each run bounded in time.
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -7,8 +6,11 @@ use std::time::{Duration, Instant};
 
 /// What one `mpirun` printed and how it ended.
 pub struct Run {
+    /// Whether the job ended well (as [`mpirun_raw`] judges it) within its time limit.
     pub success: bool,
+    /// All ranks' standard output.
     pub stdout: String,
+    /// All ranks' standard error, and a note of mpirun's when it was killed.
     pub stderr: String,
 }
 

@@ -27,8 +27,8 @@
 use std::io::Write;
 use std::time::Duration;
 
+use lbm_tests::verify::{checksum, pattern};
 use lightbeam::shm::Segment;
-use lightbeam::verify::{checksum, pattern};
 use lightbeam::{Client, LbmMeta, Options, Server, SharedMemoryClient, SharedMemoryServer, ShmOptions};
 
 type Outcome = Result<(), Box<dyn std::error::Error>>;

@@ -136,7 +136,7 @@ fn bulks_can_be_read_in_place_without_a_copy() {
 #[test]
 fn owned_bulks_are_sent_without_a_copy_once_and_kept_when_a_send_fails() {
     let (server, client) = pair(Protocol::Tcp);
-    let owned = lightbeam::verify::pattern(1 << 20, 3);
+    let owned = lbm_tests::verify::pattern(1 << 20, 3);
     let meta = LbmMeta::new(7u32)
         .with_bulk(client.expose(b"borrowed", Default::default()))
         .with_bulk(client.expose_owned(owned.clone(), Default::default()));

@@ -4,10 +4,10 @@
 # per host too, and scatter and gather by node), the mesh,
 # the broadcast demo across 2 and 4 hosts, and faults: a link cut mid-broadcast and mid-all-to-all, and a
 # rank killed on one host. Always tears down every namespace, link and process it made. Needs root.
-# Run from the repository root after `cargo build --release --examples --bins`; scripts/test.sh does both.
+# Run from the repository root after `cargo build --release --workspace --examples --bins`; scripts/test.sh does both.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-cluster=mpi_tests/cluster/cluster.sh
+cd "$(dirname "$0")/../../.."
+cluster=lbm-tests/mpi_tests/cluster/cluster.sh
 export LBM_CLUSTER=lbmc
 logs=$(mktemp -d /tmp/lightbeam-cluster.XXXXXX)
 touch "$logs/started" # segments newer than this are this run's

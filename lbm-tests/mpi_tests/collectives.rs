@@ -7,9 +7,9 @@ mod harness;
 use std::time::Duration;
 
 use harness::{ensure, mesh};
+use lbm_tests::verify::{checksum, pattern};
 use lightbeam::mesh::{Mesh, Rank};
 use lightbeam::shm::SharedBytes;
-use lightbeam::verify::{checksum, pattern};
 use lightbeam::Error;
 use mpi::collective::SystemOperation;
 use mpi::datatype::{Partition, PartitionMut};

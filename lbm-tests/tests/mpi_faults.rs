@@ -7,11 +7,10 @@
 //! the timings they check.
 #![cfg(feature = "mpi")]
 
-#[path = "util/mpirun.rs"]
-mod mpirun;
-
 use std::sync::Mutex;
 use std::time::Duration;
+
+use lbm_tests::mpirun;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_lbm-test-collectives");
 

@@ -199,7 +199,7 @@ fn garbage_written_over_the_queue_is_an_error_never_a_crash_or_a_hang() {
     let server = server_with(&ShmOptions::default());
     let name = server.address().trim_start_matches("shm://").to_owned();
     let segment = Segment::open(&name).unwrap();
-    // The queue's layout (src/transport/shm/queue.rs): a control block, then 32 channels of a 128-byte
+    // The queue's layout (src/transport/same_node/queue.rs): a control block, then 32 channels of a 128-byte
     // header and a 512 KiB ring, from offset 192 of the segment.
     let (control, channel, channels) = (128, 128 + (512 << 10), 32);
     let queue_len = control + channels * channel;

@@ -1,12 +1,9 @@
 //! The mesh under real `mpirun` at 1 to 4 ranks and at 16 (oversubscribed): see `mpi_tests/mesh.rs`.
 #![cfg(feature = "mpi")]
 
-#[path = "util/mpirun.rs"]
-mod mpirun;
-
 use std::time::{Duration, Instant};
 
-use mpirun::{expect_failure, expect_ok};
+use lbm_tests::mpirun::{self, expect_failure, expect_ok};
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_lbm-test-mesh");
 
