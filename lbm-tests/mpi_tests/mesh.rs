@@ -1,5 +1,5 @@
 //! The mesh under real `mpirun`: point-to-point correctness and every failure the mesh must survive.
-//! Run as `mpirun -n N lbm-test-mesh <scenario>`; `tests/mpi.rs` does that at several rank counts.
+//! Run as `mpirun -n N lbm-test-mesh <scenario>`; `lbm-tests/tests/mpi_mesh.rs` does that at several rank counts.
 
 #[path = "harness.rs"]
 mod harness;
