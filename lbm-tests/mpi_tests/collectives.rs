@@ -428,8 +428,8 @@ fn bad_input(world: &SimpleCommunicator) -> Outcome {
 
 /// Runs one kind of collective (`broadcast`, `all-to-all`, `scatter` or `gather`; the second argument)
 /// over and over for up to 60 s with the deadline given in milliseconds (third argument), for fault
-/// tests: a test cuts a link or kills a rank meanwhile. The first Lightbeam error ends the run, stamped with the wall-clock time so the
-/// test can time it.
+/// tests: a test cuts a link or kills a rank meanwhile. The first Lightbeam error ends the run, stamped with
+/// the wall-clock time so the test can time it.
 fn endless(world: &SimpleCommunicator) -> Outcome {
     let kind = std::env::args().nth(2).unwrap_or_default();
     let deadline_ms = std::env::args().nth(3).and_then(|d| d.parse().ok()).unwrap_or(3000);

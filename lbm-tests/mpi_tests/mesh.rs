@@ -1,5 +1,6 @@
 //! The mesh under real `mpirun`: point-to-point correctness and every failure the mesh must survive.
-//! Run as `mpirun -n N lbm-test-mesh <scenario>`; `lbm-tests/tests/mpi_mesh.rs` does that at several rank counts.
+//! Run as `mpirun -n N lbm-test-mesh <scenario>`; `lbm-tests/tests/mpi_mesh.rs` does that at several rank
+//! counts.
 
 #[path = "harness.rs"]
 mod harness;
@@ -74,9 +75,9 @@ fn size_for(from: usize, to: usize, ranks: usize) -> usize {
     (from * 7919 + to * 104_729) % max
 }
 
-/// Every ordered pair exchanges checksummed data on two tags (one sent from a borrowed slice, one owned), received in the opposite order to the one
-/// sent (so the first arrival waits in the unexpected queue); then an any-source receive at rank 0. First,
-/// the mesh's nodes are checked against MPI's.
+/// Every ordered pair exchanges checksummed data on two tags (one sent from a borrowed slice, one owned),
+/// received in the opposite order to the one sent (so the first arrival waits in the unexpected queue); then
+/// an any-source receive at rank 0. First, the mesh's nodes are checked against MPI's.
 fn pairs(world: &SimpleCommunicator) -> Result<(), String> {
     let mesh = mesh(world, LONG)?;
     let (me, n) = (mesh.rank().0, mesh.size());
