@@ -283,13 +283,21 @@ fn a_bootstrap_that_breaks_its_contract_or_a_rank_that_never_joins_is_an_error_n
     assert!(text.contains("rank 3 of 3 ranks"), "{text}");
     let text = refused(Broken { rank: 0, size: 3, strings: 2 });
     assert!(text.contains("returned 2 strings for 3 ranks"), "{text}");
+    // Every rank's string the caller's own: the ranks would all be this one.
+    let text = refused(Broken { rank: 0, size: 3, strings: 3 });
+    assert!(text.contains("ranks 0 and 1 announced one endpoint"), "{text}");
     // One rank of two joins: its all-gather ends at the deadline, naming the rank that did not join.
     let mut ranks = InProcess::ranks(2);
     let started = std::time::Instant::now();
-    let error = Mesh::bootstrap_with(&ranks.remove(0), config).unwrap_err();
+    let error = Mesh::bootstrap_with(&ranks.remove(0), config.clone()).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
     match error {
         Error::Timeout { peer: Some(peer), .. } => assert!(peer.contains("rank(s) 1"), "{peer}"),
         other => panic!("expected a timeout, got {other:?}"),
     }
+    // The rank that comes late fails at once: the other gave up.
+    let started = std::time::Instant::now();
+    let late = Mesh::bootstrap_with(&ranks.remove(0), config.with_timeout(Duration::from_secs(20)));
+    assert!(matches!(late, Err(Error::Timeout { .. })), "{late:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

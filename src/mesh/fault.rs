@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use super::net::envelope::Channel;
 use super::net::exchange::{Ongoing, GONE_GRACE};
-use super::net::matching::{Incoming, Loss, Want};
-use super::{segments, Mesh, Rank};
+use super::net::matching::{peer_failed, Loss, Want};
+use super::types::Rank;
+use super::{segments, Mesh};
 use crate::bulk::Bulk;
 use crate::error::Error;
 use crate::meta::LbmMeta;
@@ -129,12 +130,6 @@ impl Mesh {
     pub(crate) fn describe(&self, rank: Rank) -> String {
         format!("rank {rank} ({})", self.routes[rank.0])
     }
-}
-
-/// The error a rank's failure notice in a collective makes: the rank and its reason.
-pub(crate) fn peer_failed(notice: Incoming, op: &'static str) -> Error {
-    let reason = notice.payloads.first().map(|p| String::from_utf8_lossy(p).into_owned());
-    Error::PeerFailed { rank: notice.source.0, op, reason: reason.unwrap_or_default() }
 }
 
 /// How long a rank that failed in a collective waits for each peer to take its failure notice.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::net::envelope::Channel;
 use super::net::matching::Want;
-use super::{Mesh, Message, Rank, Source, Tag};
+use super::types::{Message, Rank, Source, Tag};
+use super::Mesh;
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 

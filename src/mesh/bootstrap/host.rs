@@ -11,9 +11,12 @@ use crate::transport::{Endpoint, Protocol};
 /// The address this rank binds and announces: `LIGHTBEAM_HOST`, else the config's host, else the node's
 /// `host_name` resolved to an IP address. A host given as a subnet (`10.1.0.0/16`) means this node's
 /// address in that subnet, so one setting serves every node of a job.
-pub(super) fn local_host(config: &MeshConfig, host_name: &str) -> Result<String> {
+pub(super) fn local_host(config: &MeshConfig, host_name: Result<&str>) -> Result<String> {
     let given = std::env::var(HOST_ENV).ok().filter(|h| !h.is_empty()).or_else(|| config.host.clone());
-    resolve(given.as_deref().unwrap_or(host_name))
+    match given {
+        Some(host) => resolve(&host),
+        None => resolve(host_name?),
+    }
 }
 
 /// This machine's host name.

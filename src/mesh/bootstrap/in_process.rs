@@ -57,13 +57,15 @@ struct Board {
     changed: Condvar,
 }
 
-/// One all-gather: the strings left so far, how many ranks have yet to leave theirs, and how many took
-/// the result (the round is removed once every rank has).
+/// One all-gather: the strings left so far, how many ranks have yet to leave theirs, how many took the
+/// result (the round is removed once every rank has), and whether a rank gave up on it at its
+/// deadline (the ranks that come later then fail at once too).
 #[derive(Debug)]
 struct Round {
     strings: Vec<Option<Vec<u8>>>,
     missing: usize,
     taken: usize,
+    abandoned: bool,
 }
 
 impl InProcess {
@@ -102,7 +104,7 @@ impl Bootstrap for InProcess {
         let (started, size) = (Instant::now(), self.board.size);
         let round = self.calls.fetch_add(1, Ordering::Relaxed);
         let mut rounds = lock(&self.board.rounds);
-        let new = || Round { strings: vec![None; size], missing: size, taken: 0 };
+        let new = || Round { strings: vec![None; size], missing: size, taken: 0, abandoned: false };
         let joined = rounds.entry(round).or_insert_with(new);
         joined.strings[self.rank] = Some(mine.to_vec());
         joined.missing -= 1;
@@ -111,7 +113,7 @@ impl Bootstrap for InProcess {
         }
         loop {
             let current = rounds.get_mut(&round).expect("a round stays until every rank took it");
-            if current.missing == 0 {
+            if current.missing == 0 && !current.abandoned {
                 let strings = current.strings.iter().map(|s| s.clone().unwrap_or_default()).collect();
                 current.taken += 1;
                 if current.taken == size {
@@ -120,13 +122,19 @@ impl Bootstrap for InProcess {
                 return Ok(strings);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || current.abandoned {
                 let missing = current.strings.iter().enumerate().filter(|(_, s)| s.is_none());
                 let missing: Vec<String> = missing.map(|(rank, _)| rank.to_string()).collect();
+                let peer = match missing.is_empty() {
+                    true => "a rank that gave up at its deadline".to_owned(),
+                    false => format!("rank(s) {} that did not join", missing.join(", ")),
+                };
+                current.abandoned = true;
+                self.board.changed.notify_all();
                 return Err(Error::Timeout {
                     op: "bootstrap (in-process all-gather)",
                     after: started.elapsed(),
-                    peer: Some(format!("rank(s) {} that did not join", missing.join(", "))),
+                    peer: Some(peer),
                 });
             }
             rounds = self.board.changed.wait_timeout(rounds, left).unwrap_or_else(|e| e.into_inner()).0;

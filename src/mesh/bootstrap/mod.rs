@@ -150,14 +150,14 @@ pub(super) fn bind_and_gather(boot: &dyn Bootstrap, config: &MeshConfig) -> Resu
         return Err(Error::InvalidArgument(format!("the bootstrap says rank {rank} of {size} ranks")));
     }
     let deadline = Instant::now() + config.timeout;
-    let tokens = gathered(boot, &draw_token().to_le_bytes(), deadline)?;
-    let token = tokens.first().and_then(|t| <[u8; 8]>::try_from(&t[..]).ok()).map(u64::from_le_bytes);
-    let token = token.ok_or_else(|| Error::Mesh("the bootstrap gathered no job token from rank 0".into()))?;
+    let token = agree_on_token(boot, deadline)?;
 
-    let bound = boot.host_name().and_then(|name| {
-        let host = host::local_host(config, &name)?;
+    // A host name that cannot be read only matters when no address is given to bind.
+    let name = boot.host_name();
+    let bound = host::local_host(config, name.as_deref().map_err(Clone::clone)).and_then(|host| {
         let endpoint = host::local_endpoint(config, rank, &host, token)?;
-        Ok((NodeId::local(&name), ZeroMqServer::bind(&endpoint, &config.options)?))
+        let node = NodeId::local(name.as_deref().unwrap_or_default());
+        Ok((node, ZeroMqServer::bind(&endpoint, &config.options)?))
     });
     let announcement: Announcement = match &bound {
         Ok((node, server)) => {
@@ -168,6 +168,13 @@ pub(super) fn bind_and_gather(boot: &dyn Bootstrap, config: &MeshConfig) -> Resu
         Err(err) => Err(err.to_string()),
     };
     let mut peers = gather(boot, &announcement, deadline, read_announcement)?;
+    // Two ranks cannot bind one endpoint: a bootstrap that says so mixed its ranks up.
+    for (rank, peer) in peers.iter().enumerate() {
+        if let Some(twin) = peers[..rank].iter().position(|other| other.zeromq == peer.zeromq) {
+            let endpoint = &peer.zeromq;
+            return Err(Error::Mesh(format!("ranks {twin} and {rank} announced one endpoint, {endpoint}")));
+        }
+    }
 
     let ranks_here = peers.iter().filter(|peer| peer.node == peers[rank].node).count();
     let shared_memory = (config.same_node == Transport::SharedMemory)
@@ -199,17 +206,42 @@ fn read_shared_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Op
     }
 }
 
-/// Every rank's `mine`, by rank, checked to hold one string per rank.
+/// Every rank's `mine`, by rank, checked to hold one string per rank and this rank's own in its place.
 fn gathered(boot: &dyn Bootstrap, mine: &[u8], deadline: Instant) -> Result<Vec<Vec<u8>>> {
     let strings = boot.all_gather(mine, deadline)?;
-    match strings.len() == boot.size() {
-        true => Ok(strings),
-        false => Err(Error::Mesh(format!(
-            "the bootstrap's all-gather returned {} strings for {} ranks",
-            strings.len(),
-            boot.size()
-        ))),
+    let broken = |what: String| Err(Error::Mesh(format!("the bootstrap's all-gather {what}")));
+    if strings.len() != boot.size() {
+        return broken(format!("returned {} strings for {} ranks", strings.len(), boot.size()));
     }
+    if strings[boot.rank()] != mine {
+        return broken(format!("put another string in the place of rank {}", boot.rank()));
+    }
+    Ok(strings)
+}
+
+/// The job token: rank 0's random number, all-gathered with every rank's count of ranks, which must
+/// agree.
+fn agree_on_token(boot: &dyn Bootstrap, deadline: Instant) -> Result<u64> {
+    let mine = [draw_token(), boot.size() as u64].map(u64::to_le_bytes).concat();
+    let numbers = |bytes: &[u8]| -> Option<(u64, u64)> {
+        let (token, size) = bytes.split_at_checked(8)?;
+        Some((u64::from_le_bytes(token.try_into().ok()?), u64::from_le_bytes(size.try_into().ok()?)))
+    };
+    let gathered = gathered(boot, &mine, deadline)?;
+    let mut token = None;
+    for (rank, bytes) in gathered.iter().enumerate() {
+        match numbers(bytes) {
+            Some((drawn, size)) if size == boot.size() as u64 => token = token.or(Some(drawn)),
+            Some((_, size)) => {
+                let ranks = boot.size();
+                return Err(Error::Mesh(format!(
+                    "rank {rank} counts {size} ranks where this rank counts {ranks}"
+                )));
+            }
+            None => return Err(Error::Mesh(format!("rank {rank} sent no job token to the bootstrap"))),
+        }
+    }
+    token.ok_or_else(|| Error::Mesh("the bootstrap gathered no job token".into()))
 }
 
 /// All-gathers `mine` from every rank within `deadline` and reads each rank's with `read`; fails naming

@@ -10,7 +10,7 @@ use super::protocol::{self, Message};
 use super::read_in_place::{self, Landed};
 use crate::error::Result;
 use crate::mesh::net::exchange::Exchange;
-use crate::mesh::{Rank, Source};
+use crate::mesh::types::{Rank, Source};
 
 /// This rank sends `chunks[r]` to rank r and `received[r]` becomes what rank r sent it. A failure is
 /// told to every other rank.

@@ -16,7 +16,7 @@ use super::read_in_place;
 use crate::error::Result;
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;
-use crate::mesh::{Rank, Source};
+use crate::mesh::types::{Rank, Source};
 
 /// The ranks, relative to the root, that relative rank `relative` sends to in a binomial tree of `n`.
 fn tree_children(relative: usize, n: usize) -> impl Iterator<Item = usize> {

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::mesh::net::exchange::Exchange;
-use crate::mesh::Rank;
+use crate::mesh::types::Rank;
 use crate::transport::Payload;
 
 /// A receive buffer of a collective: a `Vec<u8>` grows or shrinks to fit, a slice must be large enough.

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;
 use crate::mesh::topology::{Node, Topology};
-use crate::mesh::{Rank, Source};
+use crate::mesh::types::{Rank, Source};
 use crate::transport::Payload;
 
 /// A peer a scatter's root sends to (or a gather's root receives from), and the ranks whose chunks that

@@ -75,7 +75,8 @@ use self::buffers::{check_not_root, fill, refill, Landing};
 pub use self::plan::BroadcastAlgorithm;
 pub use super::config::{CHUNK_SIZE, PIPELINE_THRESHOLD};
 use super::net::envelope::Operation;
-use super::{Mesh, Rank};
+use super::types::Rank;
+use super::Mesh;
 use crate::error::Result;
 use crate::shm::SharedBytes;
 #[doc(hidden)]

@@ -8,8 +8,9 @@
 //!   the pipeline threshold and a pipelined chain from there on.
 //! - **Scatter and gather** go by node when the ranks span several nodes and some node holds several
 //!   (one message per node crosses the network). On one node, chunks from the single-copy size on (a
-//!   gather's from [`GATHER_IN_PLACE_FROM`]) are read in place; otherwise each chunk is sent whole, a
-//!   scatter's root copying large chunks into their messages on several threads.
+//!   gather's from [`GATHER_IN_PLACE_FROM`], or the single-copy size if larger) are read in place;
+//!   otherwise each chunk is sent whole, a scatter's root copying large chunks into their messages on
+//!   several threads.
 //! - **All-to-all**: on one node, chunks from the single-copy size on are read in place; otherwise a
 //!   pairwise exchange.
 //!

@@ -106,6 +106,8 @@ fn header(kind: u8, total: u64, offset: u64) -> [u8; HEADER_LEN] {
 
 /// The header part of a bundle of chunks of these lengths.
 pub(crate) fn bundle_header(lengths: impl ExactSizeIterator<Item = usize>) -> Vec<u8> {
+    // A bundle of no chunk would be one part: a chunk. Every node holds a rank, so none is ever empty.
+    debug_assert!(lengths.len() > 0, "a bundle holds a chunk at least");
     let mut bytes = header(BUNDLE, lengths.len() as u64, 0).to_vec();
     bytes.extend(lengths.flat_map(|len| (len as u64).to_le_bytes()));
     bytes
@@ -178,13 +180,17 @@ pub(crate) fn decode<P: std::ops::Deref<Target = [u8]>>(parts: &[P]) -> Result<M
     if head.len() != HEADER_LEN {
         return Err(format!("a header of {} bytes", head.len()));
     }
-    let total =
-        number(&head[1..]).and_then(|n| usize::try_from(n).ok()).ok_or("a size past this machine's")?;
-    let offset =
-        number(&head[9..]).and_then(|n| usize::try_from(n).ok()).ok_or("an offset past this machine's")?;
+    // No buffer can hold more than isize::MAX bytes: a larger size is refused before anything is sized.
+    let size = |at: usize| number(&head[at..]).and_then(|n| isize::try_from(n).ok()).map(|n| n as usize);
+    let total = size(1).ok_or("a size past what a buffer can hold")?;
+    let offset = size(9).ok_or("an offset past what a buffer can hold")?;
     let piece = |path: Option<Path>| {
         if offset.checked_add(only.len()).is_none_or(|end| end > total) {
             return Err("a piece that runs past the message's end".to_owned());
+        }
+        // Down a tree or from the root, the whole message travels in one piece.
+        if matches!(path, Some(Path::Tree | Path::FanOut)) && only.len() != total {
+            return Err(format!("a piece of {} bytes of a {total}-byte message sent whole", only.len()));
         }
         Ok(match path {
             Some(path) => Message::Piece { path, total, offset, data: only },
@@ -195,6 +201,9 @@ pub(crate) fn decode<P: std::ops::Deref<Target = [u8]>>(parts: &[P]) -> Result<M
         true => Ok(message),
         false => Err(format!("a message of kind {kind} with a body of {} bytes", only.len())),
     };
+    if offset != 0 && ![PIECE_TREE, PIECE_CHAIN, PIECE_FAN_OUT, BYTES].contains(&kind) {
+        return Err(format!("a message of kind {kind} at offset {offset}"));
+    }
     match kind {
         PIECE_TREE => piece(Some(Path::Tree)),
         PIECE_CHAIN => piece(Some(Path::Chain)),
@@ -252,10 +261,32 @@ pub(crate) fn bad_message(incoming: &Incoming, reason: &str) -> Error {
     Error::BadPeerMessage { rank: incoming.source.0, op, reason: reason.into() }
 }
 
-/// Reads `parts` as a collective's message: the fuzz target's entry (`fuzz/`). Not part of the API.
+/// Reads `parts` as a collective's message and checks that what it accepts holds what its kind says (a
+/// piece lies within its message, a header re-encodes to the bytes read, a bundle has a part per
+/// chunk); panics when it does not. The fuzz target's entry (`fuzz/`); not part of the API.
 #[doc(hidden)]
 pub fn decode_for_fuzzing(parts: &[&[u8]]) -> Result<(), String> {
-    decode(parts).map(drop)
+    let header = |header: Header| assert_eq!(&header.encode()[..], parts[0], "a header re-encodes as read");
+    match decode(parts)? {
+        Message::Chunk => assert!(parts.len() <= 1),
+        Message::Piece { path, total, offset, data } => {
+            assert!(offset + data.len() <= total && total <= isize::MAX as usize);
+            header(Header::Piece { path, total, offset });
+        }
+        Message::Bytes { total, offset, data } => {
+            assert!(offset + data.len() <= total);
+            header(Header::Bytes { total, offset });
+        }
+        Message::Offer { total, descriptor } => {
+            header(Header::Offer { total });
+            assert_eq!(descriptor.encode(), parts[1], "a descriptor re-encodes as read");
+        }
+        Message::SharedFile { total, .. } => header(Header::SharedFile { total }),
+        Message::Answer { total, answer } => header(Header::Answer { total, answer }),
+        Message::Announce { total } => header(Header::Announce { total }),
+        Message::Bundle { count } => assert_eq!(count + 1, parts.len()),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -269,9 +300,9 @@ mod tests {
     #[test]
     fn every_header_round_trips() {
         let headers = [
-            Header::Piece { path: Path::Tree, total: 10, offset: 4 },
+            Header::Piece { path: Path::Tree, total: 4, offset: 0 },
             Header::Piece { path: Path::Chain, total: 10, offset: 0 },
-            Header::Piece { path: Path::FanOut, total: 8, offset: 4 },
+            Header::Piece { path: Path::FanOut, total: 4, offset: 0 },
             Header::Bytes { total: 6, offset: 2 },
         ];
         for header in headers {
@@ -329,7 +360,12 @@ mod tests {
         let piece = |total, offset| Header::Piece { path: Path::Chain, total, offset }.encode();
         let refused = |head: &[u8], body: &[&[u8]]| decode(&parts(head, body)).unwrap_err();
         assert!(refused(&piece(4, 2), &[b"abc"]).contains("runs past the message's end"));
-        assert!(refused(&piece(4, usize::MAX), &[b"a"]).contains("runs past"));
+        let tree = Header::Piece { path: Path::Tree, total: 4, offset: 0 }.encode();
+        assert!(refused(&tree, &[b"ab"]).contains("a piece of 2 bytes of a 4-byte message sent whole"));
+        assert!(refused(&header(PIECE_CHAIN, u64::MAX, 0), &[b""]).contains("past what a buffer can hold"));
+        assert!(refused(&header(OFFER, 1, 8), &[b""]).contains("at offset 8"));
+        assert!(refused(&piece(4, usize::MAX), &[b"a"]).contains("an offset past what a buffer can hold"));
+        assert!(refused(&piece(4, isize::MAX as usize), &[b"a"]).contains("runs past"));
         assert!(refused(&piece(4, 0), &[b"a", b"b"]).contains("2 body parts"));
         assert!(refused(&piece(4, 0)[..16], &[b"a"]).contains("a header of 16 bytes"));
         assert!(refused(&[], &[b"a"]).contains("an empty header"));

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;
 use crate::mesh::net::offer_words::Offer;
-use crate::mesh::{Rank, Source};
+use crate::mesh::types::{Rank, Source};
 use crate::shm::read_process_exact;
 
 /// What became of a chunk message of a scatter, gather or all-to-all ([`land_or_read`]).

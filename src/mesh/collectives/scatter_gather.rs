@@ -13,7 +13,7 @@ use super::read_in_place::{self, Landed};
 use crate::error::{Error, Result};
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;
-use crate::mesh::{Rank, Source};
+use crate::mesh::types::{Rank, Source};
 
 /// The root's side of a scatter: rank r gets `chunks[r]`. A failure is told to every other rank.
 pub(super) fn scatter_from_root(x: &Exchange<'_>, plan: &Plan, chunks: &[&[u8]]) -> Result<()> {

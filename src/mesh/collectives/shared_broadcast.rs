@@ -17,7 +17,7 @@ use super::protocol::{self, Answer, Header, Message};
 use super::read_in_place;
 use crate::error::Result;
 use crate::mesh::net::exchange::Exchange;
-use crate::mesh::{Rank, Source};
+use crate::mesh::types::{Rank, Source};
 use crate::shm::{SharedBytes, SharedBytesMut};
 
 impl Land for SharedBytesMut {

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::mesh::Tag;
+use crate::mesh::types::Tag;
 
 /// Which collective a rank called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

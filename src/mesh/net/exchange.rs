@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use super::envelope::{Call, Channel, Collective, Operation};
 use super::link::Link;
-use super::matching::Incoming;
+use super::matching::{wanted, Incoming};
 use super::offer_words::{self, Offer};
-use super::wanted;
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::mesh::topology::Topology;
-use crate::mesh::{Mesh, Rank, Source};
+use crate::mesh::types::{Rank, Source};
+use crate::mesh::Mesh;
 use crate::meta::LbmMeta;
 use crate::shm::ShmPtr;
 use crate::sync::lock;

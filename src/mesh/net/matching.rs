@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::arrivals::Arrivals;
 use super::envelope::{Call, Channel, Envelope, Mismatch};
 use crate::error::{Error, Result};
-use crate::mesh::{Rank, Source, Tag};
+use crate::mesh::types::{Rank, Source, Tag};
 use crate::transport::Payload;
 
 /// Why a receive ended without a message.
@@ -310,6 +310,21 @@ fn names_ranks(channel: Channel, size: usize) -> bool {
         Channel::PeerLost(rank) | Channel::WaitingOn(rank) => in_range(rank),
         Channel::OutOfStep(m) => in_range(m.rank) && in_range(m.peer),
     }
+}
+
+/// What a receive on `channel` from `from` asks the matching queue for.
+pub(crate) fn wanted(channel: Channel, from: Source) -> Want {
+    match channel {
+        Channel::User(tag) => Want::User(tag, from),
+        Channel::Collective(c) => Want::Collective(c.sequence, Some(from)),
+        _ => Want::Notices,
+    }
+}
+
+/// The error a rank's failure notice in a collective makes: the rank and its reason.
+pub(crate) fn peer_failed(notice: Incoming, op: &'static str) -> Error {
+    let reason = notice.payloads.first().map(|p| String::from_utf8_lossy(p).into_owned());
+    Error::PeerFailed { rank: notice.source.0, op, reason: reason.unwrap_or_default() }
 }
 
 #[cfg(test)]

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use self::envelope::{Channel, Envelope};
 use self::exchange::LOOKAHEAD_BYTES;
 use self::link::Link;
-use self::matching::{Incoming, Matching, Receive, Want};
-use super::fault::peer_failed;
-use super::{Mesh, Rank, Source};
+use self::matching::{peer_failed, Incoming, Matching, Receive, Want};
+use super::types::{Rank, Source};
+use super::Mesh;
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
@@ -200,14 +200,5 @@ impl Mesh {
                 let _ = link.send(&notice, Some(wait), None);
             }
         }
-    }
-}
-
-/// What a receive on `channel` from `from` asks the matching queue for.
-pub(crate) fn wanted(channel: Channel, from: Source) -> Want {
-    match channel {
-        Channel::User(tag) => Want::User(tag, from),
-        Channel::Collective(c) => Want::Collective(c.sequence, Some(from)),
-        _ => Want::Notices,
     }
 }

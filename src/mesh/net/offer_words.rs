@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::error::Result;
-use crate::mesh::Rank;
+use crate::mesh::types::Rank;
 use crate::shm::{FullPtr, Segment, ShmPtr};
 use crate::sync::lock;
 
