@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the MPI tests that are most sensitive to timing N times (default 30) with a CPU-burning process on
-# every core: the collective mismatch tests, the mixed-path and 16 MiB all-to-all test, and the fault tests
-# (ranks killed mid-collective). Prints `N passed, M failed`, then each failed round's output.
+# every core: the collective mismatch tests, the mixed-path and 16 MiB all-to-all test, the fault tests
+# (ranks killed mid-collective), and every in-process collective test (ranks as threads). Prints `N passed, M failed`, then each failed round's output.
 #
 #   ./scripts/stress-tests.sh 30
 #
@@ -23,6 +23,7 @@ collective_tests=(
 
 echo "stress: building" >&2
 cargo test --release -p lbm-tests --no-run --test mpi_collectives --test mpi_faults >&2
+cargo test --release -p lightbeam --no-run --test in_process >&2
 
 burners=()
 stop_burners() { ((${#burners[@]})) && kill "${burners[@]}" 2>/dev/null || true; }
@@ -39,7 +40,8 @@ for round in $(seq "$rounds"); do
     log="$logs/round-$round.log"
     started=$SECONDS
     if timeout --kill-after=10 900 cargo test --release -p lbm-tests --test mpi_collectives -- --exact "${collective_tests[@]}" >"$log" 2>&1 &&
-        timeout --kill-after=10 600 cargo test --release -p lbm-tests --test mpi_faults >>"$log" 2>&1; then
+        timeout --kill-after=10 600 cargo test --release -p lbm-tests --test mpi_faults >>"$log" 2>&1 &&
+        timeout --kill-after=10 300 cargo test --release -p lightbeam --test in_process >>"$log" 2>&1; then
         passed=$((passed + 1))
         echo "stress: round $round passed in $((SECONDS - started)) s" >&2
     else
