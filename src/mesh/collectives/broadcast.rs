@@ -85,29 +85,33 @@ pub(super) fn relay(x: &Exchange<'_>, plan: &Plan, root: Rank, land: &mut dyn La
     senders.sort_unstable();
     senders.dedup();
     let first = x.receive_from_one_of(&senders).and_then(|incoming| {
-        let path = match protocol::read(&incoming)? {
-            Message::Piece { path, total, .. } => Ok((Some(path), total)),
-            Message::Offer { total, .. } => Ok((None, total)),
+        // A piece names the path the others take; an offer, where to read the root's buffer.
+        let how = match protocol::read(&incoming)? {
+            Message::Piece { path, total, .. } => Ok((total, Ok(path))),
+            Message::Offer { total, descriptor } => Ok((total, Err(descriptor))),
             _ => Err(protocol::bad_message(&incoming, "neither a piece nor an offer")),
         }?;
-        Ok((incoming, path))
+        Ok((incoming, how))
     });
-    let (incoming, (path, total)) = match first {
+    let (incoming, (total, path)) = match first {
         Ok(first) => first,
         // The path is unknown before the first piece: warn the ranks below in either.
         Err(e) => return x.or_report(tree_children(relative, n).map(absolute).chain(next), Err(e)),
     };
-    let below: Vec<Rank> = match path {
-        Some(Path::Tree) => tree_children(relative, n).map(absolute).collect(),
-        Some(Path::Chain) => next,
-        Some(Path::FanOut) => Vec::new(),
+    let path = match path {
+        Ok(path) => path,
         // Only the root waits on this rank: it is told of a failure at once.
-        None => {
-            let read = read_in_place::read_from_root(x, plan, root, &incoming, total, land);
+        Err(descriptor) => {
+            let read = read_in_place::read_from_root(x, plan, root, &incoming, (total, &descriptor), land);
             return x.or_report([root], read);
         }
     };
-    let relayed = pass_on(x, (path.expect("a piece"), total), incoming, previous, &below, land);
+    let below: Vec<Rank> = match path {
+        Path::Tree => tree_children(relative, n).map(absolute).collect(),
+        Path::Chain => next,
+        Path::FanOut => Vec::new(),
+    };
+    let relayed = pass_on(x, (path, total), incoming, previous, &below, land);
     x.or_report(below, relayed)
 }
 

@@ -157,21 +157,21 @@ pub(super) fn send_bytes_to(x: &Exchange<'_>, plan: &Plan, to: Rank, data: &[u8]
     Ok(())
 }
 
-/// A rank's side of a broadcast, once the root's offer (`first`, of a broadcast of `total` bytes)
-/// came: copies the root's buffer into `land`, answers the root (and takes the bytes from it when the
-/// kernel refused the copy), and returns `total`.
+/// A rank's side of a broadcast, once the root's offer came (`first`, read as `offer`: the `total`
+/// bytes and where they are): copies the root's buffer into `land`, answers the root (and takes the
+/// bytes from it when the kernel refused the copy), and returns `total`.
 pub(super) fn read_from_root(
     x: &Exchange<'_>,
     plan: &Plan,
     root: Rank,
     first: &Incoming,
-    total: usize,
+    offer @ (total, _): (usize, &Descriptor),
     land: &mut dyn Land,
 ) -> Result<usize> {
     if first.source != root {
         return Err(protocol::bad_message(first, "an offer from a rank that is not the root"));
     }
-    if read_offered(x, plan, first, land)? {
+    if read_offered(x, plan, first, offer, land)? {
         receive_bytes_from(x, root, total, land, None)?;
     }
     Ok(total)
@@ -190,19 +190,24 @@ pub(super) fn land_or_read(
             land_payload(slot, incoming.payloads.into_iter().next());
             Ok(Landed::Moved)
         }
-        Message::Offer { .. } => Ok(Landed::Read { asked: read_offered(x, plan, &incoming, slot)? }),
+        Message::Offer { total, descriptor } => {
+            Ok(Landed::Read { asked: read_offered(x, plan, &incoming, (total, &descriptor), slot)? })
+        }
         _ => Err(protocol::bad_message(&incoming, "neither a chunk nor an offer")),
     }
 }
 
-/// Copies the bytes the offer `first` names into `land` (in pieces of the chunk size, each one system
-/// call) and answers its sender; true when the kernel refused the copy and the sender was asked for
-/// the bytes.
-fn read_offered(x: &Exchange<'_>, plan: &Plan, first: &Incoming, land: &mut dyn Land) -> Result<bool> {
+/// Copies the `total` bytes the offer `first` names (read as `descriptor`) into `land` (in pieces of
+/// the chunk size, each one system call) and answers its sender; true when the kernel refused the copy
+/// and the sender was asked for the bytes.
+fn read_offered(
+    x: &Exchange<'_>,
+    plan: &Plan,
+    first: &Incoming,
+    (total, descriptor): (usize, &Descriptor),
+    land: &mut dyn Land,
+) -> Result<bool> {
     let holder = first.source;
-    let Message::Offer { total, descriptor } = protocol::read(first)? else {
-        return Err(protocol::bad_message(first, "not an offer"));
-    };
     if x.process_here(holder) != Some(descriptor.pid) {
         return Err(protocol::bad_message(first, "an offer naming another process than its sender's"));
     }
@@ -211,7 +216,7 @@ fn read_offered(x: &Exchange<'_>, plan: &Plan, first: &Incoming, land: &mut dyn 
         None => true,
         Some([]) => true,
         Some(room) => {
-            let copied = plan.single_copy() && copy_in_pieces(&descriptor, room, plan.chunk_size());
+            let copied = plan.single_copy() && copy_in_pieces(descriptor, room, plan.chunk_size());
             // The copy stands only if the holder's buffer stayed in place through it: its offer is
             // still open after it.
             if copied && !x.offer_still_open(holder, &descriptor.word, descriptor.offer) {

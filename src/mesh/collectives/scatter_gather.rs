@@ -20,7 +20,8 @@ pub(super) fn scatter_from_root(x: &Exchange<'_>, plan: &Plan, chunks: &[&[u8]])
     let sent = if chunks.len() != x.size() {
         Err(wrong_chunk_count("scatter", chunks.len(), x.size()))
     } else {
-        match plan.scatter(largest(chunks)) {
+        let largest = largest(chunks);
+        match plan.scatter(largest) {
             Spread::ByNode => by_node::scatter_from_root(x, plan, chunks),
             Spread::ReadInPlace => read_in_place::scatter_by_reading(x, plan, chunks),
             Spread::Direct => {
@@ -28,7 +29,7 @@ pub(super) fn scatter_from_root(x: &Exchange<'_>, plan: &Plan, chunks: &[&[u8]])
                     true => Ok(()),
                     false => x.send(Rank(rank), &[chunk]),
                 };
-                match plan.parallel_scatter(largest(chunks)) {
+                match plan.parallel_scatter(largest) {
                     true => chunks.par_iter().enumerate().try_for_each(send),
                     false => chunks.iter().enumerate().try_for_each(send),
                 }
@@ -52,9 +53,10 @@ pub(super) fn scatter_to<B: Buffer + ?Sized>(
             match protocol::read(&incoming)? {
                 Message::Chunk => incoming.payloads.into_iter().next(),
                 // An offer: the chunk is read in place, straight into the buffer.
-                Message::Offer { total, .. } => {
+                Message::Offer { total, descriptor } => {
                     let mut landing = Landing::new(buffer, |_, _| {});
-                    let read = read_in_place::read_from_root(x, plan, root, &incoming, total, &mut landing);
+                    let offer = (total, &descriptor);
+                    let read = read_in_place::read_from_root(x, plan, root, &incoming, offer, &mut landing);
                     let total = x.or_report([root], read)?;
                     return landing.fitted("scatter", total);
                 }
