@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 seconds=${FUZZ_SECONDS:-30}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 export RUSTC_BOOTSTRAP=1
-for target in wire_header metadata collective_message; do
+for target in wire_header metadata collective_message short_message; do
     scratch=$(mktemp -d)
     cargo fuzz run "$target" "$scratch" "corpus/$target" -- -max_total_time="$seconds" 2>&1 |
         tee "$scratch.log" | grep -E "^Done|ERROR|panicked" || true

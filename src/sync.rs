@@ -33,6 +33,22 @@ impl<T> Slot<T> {
         Self { state: Mutex::new(Lending { value: Some(value), waiting: 0 }), returned: Condvar::new() }
     }
 
+    /// The value, with no caller holding it (none can: `self` is borrowed mutably).
+    pub(crate) fn get_mut(&mut self) -> Option<&mut T> {
+        self.state.get_mut().unwrap_or_else(PoisonError::into_inner).value.as_mut()
+    }
+
+    /// Runs `f` on the value when no other caller holds it now, without lending it out (for work that
+    /// never waits: a caller asking meanwhile waits for `f` to end); `None` when it is held.
+    pub(crate) fn with_now<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        state.value.as_mut().map(f)
+    }
+
     /// The value, once no other caller holds it; `None` when another held it until `deadline`.
     pub(crate) fn borrow_until(&self, deadline: Instant) -> Option<Lent<'_, T>> {
         let mut state = lock(&self.state);

@@ -44,7 +44,7 @@ mod types;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, OnceLock};
 
 #[cfg(feature = "mpi")]
 pub use self::bootstrap::Mpi;
@@ -60,6 +60,9 @@ use self::net::envelope::Mismatch;
 use self::net::link::{Link, Route};
 use self::net::matching::Matching;
 use self::net::offer_words::OfferWords;
+/// For the fuzz target `short_message`: the fast path's decoder of a small message on arbitrary bytes.
+#[doc(hidden)]
+pub use self::net::short::decode_for_fuzzing as decode_short_for_fuzzing;
 pub use self::topology::Node;
 use self::topology::Topology;
 pub use self::types::{Message, Rank, Source, Tag};
@@ -78,11 +81,15 @@ pub struct Mesh {
     /// The algorithm choices of every collective, made from the topology and the configuration.
     plan: Plan,
     arrivals: Arrivals,
-    /// The link to each peer, made on first use.
-    links: Mutex<Vec<Option<Arc<Link>>>>,
+    /// The link to each peer, made on first use (read without a lock: every send looks here).
+    links: Vec<OnceLock<Link>>,
+    /// Held while a link is made, so that two threads do not make one link twice.
+    linking: Mutex<()>,
     matching: Mutex<Matching>,
     /// Mismatches found while a send waited, for the other ranks to be told once it returned.
     untold: Mutex<Vec<Mismatch>>,
+    /// Set when a mismatch joins `untold`: every send and receive asks, and this answers without a lock.
+    any_untold: AtomicBool,
     /// The words that say which offer this rank's call is in, and those of the ranks it read from.
     offer_words: OfferWords,
     token: u64,
@@ -120,7 +127,8 @@ impl Mesh {
         let topology = Topology::new(peers.iter().map(|peer| &peer.node));
         Ok(Self {
             rank,
-            links: Mutex::new(vec![None; peers.len()]),
+            links: std::iter::repeat_with(OnceLock::new).take(peers.len()).collect(),
+            linking: Mutex::default(),
             plan: Plan::new(&config, &topology, &routes),
             topology,
             peers,
@@ -128,6 +136,7 @@ impl Mesh {
             arrivals,
             matching: Mutex::default(),
             untold: Mutex::default(),
+            any_untold: AtomicBool::new(false),
             offer_words: OfferWords::default(),
             token,
             config,

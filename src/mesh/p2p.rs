@@ -10,6 +10,7 @@ use super::types::{Message, Rank, Source, Tag};
 use super::Mesh;
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
+use crate::transport::same_node::SHORT_MAX;
 
 impl Mesh {
     /// Sends `data` to `to` with `tag`. Returns once the message is queued; fails after the send timeout
@@ -21,6 +22,9 @@ impl Mesh {
     /// As [`Mesh::send`], giving `data` away: it moves into the outgoing message without a copy (a borrowed
     /// slice is copied once, because ZeroMQ sends after the call returns).
     pub fn send_owned(&self, to: Rank, tag: Tag, data: Vec<u8>) -> Result<()> {
+        if data.len() <= SHORT_MAX {
+            return self.send(to, tag, &data); // the fast path copies it into the peer's ring at once
+        }
         self.send_bulks(to, Channel::User(tag), vec![Bulk::owned(data, Default::default())])
     }
 
@@ -44,6 +48,10 @@ impl Mesh {
     }
 
     fn send_on(&self, to: Rank, channel: Channel, parts: &[&[u8]]) -> Result<()> {
+        let link = self.link(to)?;
+        if self.send_short(link, channel, parts).map_err(|e| self.send_failed(e, to))? {
+            return Ok(());
+        }
         self.send_bulks(to, channel, parts.iter().map(|p| Bulk::source(p, Default::default())).collect())
     }
 }

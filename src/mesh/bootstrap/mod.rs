@@ -121,6 +121,7 @@ fn bind_shared_memory(
     // The ring: a power of two, at most the size asked.
     let shape = config.shm_options().with_channels(ranks_here.max(1)).with_ring_size(1 << ring.ilog2());
     SharedMemoryServer::bind(name, SCHEME, 0, &config.options, &shape)
+        .map(SharedMemoryServer::with_short_messages)
 }
 
 /// Reads the record rank `rank` announced, or says (naming the rank) why it has none or cannot be read.

@@ -18,10 +18,18 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::sync::lock;
+use crate::transport::same_node::Arrival;
 use crate::transport::{Received, Server, SharedMemoryServer, ZeroMqServer};
 
 /// How long the bridge waits at a time (for ZeroMQ, for room) before it looks whether to stop.
 const BRIDGE_SLICE: Duration = Duration::from_millis(50);
+
+/// One message that arrived: whole (its metadata decoded and checked), or a short message's bytes as
+/// its sender wrote them (`short.rs` reads them).
+pub(crate) enum Arrived {
+    Whole(Received),
+    Short(Vec<u8>),
+}
 
 /// Where this rank's messages arrive.
 pub(crate) enum Arrivals {
@@ -66,10 +74,13 @@ impl Arrivals {
     }
 
     /// The next message, waiting up to `timeout` ([`Error::Timeout`] when nothing came).
-    pub(crate) fn recv_message(&self, timeout: Duration) -> Result<Received> {
+    pub(crate) fn recv_message(&self, timeout: Duration) -> Result<Arrived> {
         match self {
-            Self::ZeroMq(server) => server.recv_message(timeout),
-            Self::SharedMemory(server) => server.recv_message(timeout),
+            Self::ZeroMq(server) => server.recv_message(timeout).map(Arrived::Whole),
+            Self::SharedMemory(server) => match server.recv_unless(timeout, &|| false)? {
+                Some(arrival) => arrived(server, arrival),
+                None => Err(nothing_arrived(timeout)),
+            },
             Self::Both(bridged) => bridged.recv_message(timeout),
         }
     }
@@ -113,20 +124,28 @@ impl Bridged {
         Ok(Self { shared, bridge: Some(bridge) })
     }
 
-    fn recv_message(&self, timeout: Duration) -> Result<Received> {
+    fn recv_message(&self, timeout: Duration) -> Result<Arrived> {
         if let Some(message) = self.shared.take() {
-            return message;
+            return message.map(Arrived::Whole);
         }
         let elsewhere = || !lock(&self.shared.taken).is_empty();
-        match self.shared.server.recv_frames_unless(timeout, &elsewhere)? {
-            Some(frames) => self.shared.server.accept(frames),
-            None => self.shared.take().unwrap_or(Err(Error::Timeout {
-                op: "receive (nothing arrived)",
-                after: timeout,
-                peer: None,
-            })),
+        match self.shared.server.recv_unless(timeout, &elsewhere)? {
+            Some(arrival) => arrived(&self.shared.server, arrival),
+            None => self.shared.take().unwrap_or_else(|| Err(nothing_arrived(timeout))).map(Arrived::Whole),
         }
     }
+}
+
+/// What `server` received, its frames checked as a message.
+fn arrived(server: &SharedMemoryServer, arrival: Arrival) -> Result<Arrived> {
+    match arrival {
+        Arrival::Frames(frames) => server.accept(frames).map(Arrived::Whole),
+        Arrival::Short(bytes) => Ok(Arrived::Short(bytes)),
+    }
+}
+
+fn nothing_arrived(after: Duration) -> Error {
+    Error::Timeout { op: "receive (nothing arrived)", after, peer: None }
 }
 
 impl Shared {

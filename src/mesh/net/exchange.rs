@@ -204,19 +204,33 @@ impl<'m> Exchange<'m> {
 impl Exchange<'_> {
     /// Sends `parts` to `to` as one message of the collective.
     pub(crate) fn send(&self, to: Rank, parts: &[&[u8]]) -> Result<()> {
-        let link = self.mesh.link(to)?;
-        let mut meta = LbmMeta::new(self.mesh.envelope(self.ongoing.channel, false));
-        meta.bulks = parts.iter().map(|p| Bulk::source(p, Default::default())).collect();
-        self.send_with_room(to, &link, |wait, watch| link.send(&meta, Some(wait), watch).map(drop))
+        let (link, channel) = (self.mesh.link(to)?, self.ongoing.channel);
+        let mut meta = None;
+        self.send_with_room(to, link, |wait, watch| {
+            if self.mesh.send_short(link, channel, parts)? {
+                return Ok(());
+            }
+            let meta = meta.get_or_insert_with(|| {
+                let mut meta = LbmMeta::new(self.mesh.envelope(channel, false));
+                meta.bulks = parts.iter().map(|p| Bulk::source(p, Default::default())).collect();
+                meta
+            });
+            link.send(meta, Some(wait), watch).map(drop)
+        })
     }
 
-    /// Sends received payloads on to `to` in the collective, without copying them.
+    /// Sends received payloads on to `to` in the collective, without copying them (but for small ones,
+    /// which the fast path copies into the peer's ring).
     pub(crate) fn forward(&self, to: Rank, mut payloads: Vec<Payload>) -> Result<()> {
-        let link = self.mesh.link(to)?;
-        let mut meta = LbmMeta::new(self.mesh.envelope(self.ongoing.channel, false));
+        let (link, channel) = (self.mesh.link(to)?, self.ongoing.channel);
+        let mut meta = LbmMeta::new(self.mesh.envelope(channel, false));
         meta.bulks = payloads.iter().map(|p| Bulk::descriptor(p.len(), Default::default())).collect();
         let count = payloads.len();
-        self.send_with_room(to, &link, |wait, watch| {
+        self.send_with_room(to, link, |wait, watch| {
+            let parts: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+            if self.mesh.send_short(link, channel, &parts)? {
+                return Ok(());
+            }
             let (error, back) = match link.forward(&meta, std::mem::take(&mut payloads), wait, watch) {
                 Ok(_) => return Ok(()),
                 Err(failed) => failed,

@@ -35,6 +35,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::short::{Head, MAX_PARTS};
 use crate::error::{Error, Result};
 use crate::meta::Metadata;
 use crate::transport::same_node::{Watch, SCHEME};
@@ -111,6 +112,17 @@ impl Link {
             Self::ZeroMq(client) => client.send_within(meta, wait),
             Self::SharedMemory(client) => client.send_watching(meta, wait, watch),
         }
+    }
+
+    /// Sends the short message of `head` and `parts` (see [`short`](super::short)) when this link carries
+    /// short messages (shared memory) and can send it now without waiting (a free channel with room);
+    /// false when it did not send it: the caller sends the message the general way.
+    pub(crate) fn send_short(&self, head: &Head, parts: &[&[u8]]) -> Result<bool> {
+        let Self::SharedMemory(client) = self else { return Ok(false) };
+        let mut pieces: [&[u8]; MAX_PARTS + 1] = [&[]; MAX_PARTS + 1];
+        pieces[0] = head.bytes();
+        pieces[1..=parts.len()].copy_from_slice(parts); // a head exists only for at most MAX_PARTS
+        client.send_short(&pieces[..=parts.len()])
     }
 
     /// Sends `payloads` on as the bulks of one message described by `meta`, without copying them into

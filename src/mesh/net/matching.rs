@@ -6,8 +6,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::arrivals::Arrivals;
+use super::arrivals::{Arrivals, Arrived};
 use super::envelope::{Call, Channel, Envelope, Mismatch};
+use super::short;
 use crate::error::{Error, Result};
 use crate::mesh::types::{Rank, Source, Tag};
 use crate::transport::Payload;
@@ -202,9 +203,12 @@ impl Matching {
             Err(Error::Timeout { .. }) => return Ok(None),
             received => received,
         };
-        let accepted = received.and_then(|message| {
-            let envelope = message.metadata::<Envelope>()?.custom;
-            let payloads = message.into_payloads();
+        let accepted = received.and_then(|arrived| {
+            let (envelope, payloads) = match arrived {
+                Arrived::Whole(message) => (message.metadata::<Envelope>()?.custom, message.into_payloads()),
+                Arrived::Short(bytes) => short::decode(bytes)
+                    .map_err(|why| Error::Mesh(format!("a short message that does not read: {why}")))?,
+            };
             match envelope.channel {
                 Some(channel)
                     if envelope.token == token

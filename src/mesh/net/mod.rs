@@ -13,8 +13,9 @@ pub(crate) mod exchange;
 pub(crate) mod link;
 pub(crate) mod matching;
 pub(crate) mod offer_words;
+pub(crate) mod short;
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use self::envelope::{Channel, Envelope};
@@ -31,23 +32,34 @@ use crate::transport::Options;
 
 impl Mesh {
     /// The link to `to`, made on first use.
-    pub(crate) fn link(&self, to: Rank) -> Result<Arc<Link>> {
+    pub(crate) fn link(&self, to: Rank) -> Result<&Link> {
         self.check_rank(to)?;
-        let mut links = crate::sync::lock(&self.links);
-        if let Some(link) = &links[to.0] {
-            return Ok(Arc::clone(link));
+        if let Some(link) = self.links[to.0].get() {
+            return Ok(link);
+        }
+        let _linking = crate::sync::lock(&self.linking);
+        if let Some(link) = self.links[to.0].get() {
+            return Ok(link); // another thread made it meanwhile
         }
         // A send waits no longer than a receive would.
         let send_timeout =
             self.config.options.send_timeout.map_or(self.config.timeout, |t| t.min(self.config.timeout));
         let options = Options { send_timeout: Some(send_timeout), ..self.config.options.clone() };
-        let link = Arc::new(Link::connect(&self.routes[to.0], &options, self.config.shm_options())?);
-        links[to.0] = Some(Arc::clone(&link));
-        Ok(link)
+        let link = Link::connect(&self.routes[to.0], &options, self.config.shm_options())?;
+        Ok(self.links[to.0].get_or_init(|| link))
     }
 
     pub(crate) fn envelope(&self, channel: Channel, failed: bool) -> Envelope {
         Envelope { token: self.token, source: self.rank.0 as u32, channel: Some(channel), failed }
+    }
+
+    /// Sends `parts` to `to` on `channel` as one short message (see [`short`]) when the message has a short
+    /// form and `link` carries it now; false when it did not send it (the caller sends it the general way).
+    pub(crate) fn send_short(&self, link: &Link, channel: Channel, parts: &[&[u8]]) -> Result<bool> {
+        match short::Head::new(&self.envelope(channel, false), parts) {
+            Some(head) => link.send_short(&head, parts),
+            None => Ok(false),
+        }
     }
 
     pub(crate) fn send_bulks(&self, to: Rank, channel: Channel, bulks: Vec<Bulk<'_>>) -> Result<()> {
@@ -108,6 +120,7 @@ impl Mesh {
             Receive::OutOfStep(mismatch, found_here) => {
                 if found_here {
                     crate::sync::lock(&self.untold).push(mismatch);
+                    self.any_untold.store(true, Ordering::Release);
                 }
                 mismatch.into()
             }
@@ -184,6 +197,9 @@ impl Mesh {
 
     /// Tells every other rank of the mismatches this rank found and has not told yet.
     pub(crate) fn tell_untold(&self) {
+        if !self.any_untold.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let untold = std::mem::take(&mut *crate::sync::lock(&self.untold));
         for mismatch in untold {
             self.tell_others(Channel::OutOfStep(mismatch), self.rank, Duration::from_millis(200));

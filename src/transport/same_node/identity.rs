@@ -249,8 +249,8 @@ impl Gate {
 
     /// Takes in what waits at the listener when it was not looked at for [`TAKE_IN_PERIOD`] (see
     /// [`Gate::take_in`]).
-    pub(super) fn take_in_now_and_then(&mut self) {
-        if self.taken_in.elapsed() >= TAKE_IN_PERIOD {
+    pub(super) fn take_in_now_and_then(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.taken_in) >= TAKE_IN_PERIOD {
             self.take_in();
         }
     }

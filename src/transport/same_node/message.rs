@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use super::identity::{Gate, Offer, Trust};
 use super::queue::{transfer, Channel};
-use super::record::{padding, Record, RECORD_LEN};
+use super::record::{padding, Record, RECORD_LEN, SHORT_MAX};
 use crate::error::{Error, Result};
 use crate::shm::Process;
 use crate::transport::{Limits, Payload};
@@ -71,6 +71,32 @@ impl Cursor<'_> {
             self.channel.publish_head(self.head);
         }
         Ok(piece)
+    }
+
+    /// The short message at the head of the channel, when a `SHORT` record is there (`None` for any
+    /// other record, or none yet): its bytes, copied out, and the room handed back. A short message is
+    /// published whole, so one published in part, or longer than [`SHORT_MAX`], is garbage.
+    pub(super) fn take_short(&mut self) -> Result<Option<Vec<u8>>> {
+        let available = self.available()?;
+        if available < RECORD_LEN as u64 {
+            return Ok(None);
+        }
+        let mut record = [0; RECORD_LEN];
+        self.channel.read(self.head, &mut record);
+        let Ok(Record::Short { len }) = Record::decode(&record) else { return Ok(None) };
+        if len as usize > SHORT_MAX {
+            return Err(self.garbage(format!("a short message of {len} bytes (at most {SHORT_MAX})")));
+        }
+        let whole = RECORD_LEN as u64 + u64::from(len) + padding(u64::from(len));
+        if available < whole {
+            return Err(self.garbage(format!("a short message of {len} bytes published in part")));
+        }
+        let head = self.head.checked_add(whole).ok_or_else(|| self.garbage("head past 2^64".into()))?;
+        let mut bytes = vec![0; len as usize];
+        self.channel.read(self.head.wrapping_add(RECORD_LEN as u64), &mut bytes);
+        self.head = head;
+        self.channel.publish_head(head);
+        Ok(Some(bytes))
     }
 
     /// Answers single-copy offer `offer` (COPYING: taken, or REFUSED); false when the client had withdrawn

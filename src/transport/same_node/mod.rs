@@ -9,6 +9,10 @@
 //! (multi-producer through channels, one consumer: the server), a byte ring ([`ShmOptions::ring_size`],
 //! 512 KiB by default) into which it writes records (`record.rs`):
 //!
+//! - **A mesh's small messages** (at most [`SHORT_MAX`] bytes with their envelope; 2 copies): one `SHORT`
+//!   record, written and published at once when the ring has room, and handed to the mesh as written
+//!   (no header frame to decode, no frame list); a server takes them only when made for a mesh
+//!   (`with_short_messages`), else they are garbage.
 //! - **The header frame, and bulks below the single-copy threshold** (2 copies): written into the ring,
 //!   read out into the received frame (pipelined for frames larger than the ring: the server copies out
 //!   one piece while the client writes the next).
@@ -90,6 +94,7 @@ use std::time::{Duration, Instant};
 use self::identity::{Gate, Tally};
 use self::queue::{Queue, SEGMENT_SLACK};
 use self::receiver::Receiver;
+pub(crate) use self::record::SHORT_MAX;
 use self::sender::Sender;
 pub(crate) use self::wait::Watch;
 use self::wait::{deadline_after, far_future};
@@ -217,6 +222,15 @@ pub struct SingleCopies {
     pub refused: u64,
 }
 
+/// What a [`SharedMemoryServer`] received: a message's frames, or (on a mesh's server) a short
+/// message's bytes as its client wrote them.
+pub(crate) enum Arrival {
+    /// The header frame and the bulks of a message.
+    Frames(Vec<Payload>),
+    /// A short message ([`SharedMemoryClient::send_short`]), for the mesh to read.
+    Short(Vec<u8>),
+}
+
 /// Receives Lightbeam messages from clients of this node through a queue in its own segment, removed
 /// when the server is dropped.
 pub struct SharedMemoryServer {
@@ -273,7 +287,23 @@ impl SharedMemoryServer {
     }
 
     fn recv_frames(&self, timeout: Duration) -> Result<Option<Vec<Payload>>> {
-        self.recv_frames_unless(timeout, &|| false)
+        match self.recv_unless(timeout, &|| false)? {
+            None => Ok(None),
+            Some(Arrival::Frames(frames)) => Ok(Some(frames)),
+            Some(Arrival::Short(_)) => {
+                let why = "a mesh's short message arrived at a server read as a plain server";
+                Err(Error::transport("receive on", &self.address, why))
+            }
+        }
+    }
+
+    /// This server, handing short messages over as they are ([`Arrival::Short`]): a mesh's server,
+    /// whose peers send small messages that way ([`SharedMemoryClient::send_short`]).
+    pub(crate) fn with_short_messages(mut self) -> Self {
+        if let Some(receiver) = self.receiver.get_mut() {
+            receiver.shorts = true;
+        }
+        self
     }
 
     /// How many single-copy offers this server copied and refused so far.
@@ -287,11 +317,11 @@ impl SharedMemoryServer {
     /// As a receive of the next message within `timeout`, but ending early (`Ok(None)`) once `elsewhere`
     /// is true after the doorbell rang: how one receive waits on this server and on messages that
     /// arrive another way (see [`SharedMemoryServer::ring`]).
-    pub(crate) fn recv_frames_unless(
+    pub(crate) fn recv_unless(
         &self,
         timeout: Duration,
         elsewhere: &dyn Fn() -> bool,
-    ) -> Result<Option<Vec<Payload>>> {
+    ) -> Result<Option<Arrival>> {
         let deadline = deadline_after(Some(timeout)).unwrap_or_else(far_future);
         let Some(mut receiver) = self.receiver.borrow_until(deadline) else { return Ok(None) };
         receiver.receive(&self.queue, &self.limits, deadline, &self.address, elsewhere)
@@ -490,6 +520,19 @@ impl SharedMemoryClient {
             Ok(()) => Ok(payloads.iter().map(|p| p.len()).sum()),
             Err(error) => Err((error, payloads)),
         }
+    }
+
+    /// Sends `parts` as one short message (the mesh's fast path for small messages: one record in the
+    /// ring, published with one store, read by the server without decoding a header), when this
+    /// client is attached and its channel free now, the parts fit [`SHORT_MAX`] and the ring has room
+    /// for them; false otherwise (nothing sent), and the caller sends the message the general way (which
+    /// attaches, or waits). Never waits.
+    pub(crate) fn send_short(&self, parts: &[&[u8]]) -> Result<bool> {
+        let sent = self.sender.with_now(|held| match held {
+            Some(sender) if sender.usable() => sender.send_short(parts),
+            _ => Ok(false), // the first send attaches, the general way
+        });
+        sent.unwrap_or(Ok(false))
     }
 
     /// Sends the header frame and `bulks` as one message within `timeout`.

@@ -3,11 +3,16 @@
 //! consumer).
 //!
 //! ```text
-//! control (128 B): magic u64 | server pid u32 | closed u32 | server start u64 | doorbell u32 | sleepers u32
-//!                  | channels u32 | (pad) | ring bytes u64 | server pid namespace u64 | listener token u64
-//! channel (128 B + ring): owner pid u32 | state u32 | owner start u64 | tail u64 | head u64 |
-//!                         signal u32 | sleepers u32 | transfer u32 | claim u64 | ... | ring
+//! control (128 B): magic u64 | server pid u32 | closed u32 | server start u64 | (pad) | channels u32 |
+//!                  (pad) | ring bytes u64 | server pid namespace u64 | listener token u64 |
+//!                  doorbell u32 (at 64) | sleepers u32
+//! channel (128 B + ring): owner pid u32 | state u32 | owner start u64 | claim u64 | tail u64 | ... |
+//!                         head u64 (at 64) | signal u32 | sleepers u32 | transfer u32 | ... | ring
 //! ```
+//!
+//! What the client writes (its tail) and what the server writes (its head, the signal it rings) lie on
+//! different cache lines, and the doorbell every client rings on a line of its own, so a client
+//! publishing and the server consuming do not take each other's cache lines for every word.
 //!
 //! A client reads the channel count and ring size once, when it opens the queue, checks them and keeps
 //! its own copy: a process that rewrites them later changes nothing for it.
@@ -29,7 +34,7 @@ const MAX_CHANNELS: usize = 4096;
 /// The smallest and largest ring a channel may have, in bytes (a power of two).
 const RING_SIZES: std::ops::RangeInclusive<usize> = (4 << 10)..=(64 << 20);
 
-const MAGIC: u64 = u64::from_le_bytes(*b"LBMSHMQ2");
+const MAGIC: u64 = u64::from_le_bytes(*b"LBMSHMQ3");
 const CONTROL: usize = 128;
 const CHANNEL_HEADER: usize = 128;
 /// Where the queue lies in its segment: the first allocation of a fresh segment (after the segment's
@@ -43,23 +48,23 @@ const MAGIC_AT: usize = 0;
 const SERVER_PID_AT: usize = 8;
 const CLOSED_AT: usize = 12;
 const SERVER_START_AT: usize = 16;
-const DOORBELL_AT: usize = 24;
-const DOORBELL_SLEEPERS_AT: usize = 28;
+const DOORBELL_AT: usize = 64;
+const DOORBELL_SLEEPERS_AT: usize = 68;
 const CHANNELS_AT: usize = 32;
 const RING_AT: usize = 40;
 const SERVER_PID_NAMESPACE_AT: usize = 48;
 const LISTENER_AT: usize = 56;
 
-// A channel's header, from its start.
+// A channel's header, from its start: the client's words, then (a cache line on) the server's.
 const OWNER_PID_AT: usize = 0;
 const STATE_AT: usize = 4;
 const OWNER_START_AT: usize = 8;
-const TAIL_AT: usize = 16;
-const HEAD_AT: usize = 24;
-const SIGNAL_AT: usize = 32;
-const SIGNAL_SLEEPERS_AT: usize = 36;
-const TRANSFER_AT: usize = 40;
-const CLAIM_AT: usize = 48;
+const CLAIM_AT: usize = 16;
+const TAIL_AT: usize = 24;
+const HEAD_AT: usize = 64;
+const SIGNAL_AT: usize = 72;
+const SIGNAL_SLEEPERS_AT: usize = 76;
+const TRANSFER_AT: usize = 80;
 
 /// What a channel is doing (its `state` word); a channel whose owner pid is 0 is free.
 pub(super) mod state {

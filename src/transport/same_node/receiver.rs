@@ -23,8 +23,9 @@ use super::identity::{Gate, Trust};
 use super::message::{Cursor, Partial};
 use super::queue::{state, Queue};
 use super::wait::LIVENESS_PERIOD;
+use super::Arrival;
 use crate::error::{Error, Result};
-use crate::transport::{Limits, Payload};
+use crate::transport::Limits;
 
 /// The server's view of one channel.
 #[derive(Default)]
@@ -46,13 +47,20 @@ pub(super) struct Receiver {
     next: usize,
     /// Accept single-copy offers (else every offer is refused and the bytes come through the ring).
     single_copy: bool,
+    /// Hand short messages over as they are (a mesh's server); else a `SHORT` record is garbage.
+    pub(super) shorts: bool,
     /// The listener that tells which process offers through which channel.
     gate: Gate,
     /// How long a message already begun may go without progress before it is dropped.
     stall: Duration,
     /// When channels were last swept.
     swept: Instant,
+    /// Rounds of receiving so far (wrapping): every [`HOUSEKEEPING_EVERY`]th sweeps before it scans.
+    rounds: u32,
 }
+
+/// One round of receiving in this many sweeps (when due) and takes in connections before it scans.
+const HOUSEKEEPING_EVERY: u32 = 16;
 
 /// The least time between two sweeps for channels to free.
 const SWEEP_PERIOD: Duration = Duration::from_millis(50);
@@ -65,9 +73,11 @@ impl Receiver {
             views: std::iter::repeat_with(View::default).take(channels).collect(),
             next: 0,
             single_copy: gate.open(),
+            shorts: false,
             gate,
             stall,
             swept: Instant::now(),
+            rounds: 0,
         }
     }
 
@@ -79,10 +89,18 @@ impl Receiver {
         deadline: Instant,
         endpoint: &str,
         elsewhere: &dyn Fn() -> bool,
-    ) -> Result<Option<Vec<Payload>>> {
+    ) -> Result<Option<Arrival>> {
+        // The clock costs as much as a scan: a message found is taken before it is read. Every few
+        // rounds, and after a wait that ended by the clock, the receive sweeps and takes in connections
+        // first, so that channels are freed however busy the others keep the server.
+        let mut housekeeping = false;
         loop {
-            self.sweep(queue);
-            self.gate.take_in_now_and_then();
+            self.rounds = self.rounds.wrapping_add(1);
+            if housekeeping || self.rounds.is_multiple_of(HOUSEKEEPING_EVERY) {
+                let now = Instant::now();
+                self.sweep(queue, now);
+                self.gate.take_in_now_and_then(now);
+            }
             if let Some(outcome) = self.scan(queue, limits, endpoint) {
                 return outcome.map(Some);
             }
@@ -98,9 +116,11 @@ impl Receiver {
                 wake = wake.min(self.swept + SWEEP_PERIOD);
             }
             let ready = || Ok((self.ready(queue) || elsewhere()).then_some(()));
-            if queue.doorbell().wait(Some(wake), ready, || Ok(()), None)?.is_some() && elsewhere() {
+            let rang = queue.doorbell().wait(Some(wake), ready, || Ok(()), None)?.is_some();
+            if rang && elsewhere() {
                 return Ok(None);
             }
+            housekeeping = !rang;
         }
     }
 
@@ -109,9 +129,10 @@ impl Receiver {
     fn ready(&self, queue: &Queue) -> bool {
         self.views.iter().enumerate().any(|(i, view)| {
             let channel = queue.channel(i);
-            !view.broken
+            // The tail first: the one word a spinning receive needs to look at.
+            (channel.tail() != view.head || (view.partial.is_some() && channel.state() != state::OPEN))
+                && !view.broken
                 && channel.owner().pid != 0
-                && (channel.tail() != view.head || (view.partial.is_some() && channel.state() != state::OPEN))
         })
     }
 
@@ -125,7 +146,7 @@ impl Receiver {
 
     /// Looks at every channel once from `next`: the first message made whole, or the first error (its
     /// channel then given up).
-    fn scan(&mut self, queue: &Queue, limits: &Limits, endpoint: &str) -> Option<Result<Vec<Payload>>> {
+    fn scan(&mut self, queue: &Queue, limits: &Limits, endpoint: &str) -> Option<Result<Arrival>> {
         let first = self.next;
         let channels = self.views.len();
         for index in (0..channels).map(|k| (first + k) % channels) {
@@ -138,14 +159,14 @@ impl Receiver {
         None
     }
 
-    /// Reads what channel `index` has into its message in progress.
+    /// Reads what channel `index` has: a short message whole, or into its message in progress.
     fn look(
         &mut self,
         queue: &Queue,
         index: usize,
         limits: &Limits,
         endpoint: &str,
-    ) -> Result<Option<Vec<Payload>>> {
+    ) -> Result<Option<Arrival>> {
         let channel = queue.channel(index);
         let view = &mut self.views[index];
         let owner = channel.owner();
@@ -154,32 +175,41 @@ impl Receiver {
         }
         let (trust, gate) = (&mut view.trust, &mut self.gate);
         let mut cursor = Cursor { channel, head: view.head, owner, endpoint, index, trust, gate };
-        let partial = view.partial.get_or_insert_with(|| Partial::new(limits));
-        let outcome =
-            partial.advance(&mut cursor, limits, self.single_copy).and_then(|message| match message {
-                Some(message) => Ok(Some(message)),
-                None => check_progress(partial, &cursor, self.stall).map(|()| None),
-            });
-        view.head = cursor.head;
-        match &outcome {
-            Ok(Some(_)) => view.partial = None,
-            Ok(None) => {}
-            Err(_) => {
+        let outcome = match &mut view.partial {
+            None if self.shorts => match cursor.take_short() {
+                Ok(None) => None,
+                taken => Some(taken.map(|short| short.map(Arrival::Short))),
+            },
+            _ => None,
+        };
+        let outcome = outcome.unwrap_or_else(|| {
+            let partial = view.partial.get_or_insert_with(|| Partial::new(limits));
+            let message =
+                partial.advance(&mut cursor, limits, self.single_copy).and_then(|message| match message {
+                    Some(message) => Ok(Some(message)),
+                    None => check_progress(partial, &cursor, self.stall).map(|()| None),
+                });
+            if !matches!(message, Ok(None)) {
                 view.partial = None;
-                view.broken = true;
-                cursor.channel.break_open();
             }
+            message.map(|frames| frames.map(Arrival::Frames))
+        });
+        view.head = cursor.head;
+        if outcome.is_err() {
+            view.partial = None;
+            view.broken = true;
+            cursor.channel.break_open();
         }
         outcome
     }
 
     /// Frees channels whose client left (or died) once nothing is left to read in them (at most every
     /// [`SWEEP_PERIOD`]: it reads `/proc` for each client).
-    fn sweep(&mut self, queue: &Queue) {
-        if self.swept.elapsed() < SWEEP_PERIOD {
+    fn sweep(&mut self, queue: &Queue, now: Instant) {
+        if now.saturating_duration_since(self.swept) < SWEEP_PERIOD {
             return;
         }
-        self.swept = Instant::now();
+        self.swept = now;
         for (i, view) in self.views.iter_mut().enumerate() {
             let channel = queue.channel(i);
             let owner = channel.owner();

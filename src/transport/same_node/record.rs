@@ -4,8 +4,12 @@
 //! kind u32 | frames (BEGIN) or offer number (REMOTE) u32 | len u64 | address u64 | pid u32 | reserved u32
 //! ```
 //!
-//! A message is a `BEGIN` record (with its frame count: the header frame and one per bulk sent by value),
-//! then per frame either an `INLINE` record followed by `len` bytes (padded to 8), or a `REMOTE` record: an
+//! A `SHORT` record (`len` in the second word) is a whole small message by itself: `len` bytes follow
+//! (padded to 8), written and published at once, which the server hands over as they are (the mesh's
+//! fast path, see `mesh/net/short.rs`); at most [`SHORT_MAX`] bytes.
+//!
+//! Any other message is a `BEGIN` record (with its frame count: the header frame and one per bulk sent by
+//! value), then per frame either an `INLINE` record followed by `len` bytes (padded to 8), or a `REMOTE` record: an
 //! offer to copy `len` bytes at `address` in process `pid` (single copy), answered through the channel's
 //! `transfer` word. The server reads an offer only when the client told it over its connection too
 //! (`identity.rs`): the record alone is words anyone could write. A refused offer is followed by an
@@ -16,6 +20,9 @@
 /// The size of a record in the ring.
 pub(super) const RECORD_LEN: usize = 32;
 
+/// The most bytes a `SHORT` record carries: a small message and its envelope in a few cache lines.
+pub(crate) const SHORT_MAX: usize = 2048;
+
 /// What a record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Record {
@@ -25,11 +32,14 @@ pub(super) enum Record {
     Inline { len: u64 },
     /// Offer number `offer`: `len` bytes wait at `address` in process `pid`.
     Remote { offer: u32, len: u64, address: u64, pid: u32 },
+    /// A whole message of `len` bytes follows.
+    Short { len: u32 },
 }
 
 const BEGIN: u32 = 1;
 const INLINE: u32 = 2;
 const REMOTE: u32 = 3;
+const SHORT: u32 = 4;
 
 impl Record {
     /// The record's bytes.
@@ -38,6 +48,7 @@ impl Record {
             Self::Begin { frames } => (BEGIN, frames, 0, 0, 0),
             Self::Inline { len } => (INLINE, 0, len, 0, 0),
             Self::Remote { offer, len, address, pid } => (REMOTE, offer, len, address, pid),
+            Self::Short { len } => (SHORT, len, 0, 0, 0),
         };
         let mut out = [0; RECORD_LEN];
         out[0..4].copy_from_slice(&kind.to_le_bytes());
@@ -58,6 +69,7 @@ impl Record {
             REMOTE => {
                 Ok(Self::Remote { offer: u32_at(4), len: u64_at(8), address: u64_at(16), pid: u32_at(24) })
             }
+            SHORT => Ok(Self::Short { len: u32_at(4) }),
             other => Err(other),
         }
     }
@@ -79,6 +91,7 @@ mod tests {
             Record::Begin { frames: 3 },
             Record::Inline { len: u64::MAX },
             Record::Remote { offer: 9, len: 5, address: 0xdead_beef, pid: 42 },
+            Record::Short { len: 17 },
         ] {
             assert_eq!(Record::decode(&record.encode()), Ok(record));
         }

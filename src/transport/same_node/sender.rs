@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::identity::{Link, Offer};
 use super::queue::{state, transfer, Channel, Queue, OFFER_PATIENCE};
-use super::record::{padding, Record};
+use super::record::{padding, Record, RECORD_LEN, SHORT_MAX};
 use super::wait::{deadline_after, Watch};
 use crate::error::{Error, Result};
 use crate::shm::Process;
@@ -30,6 +30,8 @@ pub(super) struct Sender {
     tail: u64,
     /// Bytes published to the server.
     published: u64,
+    /// The server's head as this client last read it.
+    head_seen: u64,
     /// Bulks of at least this size are offered for a single copy; `None` once the server refused, or
     /// without a link.
     single_copy_from: Option<usize>,
@@ -60,6 +62,7 @@ impl Sender {
             endpoint,
             tail: 0,
             published: 0,
+            head_seen: 0,
             single_copy_from,
             link,
             offers: 0,
@@ -112,6 +115,32 @@ impl Sender {
         result
     }
 
+    /// Writes `parts` as one short message (a `SHORT` record and the parts' bytes, at most
+    /// [`SHORT_MAX`] in all) and publishes it at once, when the ring has room for it now; false (and
+    /// nothing written) when it has not, or the message is too long: the caller sends it the general
+    /// way, which waits for room.
+    pub(super) fn send_short(&mut self, parts: &[&[u8]]) -> Result<bool> {
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        if len > SHORT_MAX {
+            return Ok(false);
+        }
+        let record = Record::Short { len: len as u32 }.encode();
+        let pad = padding(len as u64) as usize;
+        let whole = (RECORD_LEN + len + pad) as u64;
+        if whole > self.room_seen() && whole > self.room()? {
+            return Ok(false);
+        }
+        let channel = self.channel();
+        let mut at = self.tail;
+        for bytes in std::iter::once(&record[..]).chain(parts.iter().copied()).chain([&[0u8; 8][..pad]]) {
+            channel.write(at, bytes);
+            at += bytes.len() as u64;
+        }
+        self.tail = at;
+        self.publish();
+        Ok(true)
+    }
+
     fn garbage(&self, what: String) -> Error {
         Error::transport("send to", &self.endpoint, format!("garbage in the channel: {what}"))
     }
@@ -126,13 +155,23 @@ impl Sender {
     /// Free bytes in the ring, from the server's head (checked: it cannot be ahead of what was published,
     /// nor so far behind that the unread and the unpublished bytes together would not fit the ring: a
     /// head moved back is garbage, never a larger room).
-    fn room(&self) -> Result<u64> {
+    fn room(&mut self) -> Result<u64> {
         let head = self.channel().head();
+        let room = self.room_after(head).ok_or_else(|| self.garbage(format!("head {head}")))?;
+        self.head_seen = head;
+        Ok(room)
+    }
+
+    /// The room from the head read last: at most the room there is (the head only moves on), without
+    /// taking the cache line the server writes the head on.
+    fn room_seen(&self) -> u64 {
+        self.room_after(self.head_seen).unwrap_or(0)
+    }
+
+    fn room_after(&self, head: u64) -> Option<u64> {
         let unpublished = self.tail - self.published; // this process's own counts: tail >= published
-        self.published
-            .checked_sub(head)
-            .and_then(|unread| (self.queue.ring() as u64).checked_sub(unread)?.checked_sub(unpublished))
-            .ok_or_else(|| self.garbage(format!("head {head}")))
+        let unread = self.published.checked_sub(head)?;
+        (self.queue.ring() as u64).checked_sub(unread)?.checked_sub(unpublished)
     }
 
     /// Makes no more single-copy offers on this channel, and closes the link.

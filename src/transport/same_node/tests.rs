@@ -288,3 +288,55 @@ fn an_offer_too_large_to_allocate_is_refused_not_an_error() {
     assert_eq!(server.single_copies().refused, 1);
     channel.set_state(state::RELEASED);
 }
+
+/// Short messages: handed over as written on a mesh's server; garbage (too long, published in part,
+/// or on a server that takes none) is an error for that channel, and the server goes on.
+#[test]
+fn short_messages_are_handed_over_and_their_garbage_is_refused() {
+    use super::record::SHORT_MAX;
+    use super::Arrival;
+    fn short(len: u32, bytes: &[u8]) -> impl Fn(&Channel<'_>) -> u64 + '_ {
+        move |c: &Channel<'_>| records(c, &[(Record::Short { len }, bytes)])
+    }
+    let plain = server();
+    let refused = hostile(&plain, short(5, b"hello"));
+    assert!(
+        matches!(&refused, Err(Error::Transport { .. })),
+        "a plain server takes no short message: {refused:?}"
+    );
+    let server = server().with_short_messages();
+    let receive = |write: &dyn Fn(&Channel<'_>) -> u64| {
+        let segment = Segment::open(server.address().trim_start_matches("shm://")).unwrap();
+        let queue = Queue::open(&segment).unwrap();
+        let channel = queue.channel(queue.claim(Process::current(), 1).unwrap());
+        channel.publish_tail(write(&channel));
+        let started = Instant::now();
+        let arrival = server.recv_unless(Duration::from_secs(5), &|| false);
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        channel.set_state(state::RELEASED);
+        arrival
+    };
+    match receive(&short(5, b"hello")) {
+        Ok(Some(Arrival::Short(bytes))) => assert_eq!(bytes, b"hello"),
+        other => panic!("a short message: {:?}", other.map(|a| a.map(|_| ()))),
+    }
+    let too_long = vec![0; SHORT_MAX + 8];
+    for (what, write) in [
+        ("too long", Box::new(short(SHORT_MAX as u32 + 1, &too_long)) as Box<dyn Fn(&Channel<'_>) -> u64>),
+        ("published in part", Box::new(move |c: &Channel<'_>| short(64, &[7; 64])(c) - 8)),
+    ] {
+        let error = receive(&*write).map(|_| ()).expect_err(what);
+        assert!(error.to_string().contains("garbage"), "{what}: {error}");
+    }
+    let sender =
+        SharedMemoryClient::connect(server.address(), "shm", 0, &Options::default(), &ShmOptions::default())
+            .unwrap();
+    sender.send(&LbmMeta::new(())).into_result().unwrap(); // attaches, the general way
+    assert!(sender.send_short(&[b"one ", b"message"]).unwrap());
+    assert!(!sender.send_short(&[&too_long]).unwrap(), "too long for the fast path: sent the general way");
+    assert!(matches!(server.recv_unless(Duration::from_secs(5), &|| false), Ok(Some(Arrival::Frames(_)))));
+    match server.recv_unless(Duration::from_secs(5), &|| false) {
+        Ok(Some(Arrival::Short(bytes))) => assert_eq!(bytes, b"one message"),
+        other => panic!("the client's short message: {:?}", other.map(|a| a.map(|_| ()))),
+    }
+}

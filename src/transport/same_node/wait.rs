@@ -38,6 +38,8 @@ const PREEMPTED: Duration = Duration::from_micros(5);
 const PREEMPTIONS_TO_TELL: u32 = 8;
 /// The window in which preemptions are counted.
 const WINDOW: Duration = Duration::from_millis(10);
+/// Iterations between two looks at the clock while spinning.
+const CLOCK_EVERY: u32 = 8;
 /// Iterations between two yields of the core while spinning.
 const YIELD_EVERY: u32 = 64;
 /// The longest sleep between two checks of the peer's liveness.
@@ -213,6 +215,9 @@ fn sleep_on_either(words: [(&AtomicU32, u32); 2], slice: Duration) {
 /// for this process's cores, as the scheduler finds them). A spin that finds itself preempted ends at
 /// once: the core is wanted elsewhere, perhaps by the process that would answer.
 fn spin<T>(ready: &mut impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
+    if let Some(value) = ready()? {
+        return Ok(Some(value)); // before the clock is read: it costs as much as a look
+    }
     let start = Instant::now();
     let budget = if oversubscribed(start) { SPIN_OVERSUBSCRIBED } else { SPIN };
     let (mut spins, mut last) = (0u32, start);
@@ -220,16 +225,19 @@ fn spin<T>(ready: &mut impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
         if let Some(value) = ready()? {
             return Ok(Some(value));
         }
-        let now = Instant::now();
-        if now - last >= PREEMPTED {
-            note_preempted(now);
-            return Ok(None);
-        }
-        if now - start >= budget {
-            return Ok(None);
-        }
-        last = now;
         spins += 1;
+        // The clock costs as much as a look at the words: it is read every few looks.
+        if spins.is_multiple_of(CLOCK_EVERY) {
+            let now = Instant::now();
+            if now - last >= PREEMPTED {
+                note_preempted(now);
+                return Ok(None);
+            }
+            if now - start >= budget {
+                return Ok(None);
+            }
+            last = now;
+        }
         if spins.is_multiple_of(YIELD_EVERY) {
             std::thread::yield_now();
         } else {
