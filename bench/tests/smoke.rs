@@ -34,6 +34,23 @@ fn row<'a>(stdout: &'a str, size: &str) -> Vec<&'a str> {
     figures
 }
 
+/// Runs `subcommand` quickly at `ranks` ranks and checks its table: a row per size with `columns`
+/// figures (series and ratios), and the progress line.
+#[track_caller]
+fn quick(ranks: usize, subcommand: &str, columns: usize) {
+    let args: Vec<&str> = std::iter::once(subcommand).chain(QUICK).collect();
+    let run = bench(ranks, &args);
+    assert!(run.stdout.contains(&format!("# lbm-bench {subcommand}: {ranks} ranks, tcp")), "{}", run.stdout);
+    for size in ["8 B", "64 KiB"] {
+        assert_eq!(row(&run.stdout, size).len(), columns, "{subcommand} {size}:\n{}", run.stdout);
+    }
+    assert!(
+        run.stderr.contains(&format!("lbm-bench {subcommand} [2/2] 64 KiB")),
+        "no progress: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn every_subcommand_runs_at_two_ranks_with_every_series_and_ratio() {
     for (subcommand, columns) in [
@@ -44,17 +61,14 @@ fn every_subcommand_runs_at_two_ranks_with_every_series_and_ratio() {
         ("gather", 4 + 4),
         ("alltoall", 4 + 4),
     ] {
-        let args: Vec<&str> = std::iter::once(subcommand).chain(QUICK).collect();
-        let run = bench(2, &args);
-        assert!(run.stdout.contains(&format!("# lbm-bench {subcommand}: 2 ranks, tcp")), "{}", run.stdout);
-        for size in ["8 B", "64 KiB"] {
-            assert_eq!(row(&run.stdout, size).len(), columns, "{subcommand} {size}:\n{}", run.stdout);
-        }
-        assert!(
-            run.stderr.contains(&format!("lbm-bench {subcommand} [2/2] 64 KiB")),
-            "no progress: {}",
-            run.stderr
-        );
+        quick(2, subcommand, columns);
+    }
+}
+
+#[test]
+fn every_rank_ping_pongs_in_pairs_at_two_and_four_ranks() {
+    for ranks in [2, 4] {
+        quick(ranks, "multi-latency", 4 + 4);
     }
 }
 
@@ -78,7 +92,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
         paths[2],
     ];
     let run = bench(4, &args);
-    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 7, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 8, "{}", run.stdout);
     assert!(run
         .stdout
         .contains("# lbm-bench latency: 4 ranks, tcp (ranks 0 and 1 measure, the others wait)"));
@@ -87,7 +101,10 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     assert_eq!(document["ranks"], 4);
     let benchmarks = document["benchmarks"].as_array().unwrap();
     let names: Vec<&str> = benchmarks.iter().map(|b| b["benchmark"].as_str().unwrap()).collect();
-    assert_eq!(names, ["latency", "bandwidth", "bcast", "scatter", "gather", "alltoall", "bcast-shared"]);
+    assert_eq!(
+        names,
+        ["latency", "bandwidth", "multi-latency", "bcast", "scatter", "gather", "alltoall", "bcast-shared"]
+    );
     let mut records = 0;
     for benchmark in benchmarks {
         let list = benchmark["records"].as_array().unwrap();
@@ -141,6 +158,7 @@ fn bad_arguments_end_the_job_with_a_reason() {
         (2, &["latency", "--sizes", "12Q"][..], "unknown unit"),
         (2, &["bcast", "--series", "nccl"][..], "unknown series \"nccl\""),
         (1, &["latency"][..], "need 2 ranks or more"),
+        (3, &["multi-latency"][..], "needs an even number of them"),
     ] {
         let run = mpirun(ranks, LIMIT, BENCH, args);
         assert!(!run.success, "{args:?} succeeded");
