@@ -10,6 +10,7 @@
 //! `docs/BENCHMARKS.md` for what the figures mean.
 
 mod collectives;
+mod halo;
 mod p2p;
 mod plot;
 mod raw;
@@ -104,6 +105,12 @@ enum Which {
     /// Rank i plays with rank i + n/2 for i < n/2, so the rank count must be even. The figure is half
     /// the round trip, each iteration timed by its slowest rank.
     MultiLatency,
+    /// Halo exchange: on a ring, every rank swaps `size` bytes with each neighbour; time per iteration.
+    ///
+    /// Lightbeam sends both, then receives both; MPI posts both receives and both sends at once, then
+    /// waits for all four, as stencil codes do. With 2 ranks both neighbours are the same rank (two
+    /// messages each way, told apart by their tags).
+    Halo,
     /// Broadcast from rank 0 (osu_bcast).
     #[command(alias = "broadcast")]
     Bcast,
@@ -121,10 +128,11 @@ enum Which {
 }
 
 impl Which {
-    const EACH: [Self; 8] = [
+    const EACH: [Self; 9] = [
         Self::Latency,
         Self::Bandwidth,
         Self::MultiLatency,
+        Self::Halo,
         Self::Bcast,
         Self::Scatter,
         Self::Gather,
@@ -137,6 +145,7 @@ impl Which {
             Self::Latency => "latency",
             Self::Bandwidth => "bandwidth",
             Self::MultiLatency => "multi-latency",
+            Self::Halo => "halo",
             Self::Bcast => "bcast",
             Self::Scatter => "scatter",
             Self::Gather => "gather",
@@ -160,6 +169,7 @@ impl Which {
     fn series(self) -> &'static [Series] {
         match (self, self.collective()) {
             (Self::MultiLatency, _) => &Series::PAIRS,
+            (Self::Halo, _) => &Series::HALO,
             (_, Some(Collective::BcastShared)) => &Series::SHARED,
             (_, Some(_)) => &Series::COLLECTIVE,
             (_, None) => &Series::POINT_TO_POINT,
@@ -180,6 +190,7 @@ impl Which {
             Self::MultiLatency if ranks < 2 || ranks % 2 == 1 => {
                 Some("multi-latency pairs the ranks: it needs an even number of them (mpirun -n 2, 4, ...)")
             }
+            Self::Halo if ranks < 2 => Some("halo needs 2 ranks or more (mpirun -n 2)"),
             _ => None,
         }
     }
@@ -206,6 +217,7 @@ impl Which {
         match self {
             Self::Latency => 2 * size,
             Self::MultiLatency => ranks * size,
+            Self::Halo => 2 * ranks * size,
             Self::Bandwidth => p2p::window(size) * size,
             Self::Alltoall => size * ranks * others,
             _ => size * others,
@@ -223,13 +235,14 @@ impl Which {
             (Self::Latency, _) => Box::new(p2p::PingPong::new(peers, series, size)),
             (Self::Bandwidth, _) => Box::new(p2p::Stream::new(peers, series, size)),
             (Self::MultiLatency, _) => Box::new(p2p::PingPong::pairs(peers, series, size)),
+            (Self::Halo, _) => Box::new(halo::Halo::new(peers, series, size)),
             (_, Some(collective)) => Box::new(collective.trial(peers, series, size)?),
             (_, None) => unreachable!("`all` runs each benchmark in turn"),
         })
     }
 
     /// Turns an iteration's seconds into the microseconds the table reports: one way for latency, per
-    /// message for bandwidth, per call for collectives.
+    /// message for bandwidth, per call for collectives, per exchange for the halo.
     fn microseconds(self, size: usize) -> f64 {
         match self {
             Self::Latency | Self::MultiLatency => 0.5e6,
@@ -277,9 +290,8 @@ impl Cli {
         let (fit, unfit): (Vec<Which>, Vec<Which>) =
             Which::EACH.into_iter().partition(|w| w.unfit(ranks).is_none());
         if me == 0 {
-            for which in unfit {
-                let reason = which.unfit(ranks).unwrap_or_default();
-                eprintln!("lbm-bench: all leaves out {}: {reason}", which.name());
+            for reason in unfit.into_iter().filter_map(|w| w.unfit(ranks)) {
+                eprintln!("lbm-bench: left out of all: {reason}");
             }
         }
         fit

@@ -66,9 +66,10 @@ fn every_subcommand_runs_at_two_ranks_with_every_series_and_ratio() {
 }
 
 #[test]
-fn every_rank_ping_pongs_in_pairs_at_two_and_four_ranks() {
+fn pairs_and_the_halo_run_at_two_and_four_ranks() {
     for ranks in [2, 4] {
         quick(ranks, "multi-latency", 4 + 4);
+        quick(ranks, "halo", 3 + 2);
     }
 }
 
@@ -92,7 +93,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
         paths[2],
     ];
     let run = bench(4, &args);
-    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 8, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 9, "{}", run.stdout);
     assert!(run
         .stdout
         .contains("# lbm-bench latency: 4 ranks, tcp (ranks 0 and 1 measure, the others wait)"));
@@ -101,15 +102,14 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     assert_eq!(document["ranks"], 4);
     let benchmarks = document["benchmarks"].as_array().unwrap();
     let names: Vec<&str> = benchmarks.iter().map(|b| b["benchmark"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        ["latency", "bandwidth", "multi-latency", "bcast", "scatter", "gather", "alltoall", "bcast-shared"]
-    );
+    let expected = "latency bandwidth multi-latency halo bcast scatter gather alltoall bcast-shared";
+    assert_eq!(names.join(" "), expected);
     let mut records = 0;
     for benchmark in benchmarks {
         let list = benchmark["records"].as_array().unwrap();
         let series = match benchmark["benchmark"].as_str() {
             Some("bcast-shared") => 2, // lightbeam's shared broadcast and MPI_Bcast
+            Some("halo") => 3,         // both meshes and MPI
             _ if list.iter().any(|r| r["series"] == "zmq-zerocopy") => 6,
             _ => 4,
         };
@@ -125,6 +125,14 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
         assert!(plot.starts_with("<svg") && plot.contains("lightbeam") && plot.contains("mpi"), "{name}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn all_at_an_odd_rank_count_leaves_out_multi_latency() {
+    let run = bench(3, &["all", "--sizes", "8", "--iterations", "2", "--warmup", "1"]);
+    assert!(run.stderr.contains("left out of all: multi-latency pairs the ranks"), "{}", run.stderr);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 8, "{}", run.stdout);
+    assert!(run.stdout.contains("# lbm-bench halo: 3 ranks") && !run.stdout.contains("multi-latency"));
 }
 
 #[test]
@@ -159,6 +167,7 @@ fn bad_arguments_end_the_job_with_a_reason() {
         (2, &["bcast", "--series", "nccl"][..], "unknown series \"nccl\""),
         (1, &["latency"][..], "need 2 ranks or more"),
         (3, &["multi-latency"][..], "needs an even number of them"),
+        (1, &["halo"][..], "halo needs 2 ranks or more"),
     ] {
         let run = mpirun(ranks, LIMIT, BENCH, args);
         assert!(!run.success, "{args:?} succeeded");
