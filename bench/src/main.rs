@@ -10,6 +10,7 @@
 //! `docs/BENCHMARKS.md` for what the figures mean.
 
 mod collectives;
+mod halo;
 mod p2p;
 mod plot;
 mod raw;
@@ -99,6 +100,17 @@ enum Which {
     Latency,
     /// Streaming bandwidth from rank 0 to rank 1: windows of messages, each acknowledged (osu_bw).
     Bandwidth,
+    /// One-way latency with every rank at once: all pairs ping-pong together (osu_multi_lat).
+    ///
+    /// Rank i plays with rank i + n/2 for i < n/2, so the rank count must be even. The figure is half
+    /// the round trip, each iteration timed by its slowest rank.
+    MultiLatency,
+    /// Halo exchange: on a ring, every rank swaps `size` bytes with each neighbour; time per iteration.
+    ///
+    /// Lightbeam sends both, then receives both; MPI posts both receives and both sends at once, then
+    /// waits for all four, as stencil codes do. With 2 ranks both neighbours are the same rank (two
+    /// messages each way, told apart by their tags).
+    Halo,
     /// Broadcast from rank 0 (osu_bcast).
     #[command(alias = "broadcast")]
     Bcast,
@@ -111,14 +123,16 @@ enum Which {
     /// Lightbeam's shared broadcast from rank 0 (one read-only copy per node, prepared by the root off
     /// the clock; each rank drops its view after each iteration) beside MPI_Bcast.
     BcastShared,
-    /// Every benchmark above, in that order.
+    /// Every benchmark above, in that order (multi-latency only with an even number of ranks).
     All,
 }
 
 impl Which {
-    const EACH: [Self; 7] = [
+    const EACH: [Self; 9] = [
         Self::Latency,
         Self::Bandwidth,
+        Self::MultiLatency,
+        Self::Halo,
         Self::Bcast,
         Self::Scatter,
         Self::Gather,
@@ -130,6 +144,8 @@ impl Which {
         match self {
             Self::Latency => "latency",
             Self::Bandwidth => "bandwidth",
+            Self::MultiLatency => "multi-latency",
+            Self::Halo => "halo",
             Self::Bcast => "bcast",
             Self::Scatter => "scatter",
             Self::Gather => "gather",
@@ -151,10 +167,31 @@ impl Which {
     }
 
     fn series(self) -> &'static [Series] {
-        match self.collective() {
-            Some(Collective::BcastShared) => &Series::SHARED,
-            Some(_) => &Series::COLLECTIVE,
-            None => &Series::POINT_TO_POINT,
+        match (self, self.collective()) {
+            (Self::MultiLatency, _) => &Series::PAIRS,
+            (Self::Halo, _) => &Series::HALO,
+            (_, Some(Collective::BcastShared)) => &Series::SHARED,
+            (_, Some(_)) => &Series::COLLECTIVE,
+            (_, None) => &Series::POINT_TO_POINT,
+        }
+    }
+
+    /// Whether only ranks 0 and 1 take part (the others wait).
+    fn between_first_two(self) -> bool {
+        matches!(self, Self::Latency | Self::Bandwidth)
+    }
+
+    /// Why this benchmark cannot run on `ranks` ranks, if it cannot.
+    fn unfit(self, ranks: usize) -> Option<&'static str> {
+        match self {
+            Self::Latency | Self::Bandwidth | Self::All if ranks < 2 => {
+                Some("latency and bandwidth need 2 ranks or more (mpirun -n 2)")
+            }
+            Self::MultiLatency if ranks < 2 || ranks % 2 == 1 => {
+                Some("multi-latency pairs the ranks: it needs an even number of them (mpirun -n 2, 4, ...)")
+            }
+            Self::Halo if ranks < 2 => Some("halo needs 2 ranks or more (mpirun -n 2)"),
+            _ => None,
         }
     }
 
@@ -179,6 +216,8 @@ impl Which {
         let others = ranks.saturating_sub(1).max(1);
         match self {
             Self::Latency => 2 * size,
+            Self::MultiLatency => ranks * size,
+            Self::Halo => 2 * ranks * size,
             Self::Bandwidth => p2p::window(size) * size,
             Self::Alltoall => size * ranks * others,
             _ => size * others,
@@ -195,16 +234,18 @@ impl Which {
         Ok(match (self, self.collective()) {
             (Self::Latency, _) => Box::new(p2p::PingPong::new(peers, series, size)),
             (Self::Bandwidth, _) => Box::new(p2p::Stream::new(peers, series, size)),
+            (Self::MultiLatency, _) => Box::new(p2p::PingPong::pairs(peers, series, size)),
+            (Self::Halo, _) => Box::new(halo::Halo::new(peers, series, size)),
             (_, Some(collective)) => Box::new(collective.trial(peers, series, size)?),
             (_, None) => unreachable!("`all` runs each benchmark in turn"),
         })
     }
 
     /// Turns an iteration's seconds into the microseconds the table reports: one way for latency, per
-    /// message for bandwidth, per call for collectives.
+    /// message for bandwidth, per call for collectives, per exchange for the halo.
     fn microseconds(self, size: usize) -> f64 {
         match self {
-            Self::Latency => 0.5e6,
+            Self::Latency | Self::MultiLatency => 0.5e6,
             Self::Bandwidth => 1e6 / p2p::window(size) as f64,
             _ => 1e6,
         }
@@ -218,8 +259,8 @@ impl Cli {
         if let Some(name) = self.series.iter().flatten().find(|name| !known.contains(&name.as_str())) {
             return Err(format!("unknown series {name:?}: choose from {}", known.join(", ")));
         }
-        if ranks < 2 && matches!(self.benchmark, Which::Latency | Which::Bandwidth | Which::All) {
-            return Err("latency and bandwidth need 2 ranks or more (mpirun -n 2)".into());
+        if let Some(reason) = self.benchmark.unfit(ranks) {
+            return Err(reason.into());
         }
         let mut sizes = self.sizes.clone().unwrap_or_else(sizes::default_sizes);
         sizes.retain(|&s| self.max_size.is_none_or(|max| s <= max));
@@ -238,6 +279,22 @@ impl Cli {
         let affordable = (self.budget / which.bytes_per_iteration(size, ranks).max(1)).max(5);
         let iterations = wanted.min(affordable).max(1);
         Schedule { warmup: self.warmup.unwrap_or((iterations / 10).max(1)), iterations }
+    }
+
+    /// The benchmarks to run: the one asked for, or with `all` every one that fits the rank count (rank
+    /// 0 says which it leaves out).
+    fn benchmarks(&self, me: usize, ranks: usize) -> Vec<Which> {
+        if self.benchmark != Which::All {
+            return vec![self.benchmark];
+        }
+        let (fit, unfit): (Vec<Which>, Vec<Which>) =
+            Which::EACH.into_iter().partition(|w| w.unfit(ranks).is_none());
+        if me == 0 {
+            for reason in unfit.into_iter().filter_map(|w| w.unfit(ranks)) {
+                eprintln!("lbm-bench: left out of all: {reason}");
+            }
+        }
+        fit
     }
 
     fn series(&self, which: Which) -> Vec<Series> {
@@ -287,9 +344,9 @@ fn run_benchmark(
 ) -> Result<BenchmarkRun, String> {
     let (me, n) = (peers.rank(), peers.size());
     let mut run = BenchmarkRun { benchmark: which.name(), metric: which.metric(), records: Vec::new() };
-    // Point to point, ranks 0 and 1 measure on a communicator of their own; the others wait in a
+    // Latency and bandwidth: ranks 0 and 1 measure on a communicator of their own; the others wait in a
     // blocking Lightbeam receive, not in an MPI barrier that would spin on the cores the two need.
-    let pair = (which.collective().is_none() && n > 2)
+    let pair = (which.between_first_two() && n > 2)
         .then(|| peers.world.split_by_color(if me < 2 { Color::with_value(0) } else { Color::undefined() }));
     let peers = match &pair {
         None => *peers,
@@ -400,10 +457,7 @@ fn main() -> ExitCode {
     let raw = or_abort(&world, raw::RawMesh::connect(&world, &mesh));
     let peers = Peers { world: &world, mesh: &mesh, zmq_mesh: &zmq_mesh, raw: &raw };
     or_abort(&world, peers.connect_all());
-    let benchmarks: Vec<Which> = match cli.benchmark {
-        Which::All => Which::EACH.to_vec(),
-        one => vec![one],
-    };
+    let benchmarks = cli.benchmarks(peers.rank(), peers.size());
     let transport = format!("{:?}", cli.transport).to_lowercase();
     if peers.rank() == 0 {
         println!(

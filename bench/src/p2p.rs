@@ -1,5 +1,6 @@
-//! Point-to-point benchmarks between ranks 0 and 1 (other ranks wait at the barriers), as OSU's
-//! `osu_latency` (ping-pong) and `osu_bw` (a window of messages, then one acknowledgement).
+//! Point-to-point benchmarks, as OSU's `osu_latency` (ping-pong between ranks 0 and 1), `osu_multi_lat`
+//! (every rank ping-pongs with a partner, all pairs at once) and `osu_bw` (a window of messages from
+//! rank 0 to rank 1, then one acknowledgement).
 
 use lbm_tests::verify::pattern;
 use mpi::traits::*;
@@ -20,7 +21,7 @@ pub(crate) fn window(size: usize) -> usize {
     (WINDOW_BYTES / size.max(1)).clamp(1, WINDOW)
 }
 
-/// What rank 0 or 1 needs to exchange `size`-byte messages with one series.
+/// What a rank needs to exchange `size`-byte messages with one series.
 struct Exchange<'p> {
     peers: &'p Peers<'p>,
     series: Series,
@@ -56,32 +57,71 @@ impl<'p> Exchange<'p> {
     }
 }
 
-/// Ping-pong: rank 0 sends, rank 1 answers with as many bytes. Time one way = half an iteration.
-pub(crate) struct PingPong<'p>(Exchange<'p>);
+/// This rank's side of a ping-pong: the rank it plays with, and whether it sends first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Partner {
+    rank: usize,
+    serves: bool,
+}
+
+impl Partner {
+    /// Ranks 0 and 1 play, rank 0 serving; the others sit out (osu_latency).
+    fn first_two(me: usize) -> Option<Self> {
+        match me {
+            0 => Some(Self { rank: 1, serves: true }),
+            1 => Some(Self { rank: 0, serves: false }),
+            _ => None,
+        }
+    }
+
+    /// Rank i plays with rank i + n/2, the lower one serving (osu_multi_lat). `n` is even.
+    fn halves(me: usize, n: usize) -> Self {
+        let half = n / 2;
+        Self { rank: (me + half) % n, serves: me < half }
+    }
+}
+
+/// Ping-pong: the serving rank sends, its partner answers with as many bytes. Time one way = half an
+/// iteration.
+pub(crate) struct PingPong<'p> {
+    exchange: Exchange<'p>,
+    partner: Option<Partner>,
+}
 
 impl<'p> PingPong<'p> {
+    /// Between ranks 0 and 1 (osu_latency).
     pub(crate) fn new(peers: &'p Peers<'p>, series: Series, size: usize) -> Self {
-        Self(Exchange::new(peers, series, size, size))
+        Self::with(peers, series, size, Partner::first_two(peers.rank()))
+    }
+
+    /// Every rank at once, rank i with rank i + n/2 (osu_multi_lat). Needs an even number of ranks.
+    pub(crate) fn pairs(peers: &'p Peers<'p>, series: Series, size: usize) -> Self {
+        Self::with(peers, series, size, Some(Partner::halves(peers.rank(), peers.size())))
+    }
+
+    /// The ping-pong of a rank whose side is `partner` (`None`: it sits out).
+    fn with(peers: &'p Peers<'p>, series: Series, size: usize, partner: Option<Partner>) -> Self {
+        Self { exchange: Exchange::new(peers, series, size, size), partner }
     }
 }
 
 impl Trial for PingPong<'_> {
     fn prepare(&mut self) {
-        self.0.prepare(usize::from(self.0.peers.rank() <= 1));
+        self.exchange.prepare(usize::from(self.partner.is_some()));
     }
 
     fn run(&mut self) -> Result<(), String> {
-        let size = self.0.size;
-        match self.0.peers.rank() {
-            0 => {
-                self.0.send(1)?;
-                self.0.recv(1, size)
+        let size = self.exchange.size;
+        match self.partner {
+            Some(Partner { rank, serves: true }) => {
+                self.exchange.send(rank)?;
+                self.exchange.recv(rank, size)
             }
-            1 => {
-                self.0.recv(0, size)?;
-                self.0.send(0)
+            Some(Partner { rank, serves: false }) => {
+                self.exchange.recv(rank, size)?;
+                self.exchange.send(rank)
             }
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 }
@@ -148,4 +188,22 @@ fn mpi_recv_window(peers: &Peers<'_>, buffer: &mut [u8], size: usize) {
         }
         requests.wait_all(&mut Vec::new());
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halves_pair_every_rank_once_with_one_server_per_pair() {
+        for n in [2, 4, 6] {
+            for me in 0..n {
+                let side = Partner::halves(me, n);
+                let other = Partner::halves(side.rank, n);
+                assert_eq!((other.rank, other.serves), (me, !side.serves), "rank {me} of {n}");
+            }
+        }
+        assert_eq!(Partner::halves(1, 4), Partner { rank: 3, serves: true });
+        assert_eq!(Partner::first_two(2), None);
+    }
 }

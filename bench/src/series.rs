@@ -63,6 +63,11 @@ impl Series {
     /// Collectives take the caller's buffers, as MPI's do: each library sends from them.
     pub(crate) const COLLECTIVE: [Self; 4] =
         [Self::LIGHTBEAM, Self::LIGHTBEAM_ZMQ, Self::ZMQ_COPY, Self::MPI];
+    /// Every rank ping-pongs with a partner at once: both meshes, raw ZeroMQ and MPI, each sending from
+    /// the caller's buffer.
+    pub(crate) const PAIRS: [Self; 4] = [Self::LIGHTBEAM, Self::LIGHTBEAM_ZMQ, Self::ZMQ_COPY, Self::MPI];
+    /// The halo exchange: both meshes, and MPI's non-blocking calls.
+    pub(crate) const HALO: [Self; 3] = [Self::LIGHTBEAM, Self::LIGHTBEAM_ZMQ, Self::MPI];
     /// The shared broadcast has no counterpart but MPI's broadcast.
     pub(crate) const SHARED: [Self; 2] = [Self::LIGHTBEAM, Self::MPI];
 

@@ -34,6 +34,23 @@ fn row<'a>(stdout: &'a str, size: &str) -> Vec<&'a str> {
     figures
 }
 
+/// Runs `subcommand` quickly at `ranks` ranks and checks its table: a row per size with `columns`
+/// figures (series and ratios), and the progress line.
+#[track_caller]
+fn quick(ranks: usize, subcommand: &str, columns: usize) {
+    let args: Vec<&str> = std::iter::once(subcommand).chain(QUICK).collect();
+    let run = bench(ranks, &args);
+    assert!(run.stdout.contains(&format!("# lbm-bench {subcommand}: {ranks} ranks, tcp")), "{}", run.stdout);
+    for size in ["8 B", "64 KiB"] {
+        assert_eq!(row(&run.stdout, size).len(), columns, "{subcommand} {size}:\n{}", run.stdout);
+    }
+    assert!(
+        run.stderr.contains(&format!("lbm-bench {subcommand} [2/2] 64 KiB")),
+        "no progress: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn every_subcommand_runs_at_two_ranks_with_every_series_and_ratio() {
     for (subcommand, columns) in [
@@ -44,17 +61,15 @@ fn every_subcommand_runs_at_two_ranks_with_every_series_and_ratio() {
         ("gather", 4 + 4),
         ("alltoall", 4 + 4),
     ] {
-        let args: Vec<&str> = std::iter::once(subcommand).chain(QUICK).collect();
-        let run = bench(2, &args);
-        assert!(run.stdout.contains(&format!("# lbm-bench {subcommand}: 2 ranks, tcp")), "{}", run.stdout);
-        for size in ["8 B", "64 KiB"] {
-            assert_eq!(row(&run.stdout, size).len(), columns, "{subcommand} {size}:\n{}", run.stdout);
-        }
-        assert!(
-            run.stderr.contains(&format!("lbm-bench {subcommand} [2/2] 64 KiB")),
-            "no progress: {}",
-            run.stderr
-        );
+        quick(2, subcommand, columns);
+    }
+}
+
+#[test]
+fn pairs_and_the_halo_run_at_two_and_four_ranks() {
+    for ranks in [2, 4] {
+        quick(ranks, "multi-latency", 4 + 4);
+        quick(ranks, "halo", 3 + 2);
     }
 }
 
@@ -78,7 +93,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
         paths[2],
     ];
     let run = bench(4, &args);
-    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 7, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 9, "{}", run.stdout);
     assert!(run
         .stdout
         .contains("# lbm-bench latency: 4 ranks, tcp (ranks 0 and 1 measure, the others wait)"));
@@ -87,12 +102,14 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     assert_eq!(document["ranks"], 4);
     let benchmarks = document["benchmarks"].as_array().unwrap();
     let names: Vec<&str> = benchmarks.iter().map(|b| b["benchmark"].as_str().unwrap()).collect();
-    assert_eq!(names, ["latency", "bandwidth", "bcast", "scatter", "gather", "alltoall", "bcast-shared"]);
+    let expected = "latency bandwidth multi-latency halo bcast scatter gather alltoall bcast-shared";
+    assert_eq!(names.join(" "), expected);
     let mut records = 0;
     for benchmark in benchmarks {
         let list = benchmark["records"].as_array().unwrap();
         let series = match benchmark["benchmark"].as_str() {
             Some("bcast-shared") => 2, // lightbeam's shared broadcast and MPI_Bcast
+            Some("halo") => 3,         // both meshes and MPI
             _ if list.iter().any(|r| r["series"] == "zmq-zerocopy") => 6,
             _ => 4,
         };
@@ -108,6 +125,14 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
         assert!(plot.starts_with("<svg") && plot.contains("lightbeam") && plot.contains("mpi"), "{name}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn all_at_an_odd_rank_count_leaves_out_multi_latency() {
+    let run = bench(3, &["all", "--sizes", "8", "--iterations", "2", "--warmup", "1"]);
+    assert!(run.stderr.contains("left out of all: multi-latency pairs the ranks"), "{}", run.stderr);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 8, "{}", run.stdout);
+    assert!(run.stdout.contains("# lbm-bench halo: 3 ranks") && !run.stdout.contains("multi-latency"));
 }
 
 #[test]
@@ -141,6 +166,8 @@ fn bad_arguments_end_the_job_with_a_reason() {
         (2, &["latency", "--sizes", "12Q"][..], "unknown unit"),
         (2, &["bcast", "--series", "nccl"][..], "unknown series \"nccl\""),
         (1, &["latency"][..], "need 2 ranks or more"),
+        (3, &["multi-latency"][..], "needs an even number of them"),
+        (1, &["halo"][..], "halo needs 2 ranks or more"),
     ] {
         let run = mpirun(ranks, LIMIT, BENCH, args);
         assert!(!run.success, "{args:?} succeeded");
