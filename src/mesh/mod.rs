@@ -52,7 +52,7 @@ use self::bootstrap::Peer;
 pub use self::bootstrap::{Bootstrap, InProcess};
 use self::collectives::plan::Plan;
 pub use self::collectives::{BroadcastAlgorithm, Buffer};
-pub use self::config::{MeshConfig, HOST_ENV, SAME_NODE_ENV, SINGLE_COPY_ENV};
+pub use self::config::{MeshConfig, EAGER_BELOW, HOST_ENV, SAME_NODE_ENV, SINGLE_COPY_ENV};
 #[cfg(feature = "mpi")]
 pub use self::job::{abort_job_on_panic, or_abort};
 use self::net::arrivals::Arrivals;

@@ -178,6 +178,9 @@ pub(super) fn bind_and_gather(boot: &dyn Bootstrap, config: &MeshConfig) -> Resu
     }
 
     let ranks_here = peers.iter().filter(|peer| peer.node == peers[rank].node).count();
+    // How the waits of this process balance polling, yielding and sleeping.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    crate::transport::same_node::set_ranks_per_core(ranks_here, cores);
     let shared_memory = (config.same_node == Transport::SharedMemory)
         .then(|| bind_shared_memory(config, rank, token, ranks_here));
     let offer: SharedAnnouncement = match &shared_memory {

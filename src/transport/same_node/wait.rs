@@ -1,10 +1,30 @@
-//! Waiting for the other side without stealing the cores: a short spin, then a futex wait on a word
-//! in the segment, in slices so that the peer's liveness is checked while waiting, up to a deadline.
+//! Waiting for the other side without stealing the cores: poll, then yield the core, then sleep on a
+//! futex word in the segment (in slices, so that the peer's liveness is checked while waiting), up to
+//! a deadline.
+//!
+//! # Poll, yield, sleep
+//!
+//! A futex wake-up costs about 5 us between processes, and the waker a system call; a look at a word
+//! that has already moved costs nanoseconds. So a waiter first **polls** (looks, with a pause between
+//! looks); then **yields**: looks, and gives its core to any other runnable process between looks
+//! (`sched_yield`: on a core nobody else wants it returns at once, on a crowded one the rank that has
+//! work runs), as MPI's shared-memory path does when oversubscribed; and only then **sleeps**. Nothing
+//! the notifier does changes between the phases: it wakes sleepers only when the word says there are
+//! some.
+//!
+//! How long each phase lasts depends on how crowded the node is, as the mesh tells at bootstrap
+//! ([`set_ranks_per_core`]: its ranks on this node against the cores this process may use) and as the
+//! waits find (a poll that finds itself preempted means others want the cores): on a node with a core
+//! per rank a waiter polls 20 us; on a crowded one it polls about 1 us and yields instead, since a
+//! polling waiter holds a core the rank it waits for may need. The yield phase lasts a few times the
+//! typical wait of this process (an average of what its waits took, from [`YIELD_LEAST`] to
+//! [`YIELD_MOST`]): a process whose peers answer in microseconds never sleeps, one whose peers compute
+//! for seconds soon does.
 //!
 //! A [`Signal`] is a pair of words in shared memory: a counter the notifier bumps after making
-//! something ready, and the count of sleepers, so that a notifier pays for the `futex` wake system call
-//! only when someone sleeps. Either word may hold garbage written by a hostile peer: that can only cause
-//! spurious wake-ups or a wake call too many, never a missed deadline.
+//! something ready, and the count of sleepers, so that a notifier pays for the `futex` wake system
+//! call only when someone sleeps. Either word may hold garbage written by a hostile peer: that can only
+//! cause spurious wake-ups or a wake call too many, never a missed deadline.
 //!
 //! A waiter may also [`Watch`] a second signal (the mesh watches its own server's doorbell while a send
 //! waits for the peer): one `futex_waitv` sleeps on both words, and when the watched one moves the
@@ -22,26 +42,25 @@ use rustix::thread::futex;
 
 use crate::error::Result;
 
-/// How long a waiter spins before it sleeps. A futex wake-up costs several times what a spin that finds
-/// the event costs (docs/BENCHMARKS.md has the figures), so a waiter spins first; 20 us covers a round
-/// trip of the other side without spinning long when more processes than cores compete (the spin yields
-/// the core every few iterations, as MPI does when oversubscribed).
-pub(super) const SPIN: Duration = Duration::from_micros(20);
-/// The spin while this process was found oversubscribed lately: about one look at the word.
-const SPIN_OVERSUBSCRIBED: Duration = Duration::from_micros(1);
-/// A gap this long between two looks while spinning means the core went to another process: more
-/// processes want the cores than there are, and spinning only delays the one that would answer.
+/// How long a waiter polls on a node with a core for each rank: a round trip of the other side.
+pub(super) const POLL: Duration = Duration::from_micros(20);
+/// How long a waiter polls on a crowded node: a few looks.
+const POLL_CROWDED: Duration = Duration::from_micros(1);
+/// The shortest and the longest yield phase, whatever the waits took.
+pub(super) const YIELD_LEAST: Duration = Duration::from_micros(50);
+pub(super) const YIELD_MOST: Duration = Duration::from_millis(2);
+/// The yield phase lasts this many times the typical wait.
+const YIELD_TIMES_TYPICAL: u32 = 4;
+/// A gap this long between two looks while polling means the core went to another process: more
+/// processes want the cores than there are, and polling only delays the one that would answer.
 const PREEMPTED: Duration = Duration::from_micros(5);
-/// Preemptions in spins of this process within one [`WINDOW`] that tell it is oversubscribed (one alone
-/// may be an interrupt or a passing process); the spins of this process are then short until the window
-/// after ends.
+/// Preemptions in polls of this process within one [`WINDOW`] that tell it is crowded (one alone may
+/// be an interrupt or a passing process); its polls are then short until the window after ends.
 const PREEMPTIONS_TO_TELL: u32 = 8;
 /// The window in which preemptions are counted.
 const WINDOW: Duration = Duration::from_millis(10);
-/// Iterations between two looks at the clock while spinning.
+/// Looks between two looks at the clock while polling (the clock costs as much as a look).
 const CLOCK_EVERY: u32 = 8;
-/// Iterations between two yields of the core while spinning.
-const YIELD_EVERY: u32 = 64;
 /// The longest sleep between two checks of the peer's liveness.
 pub(super) const LIVENESS_PERIOD: Duration = Duration::from_millis(50);
 
@@ -118,7 +137,12 @@ impl Signal<'_> {
             }
             Ok(None)
         };
-        if let Some(value) = spin(&mut ready)? {
+        if let Some(value) = ready()? {
+            return Ok(Some(value)); // no wait: before the clock is read
+        }
+        let started = Instant::now();
+        if let Some(value) = poll_then_yield(&mut ready, deadline)? {
+            note_wait(started.elapsed());
             return Ok(Some(value));
         }
         let mut checked = Instant::now();
@@ -134,6 +158,7 @@ impl Signal<'_> {
             watched.iter().for_each(|(signal, _)| _ = signal.sleepers.fetch_sub(1, SeqCst));
             self.sleepers.fetch_sub(1, SeqCst);
             if let Some(outcome) = outcome {
+                note_wait(started.elapsed());
                 return outcome;
             }
             if checked.elapsed() >= LIVENESS_PERIOD {
@@ -209,41 +234,77 @@ fn sleep_on_either(words: [(&AtomicU32, u32); 2], slice: Duration) {
     sleep_on(word, seen, slice.min(WATCH_SLICE));
 }
 
-/// Spins until `ready` gives a value or the spin budget is spent (`Ok(None)`). The budget is [`SPIN`],
-/// or [`SPIN_OVERSUBSCRIBED`] while this process is oversubscribed: when spins of it were preempted
-/// [`PREEMPTIONS_TO_TELL`] times within a [`WINDOW`] (a cheap test that counts only processes competing
-/// for this process's cores, as the scheduler finds them). A spin that finds itself preempted ends at
-/// once: the core is wanted elsewhere, perhaps by the process that would answer.
-fn spin<T>(ready: &mut impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
-    if let Some(value) = ready()? {
-        return Ok(Some(value)); // before the clock is read: it costs as much as a look
-    }
+/// Polls, then yields, until `ready` gives a value, the deadline passes or both phases are spent
+/// (`Ok(None)`: time to sleep). See the module's documentation for how long each phase lasts.
+fn poll_then_yield<T>(
+    ready: &mut impl FnMut() -> Result<Option<T>>,
+    deadline: Option<Instant>,
+) -> Result<Option<T>> {
     let start = Instant::now();
-    let budget = if oversubscribed(start) { SPIN_OVERSUBSCRIBED } else { SPIN };
-    let (mut spins, mut last) = (0u32, start);
+    let poll = if crowded(start) { POLL_CROWDED } else { POLL };
+    let (mut looks, mut last) = (0u32, start);
     loop {
         if let Some(value) = ready()? {
             return Ok(Some(value));
         }
-        spins += 1;
-        // The clock costs as much as a look at the words: it is read every few looks.
-        if spins.is_multiple_of(CLOCK_EVERY) {
+        looks += 1;
+        if looks.is_multiple_of(CLOCK_EVERY) {
             let now = Instant::now();
             if now - last >= PREEMPTED {
                 note_preempted(now);
-                return Ok(None);
+                break; // the core is wanted elsewhere: yield it from now on
             }
-            if now - start >= budget {
-                return Ok(None);
+            if now - start >= poll {
+                break;
             }
             last = now;
         }
-        if spins.is_multiple_of(YIELD_EVERY) {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
+        std::hint::spin_loop();
     }
+    let until = Instant::now() + yield_phase();
+    let until = deadline.map_or(until, |deadline| deadline.min(until));
+    loop {
+        if let Some(value) = ready()? {
+            return Ok(Some(value));
+        }
+        if Instant::now() >= until {
+            return Ok(None);
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// How many ranks of the mesh share each core of this node, in eighths (8: one rank per core).
+static RANKS_PER_CORE_EIGHTHS: AtomicU32 = AtomicU32::new(0);
+
+/// Tells the waits of this process that `ranks` processes of its mesh share this node, whose cores
+/// this process may use number `cores`: with more ranks than cores, waits poll briefly and yield the
+/// core instead. A process with several meshes keeps the most crowded figure.
+pub(crate) fn set_ranks_per_core(ranks: usize, cores: usize) {
+    let eighths = (ranks.saturating_mul(8) / cores.max(1)).min(u32::MAX as usize) as u32;
+    RANKS_PER_CORE_EIGHTHS.fetch_max(eighths, Relaxed);
+}
+
+/// True when more ranks than cores share the node, or when the polls of this process were preempted
+/// often in the current window or the one before.
+fn crowded(now: Instant) -> bool {
+    RANKS_PER_CORE_EIGHTHS.load(Relaxed) > 8 || preempted_lately(now)
+}
+
+/// The typical wait of this process, in nanoseconds: a moving average of what its waits took (each
+/// counted up to [`YIELD_MOST`], so one long wait moves it a little).
+static TYPICAL_WAIT: AtomicU64 = AtomicU64::new(0);
+
+fn note_wait(took: Duration) {
+    let took = took.min(YIELD_MOST).as_nanos() as u64;
+    let typical = TYPICAL_WAIT.load(Relaxed);
+    TYPICAL_WAIT.store(typical - typical / 8 + took / 8, Relaxed); // racy between threads: an estimate
+}
+
+/// How long the yield phase lasts: a few times the typical wait, within its bounds.
+fn yield_phase() -> Duration {
+    let typical = Duration::from_nanos(TYPICAL_WAIT.load(Relaxed));
+    (typical * YIELD_TIMES_TYPICAL).clamp(YIELD_LEAST, YIELD_MOST)
 }
 
 /// Nanoseconds from this process's first look at the clock here to `now` (for the atomics below).
@@ -267,8 +328,8 @@ fn note_preempted(now: Instant) {
     }
 }
 
-/// True when the spins of this process were preempted often in the current window or the one before.
-fn oversubscribed(now: Instant) -> bool {
+/// True when the polls of this process were preempted often in the current window or the one before.
+fn preempted_lately(now: Instant) -> bool {
     let since = nanos(now).saturating_sub(WINDOW_START.load(Relaxed));
     PREEMPTIONS.load(Relaxed) >= PREEMPTIONS_TO_TELL && since < 2 * WINDOW.as_nanos() as u64
 }
