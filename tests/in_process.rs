@@ -102,10 +102,10 @@ fn every_collective_on_one_node_from_1_to_5_ranks() {
     for n in 1..=5 {
         let algorithms = run_ok(InProcess::ranks(n), &config(), |mesh| {
             SIZES.iter().try_for_each(|&len| every_collective(mesh, len))?;
-            Ok([8, 70 << 10].map(|len| mesh.broadcast_algorithm(len)))
+            Ok([8, 130 << 10].map(|len| mesh.broadcast_algorithm(len)))
         });
-        // The plan's two paths on one node: a fan-out below the single-copy size, reads from the root
-        // above it (one rank alone has nobody to send to).
+        // The plan's two paths on one node: a fan-out below 128 KiB, reads from the root above it (one
+        // rank alone has nobody to send to).
         let expected = match n {
             1 => [BroadcastAlgorithm::BinomialTree; 2],
             _ => [BroadcastAlgorithm::FanOut, BroadcastAlgorithm::ReadFromRoot],

@@ -86,6 +86,12 @@ pub(crate) enum Swap {
     Pairwise,
 }
 
+/// A broadcast on one node is read from the root from this size (or [`MeshConfig::single_copy_from`]
+/// when larger, or the pipeline threshold when smaller); below it the root fans out through the rings,
+/// whose copies cost less than the readers' offers and answers there: at 64 KiB on 4 ranks the fan-out
+/// took 0.90-0.93 of MPI's time in two runs, reading from the root 1.11-1.32 (docs/BENCHMARKS.md).
+pub(crate) const BROADCAST_READS_FROM: usize = 128 << 10;
+
 /// The algorithm choices of one mesh.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -138,10 +144,10 @@ impl Plan {
 
     /// The algorithm of a broadcast of `len` bytes from this rank.
     pub(crate) fn broadcast(&self, len: usize) -> BroadcastAlgorithm {
-        let single_copy_from = self.single_copy_from.min(self.pipeline_threshold);
-        if len < single_copy_from && self.one_node_shared {
+        let read_from = self.single_copy_from.max(BROADCAST_READS_FROM).min(self.pipeline_threshold);
+        if len < read_from && self.one_node_shared {
             BroadcastAlgorithm::FanOut
-        } else if len >= single_copy_from && self.reads_in_place() {
+        } else if len >= read_from && self.reads_in_place() {
             BroadcastAlgorithm::ReadFromRoot
         } else if len < self.pipeline_threshold {
             BroadcastAlgorithm::BinomialTree
@@ -231,8 +237,8 @@ mod tests {
         let config = MeshConfig::default().with_single_copy(true);
         let one_node = plan(&[0, 0, 0, 0], config.clone(), false);
         assert_eq!(one_node.broadcast(8), BroadcastAlgorithm::FanOut);
-        assert_eq!(one_node.broadcast(config.single_copy_from - 1), BroadcastAlgorithm::FanOut);
-        assert_eq!(one_node.broadcast(config.single_copy_from), BroadcastAlgorithm::ReadFromRoot);
+        assert_eq!(one_node.broadcast(BROADCAST_READS_FROM - 1), BroadcastAlgorithm::FanOut);
+        assert_eq!(one_node.broadcast(BROADCAST_READS_FROM), BroadcastAlgorithm::ReadFromRoot);
         assert_eq!(one_node.broadcast(64 << 20), BroadcastAlgorithm::ReadFromRoot);
         // Once a reader is refused a copy, large broadcasts take the chain, as without single copies.
         one_node.note_refusals(&[crate::mesh::Rank(2)]);

@@ -141,8 +141,7 @@ impl Signal<'_> {
             return Ok(Some(value)); // no wait: before the clock is read
         }
         let started = Instant::now();
-        if let Some(value) = poll_then_yield(&mut ready, deadline)? {
-            note_wait(started.elapsed());
+        if let Some(value) = poll_then_yield(&mut ready, deadline, started)? {
             return Ok(Some(value));
         }
         let mut checked = Instant::now();
@@ -236,15 +235,18 @@ fn sleep_on_either(words: [(&AtomicU32, u32); 2], slice: Duration) {
 
 /// Polls, then yields, until `ready` gives a value, the deadline passes or both phases are spent
 /// (`Ok(None)`: time to sleep). See the module's documentation for how long each phase lasts.
+/// A wait that ends here counts as long as the last look at the clock says (the clock is not read
+/// again once the value came: it costs as much as a few looks).
 fn poll_then_yield<T>(
     ready: &mut impl FnMut() -> Result<Option<T>>,
     deadline: Option<Instant>,
+    start: Instant,
 ) -> Result<Option<T>> {
-    let start = Instant::now();
     let poll = if crowded(start) { POLL_CROWDED } else { POLL };
     let (mut looks, mut last) = (0u32, start);
     loop {
         if let Some(value) = ready()? {
+            note_wait(last - start);
             return Ok(Some(value));
         }
         looks += 1;
@@ -265,9 +267,11 @@ fn poll_then_yield<T>(
     let until = deadline.map_or(until, |deadline| deadline.min(until));
     loop {
         if let Some(value) = ready()? {
+            note_wait(last - start);
             return Ok(Some(value));
         }
-        if Instant::now() >= until {
+        last = Instant::now();
+        if last >= until {
             return Ok(None);
         }
         std::thread::yield_now();
