@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Locks `mutex`, taking it even when another thread panicked while holding it: the data it guards
 /// (sockets, queues, registries) stays usable after such a panic.
@@ -36,6 +36,12 @@ impl<T> Slot<T> {
     /// The value, with no caller holding it (none can: `self` is borrowed mutably).
     pub(crate) fn get_mut(&mut self) -> Option<&mut T> {
         self.state.get_mut().unwrap_or_else(PoisonError::into_inner).value.as_mut()
+    }
+
+    /// The value, when no other caller holds it now (without reading the clock).
+    pub(crate) fn try_borrow(&self) -> Option<Lent<'_, T>> {
+        let taken = lock(&self.state).value.take()?;
+        Some(Lent { slot: self, value: Some(taken) })
     }
 
     /// Runs `f` on the value when no other caller holds it now, without lending it out (for work that
@@ -93,10 +99,41 @@ impl<T> Drop for Lent<'_, T> {
     }
 }
 
+/// A deadline `timeout` after the moment it is first asked for: a receive that finds its message at
+/// once never reads the clock (a look at it costs as much as taking a small message in).
+#[derive(Debug)]
+pub(crate) struct LazyDeadline {
+    timeout: Duration,
+    at: std::cell::Cell<Option<Instant>>,
+}
+
+impl LazyDeadline {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self { timeout, at: std::cell::Cell::new(None) }
+    }
+
+    /// The deadline (a timeout past what an `Instant` holds is a far future).
+    pub(crate) fn at(&self) -> Instant {
+        *self.at.get().get_or_insert_with(|| {
+            let now = Instant::now();
+            now.checked_add(self.timeout).unwrap_or_else(|| now + Duration::from_secs(1 << 30))
+        })
+    }
+
+    /// The time left until the deadline.
+    pub(crate) fn left(&self) -> Duration {
+        self.at().saturating_duration_since(Instant::now())
+    }
+
+    /// The timeout it was made with.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn a_second_borrower_waits_only_until_its_deadline() {

@@ -68,17 +68,17 @@ pub struct MeshConfig {
     /// rules, some containers). Default true, or [`SINGLE_COPY_ENV`].
     pub single_copy: bool,
     /// The collectives on one node read their chunks in place (one copy, straight from the sender's
-    /// buffer) from this size on, and bulks of point-to-point messages travel as single copies from
-    /// this size or [`EAGER_BELOW`], whichever is larger. Default [`DEFAULT_SINGLE_COPY_FROM`].
+    /// buffer) from this size on (a broadcast from 128 KiB at the least), and the bulks the mesh sends
+    /// between ranks of one node travel as single copies from this size or [`EAGER_BELOW`], whichever
+    /// is larger. Default [`DEFAULT_SINGLE_COPY_FROM`].
     pub single_copy_from: usize,
 }
 
-/// Bulks of point-to-point messages between ranks of one node below this size are copied into the
-/// peer's ring at once (eager: the send returns without waiting for the peer, and the next message is
-/// on its way while the peer copies this one out), not offered for a single copy, which makes the
-/// send wait for the peer. Two copies cost less than that wait up to here: at 64 KiB, 2 ranks stream
-/// 1.3-1.5 times MPI's bandwidth eagerly against 0.68 by single copies, and a halo exchange of 4 ranks
-/// on 2 cores takes 85-101 us against 376-453 (docs/BENCHMARKS.md).
+/// Bulks the mesh sends between ranks of one node (point to point, and the collectives' sent pieces)
+/// below this size are copied into the peer's ring at once (eager: the send returns without waiting for
+/// the peer, and the next message is on its way while the peer copies this one out), not offered for a
+/// single copy, which makes the send wait for the peer. Two copies cost less than that wait up to
+/// here, for streams and halo exchanges alike (docs/BENCHMARKS.md, "Small messages").
 pub const EAGER_BELOW: usize = 512 << 10;
 
 impl Default for MeshConfig {

@@ -22,8 +22,11 @@ impl Mesh {
     /// As [`Mesh::send`], giving `data` away: it moves into the outgoing message without a copy (a borrowed
     /// slice is copied once, because ZeroMQ sends after the call returns).
     pub fn send_owned(&self, to: Rank, tag: Tag, data: Vec<u8>) -> Result<()> {
-        if data.len() <= SHORT_MAX {
-            return self.send(to, tag, &data); // the fast path copies it into the peer's ring at once
+        // A small message on a shared-memory link takes the fast path, copied into the peer's ring.
+        let short =
+            |link| self.send_short(link, Channel::User(tag), &[&data]).map_err(|e| self.send_failed(e, to));
+        if data.len() <= SHORT_MAX && short(self.link(to)?)? {
+            return Ok(());
         }
         self.send_bulks(to, Channel::User(tag), vec![Bulk::owned(data, Default::default())])
     }

@@ -70,11 +70,12 @@ impl Mapping {
     ///
     /// Every access to the mapping is a relaxed atomic one (aligned 8-byte words, single bytes at the
     /// ends), so two threads copying into and out of the same bytes at once (two clones of a `FullPtr`)
-    /// do not race in Rust's sense: a reader sees each word old or new. Another process writing meanwhile
-    /// can likewise only mix old and new words. Copies of [`BULK_COPY_FROM`] bytes or more go through
-    /// [`bulk_copy`] on x86-64 instead, byte by byte in the hardware's fast string copy (as fast as
-    /// `memcpy`), which gives the same promise per byte. `data` cannot lie in a range being written: the only way to
-    /// borrow mapping memory is the `unsafe` `FullPtr::as_slice`, whose caller promises no writer.
+    /// do not race in Rust's sense: a reader sees each word old or new. Another process writing
+    /// meanwhile can likewise only mix old and new words. Copies of [`BULK_COPY_FROM`] bytes or more
+    /// go through [`bulk_copy`] on x86-64 instead (the hardware's string copy, as fast as `memcpy`),
+    /// which gives the same promise per byte rather than per word. `data` cannot lie in a range being
+    /// written: the only way to borrow mapping memory is the `unsafe` `FullPtr::as_slice`, whose caller
+    /// promises no writer.
     pub(super) fn copy_in(&self, at: usize, data: &[u8]) {
         let target = self.address(at, data.len());
         if bulk_copy(data.as_ptr(), target, data.len()) {

@@ -124,6 +124,20 @@ fn bind_shared_memory(
         .map(SharedMemoryServer::with_short_messages)
 }
 
+/// The cores of this node that run processes: the online CPUs (not the ones this process may use, which
+/// is one for a rank bound to a core, as Open MPI and Slurm bind them), or what this process may use
+/// where the kernel does not say.
+fn node_cores() -> usize {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok().and_then(|list| {
+        list.trim().split(',').try_fold(0usize, |count, range| {
+            let (first, last) = range.split_once('-').unwrap_or((range, range));
+            let (first, last) = (first.parse::<usize>().ok()?, last.parse::<usize>().ok()?);
+            Some(count + last.checked_sub(first)? + 1)
+        })
+    });
+    online.filter(|&n| n > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Reads the record rank `rank` announced, or says (naming the rank) why it has none or cannot be read.
 fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, String> {
     let record = match wire::decode_custom::<Announcement>(bytes) {
@@ -179,8 +193,7 @@ pub(super) fn bind_and_gather(boot: &dyn Bootstrap, config: &MeshConfig) -> Resu
 
     let ranks_here = peers.iter().filter(|peer| peer.node == peers[rank].node).count();
     // How the waits of this process balance polling, yielding and sleeping.
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    crate::transport::same_node::set_ranks_per_core(ranks_here, cores);
+    crate::transport::same_node::set_ranks_per_core(ranks_here, node_cores());
     let shared_memory = (config.same_node == Transport::SharedMemory)
         .then(|| bind_shared_memory(config, rank, token, ranks_here));
     let offer: SharedAnnouncement = match &shared_memory {

@@ -88,8 +88,8 @@ pub(crate) enum Swap {
 
 /// A broadcast on one node is read from the root from this size (or [`MeshConfig::single_copy_from`]
 /// when larger, or the pipeline threshold when smaller); below it the root fans out through the rings,
-/// whose copies cost less than the readers' offers and answers there: at 64 KiB on 4 ranks the fan-out
-/// took 0.90-0.93 of MPI's time in two runs, reading from the root 1.11-1.32 (docs/BENCHMARKS.md).
+/// whose copies cost less than the readers' offers and answers there (docs/BENCHMARKS.md, "Small
+/// messages").
 pub(crate) const BROADCAST_READS_FROM: usize = 128 << 10;
 
 /// The algorithm choices of one mesh.

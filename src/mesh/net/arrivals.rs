@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::sync::lock;
+use crate::sync::{lock, LazyDeadline};
 use crate::transport::same_node::Arrival;
 use crate::transport::{Received, Server, SharedMemoryServer, ZeroMqServer};
 
@@ -27,8 +27,15 @@ const BRIDGE_SLICE: Duration = Duration::from_millis(50);
 /// One message that arrived: whole (its metadata decoded and checked), or a short message's bytes as
 /// its sender wrote them (`short.rs` reads them).
 pub(crate) enum Arrived {
-    Whole(Received),
+    /// Boxed: a short message, the common case, then moves through the calls as a few words.
+    Whole(Box<Received>),
     Short(Vec<u8>),
+}
+
+impl Arrived {
+    fn whole(message: Received) -> Self {
+        Self::Whole(Box::new(message))
+    }
 }
 
 /// Where this rank's messages arrive.
@@ -73,15 +80,15 @@ impl Arrivals {
         }
     }
 
-    /// The next message, waiting up to `timeout` ([`Error::Timeout`] when nothing came).
-    pub(crate) fn recv_message(&self, timeout: Duration) -> Result<Arrived> {
+    /// The next message, waiting until `deadline` ([`Error::Timeout`] when nothing came).
+    pub(crate) fn recv_message(&self, deadline: &LazyDeadline) -> Result<Arrived> {
         match self {
-            Self::ZeroMq(server) => server.recv_message(timeout).map(Arrived::Whole),
-            Self::SharedMemory(server) => match server.recv_unless(timeout, &|| false)? {
+            Self::ZeroMq(server) => server.recv_message(deadline.left()).map(Arrived::whole),
+            Self::SharedMemory(server) => match server.recv_until(deadline, &|| false)? {
                 Some(arrival) => arrived(server, arrival),
-                None => Err(nothing_arrived(timeout)),
+                None => Err(nothing_arrived(deadline.timeout())),
             },
-            Self::Both(bridged) => bridged.recv_message(timeout),
+            Self::Both(bridged) => bridged.recv_message(deadline),
         }
     }
 
@@ -124,14 +131,17 @@ impl Bridged {
         Ok(Self { shared, bridge: Some(bridge) })
     }
 
-    fn recv_message(&self, timeout: Duration) -> Result<Arrived> {
+    fn recv_message(&self, deadline: &LazyDeadline) -> Result<Arrived> {
         if let Some(message) = self.shared.take() {
-            return message.map(Arrived::Whole);
+            return message.map(Arrived::whole);
         }
         let elsewhere = || !lock(&self.shared.taken).is_empty();
-        match self.shared.server.recv_unless(timeout, &elsewhere)? {
+        match self.shared.server.recv_until(deadline, &elsewhere)? {
             Some(arrival) => arrived(&self.shared.server, arrival),
-            None => self.shared.take().unwrap_or_else(|| Err(nothing_arrived(timeout))).map(Arrived::Whole),
+            None => {
+                let nothing = || Err(nothing_arrived(deadline.timeout()));
+                self.shared.take().unwrap_or_else(nothing).map(Arrived::whole)
+            }
         }
     }
 }
@@ -139,7 +149,7 @@ impl Bridged {
 /// What `server` received, its frames checked as a message.
 fn arrived(server: &SharedMemoryServer, arrival: Arrival) -> Result<Arrived> {
     match arrival {
-        Arrival::Frames(frames) => server.accept(frames).map(Arrived::Whole),
+        Arrival::Frames(frames) => server.accept(frames).map(Arrived::whole),
         Arrival::Short(bytes) => Ok(Arrived::Short(bytes)),
     }
 }

@@ -120,8 +120,9 @@ impl Link {
     pub(crate) fn send_short(&self, head: &Head, parts: &[&[u8]]) -> Result<bool> {
         let Self::SharedMemory(client) = self else { return Ok(false) };
         let mut pieces: [&[u8]; MAX_PARTS + 1] = [&[]; MAX_PARTS + 1];
+        let Some(after_head) = pieces.get_mut(1..=parts.len()) else { return Ok(false) };
+        after_head.copy_from_slice(parts);
         pieces[0] = head.bytes();
-        pieces[1..=parts.len()].copy_from_slice(parts); // a head exists only for at most MAX_PARTS
         client.send_short(&pieces[..=parts.len()])
     }
 

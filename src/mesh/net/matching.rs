@@ -4,13 +4,14 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::arrivals::{Arrivals, Arrived};
 use super::envelope::{Call, Channel, Envelope, Mismatch};
 use super::short;
 use crate::error::{Error, Result};
 use crate::mesh::types::{Rank, Source, Tag};
+use crate::sync::LazyDeadline;
 use crate::transport::Payload;
 
 /// Why a receive ended without a message.
@@ -103,7 +104,7 @@ impl Matching {
         (timeout, hold_at_most): (Duration, usize),
         want: Want,
     ) -> Result<Option<Incoming>, Receive> {
-        let deadline = Instant::now() + timeout;
+        let deadline = LazyDeadline::new(timeout);
         let mut queued = std::mem::take(&mut self.unexpected).into_iter();
         loop {
             let failure = match (self.loss, self.out_of_step, want) {
@@ -118,14 +119,11 @@ impl Matching {
             let message = match queued.next() {
                 Some(message) => message,
                 None if self.held_bytes(want) >= hold_at_most => return Ok(None),
-                None => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match self.next_message(server, token, size, left).map_err(Receive::Failed)? {
-                        Some(message) => message,
-                        None if left.is_zero() => return Ok(None),
-                        None => continue,
-                    }
-                }
+                None => match self.next_message(server, token, size, &deadline).map_err(Receive::Failed)? {
+                    Some(message) => message,
+                    None if deadline.left().is_zero() => return Ok(None),
+                    None => continue,
+                },
             };
             match self.verdict(&message, want, rank) {
                 Verdict::Take => {
@@ -197,9 +195,9 @@ impl Matching {
         server: &Arrivals,
         token: u64,
         size: usize,
-        timeout: Duration,
+        deadline: &LazyDeadline,
     ) -> Result<Option<Incoming>> {
-        let received = match server.recv_message(timeout) {
+        let received = match server.recv_message(deadline) {
             Err(Error::Timeout { .. }) => return Ok(None),
             received => received,
         };
@@ -233,7 +231,10 @@ impl Matching {
             Ok(message) => Ok(message),
             Err(err) if err.is_refused_message() || matches!(err, Error::Mesh(_)) => {
                 self.rejected += 1;
-                log::warn!("lightbeam: {}: dropped a message from outside the mesh: {err}", server.address());
+                log::warn!(
+                    "lightbeam: {}: dropped a message not of this mesh or unreadable: {err}",
+                    server.address()
+                );
                 Ok(None)
             }
             // A message the same-node transport could not finish (its sender died or left mid-message,

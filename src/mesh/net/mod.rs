@@ -16,7 +16,7 @@ pub(crate) mod offer_words;
 pub(crate) mod short;
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use self::envelope::{Channel, Envelope};
 use self::exchange::LOOKAHEAD_BYTES;
@@ -157,14 +157,13 @@ impl Mesh {
         if let Source::Rank(rank) = from {
             self.check_rank(rank)?;
         }
-        let started = Instant::now();
         let received = self.take_and_tell((timeout, usize::MAX), want, op)?;
         if let (None, Some(rank)) = (&received, suspect) {
             return Err(self.give_up_on(rank, op));
         }
         let incoming = received.ok_or_else(|| Error::Timeout {
             op,
-            after: started.elapsed(),
+            after: timeout,
             peer: Some(match from {
                 Source::Rank(rank) => self.describe(rank),
                 Source::Any => "any rank".into(),

@@ -104,7 +104,7 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Envelope, Vec<Payload>), Str
     let lengths = bytes.get(FIXED..start).ok_or_else(|| format!("{count} parts in {} bytes", bytes.len()))?;
     let lengths: Vec<usize> =
         lengths.chunks_exact(4).map(|l| u32::from_le_bytes(l.try_into().expect("4")) as usize).collect();
-    if lengths.iter().sum::<usize>() != bytes.len() - start {
+    if lengths.iter().map(|&len| len as u64).sum::<u64>() != (bytes.len() - start) as u64 {
         return Err(format!("parts of {lengths:?} bytes in {} bytes", bytes.len() - start));
     }
     let payloads = match lengths[..] {

@@ -76,7 +76,7 @@ impl Cursor<'_> {
     /// The short message at the head of the channel, when a `SHORT` record is there (`None` for any
     /// other record, or none yet): its bytes, copied out, and the room handed back. A short message is
     /// published whole, so one published in part, or longer than [`SHORT_MAX`], is garbage.
-    pub(super) fn take_short(&mut self) -> Result<Option<Vec<u8>>> {
+    pub(super) fn take_short(&mut self, limits: &Limits) -> Result<Option<Vec<u8>>> {
         let available = self.available()?;
         if available < RECORD_LEN as u64 {
             return Ok(None);
@@ -84,8 +84,18 @@ impl Cursor<'_> {
         let mut record = [0; RECORD_LEN];
         self.channel.read(self.head, &mut record);
         let Ok(Record::Short { len }) = Record::decode(&record) else { return Ok(None) };
-        if len as usize > SHORT_MAX {
-            return Err(self.garbage(format!("a short message of {len} bytes (at most {SHORT_MAX})")));
+        if len as usize > SHORT_MAX || record[8..].iter().any(|&b| b != 0) {
+            let what =
+                format!("a short message of {len} bytes (at most {SHORT_MAX}, the rest of its record 0)");
+            return Err(self.garbage(what));
+        }
+        if u64::from(len) > limits.max_message_size {
+            return Err(Error::LimitExceeded {
+                what: "message size",
+                announced: u64::from(len),
+                limit: limits.max_message_size,
+                option: "Options::max_message_size",
+            });
         }
         let whole = RECORD_LEN as u64 + u64::from(len) + padding(u64::from(len));
         if available < whole {

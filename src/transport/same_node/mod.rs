@@ -105,7 +105,7 @@ use crate::error::{Error, Result, ShmError};
 use crate::event::Event;
 use crate::meta::Metadata;
 use crate::shm::Segment;
-use crate::sync::Slot;
+use crate::sync::{LazyDeadline, Slot};
 use crate::wire;
 
 /// The scheme of this transport's endpoints.
@@ -322,8 +322,23 @@ impl SharedMemoryServer {
         timeout: Duration,
         elsewhere: &dyn Fn() -> bool,
     ) -> Result<Option<Arrival>> {
-        let deadline = deadline_after(Some(timeout)).unwrap_or_else(far_future);
-        let Some(mut receiver) = self.receiver.borrow_until(deadline) else { return Ok(None) };
+        self.recv_until(&LazyDeadline::new(timeout), elsewhere)
+    }
+
+    /// As [`SharedMemoryServer::recv_unless`], until `deadline` (read only if the receive must wait).
+    pub(crate) fn recv_until(
+        &self,
+        deadline: &LazyDeadline,
+        elsewhere: &dyn Fn() -> bool,
+    ) -> Result<Option<Arrival>> {
+        // A message there already is taken under the slot's lock, without lending the receiver out.
+        let now =
+            self.receiver.with_now(|receiver| receiver.take_now(&self.queue, &self.limits, &self.address));
+        if let Some(Some(outcome)) = now {
+            return outcome.map(Some);
+        }
+        let receiver = self.receiver.try_borrow().or_else(|| self.receiver.borrow_until(deadline.at()));
+        let Some(mut receiver) = receiver else { return Ok(None) };
         receiver.receive(&self.queue, &self.limits, deadline, &self.address, elsewhere)
     }
 

@@ -25,6 +25,7 @@ use super::queue::{state, Queue};
 use super::wait::LIVENESS_PERIOD;
 use super::Arrival;
 use crate::error::{Error, Result};
+use crate::sync::LazyDeadline;
 use crate::transport::Limits;
 
 /// The server's view of one channel.
@@ -81,12 +82,28 @@ impl Receiver {
         }
     }
 
-    /// The next whole message, waiting until `deadline` (`None`: nothing came whole by then).
+    /// A message there now, if any, without waiting, sweeping or reading the clock (`None` also on the
+    /// rounds due for housekeeping, which [`Receiver::receive`] does).
+    pub(super) fn take_now(
+        &mut self,
+        queue: &Queue,
+        limits: &Limits,
+        endpoint: &str,
+    ) -> Option<Result<Arrival>> {
+        self.rounds = self.rounds.wrapping_add(1);
+        if self.rounds.is_multiple_of(HOUSEKEEPING_EVERY) {
+            return None;
+        }
+        self.scan(queue, limits, endpoint)
+    }
+
+    /// The next whole message, waiting until `deadline` (`None`: nothing came whole by then; the clock is
+    /// read only when no message is there at once).
     pub(super) fn receive(
         &mut self,
         queue: &Queue,
         limits: &Limits,
-        deadline: Instant,
+        deadline: &LazyDeadline,
         endpoint: &str,
         elsewhere: &dyn Fn() -> bool,
     ) -> Result<Option<Arrival>> {
@@ -104,7 +121,7 @@ impl Receiver {
             if let Some(outcome) = self.scan(queue, limits, endpoint) {
                 return outcome.map(Some);
             }
-            let now = Instant::now();
+            let (now, deadline) = (Instant::now(), deadline.at());
             if now >= deadline {
                 return Ok(None);
             }
@@ -176,7 +193,7 @@ impl Receiver {
         let (trust, gate) = (&mut view.trust, &mut self.gate);
         let mut cursor = Cursor { channel, head: view.head, owner, endpoint, index, trust, gate };
         let outcome = match &mut view.partial {
-            None if self.shorts => match cursor.take_short() {
+            None if self.shorts => match cursor.take_short(limits) {
                 Ok(None) => None,
                 taken => Some(taken.map(|short| short.map(Arrival::Short))),
             },

@@ -1,7 +1,8 @@
 //! The records a client writes into its channel's ring, 32 bytes each, little endian:
 //!
 //! ```text
-//! kind u32 | frames (BEGIN) or offer number (REMOTE) u32 | len u64 | address u64 | pid u32 | reserved u32
+//! kind u32 | frames (BEGIN), offer number (REMOTE) or len (SHORT) u32 | len u64 | address u64 | pid u32 |
+//! reserved u32
 //! ```
 //!
 //! A `SHORT` record (`len` in the second word) is a whole small message by itself: `len` bytes follow
@@ -9,11 +10,11 @@
 //! fast path, see `mesh/net/short.rs`); at most [`SHORT_MAX`] bytes.
 //!
 //! Any other message is a `BEGIN` record (with its frame count: the header frame and one per bulk sent by
-//! value), then per frame either an `INLINE` record followed by `len` bytes (padded to 8), or a `REMOTE` record: an
-//! offer to copy `len` bytes at `address` in process `pid` (single copy), answered through the channel's
-//! `transfer` word. The server reads an offer only when the client told it over its connection too
-//! (`identity.rs`): the record alone is words anyone could write. A refused offer is followed by an
-//! `INLINE` record for the same frame.
+//! value), then per frame either an `INLINE` record followed by `len` bytes (padded to 8), or a `REMOTE`
+//! record: an offer to copy `len` bytes at `address` in process `pid` (single copy), answered through the
+//! channel's `transfer` word. The server reads an offer only when the client told it over its connection too
+//! (`identity.rs`): the record alone is words anyone could write. A refused offer is followed by an `INLINE`
+//! record for the same frame.
 
 #![forbid(unsafe_code)]
 

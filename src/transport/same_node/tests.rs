@@ -340,3 +340,21 @@ fn short_messages_are_handed_over_and_their_garbage_is_refused() {
         other => panic!("the client's short message: {:?}", other.map(|a| a.map(|_| ()))),
     }
 }
+
+/// A short message is held to the server's limit on message size, as any other.
+#[test]
+fn a_short_message_past_max_message_size_is_refused() {
+    use super::Arrival;
+    let options = Options::default().with_max_message_size(Some(1024));
+    let server =
+        SharedMemoryServer::bind("unit-short-limit", "shm", 0, &options, &ShmOptions::default()).unwrap();
+    let server = server.with_short_messages();
+    let client =
+        SharedMemoryClient::connect(server.address(), "shm", 0, &Options::default(), &ShmOptions::default())
+            .unwrap();
+    client.send(&LbmMeta::new(())).into_result().unwrap(); // attaches
+    assert!(matches!(server.recv_unless(Duration::from_secs(5), &|| false), Ok(Some(Arrival::Frames(_)))));
+    assert!(client.send_short(&[&[7u8; 2000]]).unwrap());
+    let refused = server.recv_unless(Duration::from_secs(5), &|| false).map(|a| a.is_some());
+    assert!(matches!(refused, Err(Error::LimitExceeded { announced: 2000, limit: 1024, .. })), "{refused:?}");
+}

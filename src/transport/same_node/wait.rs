@@ -51,9 +51,11 @@ pub(super) const YIELD_LEAST: Duration = Duration::from_micros(50);
 pub(super) const YIELD_MOST: Duration = Duration::from_millis(2);
 /// The yield phase lasts this many times the typical wait.
 const YIELD_TIMES_TYPICAL: u32 = 4;
-/// A gap this long between two looks while polling means the core went to another process: more
-/// processes want the cores than there are, and polling only delays the one that would answer.
-const PREEMPTED: Duration = Duration::from_micros(5);
+/// A gap this long between two looks at the clock while polling ([`CLOCK_EVERY`] looks apart) means
+/// the core went to another process: more processes want the cores than there are, and polling only
+/// delays the one that would answer. (Slow looks are not preemptions: a scheduler's slice is
+/// milliseconds long, far above this.)
+const PREEMPTED: Duration = Duration::from_micros(40);
 /// Preemptions in polls of this process within one [`WINDOW`] that tell it is crowded (one alone may
 /// be an interrupt or a passing process); its polls are then short until the window after ends.
 const PREEMPTIONS_TO_TELL: u32 = 8;
@@ -157,7 +159,11 @@ impl Signal<'_> {
             watched.iter().for_each(|(signal, _)| _ = signal.sleepers.fetch_sub(1, SeqCst));
             self.sleepers.fetch_sub(1, SeqCst);
             if let Some(outcome) = outcome {
-                note_wait(started.elapsed());
+                // Only a wait that found what it waited for says how long waits take (a deadline, an
+                // error or a wake for housekeeping says nothing of the peers).
+                if matches!(outcome, Ok(Some(_))) {
+                    note_wait(started.elapsed());
+                }
                 return outcome;
             }
             if checked.elapsed() >= LIVENESS_PERIOD {
