@@ -114,10 +114,13 @@ impl LazyDeadline {
 
     /// The deadline (a timeout past what an `Instant` holds is a far future).
     pub(crate) fn at(&self) -> Instant {
-        *self.at.get().get_or_insert_with(|| {
-            let now = Instant::now();
-            now.checked_add(self.timeout).unwrap_or_else(|| now + Duration::from_secs(1 << 30))
-        })
+        if let Some(at) = self.at.get() {
+            return at;
+        }
+        let now = Instant::now();
+        let at = now.checked_add(self.timeout).unwrap_or_else(|| now + Duration::from_secs(1 << 30));
+        self.at.set(Some(at));
+        at
     }
 
     /// The time left until the deadline.
@@ -134,6 +137,20 @@ impl LazyDeadline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lazy_deadline_is_fixed_when_first_asked_for() {
+        let deadline = LazyDeadline::new(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(10)); // not yet counting
+        let at = deadline.at();
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(deadline.at(), at, "fixed once asked for");
+        assert!(deadline.left().is_zero());
+        let zero = LazyDeadline::new(Duration::ZERO);
+        let at = zero.at();
+        assert!(Instant::now() >= at && zero.at() == at && zero.left().is_zero());
+        assert!(LazyDeadline::new(Duration::MAX).left() > Duration::from_secs(1 << 29), "a far future");
+    }
 
     #[test]
     fn a_second_borrower_waits_only_until_its_deadline() {
