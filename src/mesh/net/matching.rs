@@ -232,7 +232,7 @@ impl Matching {
             Err(err) if err.is_refused_message() || matches!(err, Error::Mesh(_)) => {
                 self.rejected += 1;
                 log::warn!(
-                    "lightbeam: {}: dropped a message not of this mesh or unreadable: {err}",
+                    "lightbeam: {}: dropped a message from outside the mesh or one that does not read: {err}",
                     server.address()
                 );
                 Ok(None)

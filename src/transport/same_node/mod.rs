@@ -28,12 +28,13 @@
 //!
 //! # Waiting
 //!
-//! Both sides spin for at most 20 us (yielding the core every few iterations), then sleep on a futex word
-//! in the segment in slices of at most 50 ms, checking the other process's liveness (pid and start time)
-//! between slices. More processes than cores must not spin against each other: a spin that finds itself
-//! preempted (a gap of 5 us between two looks) ends at once, and after 8 such preemptions within 10 ms a
-//! process spins only 1 us (`wait.rs`; docs/BENCHMARKS.md has the latencies this gives two ping-pong
-//! pairs on two cores).
+//! Both sides poll, then yield the core, then sleep on a futex word in the segment in slices of at most
+//! 50 ms, checking the other process's liveness (pid and start time) between slices (`wait.rs`). How
+//! long they poll and yield depends on how crowded the node is: a process with a core to itself polls
+//! about 20 us; where more ranks than cores share the node (as the mesh tells at bootstrap, or as the
+//! polls find themselves preempted) it polls about 1 us and then gives its core to whichever process has
+//! work, as MPI's shared-memory path does when oversubscribed; the yield phase lasts a few times the
+//! process's typical wait (docs/BENCHMARKS.md has the latencies this gives on two cores).
 //! A receive ends by its own deadline. The server reads every channel in turn and keeps each channel's
 //! unfinished message apart, so a client that writes slowly or stopped holds only its own message; one
 //! that makes no progress for [`ShmOptions::stall_timeout`] is dropped with an error. A client waits for
