@@ -90,10 +90,11 @@ impl Receiver {
         limits: &Limits,
         endpoint: &str,
     ) -> Option<Result<Arrival>> {
-        self.rounds = self.rounds.wrapping_add(1);
-        if self.rounds.is_multiple_of(HOUSEKEEPING_EVERY) {
+        // A round due for housekeeping is left to `receive`, whose first round it then is.
+        if self.rounds.wrapping_add(1).is_multiple_of(HOUSEKEEPING_EVERY) {
             return None;
         }
+        self.rounds = self.rounds.wrapping_add(1);
         self.scan(queue, limits, endpoint)
     }
 
