@@ -61,6 +61,10 @@ struct Cli {
     /// least 5 iterations are kept).
     #[arg(long, global = true, default_value = "1G", value_parser = parse_size)]
     budget: usize,
+    /// Time this many operations back to back as one sample (the figure is per operation), as OSU's
+    /// benchmarks time their loops, instead of one operation after each barrier. Default 1.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    back_to_back: u32,
     /// Measure only these series (comma-separated: lightbeam, lightbeam-zmq, lightbeam-owned, zmq-copy,
     /// zmq-zerocopy, mpi). Default: all that apply. lightbeam is the default mesh (shared memory between
     /// ranks of one node), lightbeam-zmq a second mesh with ZeroMQ forced between every pair.
@@ -370,15 +374,18 @@ fn run_benchmark(
         if !quiet {
             progress.show(which, i + 1, sizes.len(), size);
         }
-        let mut trials =
-            series.iter().map(|&s| which.trial(&peers, s, size)).collect::<Result<Vec<_>, _>>()?;
+        let repeat = |trial| timing::back_to_back(trial, cli.back_to_back as usize);
+        let mut trials = series
+            .iter()
+            .map(|&s| which.trial(&peers, s, size).map(repeat))
+            .collect::<Result<Vec<_>, _>>()?;
         let times = timing::time_interleaved(peers.world, schedule, &mut trials)?;
         let row: Vec<Record> = series
             .iter()
             .zip(&links)
             .zip(&times)
             .map(|((&s, &link), t)| {
-                let summary = Summary::of(t).scaled(which.microseconds(size));
+                let summary = Summary::of(t).scaled(which.microseconds(size) / f64::from(cli.back_to_back));
                 Record::new(which.name(), s, link, size, schedule.iterations, summary)
             })
             .collect();

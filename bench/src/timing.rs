@@ -24,6 +24,36 @@ pub(crate) trait Trial {
     fn run(&mut self) -> Result<(), String>;
 }
 
+/// `trial` run `times` times back to back as one iteration (each run but the first prepared on the
+/// clock: series that give their buffers away pay for making them).
+pub(crate) fn back_to_back<'t>(trial: Box<dyn Trial + 't>, times: usize) -> Box<dyn Trial + 't> {
+    match times {
+        0 | 1 => trial,
+        _ => Box::new(BackToBack { trial, times }),
+    }
+}
+
+struct BackToBack<'t> {
+    trial: Box<dyn Trial + 't>,
+    times: usize,
+}
+
+impl Trial for BackToBack<'_> {
+    fn prepare(&mut self) {
+        self.trial.prepare();
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        for i in 0..self.times {
+            if i > 0 {
+                self.trial.prepare();
+            }
+            self.trial.run()?;
+        }
+        Ok(())
+    }
+}
+
 /// The time (seconds) of every timed iteration of every trial, each the slowest rank's; the same on
 /// every rank. The trials take turns iteration by iteration, so that a slow moment of a shared machine
 /// hits every library alike instead of whichever happened to be running.

@@ -175,3 +175,11 @@ fn bad_arguments_end_the_job_with_a_reason() {
         assert!(!run.stderr.contains("killed after"), "{args:?} hung");
     }
 }
+
+#[test]
+fn operations_back_to_back_are_timed_as_one_sample() {
+    let args = ["multi-latency", "--sizes", "8", "--iterations", "3", "--back-to-back", "50"];
+    let run = bench(2, &[&args[..], &["--series", "lightbeam,mpi"]].concat());
+    // lightbeam, mpi and their ratio, each a positive figure (`row` checks).
+    assert_eq!(row(&run.stdout, "8 B").len(), 3, "{}", run.stdout);
+}
