@@ -9,7 +9,7 @@
 //! (multi-producer through channels, one consumer: the server), a byte ring ([`ShmOptions::ring_size`],
 //! 512 KiB by default) into which it writes records (`record.rs`):
 //!
-//! - **A mesh's small messages** (at most [`SHORT_MAX`] bytes with their envelope; 2 copies): one `SHORT`
+//! - **A mesh's small messages** (at most 2 KiB with their envelope; 2 copies): one `SHORT`
 //!   record, written and published at once when the ring has room, and handed to the mesh as written
 //!   (no header frame to decode, no frame list); a server takes them only when made for a mesh
 //!   (`with_short_messages`), else they are garbage.
