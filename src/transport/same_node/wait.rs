@@ -13,7 +13,7 @@
 //! some.
 //!
 //! How long each phase lasts depends on how crowded the node is, as the mesh tells at bootstrap
-//! ([`set_ranks_per_core`]: its ranks on this node against the cores this process may use) and as the
+//! ([`set_ranks_per_core`]: its ranks on this node against the node's online cores) and as the
 //! waits find (a poll that finds itself preempted means others want the cores): on a node with a core
 //! per rank a waiter polls 20 us; on a crowded one it polls about 1 us and yields instead, since a
 //! polling waiter holds a core the rank it waits for may need. The yield phase lasts a few times the
@@ -46,8 +46,9 @@ use crate::error::Result;
 pub(super) const POLL: Duration = Duration::from_micros(20);
 /// How long a waiter polls on a crowded node: a few looks.
 const POLL_CROWDED: Duration = Duration::from_micros(1);
-/// The shortest and the longest yield phase, whatever the waits took.
+/// The shortest yield phase, however short the waits were.
 pub(super) const YIELD_LEAST: Duration = Duration::from_micros(50);
+/// The longest yield phase, however long the waits were: past it a waiter sleeps.
 pub(super) const YIELD_MOST: Duration = Duration::from_millis(2);
 /// The yield phase lasts this many times the typical wait.
 const YIELD_TIMES_TYPICAL: u32 = 4;
@@ -287,9 +288,9 @@ fn poll_then_yield<T>(
 /// How many ranks of the mesh share each core of this node, in eighths (8: one rank per core).
 static RANKS_PER_CORE_EIGHTHS: AtomicU32 = AtomicU32::new(0);
 
-/// Tells the waits of this process that `ranks` processes of its mesh share this node, whose cores
-/// this process may use number `cores`: with more ranks than cores, waits poll briefly and yield the
-/// core instead. A process with several meshes keeps the most crowded figure.
+/// Tells the waits of this process that `ranks` processes of its mesh share this node, which has
+/// `cores` online cores: with more ranks than cores, waits poll briefly and yield the core instead. A
+/// process with several meshes keeps the most crowded figure.
 pub(crate) fn set_ranks_per_core(ranks: usize, cores: usize) {
     let eighths = (ranks.saturating_mul(8) / cores.max(1)).min(u32::MAX as usize) as u32;
     RANKS_PER_CORE_EIGHTHS.fetch_max(eighths, Relaxed);
