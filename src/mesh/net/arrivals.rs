@@ -27,15 +27,8 @@ const BRIDGE_SLICE: Duration = Duration::from_millis(50);
 /// One message that arrived: whole (its metadata decoded and checked), or a short message's bytes as
 /// its sender wrote them (`short.rs` reads them).
 pub(crate) enum Arrived {
-    /// Boxed: a short message, the common case, then moves through the calls as a few words.
-    Whole(Box<Received>),
+    Whole(Received),
     Short(Vec<u8>),
-}
-
-impl Arrived {
-    fn whole(message: Received) -> Self {
-        Self::Whole(Box::new(message))
-    }
 }
 
 /// Where this rank's messages arrive.
@@ -83,7 +76,7 @@ impl Arrivals {
     /// The next message, waiting until `deadline` ([`Error::Timeout`] when nothing came).
     pub(crate) fn recv_message(&self, deadline: &LazyDeadline) -> Result<Arrived> {
         match self {
-            Self::ZeroMq(server) => server.recv_message(deadline.left()).map(Arrived::whole),
+            Self::ZeroMq(server) => server.recv_message(deadline.left()).map(Arrived::Whole),
             Self::SharedMemory(server) => match server.recv_until(deadline, &|| false)? {
                 Some(arrival) => arrived(server, arrival),
                 None => Err(nothing_arrived(deadline.timeout())),
@@ -133,14 +126,14 @@ impl Bridged {
 
     fn recv_message(&self, deadline: &LazyDeadline) -> Result<Arrived> {
         if let Some(message) = self.shared.take() {
-            return message.map(Arrived::whole);
+            return message.map(Arrived::Whole);
         }
         let elsewhere = || !lock(&self.shared.taken).is_empty();
         match self.shared.server.recv_until(deadline, &elsewhere)? {
             Some(arrival) => arrived(&self.shared.server, arrival),
             None => {
                 let nothing = || Err(nothing_arrived(deadline.timeout()));
-                self.shared.take().unwrap_or_else(nothing).map(Arrived::whole)
+                self.shared.take().unwrap_or_else(nothing).map(Arrived::Whole)
             }
         }
     }
@@ -149,7 +142,7 @@ impl Bridged {
 /// What `server` received, its frames checked as a message.
 fn arrived(server: &SharedMemoryServer, arrival: Arrival) -> Result<Arrived> {
     match arrival {
-        Arrival::Frames(frames) => server.accept(frames).map(Arrived::whole),
+        Arrival::Frames(frames) => server.accept(frames).map(Arrived::Whole),
         Arrival::Short(bytes) => Ok(Arrived::Short(bytes)),
     }
 }

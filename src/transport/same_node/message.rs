@@ -89,14 +89,7 @@ impl Cursor<'_> {
                 format!("a short message of {len} bytes (at most {SHORT_MAX}, the rest of its record 0)");
             return Err(self.garbage(what));
         }
-        if u64::from(len) > limits.max_message_size {
-            return Err(Error::LimitExceeded {
-                what: "message size",
-                announced: u64::from(len),
-                limit: limits.max_message_size,
-                option: "Options::max_message_size",
-            });
-        }
+        take(&mut limits.max_message_size.clone(), u64::from(len), limits.max_message_size)?;
         let whole = RECORD_LEN as u64 + u64::from(len) + padding(u64::from(len));
         if available < whole {
             return Err(self.garbage(format!("a short message of {len} bytes published in part")));

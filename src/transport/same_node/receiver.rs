@@ -26,7 +26,7 @@ use super::wait::LIVENESS_PERIOD;
 use super::Arrival;
 use crate::error::{Error, Result};
 use crate::sync::LazyDeadline;
-use crate::transport::Limits;
+use crate::transport::{Limits, Payload};
 
 /// The server's view of one channel.
 #[derive(Default)]
@@ -193,25 +193,15 @@ impl Receiver {
         }
         let (trust, gate) = (&mut view.trust, &mut self.gate);
         let mut cursor = Cursor { channel, head: view.head, owner, endpoint, index, trust, gate };
-        let outcome = match &mut view.partial {
-            None if self.shorts => match cursor.take_short(limits) {
-                Ok(None) => None,
-                taken => Some(taken.map(|short| short.map(Arrival::Short))),
-            },
+        let short = match view.partial {
+            None if self.shorts => cursor.take_short(limits).transpose(),
             _ => None,
         };
-        let outcome = outcome.unwrap_or_else(|| {
-            let partial = view.partial.get_or_insert_with(|| Partial::new(limits));
-            let message =
-                partial.advance(&mut cursor, limits, self.single_copy).and_then(|message| match message {
-                    Some(message) => Ok(Some(message)),
-                    None => check_progress(partial, &cursor, self.stall).map(|()| None),
-                });
-            if !matches!(message, Ok(None)) {
-                view.partial = None;
-            }
-            message.map(|frames| frames.map(Arrival::Frames))
-        });
+        let outcome = match short {
+            Some(taken) => taken.map(|bytes| Some(Arrival::Short(bytes))),
+            None => advance(&mut view.partial, &mut cursor, limits, (self.single_copy, self.stall))
+                .map(|frames| frames.map(Arrival::Frames)),
+        };
         view.head = cursor.head;
         if outcome.is_err() {
             view.partial = None;
@@ -245,6 +235,25 @@ impl Receiver {
             }
         }
     }
+}
+
+/// Reads what `cursor` has into the channel's message in progress (begun if there is none): its frames
+/// once whole; the message is let go once whole or failed.
+fn advance(
+    partial: &mut Option<Partial>,
+    cursor: &mut Cursor<'_>,
+    limits: &Limits,
+    (single_copy, stall): (bool, Duration),
+) -> Result<Option<Vec<Payload>>> {
+    let message = partial.get_or_insert_with(|| Partial::new(limits));
+    let outcome = message.advance(cursor, limits, single_copy).and_then(|whole| match whole {
+        Some(frames) => Ok(Some(frames)),
+        None => check_progress(message, cursor, stall).map(|()| None),
+    });
+    if !matches!(outcome, Ok(None)) {
+        *partial = None;
+    }
+    outcome
 }
 
 /// Fails a message in progress whose client left or died before ending it, or that made no progress for
