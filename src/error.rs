@@ -406,6 +406,62 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A collective's receive buffer cannot hold what arrives: a slice smaller than the data (a `Vec`
+    /// grows instead). Nothing was written past the buffer.
+    #[error("{op}: {needed} bytes arrive but the receive buffer holds {capacity}")]
+    ReceiveBufferTooSmall {
+        /// The call.
+        op: &'static str,
+        /// Bytes that arrive.
+        needed: usize,
+        /// Bytes the buffer holds.
+        capacity: usize,
+    },
+    /// A buffer's length does not fit the call: an all-reduce's receive buffer of another length than
+    /// its send buffer, an all-gather's that is not one block per rank, a reduce-scatter's send buffer
+    /// that is not one block per rank.
+    #[error("{op}: {what} holds {found} elements where the call needs {expected}")]
+    LengthMismatch {
+        /// The call.
+        op: &'static str,
+        /// Which buffer.
+        what: &'static str,
+        /// Elements the call needs there.
+        expected: usize,
+        /// Elements it holds.
+        found: usize,
+    },
+    /// Bytes that arrive do not make whole elements of the receive buffer's type (13 bytes into
+    /// `f64`s).
+    #[error("{op}: {bytes} bytes arrive, which is no whole number of {element_size}-byte elements")]
+    NotWholeElements {
+        /// The call.
+        op: &'static str,
+        /// Bytes that arrive.
+        bytes: usize,
+        /// The size of one element of the receive buffer.
+        element_size: usize,
+    },
+    /// A reduction that does not apply to the element type (a bitwise operation on floating point).
+    #[error("{op}: the operation {operation} does not apply to elements of type {element}")]
+    OperationNotForType {
+        /// The call.
+        op: &'static str,
+        /// The reduction's name.
+        operation: &'static str,
+        /// The element type's name.
+        element: &'static str,
+    },
+    /// A scatter's or an all-to-all's chunks are not one per rank.
+    #[error("{op}: {given} chunks given for {ranks} ranks (one per rank)")]
+    WrongChunkCount {
+        /// The call.
+        op: &'static str,
+        /// Chunks given.
+        given: usize,
+        /// Ranks in the mesh.
+        ranks: usize,
+    },
     /// The process at the other end of a same-node connection ended, or closed its server: found at
     /// once (its process is checked while waiting), not at a timeout. A message it was sending is
     /// dropped; one this side was sending did not reach it.
@@ -469,6 +525,11 @@ impl Error {
             Self::PeerFailed { .. } => 22,
             Self::BadPeerMessage { .. } => 23,
             Self::PeerGone { .. } => 24,
+            Self::ReceiveBufferTooSmall { .. } => 25,
+            Self::LengthMismatch { .. } => 26,
+            Self::NotWholeElements { .. } => 27,
+            Self::OperationNotForType { .. } => 28,
+            Self::WrongChunkCount { .. } => 29,
         }
     }
 

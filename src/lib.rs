@@ -46,6 +46,10 @@ pub mod transport;
 pub mod wire;
 
 pub use bulk::{Bulk, BulkFlags};
+/// The `bytemuck` crate whose [`Pod`](bytemuck::Pod) marks the plain-data element types collectives and
+/// messages move: `#[derive(lightbeam::bytemuck::Pod, lightbeam::bytemuck::Zeroable)]` on a
+/// `#[repr(C)]` struct (or depend on `bytemuck` yourself).
+pub use bytemuck;
 pub use error::{Error, Result, WireError};
 pub use event::Event;
 pub use meta::{LbmMeta, Metadata};

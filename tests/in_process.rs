@@ -5,53 +5,13 @@
 
 use std::time::Duration;
 
-use lightbeam::mesh::{BroadcastAlgorithm, InProcess, Mesh, MeshConfig, Rank};
+use lightbeam::mesh::{BroadcastAlgorithm, InProcess, Mesh, Rank};
 use lightbeam::shm::SharedBytesMut;
 use lightbeam::{Error, Transport};
 
-/// Every wait of a job ends within this.
-const TIMEOUT: Duration = Duration::from_secs(30);
+mod common;
 
-fn config() -> MeshConfig {
-    MeshConfig::default().with_host("127.0.0.1").with_timeout(TIMEOUT).with_abort_on_panic(false)
-}
-
-/// Runs `job` on every rank of `boots`, each a thread with its own mesh; returns each rank's result.
-fn run<T: Send>(
-    boots: Vec<InProcess>,
-    config: &MeshConfig,
-    job: impl Fn(&Mesh) -> lightbeam::Result<T> + Sync,
-) -> Vec<lightbeam::Result<T>> {
-    std::thread::scope(|scope| {
-        let ranks: Vec<_> = boots
-            .into_iter()
-            .map(|boot| {
-                let (config, job) = (config.clone(), &job);
-                scope.spawn(move || Mesh::bootstrap_with(&boot, config).and_then(|mesh| job(&mesh)))
-            })
-            .collect();
-        ranks.into_iter().map(|rank| rank.join().expect("a rank panicked")).collect()
-    })
-}
-
-/// Runs `job` and fails the test, naming the rank, unless every rank succeeded.
-fn run_ok<T: Send>(
-    boots: Vec<InProcess>,
-    config: &MeshConfig,
-    job: impl Fn(&Mesh) -> lightbeam::Result<T> + Sync,
-) -> Vec<T> {
-    let results = run(boots, config, job);
-    results
-        .into_iter()
-        .enumerate()
-        .map(|(rank, r)| r.unwrap_or_else(|e| panic!("rank {rank}: {e}")))
-        .collect()
-}
-
-/// Bytes that differ by `seed` and position.
-fn data(len: usize, seed: usize) -> Vec<u8> {
-    (0..len).map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(131)) as u8).collect()
-}
+use common::{config, data, run, run_ok};
 
 /// Every collective of the mesh at one size, each rank checking what it received.
 fn every_collective(mesh: &Mesh, len: usize) -> lightbeam::Result<()> {
@@ -207,7 +167,7 @@ fn a_mismatched_call_fails_every_rank_with_both_calls_named() {
 #[test]
 fn a_wrong_chunk_count_is_named_on_the_root_and_reported_to_the_others() {
     let results = run(InProcess::ranks(4), &config(), |mesh| {
-        let mut mine = Vec::new();
+        let mut mine: Vec<u8> = Vec::new();
         match mesh.rank() {
             Rank(0) => mesh.scatter_into_root(&[&b"only"[..], &b"two"[..]], &mut mine),
             _ => mesh.scatter_into(Rank(0), &mut mine),

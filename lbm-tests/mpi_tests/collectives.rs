@@ -148,7 +148,7 @@ fn scatter(world: &SimpleCommunicator, mesh: &Mesh, size: usize, root: usize) ->
     let all = mpi_safe(pattern(size, 2 + root as u64));
     let counts = counts(size, n);
     let displs = displacements(&counts);
-    let mut ours = Vec::new();
+    let mut ours: Vec<u8> = Vec::new();
     if me == root {
         let chunks: Vec<&[u8]> = (0..n).map(|r| &all[displs[r]..displs[r] + counts[r]]).collect();
         mesh.scatter_into_root(&chunks, &mut ours).map_err(text)?;
@@ -282,7 +282,7 @@ fn by_node(world: &SimpleCommunicator) -> Outcome {
     world.barrier();
     let all: Vec<Vec<u8>> = (0..n).map(|r| pattern(100 + r, r as u64)).collect();
     let mut small = [0u8; 10];
-    let mut mine = Vec::new();
+    let mut mine: Vec<u8> = Vec::new();
     let result = match me {
         0 => mesh.scatter_into_root(&all.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut mine),
         _ if me % 2 == 1 => mesh.scatter_into(Rank(0), &mut small[..]),
@@ -367,9 +367,9 @@ fn bad_input(world: &SimpleCommunicator) -> Outcome {
     // The root gives one chunk too few: it names the counts; the others learn it from the root at once.
     let chunks = vec![&b"x"[..]; n - 1];
     let error = if me == 0 {
-        mesh.scatter_into_root(&chunks, &mut Vec::new()).expect_err("wrong chunk count accepted")
+        mesh.scatter_into_root(&chunks, &mut Vec::<u8>::new()).expect_err("wrong chunk count accepted")
     } else {
-        mesh.scatter_into(Rank(0), &mut Vec::new()).expect_err("scatter succeeded without a root")
+        mesh.scatter_into(Rank(0), &mut Vec::<u8>::new()).expect_err("scatter succeeded without a root")
     };
     let expected = format!("{} chunks given for {n} ranks", n - 1);
     ensure(error.to_string().contains(&expected), || format!("vague error: {error}"))?;
@@ -378,7 +378,7 @@ fn bad_input(world: &SimpleCommunicator) -> Outcome {
     }
 
     // Every rank names a root that does not exist.
-    let error = mesh.broadcast_into(Rank(n), &mut Vec::new()).expect_err("root out of range accepted");
+    let error = mesh.broadcast_into(Rank(n), &mut Vec::<u8>::new()).expect_err("root out of range accepted");
     ensure(error.to_string().contains(&format!("rank {n} is out of range")), || {
         format!("vague error: {error}")
     })?;

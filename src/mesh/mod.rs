@@ -40,6 +40,7 @@ mod net;
 mod p2p;
 mod segments;
 mod topology;
+mod typed;
 mod types;
 
 use std::fmt;
@@ -51,7 +52,7 @@ pub use self::bootstrap::Mpi;
 use self::bootstrap::Peer;
 pub use self::bootstrap::{Bootstrap, InProcess};
 use self::collectives::plan::Plan;
-pub use self::collectives::{BroadcastAlgorithm, Buffer};
+pub use self::collectives::{BroadcastAlgorithm, Buffer, Op, Reducible, Reduction};
 pub use self::config::{MeshConfig, EAGER_BELOW, HOST_ENV, SAME_NODE_ENV, SINGLE_COPY_ENV};
 #[cfg(feature = "mpi")]
 pub use self::job::{abort_job_on_panic, or_abort};
@@ -65,6 +66,7 @@ use self::net::offer_words::OfferWords;
 pub use self::net::short::decode_for_fuzzing as decode_short_for_fuzzing;
 pub use self::topology::Node;
 use self::topology::Topology;
+pub use self::typed::Pod;
 pub use self::types::{Message, Rank, Source, Tag};
 use crate::error::{Error, Result};
 use crate::transport::{Endpoint, Transport};

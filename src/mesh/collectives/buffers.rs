@@ -3,43 +3,64 @@
 
 #![forbid(unsafe_code)]
 
+use bytemuck::Pod;
+
 use crate::error::{Error, Result};
-use crate::mesh::net::exchange::Exchange;
-use crate::mesh::types::Rank;
 use crate::transport::Payload;
 
-/// A receive buffer of a collective: a `Vec<u8>` grows or shrinks to fit, a slice must be large enough.
+/// A buffer of a collective: a `Vec<T>` or a `[T]` of any plain-data element type `T` (`u8`, `f64`, a
+/// `#[repr(C)]` struct deriving [`Pod`]), moved as its own bytes with no conversion copy. As a receive
+/// buffer, a `Vec` grows or shrinks to fit what arrives, a slice must be large enough, and what arrives
+/// must make whole elements.
 pub trait Buffer {
     /// The bytes to send, where this rank sends from this buffer (the broadcast root).
     fn bytes(&self) -> &[u8];
-    /// Room for `len` arriving bytes, or `None` when the buffer cannot hold them.
+    /// Room for `len` arriving bytes, or `None` when the buffer cannot hold them (too small, or not a
+    /// whole number of elements).
     fn room(&mut self, len: usize) -> Option<&mut [u8]>;
     /// How many bytes the buffer holds now, for error messages.
     fn capacity(&self) -> usize;
+    /// The size of one element, for error messages.
+    fn element_size(&self) -> usize;
 }
 
-impl Buffer for Vec<u8> {
-    fn bytes(&self) -> &[u8] {
-        self
-    }
-    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
-        self.resize(len, 0);
-        Some(self)
-    }
-    fn capacity(&self) -> usize {
-        self.len()
+/// The elements `len` bytes make, when they make whole ones.
+fn whole<T>(len: usize) -> Option<usize> {
+    match std::mem::size_of::<T>() {
+        0 => (len == 0).then_some(0),
+        size => len.is_multiple_of(size).then_some(len / size),
     }
 }
 
-impl Buffer for [u8] {
+impl<T: Pod> Buffer for Vec<T> {
     fn bytes(&self) -> &[u8] {
-        self
+        bytemuck::cast_slice(self)
     }
     fn room(&mut self, len: usize) -> Option<&mut [u8]> {
-        self.get_mut(..len)
+        self.resize(whole::<T>(len)?, T::zeroed());
+        Some(bytemuck::cast_slice_mut(self))
     }
     fn capacity(&self) -> usize {
-        self.len()
+        std::mem::size_of_val(&self[..])
+    }
+    fn element_size(&self) -> usize {
+        std::mem::size_of::<T>()
+    }
+}
+
+impl<T: Pod> Buffer for [T] {
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(self)
+    }
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        let elements = whole::<T>(len)?;
+        self.get_mut(..elements).map(bytemuck::cast_slice_mut)
+    }
+    fn capacity(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+    fn element_size(&self) -> usize {
+        std::mem::size_of::<T>()
     }
 }
 
@@ -82,10 +103,10 @@ impl<'b, B: Buffer + ?Sized, P: FnMut(usize, usize)> Landing<'b, B, P> {
     }
 
     /// `total`, when the buffer held the message; else the error saying it did not.
-    pub(super) fn fitted(self, what: &str, total: usize) -> Result<usize> {
+    pub(super) fn fitted(self, what: &'static str, total: usize) -> Result<usize> {
         match self.fits {
             true => Ok(total),
-            false => Err(too_small(what, total, self.buffer.capacity())),
+            false => Err(misfit(what, total, &*self.buffer)),
         }
     }
 }
@@ -131,28 +152,25 @@ pub(super) fn land_payload(slot: &mut Vec<u8>, chunk: Option<Payload>) {
 }
 
 /// Copies `data` into `buffer` (sized to it), or says that it does not fit.
-pub(super) fn fill<B: Buffer + ?Sized>(what: &str, buffer: &mut B, data: &[u8]) -> Result<usize> {
-    let capacity = buffer.capacity();
-    let room = buffer.room(data.len()).ok_or_else(|| too_small(what, data.len(), capacity))?;
-    room.copy_from_slice(data);
+pub(super) fn fill<B: Buffer + ?Sized>(what: &'static str, buffer: &mut B, data: &[u8]) -> Result<usize> {
+    match buffer.room(data.len()) {
+        Some(room) => room.copy_from_slice(data),
+        None => return Err(misfit(what, data.len(), buffer)),
+    }
     Ok(data.len())
 }
 
-pub(super) fn too_small(what: &str, needed: usize, capacity: usize) -> Error {
-    Error::InvalidArgument(format!("{what}: {needed} bytes arrive but the receive buffer holds {capacity}"))
-}
-
-pub(super) fn wrong_chunk_count(what: &str, given: usize, ranks: usize) -> Error {
-    Error::InvalidArgument(format!("{what}: {given} chunks given for {ranks} ranks (one per rank)"))
-}
-
-/// Fails when `root` is not a rank of the mesh or is this rank (which must call `root_call`).
-pub(super) fn check_not_root(x: &Exchange<'_>, root: Rank, call: &str, root_call: &str) -> Result<()> {
-    x.check_rank(root)?;
-    if root == x.rank() {
-        return Err(Error::InvalidArgument(format!("{call} on the root itself: the root calls {root_call}")));
+/// Why `needed` arriving bytes do not fit `buffer`: they make no whole elements, or too many.
+pub(super) fn misfit<B: Buffer + ?Sized>(op: &'static str, needed: usize, buffer: &B) -> Error {
+    let element_size = buffer.element_size();
+    match element_size != 0 && needed.is_multiple_of(element_size) {
+        true => Error::ReceiveBufferTooSmall { op, needed, capacity: buffer.capacity() },
+        false => Error::NotWholeElements { op, bytes: needed, element_size },
     }
-    Ok(())
+}
+
+pub(super) fn wrong_chunk_count(op: &'static str, given: usize, ranks: usize) -> Error {
+    Error::WrongChunkCount { op, given, ranks }
 }
 
 /// The largest of `chunks`, in bytes.

@@ -225,7 +225,7 @@ mod tests {
     use crate::mesh::net::envelope::{Call, Channel, Collective, Operation};
 
     fn bundle(parts: Vec<Vec<u8>>) -> Incoming {
-        let call = Call { operation: Operation::Gather, root: Some(0) };
+        let call = Call::new(Operation::Gather, Some(0));
         let channel = Channel::Collective(Collective { sequence: 1, call });
         let payloads = parts.into_iter().map(Payload::from_vec).collect();
         Incoming { source: Rank(3), channel, failed: false, payloads }

@@ -60,19 +60,25 @@
 
 #![forbid(unsafe_code)]
 
+mod all_gather;
 mod all_to_all;
 mod broadcast;
 mod buffers;
 mod by_node;
+mod combine;
 pub(crate) mod plan;
 pub(crate) mod protocol;
 mod read_in_place;
+pub(crate) mod reduction;
 mod scatter_gather;
 mod shared_broadcast;
+mod shares;
+mod typed_calls;
 
 pub use self::buffers::Buffer;
-use self::buffers::{check_not_root, fill, refill, Landing};
+use self::buffers::{fill, refill, Landing};
 pub use self::plan::BroadcastAlgorithm;
+pub use self::reduction::{Op, Reducible, Reduction};
 pub use super::config::{CHUNK_SIZE, PIPELINE_THRESHOLD};
 use super::net::envelope::Operation;
 use super::types::Rank;
@@ -127,14 +133,14 @@ impl Mesh {
     /// its size.
     pub fn scatter_into<B: Buffer + ?Sized>(&self, root: Rank, buffer: &mut B) -> Result<usize> {
         let x = self.begin_collective("scatter", Operation::Scatter, Some(root))?;
-        check_not_root(&x, root, "scatter_into", "scatter_into_root")?;
+        self.check_not_root(root, "scatter_into", "scatter_into_root")?;
         scatter_gather::scatter_to(&x, &self.plan, root, buffer)
     }
 
     /// A non-root's side of a gather: sends `data` to `root`.
     pub fn gather_into(&self, root: Rank, data: &[u8]) -> Result<()> {
         let x = self.begin_collective("gather", Operation::Gather, Some(root))?;
-        check_not_root(&x, root, "gather_into", "gather_into_root")?;
+        self.check_not_root(root, "gather_into", "gather_into_root")?;
         scatter_gather::gather_from(&x, &self.plan, root, data)
     }
 
@@ -179,7 +185,7 @@ impl Mesh {
     pub fn broadcast_shared(&self, root: Rank) -> Result<SharedBytes> {
         let operation = Operation::SharedBroadcast;
         let x = self.begin_collective("broadcast_shared", operation, Some(root))?;
-        check_not_root(&x, root, "broadcast_shared", "broadcast_shared_root")?;
+        self.check_not_root(root, "broadcast_shared", "broadcast_shared_root")?;
         shared_broadcast::to(&x, &self.plan, root)
     }
 }

@@ -86,6 +86,22 @@ pub(crate) enum Swap {
     Pairwise,
 }
 
+/// How a reducing collective or an all-gather moves its vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every rank's vector through the queues to its node's leader and the root, the result back.
+    Queues,
+    /// On one node, each rank folds its share straight from every rank's memory (`shares.rs`).
+    Shares,
+}
+
+/// On one node a reducing collective's vector of at least this many bytes per rank is folded by
+/// shares read in place: below it the offers and answers cost more than the copies through the queues.
+pub(crate) const REDUCE_BY_SHARES_FROM: usize = 16 << 10;
+
+/// On one node an all-gather's block of at least this many bytes is read in place.
+pub(crate) const ALL_GATHER_BY_READS_FROM: usize = 16 << 10;
+
 /// A broadcast on one node is read from the root from this size (or [`MeshConfig::single_copy_from`]
 /// when larger, or the pipeline threshold when smaller); below it the root fans out through the rings,
 /// whose copies cost less than the readers' offers and answers there (docs/BENCHMARKS.md, "Small
@@ -194,6 +210,22 @@ impl Plan {
         match largest >= self.single_copy_from && self.reads_in_place() {
             true => Swap::ReadInPlace,
             false => Swap::Pairwise,
+        }
+    }
+
+    /// How a reducing collective of `len` bytes per rank moves: every rank decides alike.
+    pub(crate) fn reduce(&self, len: usize) -> Reach {
+        match len >= REDUCE_BY_SHARES_FROM && self.reads_in_place() {
+            true => Reach::Shares,
+            false => Reach::Queues,
+        }
+    }
+
+    /// How an all-gather of blocks of `len` bytes moves: every rank decides alike.
+    pub(crate) fn all_gather(&self, len: usize) -> Reach {
+        match len >= ALL_GATHER_BY_READS_FROM && self.reads_in_place() {
+            true => Reach::Shares,
+            false => Reach::Queues,
         }
     }
 

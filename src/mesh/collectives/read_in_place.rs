@@ -39,7 +39,7 @@ pub(super) enum Landed {
 }
 
 /// Where `data`, in this process, is, while `offer` is open.
-fn descriptor(data: &[u8], offer: &Offer) -> Vec<u8> {
+pub(super) fn descriptor(data: &[u8], offer: &Offer) -> Vec<u8> {
     let at = Descriptor {
         pid: std::process::id(),
         address: data.as_ptr() as u64,
@@ -266,7 +266,7 @@ pub(super) fn receive_bytes_from(
 
 /// Copies the holder's buffer into `room` in pieces of `chunk` bytes (each one system call); false
 /// when the kernel refused a copy.
-fn copy_in_pieces(descriptor: &Descriptor, room: &mut [u8], chunk: usize) -> bool {
+pub(super) fn copy_in_pieces(descriptor: &Descriptor, room: &mut [u8], chunk: usize) -> bool {
     let Ok(pid) = i32::try_from(descriptor.pid) else { return false };
     let mut done = 0u64;
     room.chunks_mut(chunk.max(1)).all(|piece| {

@@ -9,6 +9,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::mesh::collectives::reduction::code_name;
+use crate::mesh::typed::Datatype;
 use crate::mesh::types::Tag;
 
 /// Which collective a rank called.
@@ -24,17 +26,49 @@ pub(crate) enum Operation {
     AllToAll,
     /// `broadcast_shared` / `broadcast_shared_root`.
     SharedBroadcast,
+    /// `barrier`.
+    Barrier,
+    /// `all_reduce_into` / `all_reduce_in_place`.
+    AllReduce,
+    /// `reduce_into` / `reduce_into_root`.
+    Reduce,
+    /// `reduce_scatter_into`.
+    ReduceScatter,
+    /// `all_gather_into` / `all_gather_varcount_into`.
+    AllGather,
 }
 
-/// What a rank asked for in one collective: the operation and its root. (Sizes need no check of their
-/// own: a broadcast's total travels in each piece's header and is checked against the receive buffer,
-/// and chunk counts are checked against the rank count by each rank before anything is sent.)
+/// What a rank asked for in one collective: the operation, its root, and for the typed collectives
+/// what it said of its data. (The byte-level collectives' sizes need no check of their own: a
+/// broadcast's total travels in each piece's header and is checked against the receive buffer, and
+/// chunk counts are checked against the rank count by each rank before anything is sent.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Call {
     /// The operation.
     pub(crate) operation: Operation,
     /// The root rank, `None` for all-to-all.
     pub(crate) root: Option<u32>,
+    /// The element type, count and reduction of a typed collective; `None` for the others.
+    pub(crate) data: Option<Data>,
+}
+
+/// What a typed collective's call says of its data: every rank of the call must say the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Data {
+    /// The element type.
+    pub(crate) element: Datatype,
+    /// Elements per rank, `None` where they may differ (an all-gather's `v` form).
+    pub(crate) count: Option<u64>,
+    /// The reduction's code (see `collectives::reduction`), 0 for none.
+    pub(crate) reduction: u8,
+}
+
+#[cfg(test)]
+impl Call {
+    /// A call of `operation` with `root`, without data to describe.
+    pub(crate) fn new(operation: Operation, root: Option<u32>) -> Self {
+        Self { operation, root, data: None }
+    }
 }
 
 impl Operation {
@@ -46,6 +80,11 @@ impl Operation {
             Self::Gather => "gather",
             Self::AllToAll => "all_to_all",
             Self::SharedBroadcast => "broadcast_shared",
+            Self::Barrier => "barrier",
+            Self::AllReduce => "all_reduce",
+            Self::Reduce => "reduce",
+            Self::ReduceScatter => "reduce_scatter",
+            Self::AllGather => "all_gather",
         }
     }
 }
@@ -54,13 +93,21 @@ impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.operation.name();
         let preposition = match self.operation {
-            Operation::Gather => "to",
-            Operation::AllToAll => "",
+            Operation::Gather | Operation::Reduce => "to",
             _ => "from",
         };
         match self.root {
-            Some(root) => write!(f, "{name} {preposition} root {root}"),
-            None => f.write_str(name),
+            Some(root) => write!(f, "{name} {preposition} root {root}")?,
+            None => f.write_str(name)?,
+        }
+        let Some(data) = self.data else { return Ok(()) };
+        match data.count {
+            Some(count) => write!(f, " of {count} × {}", data.element)?,
+            None => write!(f, " of {} (counts may differ)", data.element)?,
+        }
+        match data.reduction {
+            0 => Ok(()),
+            code => write!(f, " by {}", code_name(code)),
         }
     }
 }
@@ -137,7 +184,7 @@ mod tests {
     use super::*;
 
     fn broadcast_from(root: u32) -> Call {
-        Call { operation: Operation::Broadcast, root: Some(root) }
+        Call::new(Operation::Broadcast, Some(root))
     }
 
     #[test]
@@ -151,8 +198,8 @@ mod tests {
         };
         let bytes = postcard::to_allocvec(&envelope).unwrap();
         // token (varint 0xfeed: 3 bytes), source, Some, variant 1, sequence (varint 300: 2 bytes),
-        // operation 0, Some, root 3, failed.
-        assert_eq!(bytes, [0xed, 0xfd, 0x03, 2, 1, 1, 0xac, 0x02, 0, 1, 3, 1]);
+        // operation 0, Some, root 3, no data, failed.
+        assert_eq!(bytes, [0xed, 0xfd, 0x03, 2, 1, 1, 0xac, 0x02, 0, 1, 3, 0, 1]);
         assert_eq!(postcard::from_bytes::<Envelope>(&bytes).unwrap(), envelope);
         // Another root or operation changes the bytes, so no two calls read alike.
         let other = Envelope {
@@ -163,7 +210,7 @@ mod tests {
         // Cut short, or with an unknown operation, it is refused rather than misread.
         assert!(postcard::from_bytes::<Envelope>(&bytes[..bytes.len() - 1]).is_err());
         let mut unknown = bytes.clone();
-        unknown[8] = 9;
+        unknown[8] = 99;
         assert!(postcard::from_bytes::<Envelope>(&unknown).is_err());
     }
 
@@ -172,7 +219,7 @@ mod tests {
         let mismatch = Mismatch {
             sequence: 7,
             rank: 1,
-            call: Call { operation: Operation::Scatter, root: Some(0) },
+            call: Call::new(Operation::Scatter, Some(0)),
             peer: 0,
             peer_call: broadcast_from(0),
         };
@@ -184,8 +231,8 @@ mod tests {
             text.contains("rank 1 called scatter from root 0 but rank 0 called broadcast from root 0"),
             "{text}"
         );
-        let all_to_all = Call { operation: Operation::AllToAll, root: None };
+        let all_to_all = Call::new(Operation::AllToAll, None);
         assert_eq!(all_to_all.to_string(), "all_to_all");
-        assert_eq!(Call { operation: Operation::Gather, root: Some(2) }.to_string(), "gather to root 2");
+        assert_eq!(Call::new(Operation::Gather, Some(2)).to_string(), "gather to root 2");
     }
 }

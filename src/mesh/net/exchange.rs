@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::envelope::{Call, Channel, Collective, Operation};
+use super::envelope::{Call, Channel, Collective, Data, Operation};
 use super::link::Link;
 use super::matching::{wanted, Incoming};
 use super::offer_words::{self, Offer};
@@ -103,9 +103,20 @@ impl Mesh {
         operation: Operation,
         root: Option<Rank>,
     ) -> Result<Exchange<'_>> {
+        self.begin_call(op, operation, root, None)
+    }
+
+    /// As [`Mesh::begin_collective`], for a typed collective whose call also names its `data`.
+    pub(crate) fn begin_call(
+        &self,
+        op: &'static str,
+        operation: Operation,
+        root: Option<Rank>,
+        data: Option<Data>,
+    ) -> Result<Exchange<'_>> {
         let sequence = self.collective_sequence.fetch_add(1, Ordering::Relaxed);
         let root = root.map(|r| u32::try_from(r.0).unwrap_or(u32::MAX));
-        let call = Call { operation, root };
+        let call = Call { operation, root, data };
         let mut matching = lock(&self.matching);
         matching.begin(sequence, call);
         let news = self.look_for_news(&mut matching, sequence, op, usize::MAX);
@@ -313,7 +324,7 @@ mod tests {
 
     #[test]
     fn the_deadline_counts_from_the_last_progress() {
-        let call = Call { operation: Operation::Gather, root: Some(0) };
+        let call = Call::new(Operation::Gather, Some(0));
         let channel = Channel::Collective(Collective { sequence: 3, call });
         let ongoing = Ongoing::new(channel, "gather", Duration::from_secs(60));
         assert_eq!(ongoing.sequence(), 3);

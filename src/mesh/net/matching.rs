@@ -338,7 +338,7 @@ mod tests {
     use super::*;
 
     fn message(source: usize, sequence: u64, root: u32, failed: bool) -> Incoming {
-        let call = Call { operation: Operation::Broadcast, root: Some(root) };
+        let call = Call::new(Operation::Broadcast, Some(root));
         let channel = Channel::Collective(Collective { sequence, call });
         Incoming { source: Rank(source), channel, failed, payloads: Vec::new() }
     }
@@ -347,7 +347,7 @@ mod tests {
     fn a_collective_message_is_judged_by_its_call_before_its_source() {
         let mut matching = Matching::default();
         let me = Rank(1);
-        matching.begin(5, Call { operation: Operation::Broadcast, root: Some(0) });
+        matching.begin(5, Call::new(Operation::Broadcast, Some(0)));
         let want = |from| Want::Collective(5, Some(from));
         // The call asked for, from the rank asked for: taken; from another rank: kept for a later step,
         // unless it reports a failure.
@@ -364,9 +364,9 @@ mod tests {
         let expected = Verdict::Mismatch(Mismatch {
             sequence: 5,
             rank: 1,
-            call: Call { operation: Operation::Broadcast, root: Some(0) },
+            call: Call::new(Operation::Broadcast, Some(0)),
             peer: 2,
-            peer_call: Call { operation: Operation::Broadcast, root: Some(2) },
+            peer_call: Call::new(Operation::Broadcast, Some(2)),
         });
         assert_eq!(matching.verdict(&message(2, 5, 2, false), want(Source::Rank(Rank(0))), me), expected);
         assert_eq!(matching.verdict(&message(2, 5, 2, false), Want::Collective(5, None), me), expected);

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! token u64 | source u32 | channel u8 | failed u8 | operation u8 | has root u8 | tag or root u32 |
-//! parts u32 | sequence u64 | length u32 per part | the parts' bytes
+//! parts u32 | sequence u64 | count u64 | element size u32 | element name u32 | has data u8 |
+//! has count u8 | reduction u8 | 5 zero bytes | length u32 per part | the parts' bytes
 //! ```
 //!
 //! Only application messages and collectives' messages take this form (the notices of failures take
@@ -14,13 +15,14 @@
 
 #![forbid(unsafe_code)]
 
-use super::envelope::{Call, Channel, Collective, Envelope, Operation};
+use super::envelope::{Call, Channel, Collective, Data, Envelope, Operation};
+use crate::mesh::typed::Datatype;
 use crate::mesh::types::Tag;
 use crate::transport::same_node::SHORT_MAX;
 use crate::transport::Payload;
 
 /// The fixed words before the parts' lengths.
-const FIXED: usize = 32;
+const FIXED: usize = 56;
 /// The most parts a short message carries (a collective's message has two or three).
 pub(crate) const MAX_PARTS: usize = 8;
 
@@ -42,14 +44,15 @@ impl Head {
         if parts.len() > MAX_PARTS || total > SHORT_MAX {
             return None;
         }
-        let (kind, operation, root, word, sequence) = match envelope.channel? {
-            Channel::User(tag) => (USER, 0, 0, tag.0, 0),
+        let (kind, operation, root, word, sequence, data) = match envelope.channel? {
+            Channel::User(tag) => (USER, 0, 0, tag.0, 0, None),
             Channel::Collective(Collective { sequence, call }) => (
                 COLLECTIVE,
                 operation_code(call.operation),
                 u8::from(call.root.is_some()),
                 call.root.unwrap_or(0),
                 sequence,
+                call.data,
             ),
             _ => return None,
         };
@@ -60,6 +63,12 @@ impl Head {
         bytes[16..20].copy_from_slice(&word.to_le_bytes());
         bytes[20..24].copy_from_slice(&(parts.len() as u32).to_le_bytes());
         bytes[24..32].copy_from_slice(&sequence.to_le_bytes());
+        if let Some(Data { element, count, reduction }) = data {
+            bytes[32..40].copy_from_slice(&count.unwrap_or(0).to_le_bytes());
+            bytes[40..44].copy_from_slice(&element.size.to_le_bytes());
+            bytes[44..48].copy_from_slice(&element.name.to_le_bytes());
+            bytes[48..51].copy_from_slice(&[1, u8::from(count.is_some()), reduction]);
+        }
         for (i, part) in parts.iter().enumerate() {
             bytes[FIXED + 4 * i..FIXED + 4 * i + 4].copy_from_slice(&(part.len() as u32).to_le_bytes());
         }
@@ -88,10 +97,14 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Envelope, Vec<Payload>), Str
         (COLLECTIVE, 0 | 1) if root == 1 || word == 0 => {
             let operation = operation_of(operation).ok_or_else(|| format!("operation {operation}"))?;
             let root = (root == 1).then_some(word);
-            Channel::Collective(Collective { sequence, call: Call { operation, root } })
+            let data = data_of(fixed)?;
+            Channel::Collective(Collective { sequence, call: Call { operation, root, data } })
         }
         _ => return Err(format!("channel {kind} with root flag {root}")),
     };
+    if fixed[51..] != [0; 5] || (kind == USER && fixed[32..51] != [0; 19]) {
+        return Err("reserved bytes that are not 0".into());
+    }
     let failed = match failed {
         0 | 1 => failed == 1,
         other => return Err(format!("failed flag {other}")),
@@ -127,6 +140,22 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Envelope, Vec<Payload>), Str
     Ok((envelope, payloads))
 }
 
+/// What a collective's fixed words say of its data: nothing unless its flag says so, and then a count
+/// only when its own flag says so; every word without a meaning is 0.
+fn data_of(fixed: &[u8; FIXED]) -> Result<Option<Data>, String> {
+    let u32_at = |at: usize| u32::from_le_bytes(fixed[at..at + 4].try_into().expect("4 bytes"));
+    let count = u64::from_le_bytes(fixed[32..40].try_into().expect("8 bytes"));
+    match fixed[48..51] {
+        [0, 0, 0] if fixed[32..48] == [0; 16] => Ok(None),
+        [1, has_count @ (0 | 1), reduction] if has_count == 1 || count == 0 => Ok(Some(Data {
+            element: Datatype { size: u32_at(40), name: u32_at(44) },
+            count: (has_count == 1).then_some(count),
+            reduction,
+        })),
+        _ => Err(format!("data flags {:?} with count {count}", &fixed[48..51])),
+    }
+}
+
 fn operation_code(operation: Operation) -> u8 {
     match operation {
         Operation::Broadcast => 0,
@@ -134,6 +163,11 @@ fn operation_code(operation: Operation) -> u8 {
         Operation::Gather => 2,
         Operation::AllToAll => 3,
         Operation::SharedBroadcast => 4,
+        Operation::Barrier => 5,
+        Operation::AllReduce => 6,
+        Operation::Reduce => 7,
+        Operation::ReduceScatter => 8,
+        Operation::AllGather => 9,
     }
 }
 
@@ -144,6 +178,11 @@ fn operation_of(code: u8) -> Option<Operation> {
         2 => Operation::Gather,
         3 => Operation::AllToAll,
         4 => Operation::SharedBroadcast,
+        5 => Operation::Barrier,
+        6 => Operation::AllReduce,
+        7 => Operation::Reduce,
+        8 => Operation::ReduceScatter,
+        9 => Operation::AllGather,
         _ => return None,
     })
 }
@@ -173,7 +212,7 @@ mod tests {
     fn messages_round_trip_and_only_those_that_fit_take_the_short_form() {
         let user =
             Envelope { token: 0xfeed_f00d, source: 3, channel: Some(Channel::User(Tag(7))), failed: false };
-        let call = Call { operation: Operation::Gather, root: Some(2) };
+        let call = Call::new(Operation::Gather, Some(2));
         let collective = Envelope {
             channel: Some(Channel::Collective(Collective { sequence: u64::MAX - 1, call })),
             failed: true,
@@ -182,11 +221,29 @@ mod tests {
         let all_to_all = Envelope {
             channel: Some(Channel::Collective(Collective {
                 sequence: 9,
-                call: Call { operation: Operation::AllToAll, root: None },
+                call: Call::new(Operation::AllToAll, None),
+            })),
+            ..user
+        };
+        let data = Data { element: Datatype::of::<f64>(), count: Some(3), reduction: 1 };
+        let typed = Envelope {
+            channel: Some(Channel::Collective(Collective {
+                sequence: 4,
+                call: Call { operation: Operation::AllReduce, root: None, data: Some(data) },
+            })),
+            ..user
+        };
+        let varcount = Data { count: None, reduction: 0, ..data };
+        let gather = Envelope {
+            channel: Some(Channel::Collective(Collective {
+                sequence: 5,
+                call: Call { operation: Operation::AllGather, root: None, data: Some(varcount) },
             })),
             ..user
         };
         for (envelope, parts) in [
+            (typed, vec![&[0; 24][..]]),
+            (gather, vec![&[0; 8][..]]),
             (user, vec![&b"halo"[..]]),
             (user, vec![&[][..]]),
             (collective, vec![&b"head"[..], &[1, 2, 3][..], &[][..]]),
@@ -221,7 +278,10 @@ mod tests {
         set(15, 1); // a root on an application message
         set(20, 9); // part count past the most
         set(20, 3); // a part count the lengths do not fill
-        set(32, 200); // a part longer than the message
+        set(FIXED, 200); // a part longer than the message
+        set(32, 1); // a count on an application message
+        set(48, 1); // data on an application message
+        set(53, 1); // a reserved byte
         for bytes in cases {
             assert!(decode(bytes.clone()).is_err(), "{bytes:?}");
             assert!(!decode_for_fuzzing(&bytes));

@@ -1,0 +1,325 @@
+//! The reducing collectives and the all-gather on one node, by reads in place: each rank owns a share
+//! of the vector (share r: the r-th of n nearly equal runs of elements, or block r of a
+//! reduce-scatter). In the first round every rank tells the others where its vector is and folds its
+//! own share by copying that share straight from every rank's vector (`process_vm_readv`), in rank
+//! order, all ranks at once: a reduce-scatter. In the second round (an all-reduce's, a reduce's, an
+//! all-gather's only) every rank that needs the others' shares copies them straight from their owners.
+//! About 2 (n - 1) / n copies of the vector per rank for an all-reduce, as OpenMPI's `coll/xhc` does,
+//! and each element folded once, by its share's owner, in the fixed order.
+//!
+//! Each round is offers, reads and answers as in [`read_in_place`]: a holder returns only once every
+//! reader answered, a copy stands only if the holder's offer stayed open through it, and a rank the
+//! kernel refuses a copy asks for the bytes, from the first refused holder on (so that it still folds
+//! in rank order), after it answered every holder (so that no rank waits on another in a circle).
+
+#![forbid(unsafe_code)]
+
+use std::ops::Range;
+
+use bytemuck::Pod;
+
+use super::buffers::Land;
+use super::combine::combine;
+use super::plan::Plan;
+use super::protocol::{self, Answer, Descriptor, Header, Message};
+use super::read_in_place::{answers, copy_in_pieces, descriptor, receive_bytes_from, send_bytes_to};
+use super::reduction::Reduction;
+use crate::error::{Error, Result};
+use crate::mesh::net::exchange::Exchange;
+use crate::mesh::types::{Rank, Source};
+
+/// The elements of share `k` of `count` elements among `n` ranks: the first `count % n` shares hold one
+/// more than the rest.
+pub(super) fn share(count: usize, n: usize, k: usize) -> Range<usize> {
+    let (base, extra) = (count / n, count % n);
+    let start = k * base + k.min(extra);
+    start..start + base + usize::from(k < extra)
+}
+
+/// The bytes of the elements `range` of `T`s.
+fn bytes_of<T>(range: Range<usize>) -> Range<usize> {
+    let size = std::mem::size_of::<T>();
+    range.start * size..range.end * size
+}
+
+/// Where the bytes a reader copies land, holder by holder in rank order.
+trait Reader {
+    /// Room for the piece of `holder`.
+    fn room(&mut self, holder: Rank) -> &mut [u8];
+    /// The piece of `holder` is in its room.
+    fn landed(&mut self, holder: Rank);
+    /// This rank's own turn in the order.
+    fn own(&mut self);
+}
+
+/// A fold of one share: the first piece lands in the result itself, each later one in a scratch share
+/// that is then combined into it.
+struct Fold<'a, T> {
+    acc: &'a mut [T],
+    scratch: Vec<T>,
+    own: &'a [T],
+    started: bool,
+    reduction: &'a dyn Reduction<T>,
+}
+
+impl<T: Pod + Send + Sync> Reader for Fold<'_, T> {
+    fn room(&mut self, _holder: Rank) -> &mut [u8] {
+        match self.started {
+            false => bytemuck::cast_slice_mut(self.acc),
+            true => bytemuck::cast_slice_mut(&mut self.scratch),
+        }
+    }
+
+    fn landed(&mut self, _holder: Rank) {
+        if std::mem::replace(&mut self.started, true) {
+            combine(self.acc, &self.scratch, self.reduction);
+        }
+    }
+
+    fn own(&mut self) {
+        match std::mem::replace(&mut self.started, true) {
+            false => self.acc.copy_from_slice(self.own),
+            true => combine(self.acc, self.own, self.reduction),
+        }
+    }
+}
+
+impl<'a, T: Pod + Send + Sync> Fold<'a, T> {
+    fn new(acc: &'a mut [T], own: &'a [T], reduction: &'a dyn Reduction<T>) -> Self {
+        let scratch = vec![T::zeroed(); acc.len()];
+        Self { acc, scratch, own, started: false, reduction }
+    }
+}
+
+/// Every other rank's share lands in its place of the result.
+struct Place<'a> {
+    places: Vec<&'a mut [u8]>,
+}
+
+impl Reader for Place<'_> {
+    fn room(&mut self, holder: Rank) -> &mut [u8] {
+        &mut *self.places[holder.0]
+    }
+    fn landed(&mut self, _holder: Rank) {}
+    fn own(&mut self) {}
+}
+
+/// A room of a known size, for the bytes a holder sends when the kernel refused the copy.
+struct Room<'a>(&'a mut [u8]);
+
+impl Land for Room<'_> {
+    fn room(&mut self, total: usize) -> Option<&mut [u8]> {
+        (total == self.0.len()).then_some(&mut *self.0)
+    }
+    fn progressed(&mut self, _done: usize, _total: usize) {}
+}
+
+/// One round of reads: this rank offers `held` to `readers` (each reading its range of it), and reads
+/// from every rank of `holders` (in rank order, this rank among them for its own turn) its range of
+/// what that rank holds, into `reader`.
+fn round(
+    x: &Exchange<'_>,
+    plan: &Plan,
+    (held, readers): (&[u8], &[(Rank, Range<usize>)]),
+    holders: &[(Rank, Range<usize>)],
+    reader: &mut dyn Reader,
+) -> Result<()> {
+    let open = if readers.is_empty() { None } else { Some(x.open_offer()?) };
+    if let Some(open) = &open {
+        let at = descriptor(held, open);
+        for (to, _) in readers {
+            x.send(*to, &[&Header::Offer { total: held.len() }.encode(), &at])?;
+        }
+    }
+    // Each holder's offer, taken from it by name: its answer to this rank's offer may come first.
+    let mut offers = Vec::new();
+    for (holder, range) in holders.iter().filter(|(h, _)| *h != x.rank()) {
+        let incoming = x.receive(Source::Rank(*holder), Some(*holder))?;
+        let (total, at) = match protocol::read(&incoming)? {
+            Message::Offer { total, descriptor } => (total, descriptor),
+            _ => return Err(protocol::bad_message(&incoming, "not an offer")),
+        };
+        if x.process_here(*holder) != Some(at.pid) || range.end > total {
+            return Err(protocol::bad_message(&incoming, "an offer of another process or size"));
+        }
+        offers.push((*holder, at));
+    }
+    let mut asked = Vec::new();
+    let mut offers_left = offers.iter();
+    for (holder, range) in holders {
+        if *holder == x.rank() {
+            reader.own();
+            continue;
+        }
+        let (_, at) = offers_left.next().expect("an offer per other holder");
+        let room = reader.room(*holder);
+        let from = Descriptor { address: at.address.wrapping_add(range.start as u64), ..at.clone() };
+        match asked.is_empty() && plan.single_copy() && copy_in_pieces(&from, room, plan.chunk_size()) {
+            true => reader.landed(*holder),
+            false => asked.push((*holder, range.len())),
+        }
+    }
+    for (holder, at) in &offers {
+        let copied = !asked.iter().any(|(h, _)| h == holder);
+        if copied && !x.offer_still_open(*holder, &at.word, at.offer) {
+            let reason = "it left the collective before this rank's copy of its data was done".into();
+            return Err(x.news_or(Error::PeerFailed { rank: holder.0, op: x.op(), reason }));
+        }
+        let answer = if copied { Answer::Copied } else { Answer::SendBytes };
+        x.send(*holder, &[&Header::Answer { total: 0, answer }.encode(), &[]])?;
+    }
+    let askers = answers(x, readers.iter().map(|(r, _)| *r))?;
+    plan.note_refusals(&askers);
+    for asker in askers {
+        let range = readers.iter().find(|(r, _)| *r == asker).map(|(_, range)| range.clone());
+        send_bytes_to(x, plan, asker, &held[range.expect("an asker is a reader")])?;
+    }
+    drop(open);
+    for (holder, len) in asked {
+        receive_bytes_from(x, holder, len, &mut Room(reader.room(holder)), None)?;
+        reader.landed(holder);
+    }
+    Ok(())
+}
+
+/// Every rank and the range `range(rank)` of it.
+fn every(x: &Exchange<'_>, range: impl Fn(usize) -> Range<usize>) -> Vec<(Rank, Range<usize>)> {
+    (0..x.size()).map(|k| (Rank(k), range(k))).collect()
+}
+
+/// The first round: this rank's share `mine` of the result is folded from every rank's `send`, whose
+/// share k is `shares(k)` (elements).
+fn reduce_scatter_round<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    plan: &Plan,
+    send: &[T],
+    shares: impl Fn(usize) -> Range<usize>,
+    mine: &mut [T],
+    reduction: &dyn Reduction<T>,
+) -> Result<()> {
+    let me = x.rank().0;
+    let readers: Vec<_> =
+        every(x, |k| bytes_of::<T>(shares(k))).into_iter().filter(|(r, _)| r.0 != me).collect();
+    let holders = every(x, |_| bytes_of::<T>(shares(me)));
+    let own = &send[shares(me)];
+    let mut fold = Fold::new(mine, own, reduction);
+    round(x, plan, (bytemuck::cast_slice(send), &readers), &holders, &mut fold)
+}
+
+/// `recv`, cut at the shares `shares(k)`, its share k as bytes at place k.
+fn places<T: Pod>(recv: &mut [T], n: usize, shares: impl Fn(usize) -> Range<usize>) -> Vec<&mut [u8]> {
+    let mut rest = recv;
+    (0..n)
+        .map(|k| {
+            let (place, after) = std::mem::take(&mut rest).split_at_mut(shares(k).len());
+            rest = after;
+            bytemuck::cast_slice_mut(place)
+        })
+        .collect()
+}
+
+/// All-reduce by shares: a reduce-scatter round, then every rank copies every other share.
+pub(super) fn all_reduce<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    plan: &Plan,
+    send: &[T],
+    recv: &mut [T],
+    reduction: &dyn Reduction<T>,
+) -> Result<()> {
+    let (me, n, count) = (x.rank().0, x.size(), send.len());
+    let shares = |k| share(count, n, k);
+    let done = (|| {
+        reduce_scatter_round(x, plan, send, shares, &mut recv[shares(me)], reduction)?;
+        let mut places = places(recv, n, shares);
+        let mine: &mut [u8] = std::mem::take(&mut places[me]);
+        let mine: &[u8] = mine;
+        let readers: Vec<_> = every(x, |_| 0..mine.len()).into_iter().filter(|(r, _)| r.0 != me).collect();
+        let holders = every(x, |k| bytes_of::<T>(0..shares(k).len()));
+        round(x, plan, (mine, &readers), &holders, &mut Place { places })
+    })();
+    x.or_report(x.others(), done)
+}
+
+/// Reduce by shares: a reduce-scatter round, then the root copies every other share.
+pub(super) fn reduce<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    plan: &Plan,
+    root: Rank,
+    send: &[T],
+    recv: Option<&mut [T]>,
+    reduction: &dyn Reduction<T>,
+) -> Result<()> {
+    let (me, n, count) = (x.rank().0, x.size(), send.len());
+    let shares = |k| share(count, n, k);
+    let done = (|| match recv {
+        Some(recv) => {
+            reduce_scatter_round(x, plan, send, shares, &mut recv[shares(me)], reduction)?;
+            let places = places(recv, n, shares);
+            let holders = every(x, |k| bytes_of::<T>(0..shares(k).len()));
+            round(x, plan, (&[], &[]), &holders, &mut Place { places })
+        }
+        None => {
+            let mut mine = vec![T::zeroed(); shares(me).len()];
+            reduce_scatter_round(x, plan, send, shares, &mut mine, reduction)?;
+            let readers = [(root, 0..std::mem::size_of_val(&mine[..]))];
+            let holders = [(x.rank(), 0..0)];
+            round(
+                x,
+                plan,
+                (bytemuck::cast_slice(&mine), &readers),
+                &holders,
+                &mut Place { places: Vec::new() },
+            )
+        }
+    })();
+    x.or_report(x.others(), done)
+}
+
+/// Reduce-scatter by shares: the shares are the blocks.
+pub(super) fn reduce_scatter<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    plan: &Plan,
+    send: &[T],
+    recv: &mut [T],
+    reduction: &dyn Reduction<T>,
+) -> Result<()> {
+    let block = recv.len();
+    let done = reduce_scatter_round(x, plan, send, |k| k * block..(k + 1) * block, recv, reduction);
+    x.or_report(x.others(), done)
+}
+
+/// All-gather by reads: every rank copies every other rank's `send` into its place of `recv`.
+pub(super) fn all_gather<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    plan: &Plan,
+    send: &[T],
+    recv: &mut [T],
+) -> Result<()> {
+    let (me, n, block) = (x.rank().0, x.size(), send.len());
+    let mut places = places(recv, n, |k| k * block..(k + 1) * block);
+    places[me].copy_from_slice(bytemuck::cast_slice(send));
+    let held: &[u8] = bytemuck::cast_slice(send);
+    let readers: Vec<_> = every(x, |_| 0..held.len()).into_iter().filter(|(r, _)| r.0 != me).collect();
+    let holders = every(x, |_| 0..held.len());
+    let done = round(x, plan, (held, &readers), &holders, &mut Place { places });
+    x.or_report(x.others(), done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_the_vector_in_order_and_differ_by_one_at_most() {
+        for count in [0, 1, 5, 8, 1001] {
+            for n in 1..=6 {
+                let all: Vec<Range<usize>> = (0..n).map(|k| share(count, n, k)).collect();
+                assert_eq!(all[0].start, 0);
+                assert_eq!(all[n - 1].end, count);
+                assert!(all.windows(2).all(|w| w[0].end == w[1].start));
+                let lens: Vec<usize> = all.iter().map(|r| r.len()).collect();
+                assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1, "{lens:?}");
+            }
+        }
+    }
+}
