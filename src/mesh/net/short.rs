@@ -263,6 +263,20 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_seeds_are_valid_messages() {
+        // The seeds live in the repository, not in the published crate.
+        let seeds = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/short_message");
+        let Ok(seeds) = std::fs::read_dir(seeds) else { return };
+        let mut count = 0;
+        for seed in seeds {
+            let bytes = std::fs::read(seed.unwrap().path()).unwrap();
+            assert!(decode_for_fuzzing(&bytes), "{bytes:?}");
+            count += 1;
+        }
+        assert!(count >= 4);
+    }
+
+    #[test]
     fn garbage_is_refused_with_a_reason_never_a_panic() {
         let user = Envelope { token: 1, source: 0, channel: Some(Channel::User(Tag(1))), failed: false };
         let good = encode(&user, &[b"abcd", b"ef"]);
