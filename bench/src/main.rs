@@ -395,7 +395,7 @@ fn run_benchmark(
         }
         if pair.is_some() && me == 0 {
             (2..n).try_for_each(|rank| {
-                peers.mesh.send(Rank(rank), SIZE_DONE, &[]).map_err(|e| e.to_string())
+                peers.mesh.send(Rank(rank), SIZE_DONE, &[0u8; 0]).map_err(|e| e.to_string())
             })?;
         }
         run.records.extend(row);

@@ -11,12 +11,12 @@ use super::net::envelope::Channel;
 use super::net::exchange::{Ongoing, GONE_GRACE};
 use super::net::matching::{peer_failed, Loss, Want};
 use super::types::Rank;
-use super::{segments, Mesh};
+use super::{segments, Job};
 use crate::bulk::Bulk;
 use crate::error::Error;
 use crate::meta::LbmMeta;
 
-impl Mesh {
+impl Job {
     /// Tells `ranks` that this rank failed in the collective on `channel`, so they fail at once instead of
     /// waiting for their deadline. Best effort: a rank that cannot be told still has its deadline.
     pub(crate) fn report_failure(&self, channel: Channel, ranks: impl Iterator<Item = Rank>, error: &Error) {
@@ -66,7 +66,7 @@ impl Mesh {
     }
 
     /// After waiting past the deadline on `suspect` in a collective: the error naming the rank taken as
-    /// lost (see [`Mesh::conclude_loss`]).
+    /// lost (see [`Job::conclude_loss`]).
     pub(crate) fn give_up_on(&self, suspect: Rank, op: &'static str) -> Error {
         let lost = self.conclude_loss(suspect, op);
         lost.unwrap_or_else(|| self.lost_error(Loss { lost: suspect, reporter: self.rank }, op))
@@ -119,7 +119,8 @@ impl Mesh {
     /// After a peer left collective `ongoing` early: the news that made it leave when it comes within
     /// [`GONE_GRACE`] (a mismatch, a lost rank, a failure it reported), else `otherwise`.
     pub(crate) fn news_or(&self, ongoing: &Ongoing, otherwise: Error) -> Error {
-        let want = Want::Collective(ongoing.sequence(), None);
+        let collective = ongoing.collective();
+        let want = Want::Collective(collective.group, collective.sequence, None);
         match self.take_and_tell((GONE_GRACE, usize::MAX), want, ongoing.op) {
             Err(news) => news,
             Ok(Some(notice)) => peer_failed(notice, ongoing.op),

@@ -39,13 +39,14 @@ mod job;
 mod net;
 mod p2p;
 mod segments;
+mod split;
 mod topology;
 mod typed;
 mod types;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 #[cfg(feature = "mpi")]
 pub use self::bootstrap::Mpi;
@@ -57,7 +58,7 @@ pub use self::config::{MeshConfig, EAGER_BELOW, HOST_ENV, SAME_NODE_ENV, SINGLE_
 #[cfg(feature = "mpi")]
 pub use self::job::{abort_job_on_panic, or_abort};
 use self::net::arrivals::Arrivals;
-use self::net::envelope::Mismatch;
+use self::net::envelope::{GroupId, Mismatch};
 use self::net::link::{Link, Route};
 use self::net::matching::Matching;
 use self::net::offer_words::OfferWords;
@@ -72,16 +73,34 @@ use crate::error::{Error, Result};
 use crate::transport::{Endpoint, Transport};
 
 /// A rank-indexed mesh of Lightbeam servers and links, formed once per job with [`Mesh::bootstrap`]
-/// (MPI) or [`Mesh::bootstrap_with`] (any [`Bootstrap`]).
+/// (MPI) or [`Mesh::bootstrap_with`] (any [`Bootstrap`]), or split from another with [`Mesh::split`].
+///
+/// A mesh split from another (as `MPI_Comm_split` splits a communicator) numbers its own ranks from 0
+/// and has its own collectives and point-to-point messages, but shares the servers and links of the
+/// mesh the job formed: no second bootstrap, no new sockets. Errors name ranks as the job's mesh
+/// numbers them ([`Mesh::job_rank`]).
 pub struct Mesh {
+    /// What every mesh of the job shares: its servers, links and messages.
+    job: Arc<Job>,
+    /// This mesh's ranks among the job's.
+    group: Group,
+    /// Which of this mesh's ranks share which node.
+    topology: Topology,
+    /// The algorithm choices of every collective, made from the topology and the configuration.
+    plan: Plan,
+    collective_sequence: AtomicU64,
+    /// How many meshes were split from this one: every rank counts alike.
+    splits: AtomicU64,
+}
+
+/// What every mesh of a job shares: this process's servers and its links to every rank, the messages
+/// that arrived and what each rank is, all by the rank in the mesh the job formed.
+pub(crate) struct Job {
     rank: Rank,
     /// Every rank's node, process and endpoints, by rank.
     peers: Vec<Peer>,
     /// How this rank reaches each rank, by rank.
     routes: Vec<Route>,
-    topology: Topology,
-    /// The algorithm choices of every collective, made from the topology and the configuration.
-    plan: Plan,
     arrivals: Arrivals,
     /// The link to each peer, made on first use (read without a lock: every send looks here).
     links: Vec<OnceLock<Link>>,
@@ -96,9 +115,63 @@ pub struct Mesh {
     offer_words: OfferWords,
     token: u64,
     config: MeshConfig,
-    collective_sequence: AtomicU64,
-    /// The lost rank's segments were looked for (see [`Mesh::lost_error`]).
+    /// The lost rank's segments were looked for (see [`Job::lost_error`]).
     lost_files_removed: AtomicBool,
+}
+
+impl Job {
+    /// The number of ranks of the job.
+    pub(crate) fn size(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Fails unless `rank` is a rank of the job.
+    pub(crate) fn check_rank(&self, rank: Rank) -> Result<()> {
+        match rank.0 < self.size() {
+            true => Ok(()),
+            false => Err(out_of_range(rank, self.size())),
+        }
+    }
+}
+
+fn out_of_range(rank: Rank, size: usize) -> Error {
+    Error::InvalidArgument(format!("rank {rank} is out of range for a mesh of {size} ranks"))
+}
+
+/// A mesh's ranks among the job's: its id, and each of its ranks' rank in the job.
+#[derive(Debug)]
+struct Group {
+    id: GroupId,
+    /// The job's rank of each rank of this mesh.
+    members: Vec<Rank>,
+    /// This mesh's rank of each rank of the job (`u32::MAX` for those outside it).
+    of_job: Vec<u32>,
+    /// This process's rank in this mesh.
+    rank: Rank,
+}
+
+impl Group {
+    /// The mesh of `members` (the job's ranks, in this mesh's order), among `job_size` ranks, as the
+    /// job's rank `me` sees it (a member).
+    fn new(id: GroupId, members: Vec<Rank>, job_size: usize, me: Rank) -> Self {
+        let mut of_job = vec![u32::MAX; job_size];
+        for (rank, member) in members.iter().enumerate() {
+            of_job[member.0] = rank as u32;
+        }
+        let rank = Rank(of_job[me.0] as usize);
+        Self { id, members, of_job, rank }
+    }
+
+    /// The job's rank of this mesh's `rank` (which must be in range).
+    fn job_rank(&self, rank: Rank) -> Rank {
+        self.members[rank.0]
+    }
+
+    /// This mesh's rank of the job's `rank`, when it is a member.
+    fn rank_of(&self, job_rank: Rank) -> Option<Rank> {
+        let rank = *self.of_job.get(job_rank.0)?;
+        (rank != u32::MAX).then_some(Rank(rank as usize))
+    }
 }
 
 impl Mesh {
@@ -126,13 +199,10 @@ impl Mesh {
         let shared_memory = bound.shared_memory.filter(|_| uses(Transport::SharedMemory));
         let zeromq = uses(Transport::ZeroMq).then_some(bound.zeromq);
         let arrivals = Arrivals::new(shared_memory, zeromq, config.options.high_water_mark as usize)?;
-        let topology = Topology::new(peers.iter().map(|peer| &peer.node));
-        Ok(Self {
+        let job = Job {
             rank,
             links: std::iter::repeat_with(OnceLock::new).take(peers.len()).collect(),
             linking: Mutex::default(),
-            plan: Plan::new(&config, &topology, &routes),
-            topology,
             peers,
             routes,
             arrivals,
@@ -142,41 +212,61 @@ impl Mesh {
             offer_words: OfferWords::default(),
             token,
             config,
-            collective_sequence: AtomicU64::default(),
             lost_files_removed: AtomicBool::default(),
-        })
+        };
+        let members = (0..job.size()).map(Rank).collect();
+        Ok(Self::of_group(Arc::new(job), GroupId::WORLD, members))
+    }
+
+    /// The mesh of `members` of `job` (the job's ranks, in this mesh's order), known as `id`.
+    fn of_group(job: Arc<Job>, id: GroupId, members: Vec<Rank>) -> Self {
+        let group = Group::new(id, members, job.size(), job.rank);
+        let topology = Topology::new(group.members.iter().map(|m| &job.peers[m.0].node));
+        let routes: Vec<Route> = group.members.iter().map(|m| job.routes[m.0].clone()).collect();
+        Self {
+            plan: Plan::new(&job.config, &topology, &routes),
+            topology,
+            group,
+            job,
+            collective_sequence: AtomicU64::default(),
+            splits: AtomicU64::default(),
+        }
     }
 
     /// This process's rank.
     pub fn rank(&self) -> Rank {
-        self.rank
+        self.group.rank
     }
 
     /// The number of ranks.
     pub fn size(&self) -> usize {
-        self.peers.len()
+        self.group.members.len()
+    }
+
+    /// The rank `rank` of this mesh has in the mesh the job formed (the same on that mesh itself):
+    /// errors name ranks by it.
+    pub fn job_rank(&self, rank: Rank) -> Result<Rank> {
+        self.check_rank(rank)?;
+        Ok(self.group.job_rank(rank))
     }
 
     /// The ZeroMQ endpoint rank `rank` announced. It receives there from ranks on other nodes (and from
     /// every rank when ZeroMQ is forced); ranks on its node reach it through shared memory (see
     /// [`Mesh::transport_to`]), and a rank with no peer on another node does not listen there at all.
     pub fn endpoint(&self, rank: Rank) -> Result<&Endpoint> {
-        self.check_rank(rank)?;
-        Ok(&self.peers[rank.0].zeromq)
+        Ok(&self.job.peers[self.job_rank(rank)?.0].zeromq)
     }
 
     /// The address this rank reaches `rank` at: its shared-memory server (`shm://...`) or its ZeroMQ
     /// endpoint, as [`Mesh::transport_to`] says.
     pub fn address_of(&self, rank: Rank) -> Result<String> {
-        self.check_rank(rank)?;
-        Ok(self.routes[rank.0].to_string())
+        Ok(self.job.routes[self.job_rank(rank)?.0].to_string())
     }
 
     /// The transport this rank reaches `rank` by: [`Transport::SharedMemory`] on one node (unless
     /// [`MeshConfig::same_node`] forces ZeroMQ), [`Transport::ZeroMq`] across nodes.
     pub fn transport_to(&self, rank: Rank) -> Result<Transport> {
-        self.check_rank(rank)?;
-        Ok(self.routes[rank.0].transport())
+        Ok(self.job.routes[self.job_rank(rank)?.0].transport())
     }
 
     /// The node rank `rank` runs on. Ranks are on one node when they share a host name, a running kernel
@@ -204,36 +294,32 @@ impl Mesh {
 
     /// The job token every message of this mesh carries.
     pub fn token(&self) -> u64 {
-        self.token
+        self.job.token
     }
 
     /// How many received messages were dropped as not belonging to this mesh (garbage, another job).
     pub fn rejected_messages(&self) -> u64 {
-        crate::sync::lock(&self.matching).rejected()
+        crate::sync::lock(&self.job.matching).rejected()
     }
 
     /// How many messages from `rank` have arrived at this rank so far: point to point, of collectives
     /// (one per message, however many parts it has) and notices. A measure of traffic, as in "one message
     /// per node reaches a gather's root": counted as the messages are taken in from the transport.
     pub fn messages_from(&self, rank: Rank) -> Result<u64> {
-        self.check_rank(rank)?;
-        Ok(crate::sync::lock(&self.matching).arrived_from(rank))
+        let job_rank = self.job_rank(rank)?;
+        Ok(crate::sync::lock(&self.job.matching).arrived_from(job_rank))
     }
 
     /// The configuration the mesh was formed with.
     pub fn config(&self) -> &MeshConfig {
-        &self.config
+        &self.job.config
     }
 
     /// Fails unless `rank` is a rank of the mesh.
     pub(crate) fn check_rank(&self, rank: Rank) -> Result<()> {
-        if rank.0 < self.size() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(format!(
-                "rank {rank} is out of range for a mesh of {} ranks",
-                self.size()
-            )))
+        match rank.0 < self.size() {
+            true => Ok(()),
+            false => Err(out_of_range(rank, self.size())),
         }
     }
 }
@@ -241,9 +327,9 @@ impl Mesh {
 impl fmt::Debug for Mesh {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mesh")
-            .field("rank", &self.rank)
+            .field("rank", &self.rank())
             .field("size", &self.size())
-            .field("address", &self.arrivals.address())
+            .field("address", &self.job.arrivals.address())
             .finish_non_exhaustive()
     }
 }

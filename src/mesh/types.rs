@@ -64,4 +64,10 @@ impl Message {
     pub fn data(&self) -> &[u8] {
         self.payload.as_deref().unwrap_or_default()
     }
+
+    /// The message as elements of `T` (sent as a slice of `T`): in place when its bytes lie aligned for
+    /// `T`, else copied out. An error when the bytes make no whole number of elements.
+    pub fn elements<T: bytemuck::Pod>(&self) -> crate::Result<std::borrow::Cow<'_, [T]>> {
+        crate::mesh::typed::elements("receive", self.data())
+    }
 }

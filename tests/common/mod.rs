@@ -2,9 +2,11 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod typed;
+
 use std::time::Duration;
 
-use lightbeam::mesh::{InProcess, Mesh, MeshConfig};
+use lightbeam::mesh::{InProcess, Mesh, MeshConfig, Rank};
 
 /// Every wait of a job ends within this.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,4 +50,44 @@ pub(crate) fn run_ok<T: Send>(
 /// Bytes that differ by `seed` and position.
 pub(crate) fn data(len: usize, seed: usize) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(131)) as u8).collect()
+}
+
+/// Every collective of the mesh at one size, each rank checking what it received.
+pub(crate) fn every_collective(mesh: &Mesh, len: usize) -> lightbeam::Result<()> {
+    let (me, n) = (mesh.rank().0, mesh.size());
+    for root in [0, n - 1] {
+        let mut buffer = if me == root { data(len, root) } else { Vec::new() };
+        assert_eq!(mesh.broadcast_into(Rank(root), &mut buffer)?, len);
+        assert!(buffer == data(len, root), "rank {me}: broadcast of {len} bytes from {root}");
+    }
+    let chunk_of = |rank: usize| data(len + rank, 1000 + rank);
+    let mut mine = Vec::new();
+    if me == 0 {
+        let chunks: Vec<Vec<u8>> = (0..n).map(chunk_of).collect();
+        let parts: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        mesh.scatter_into_root(&parts, &mut mine)?;
+    } else if n > 1 {
+        mesh.scatter_into(Rank(0), &mut mine)?;
+    } else {
+        mine = chunk_of(0);
+    }
+    assert!(mine == chunk_of(me), "rank {me}: scatter of {len} bytes");
+    let root = n / 2;
+    if me == root {
+        let mut gathered = Vec::new();
+        mesh.gather_into_root(&chunk_of(me), &mut gathered)?;
+        assert!(gathered.iter().enumerate().all(|(r, c)| *c == chunk_of(r)), "gather of {len} bytes");
+    } else {
+        mesh.gather_into(Rank(root), &chunk_of(me))?;
+    }
+    let to = |from: usize, to: usize| data(len + to, from * 100 + to);
+    let chunks: Vec<Vec<u8>> = (0..n).map(|r| to(me, r)).collect();
+    let parts: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    let mut received = Vec::new();
+    mesh.all_to_all_into(&parts, &mut received)?;
+    assert!(
+        received.iter().enumerate().all(|(r, c)| *c == to(r, me)),
+        "rank {me}: all-to-all of {len} bytes"
+    );
+    Ok(())
 }

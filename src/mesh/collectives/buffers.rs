@@ -64,6 +64,22 @@ impl<T: Pod> Buffer for [T] {
     }
 }
 
+/// An array is a slice of fixed length.
+impl<T: Pod, const N: usize> Buffer for [T; N] {
+    fn bytes(&self) -> &[u8] {
+        self[..].bytes()
+    }
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        self[..].room(len)
+    }
+    fn capacity(&self) -> usize {
+        self[..].capacity()
+    }
+    fn element_size(&self) -> usize {
+        std::mem::size_of::<T>()
+    }
+}
+
 /// Where received bytes land: the caller's buffer (and progress callback), a chunk's vector, or a
 /// shared broadcast's memory file.
 pub(crate) trait Land {
@@ -152,7 +168,7 @@ pub(super) fn land_payload(slot: &mut Vec<u8>, chunk: Option<Payload>) {
 }
 
 /// Copies `data` into `buffer` (sized to it), or says that it does not fit.
-pub(super) fn fill<B: Buffer + ?Sized>(what: &'static str, buffer: &mut B, data: &[u8]) -> Result<usize> {
+pub(crate) fn fill<B: Buffer + ?Sized>(what: &'static str, buffer: &mut B, data: &[u8]) -> Result<usize> {
     match buffer.room(data.len()) {
         Some(room) => room.copy_from_slice(data),
         None => return Err(misfit(what, data.len(), buffer)),

@@ -226,7 +226,11 @@ mod tests {
 
     fn bundle(parts: Vec<Vec<u8>>) -> Incoming {
         let call = Call::new(Operation::Gather, Some(0));
-        let channel = Channel::Collective(Collective { sequence: 1, call });
+        let channel = Channel::Collective(Collective {
+            group: crate::mesh::net::envelope::GroupId::WORLD,
+            sequence: 1,
+            call,
+        });
         let payloads = parts.into_iter().map(Payload::from_vec).collect();
         Incoming { source: Rank(3), channel, failed: false, payloads }
     }

@@ -63,7 +63,7 @@
 mod all_gather;
 mod all_to_all;
 mod broadcast;
-mod buffers;
+pub(crate) mod buffers;
 mod by_node;
 mod combine;
 pub(crate) mod plan;
@@ -111,7 +111,7 @@ impl Mesh {
     ) -> Result<usize> {
         let x = self.begin_collective("broadcast", Operation::Broadcast, Some(root))?;
         x.check_rank(root)?;
-        match root == self.rank {
+        match root == self.rank() {
             true => broadcast::from_root(&x, &self.plan, buffer.bytes(), progress),
             false => {
                 let mut landing = Landing::new(buffer, progress);
@@ -124,9 +124,9 @@ impl Mesh {
     /// The root's side of a scatter: rank r receives `chunks[r]` (sizes may differ); the root's own
     /// chunk lands in `buffer`. Returns the size of the root's chunk.
     pub fn scatter_into_root<B: Buffer + ?Sized>(&self, chunks: &[&[u8]], buffer: &mut B) -> Result<usize> {
-        let x = self.begin_collective("scatter", Operation::Scatter, Some(self.rank))?;
+        let x = self.begin_collective("scatter", Operation::Scatter, Some(self.rank()))?;
         scatter_gather::scatter_from_root(&x, &self.plan, chunks)?;
-        fill("scatter", buffer, chunks[self.rank.0])
+        fill("scatter", buffer, chunks[self.rank().0])
     }
 
     /// A non-root's side of a scatter: receives this rank's chunk from `root` into `buffer`; returns
@@ -147,9 +147,9 @@ impl Mesh {
     /// The root's side of a gather: `gathered[r]` becomes rank r's data (sizes may differ), the root's
     /// own from `data`. Returns the total bytes gathered.
     pub fn gather_into_root(&self, data: &[u8], gathered: &mut Vec<Vec<u8>>) -> Result<usize> {
-        let x = self.begin_collective("gather", Operation::Gather, Some(self.rank))?;
+        let x = self.begin_collective("gather", Operation::Gather, Some(self.rank()))?;
         gathered.resize_with(self.size(), Vec::new);
-        refill(&mut gathered[self.rank.0], data);
+        refill(&mut gathered[self.rank().0], data);
         scatter_gather::gather_to_root(&x, &self.plan, gathered)?;
         Ok(gathered.iter().map(Vec::len).sum())
     }
@@ -166,7 +166,7 @@ impl Mesh {
     /// one copy per node (on this node, `data` itself). Returns once the root's node's ranks opened it.
     pub fn broadcast_shared_root(&self, data: &SharedBytes) -> Result<()> {
         let operation = Operation::SharedBroadcast;
-        let x = self.begin_collective("broadcast_shared", operation, Some(self.rank))?;
+        let x = self.begin_collective("broadcast_shared", operation, Some(self.rank()))?;
         shared_broadcast::from_root(&x, &self.plan, data)
     }
 

@@ -57,7 +57,7 @@ impl Mesh {
     /// Fails when `root` is not a rank of the mesh or is this rank (which must call `root_call`).
     pub(super) fn check_not_root(&self, root: Rank, call: &str, root_call: &str) -> Result<()> {
         self.check_rank(root)?;
-        match root == self.rank {
+        match root == self.rank() {
             true => {
                 Err(Error::InvalidArgument(format!("{call} on the root itself: the root calls {root_call}")))
             }
@@ -70,7 +70,7 @@ impl Mesh {
         let x = self.begin_call("barrier", Operation::Barrier, None, None)?;
         let nothing = |_: &mut [u8], _: &[u8]| {};
         let mut result: [u8; 0] = [];
-        let at_root = (self.rank == FOLDING_RANK).then_some(&mut result[..]);
+        let at_root = (self.rank() == FOLDING_RANK).then_some(&mut result[..]);
         combine::to_root(&x, FOLDING_RANK, &[], at_root, &nothing)?;
         combine::spread(&x, &self.plan, FOLDING_RANK, &mut result)
     }
@@ -91,7 +91,7 @@ impl Mesh {
         match self.plan.reduce(std::mem::size_of_val(send)) {
             Reach::Shares => shares::all_reduce(&x, &self.plan, send, recv, &op),
             Reach::Queues => {
-                let at_root = (self.rank == FOLDING_RANK).then_some(&mut *recv);
+                let at_root = (self.rank() == FOLDING_RANK).then_some(&mut *recv);
                 combine::to_root(&x, FOLDING_RANK, send, at_root, &op)?;
                 combine::spread(&x, &self.plan, FOLDING_RANK, recv)
             }
@@ -117,7 +117,7 @@ impl Mesh {
         recv: &mut [T],
         op: impl Reduction<T>,
     ) -> Result<()> {
-        let root = self.rank;
+        let root = self.rank();
         let checked =
             check_len("reduce", "the receive buffer", send.len(), recv.len()).and(op.check("reduce"));
         let call = data::<T>(Some(send.len()), op.code());
@@ -161,7 +161,7 @@ impl Mesh {
             Reach::Shares => shares::reduce_scatter(&x, &self.plan, send, recv, &op),
             Reach::Queues => {
                 let block = recv.len();
-                if self.rank != FOLDING_RANK {
+                if self.rank() != FOLDING_RANK {
                     combine::to_root(&x, FOLDING_RANK, send, None, &op)?;
                     let bytes = scatter_gather::scatter_to(&x, &self.plan, FOLDING_RANK, recv)?;
                     return check_len(
@@ -176,7 +176,7 @@ impl Mesh {
                 let blocks: Vec<&[u8]> = whole.chunks(block.max(1)).map(bytemuck::cast_slice).collect();
                 let blocks = if block == 0 { vec![&[][..]; n] } else { blocks };
                 scatter_gather::scatter_from_root(&x, &self.plan, &blocks)?;
-                recv.copy_from_slice(&whole[self.rank.0 * block..][..block]);
+                recv.copy_from_slice(&whole[self.rank().0 * block..][..block]);
                 Ok(())
             }
         }
@@ -201,7 +201,7 @@ impl Mesh {
                             slot.copy_from_slice(&combine::vector_of::<T>(&x, incoming, block)?)
                         }
                     }
-                    debug_assert!(incoming.is_some() || rank == self.rank.0);
+                    debug_assert!(incoming.is_some() || rank == self.rank().0);
                 }
                 Ok(())
             }

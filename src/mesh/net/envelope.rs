@@ -112,10 +112,22 @@ impl fmt::Display for Call {
     }
 }
 
-/// One collective as a rank sees it: its sequence number (every rank counts its collectives alike) and
-/// the call this rank made.
+/// Which mesh a message belongs to: the mesh the job formed (0) or a mesh split from it, whose ranks
+/// share the job's servers and links. Every member of a mesh knows its id alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct GroupId(pub(crate) u64);
+
+impl GroupId {
+    /// The mesh the job formed.
+    pub(crate) const WORLD: Self = Self(0);
+}
+
+/// One collective as a rank sees it: the mesh it runs on, its sequence number there (every rank counts
+/// a mesh's collectives alike) and the call this rank made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Collective {
+    /// The mesh the collective runs on.
+    pub(crate) group: GroupId,
     /// The collective's sequence number.
     pub(crate) sequence: u64,
     /// What the sender asked for.
@@ -126,6 +138,8 @@ pub(crate) struct Collective {
 /// from `peer` says it called `peer_call`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Mismatch {
+    /// The mesh both calls ran on.
+    pub(crate) group: GroupId,
     /// The sequence number both calls took.
     pub(crate) sequence: u64,
     /// The rank that found the mismatch.
@@ -153,8 +167,8 @@ impl From<Mismatch> for Error {
 /// Which stream of messages a mesh message belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Channel {
-    /// Point-to-point messages of the application, by tag.
-    User(Tag),
+    /// Point-to-point messages of the application, by mesh and tag.
+    User(GroupId, Tag),
     /// A message of a collective, with the call its sender made.
     Collective(Collective),
     /// A notice that the sender lost this rank (it waited for it past its deadline).
@@ -189,7 +203,7 @@ mod tests {
 
     #[test]
     fn an_envelope_round_trips_and_its_call_is_in_the_bytes() {
-        let collective = Collective { sequence: 300, call: broadcast_from(3) };
+        let collective = Collective { group: GroupId::WORLD, sequence: 300, call: broadcast_from(3) };
         let envelope = Envelope {
             token: 0xfeed,
             source: 2,
@@ -197,9 +211,9 @@ mod tests {
             failed: true,
         };
         let bytes = postcard::to_allocvec(&envelope).unwrap();
-        // token (varint 0xfeed: 3 bytes), source, Some, variant 1, sequence (varint 300: 2 bytes),
-        // operation 0, Some, root 3, no data, failed.
-        assert_eq!(bytes, [0xed, 0xfd, 0x03, 2, 1, 1, 0xac, 0x02, 0, 1, 3, 0, 1]);
+        // token (varint 0xfeed: 3 bytes), source, Some, variant 1, group 0, sequence (varint 300: 2
+        // bytes), operation 0, Some, root 3, no data, failed.
+        assert_eq!(bytes, [0xed, 0xfd, 0x03, 2, 1, 1, 0, 0xac, 0x02, 0, 1, 3, 0, 1]);
         assert_eq!(postcard::from_bytes::<Envelope>(&bytes).unwrap(), envelope);
         // Another root or operation changes the bytes, so no two calls read alike.
         let other = Envelope {
@@ -210,13 +224,14 @@ mod tests {
         // Cut short, or with an unknown operation, it is refused rather than misread.
         assert!(postcard::from_bytes::<Envelope>(&bytes[..bytes.len() - 1]).is_err());
         let mut unknown = bytes.clone();
-        unknown[8] = 99;
+        unknown[9] = 99;
         assert!(postcard::from_bytes::<Envelope>(&unknown).is_err());
     }
 
     #[test]
     fn a_mismatch_notice_round_trips_and_names_both_calls() {
         let mismatch = Mismatch {
+            group: GroupId::WORLD,
             sequence: 7,
             rank: 1,
             call: Call::new(Operation::Scatter, Some(0)),

@@ -17,7 +17,7 @@ use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::mesh::topology::Topology;
 use crate::mesh::types::{Rank, Source};
-use crate::mesh::Mesh;
+use crate::mesh::{Job, Mesh};
 use crate::meta::LbmMeta;
 use crate::shm::ShmPtr;
 use crate::sync::lock;
@@ -72,9 +72,10 @@ impl Ongoing {
         (last + self.timeout).saturating_sub(self.started.elapsed())
     }
 
-    pub(crate) fn sequence(&self) -> u64 {
+    /// The collective: its mesh, its sequence number and this rank's call.
+    pub(crate) fn collective(&self) -> Collective {
         match self.channel {
-            Channel::Collective(c) => c.sequence,
+            Channel::Collective(c) => c,
             _ => unreachable!("an ongoing collective travels on a collective channel"),
         }
     }
@@ -86,7 +87,10 @@ impl Ongoing {
 /// and tells which process each rank of this node is and whether its offer of data is still open. The
 /// collectives reach the mesh through it and nothing else.
 pub(crate) struct Exchange<'m> {
+    /// The mesh the collective runs on: its ranks are this exchange's.
     mesh: &'m Mesh,
+    /// The job's servers and links, which know ranks by their rank in the job.
+    job: &'m Job,
     ongoing: Ongoing,
 }
 
@@ -117,21 +121,23 @@ impl Mesh {
         let sequence = self.collective_sequence.fetch_add(1, Ordering::Relaxed);
         let root = root.map(|r| u32::try_from(r.0).unwrap_or(u32::MAX));
         let call = Call { operation, root, data };
-        let mut matching = lock(&self.matching);
-        matching.begin(sequence, call);
-        let news = self.look_for_news(&mut matching, sequence, op, usize::MAX);
+        let collective = Collective { group: self.group.id, sequence, call };
+        let job = &*self.job;
+        let mut matching = lock(&job.matching);
+        matching.begin(collective.group, sequence, call);
+        let news = job.look_for_news(&mut matching, collective, op, usize::MAX);
         drop(matching);
-        self.tell_untold();
+        job.tell_untold();
         news?;
-        let channel = Channel::Collective(Collective { sequence, call });
-        Ok(Exchange { mesh: self, ongoing: Ongoing::new(channel, op, self.config.timeout) })
+        let channel = Channel::Collective(collective);
+        Ok(Exchange { mesh: self, job, ongoing: Ongoing::new(channel, op, job.config.timeout) })
     }
 }
 
 impl<'m> Exchange<'m> {
     /// This rank.
     pub(crate) fn rank(&self) -> Rank {
-        self.mesh.rank
+        self.mesh.rank()
     }
 
     /// The number of ranks.
@@ -169,7 +175,10 @@ impl<'m> Exchange<'m> {
     ) -> Result<T> {
         match &result {
             Err(Error::CollectiveMismatch { .. } | Error::PeerLost { .. }) | Ok(_) => {}
-            Err(error) => self.mesh.report_failure(self.ongoing.channel, dependents.into_iter(), error),
+            Err(error) => {
+                let dependents = dependents.into_iter().map(|rank| self.job_rank(rank));
+                self.job.report_failure(self.ongoing.channel, dependents, error)
+            }
         }
         result
     }
@@ -179,7 +188,10 @@ impl<'m> Exchange<'m> {
     pub(crate) fn receive_from_one_of(&self, senders: &[Rank]) -> Result<Incoming> {
         let suspect = (senders.len() == 1).then(|| senders[0]);
         self.receive(Source::Any, suspect).map_err(|error| match error {
-            Error::Timeout { op, after, .. } => self.mesh.give_up_on_one_of(senders, op, after),
+            Error::Timeout { op, after, .. } => {
+                let senders: Vec<Rank> = senders.iter().map(|&rank| self.job_rank(rank)).collect();
+                self.job.give_up_on_one_of(&senders, op, after)
+            }
             other => other,
         })
     }
@@ -187,7 +199,7 @@ impl<'m> Exchange<'m> {
     /// After a peer left the call early: the news that made it leave when it comes within
     /// [`GONE_GRACE`] (a mismatch, a lost rank, a failure it reported), else `otherwise`.
     pub(crate) fn news_or(&self, otherwise: Error) -> Error {
-        self.mesh.news_or(&self.ongoing, otherwise)
+        self.job.news_or(&self.ongoing, otherwise)
     }
 
     /// The process of `rank`, when it runs on this node: the only ranks whose memory this rank reads. (A
@@ -197,32 +209,44 @@ impl<'m> Exchange<'m> {
         let topology = &self.mesh.topology;
         let same_node =
             topology.node_of(rank).is_some() && topology.node_of(rank) == topology.node_of(self.rank());
-        same_node.then(|| self.mesh.peers[rank.0].pid)
+        same_node.then(|| self.job.peers[self.job_rank(rank).0].pid)
     }
 
     /// Opens an offer of this rank's: readers may copy from the buffers it names until it is dropped.
     pub(crate) fn open_offer(&self) -> Result<Offer> {
-        self.mesh.offer_words.open(self.mesh.token, self.rank())
+        self.job.offer_words.open(self.job.token, self.job.rank)
     }
 
     /// True when `holder`'s offer `id`, whose word is at `at`, is still open.
     pub(crate) fn offer_still_open(&self, holder: Rank, at: &ShmPtr, id: u64) -> bool {
-        let prefix = offer_words::prefix(self.mesh.token, holder);
-        self.mesh.offer_words.still_open(&prefix, holder, at, id)
+        let holder = self.job_rank(holder);
+        let prefix = offer_words::prefix(self.job.token, holder);
+        self.job.offer_words.still_open(&prefix, holder, at, id)
+    }
+
+    /// The job's rank of this mesh's `rank`.
+    fn job_rank(&self, rank: Rank) -> Rank {
+        self.mesh.group.job_rank(rank)
+    }
+
+    /// The link to this mesh's `rank`.
+    fn link(&self, rank: Rank) -> Result<&'m Link> {
+        self.mesh.check_rank(rank)?;
+        self.job.link(self.job_rank(rank))
     }
 }
 
 impl Exchange<'_> {
     /// Sends `parts` to `to` as one message of the collective.
     pub(crate) fn send(&self, to: Rank, parts: &[&[u8]]) -> Result<()> {
-        let (link, channel) = (self.mesh.link(to)?, self.ongoing.channel);
+        let (link, channel) = (self.link(to)?, self.ongoing.channel);
         let mut meta = None;
         self.send_with_room(to, link, |wait, watch| {
-            if self.mesh.send_short(link, channel, parts)? {
+            if self.job.send_short(link, channel, parts)? {
                 return Ok(());
             }
             let meta = meta.get_or_insert_with(|| {
-                let mut meta = LbmMeta::new(self.mesh.envelope(channel, false));
+                let mut meta = LbmMeta::new(self.job.envelope(channel, false));
                 meta.bulks = parts.iter().map(|p| Bulk::source(p, Default::default())).collect();
                 meta
             });
@@ -233,13 +257,13 @@ impl Exchange<'_> {
     /// Sends received payloads on to `to` in the collective, without copying them (but for small ones,
     /// which the fast path copies into the peer's ring).
     pub(crate) fn forward(&self, to: Rank, mut payloads: Vec<Payload>) -> Result<()> {
-        let (link, channel) = (self.mesh.link(to)?, self.ongoing.channel);
-        let mut meta = LbmMeta::new(self.mesh.envelope(channel, false));
+        let (link, channel) = (self.link(to)?, self.ongoing.channel);
+        let mut meta = LbmMeta::new(self.job.envelope(channel, false));
         meta.bulks = payloads.iter().map(|p| Bulk::descriptor(p.len(), Default::default())).collect();
         let count = payloads.len();
         self.send_with_room(to, link, |wait, watch| {
             let parts: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
-            if self.mesh.send_short(link, channel, &parts)? {
+            if self.job.send_short(link, channel, &parts)? {
                 return Ok(());
             }
             let (error, back) = match link.forward(&meta, std::mem::take(&mut payloads), wait, watch) {
@@ -255,10 +279,24 @@ impl Exchange<'_> {
     }
 
     /// Receives the collective's next message from `from`; past the deadline `suspect` (when named) is
-    /// taken as lost.
+    /// taken as lost. The message's source is this mesh's rank of its sender.
     pub(crate) fn receive(&self, from: Source, suspect: Option<Rank>) -> Result<Incoming> {
+        let from = match from {
+            Source::Rank(rank) => {
+                self.mesh.check_rank(rank)?;
+                Source::Rank(self.job_rank(rank))
+            }
+            Source::Any => Source::Any,
+        };
         let want = wanted(self.ongoing.channel, from);
-        let incoming = self.mesh.receive_within(want, from, self.ongoing.op, self.ongoing.left(), suspect)?;
+        let suspect = suspect.map(|rank| self.job_rank(rank));
+        let mut incoming =
+            self.job.receive_within(want, from, self.ongoing.op, self.ongoing.left(), suspect)?;
+        incoming.source = self.mesh.group.rank_of(incoming.source).ok_or_else(|| Error::BadPeerMessage {
+            rank: incoming.source.0,
+            op: self.ongoing.op,
+            reason: "a message of this mesh's collective from a rank outside it".into(),
+        })?;
         self.ongoing.progressed();
         Ok(incoming)
     }
@@ -274,8 +312,8 @@ impl Exchange<'_> {
         link: &Link,
         mut send: impl FnMut(Duration, Option<Watch<'_>>) -> Result<()>,
     ) -> Result<()> {
-        let (mesh, ongoing) = (self.mesh, &self.ongoing);
-        let mut look = || mesh.take_in_while_sending(Some((ongoing.sequence(), ongoing.op)));
+        let (mesh, ongoing, to) = (self.job, &self.ongoing, self.job_rank(to));
+        let mut look = || mesh.take_in_while_sending(Some((ongoing.collective(), ongoing.op)));
         let mut wait = if link.queues() { Duration::ZERO } else { ongoing.left() };
         let sent = loop {
             match send(wait, mesh.watch(&mut look)) {
@@ -325,9 +363,13 @@ mod tests {
     #[test]
     fn the_deadline_counts_from_the_last_progress() {
         let call = Call::new(Operation::Gather, Some(0));
-        let channel = Channel::Collective(Collective { sequence: 3, call });
+        let channel = Channel::Collective(Collective {
+            group: super::super::envelope::GroupId::WORLD,
+            sequence: 3,
+            call,
+        });
         let ongoing = Ongoing::new(channel, "gather", Duration::from_secs(60));
-        assert_eq!(ongoing.sequence(), 3);
+        assert_eq!(ongoing.collective().sequence, 3);
         std::thread::sleep(Duration::from_millis(300));
         let before = ongoing.left();
         assert!(before <= Duration::from_millis(59_700), "{before:?}");

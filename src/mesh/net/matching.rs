@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use super::arrivals::{Arrivals, Arrived};
-use super::envelope::{Call, Channel, Envelope, Mismatch};
+use super::envelope::{Call, Channel, Envelope, GroupId, Mismatch};
 use super::short;
 use crate::error::{Error, Result};
 use crate::mesh::types::{Rank, Source, Tag};
@@ -44,12 +44,13 @@ pub(crate) struct Loss {
 /// What a receive asks for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Want {
-    /// An application message with this tag.
-    User(Tag, Source),
-    /// A message of this rank's collective `sequence` (its call recorded with [`Matching::begin`]) from
-    /// the source; `None` takes no data (only checks what has arrived). A message of the sequence that
-    /// reports its sender's failure is taken from any rank, with `None` too.
-    Collective(u64, Option<Source>),
+    /// An application message of the mesh with this tag (the source a rank of the job's mesh).
+    User(GroupId, Tag, Source),
+    /// A message of this rank's collective `sequence` on the mesh (its call recorded with
+    /// [`Matching::begin`]) from the source (a rank of the job's mesh); `None` takes no data (only
+    /// checks what has arrived). A message of the sequence that reports its sender's failure is taken
+    /// from any rank, with `None` too.
+    Collective(GroupId, u64, Option<Source>),
     /// Nothing: only take in notices.
     Notices,
 }
@@ -70,7 +71,7 @@ pub(crate) struct Matching {
     arrived_from: Vec<u64>,
     loss: Option<Loss>,
     out_of_step: Option<Mismatch>,
-    calls: VecDeque<(u64, Call)>,
+    calls: VecDeque<(GroupId, u64, Call)>,
     waiting_on: HashMap<Rank, Rank>,
 }
 
@@ -84,12 +85,13 @@ enum Verdict {
 }
 
 impl Matching {
-    /// Remembers this rank's call for collective `sequence`, to check messages of that sequence against.
-    pub(crate) fn begin(&mut self, sequence: u64, call: Call) {
+    /// Remembers this rank's call for collective `sequence` of mesh `group`, to check messages of that
+    /// sequence against.
+    pub(crate) fn begin(&mut self, group: GroupId, sequence: u64, call: Call) {
         if self.calls.len() == CALLS_REMEMBERED {
             self.calls.pop_front();
         }
-        self.calls.push_back((sequence, call));
+        self.calls.push_back((group, sequence, call));
     }
 
     /// Returns the first message (queued or arriving within `timeout`) that `want` asks for. Messages
@@ -156,17 +158,21 @@ impl Matching {
                 self.out_of_step.get_or_insert(mismatch);
                 Verdict::Drop
             }
-            (Channel::User(tag), Want::User(wanted, from))
-                if tag == wanted && from.admits(message.source) =>
+            (Channel::User(group, tag), Want::User(wanted_group, wanted, from))
+                if group == wanted_group && tag == wanted && from.admits(message.source) =>
             {
                 Verdict::Take
             }
-            (Channel::Collective(theirs), Want::Collective(current, from)) if theirs.sequence <= current => {
-                let Some(&(_, ours)) = self.calls.iter().find(|(s, _)| *s == theirs.sequence) else {
+            (Channel::Collective(theirs), Want::Collective(group, current, from))
+                if theirs.group == group && theirs.sequence <= current =>
+            {
+                let ours = self.calls.iter().find(|(g, s, _)| *g == group && *s == theirs.sequence);
+                let Some(&(_, _, ours)) = ours else {
                     return Verdict::Drop; // older than every call remembered
                 };
                 if theirs.call != ours {
                     return Verdict::Mismatch(Mismatch {
+                        group,
                         sequence: theirs.sequence,
                         rank: rank.0 as u32,
                         call: ours,
@@ -258,7 +264,9 @@ impl Matching {
     /// rank while this rank sends to it go on, whatever else of the call this rank already holds.
     fn held_bytes(&self, want: Want) -> usize {
         let counted = |message: &&Incoming| match (message.channel, want) {
-            (Channel::Collective(theirs), Want::Collective(current, _)) => theirs.sequence > current,
+            (Channel::Collective(theirs), Want::Collective(group, current, _)) => {
+                theirs.group != group || theirs.sequence > current
+            }
             _ => true,
         };
         self.unexpected.iter().filter(counted).flat_map(|m| &m.payloads).map(|p| p.len()).sum()
@@ -310,7 +318,7 @@ fn is_shared_memory(error: &Error) -> bool {
 fn names_ranks(channel: Channel, size: usize) -> bool {
     let in_range = |rank: u32| (rank as usize) < size;
     match channel {
-        Channel::User(_) => true,
+        Channel::User(..) => true,
         Channel::Collective(c) => c.call.root.is_none_or(in_range),
         Channel::PeerLost(rank) | Channel::WaitingOn(rank) => in_range(rank),
         Channel::OutOfStep(m) => in_range(m.rank) && in_range(m.peer),
@@ -320,8 +328,8 @@ fn names_ranks(channel: Channel, size: usize) -> bool {
 /// What a receive on `channel` from `from` asks the matching queue for.
 pub(crate) fn wanted(channel: Channel, from: Source) -> Want {
     match channel {
-        Channel::User(tag) => Want::User(tag, from),
-        Channel::Collective(c) => Want::Collective(c.sequence, Some(from)),
+        Channel::User(group, tag) => Want::User(group, tag, from),
+        Channel::Collective(c) => Want::Collective(c.group, c.sequence, Some(from)),
         _ => Want::Notices,
     }
 }
@@ -339,16 +347,21 @@ mod tests {
 
     fn message(source: usize, sequence: u64, root: u32, failed: bool) -> Incoming {
         let call = Call::new(Operation::Broadcast, Some(root));
-        let channel = Channel::Collective(Collective { sequence, call });
+        let channel = Channel::Collective(Collective { group: GroupId::WORLD, sequence, call });
         Incoming { source: Rank(source), channel, failed, payloads: Vec::new() }
+    }
+
+    /// What a receive in collective `sequence` of the job's mesh asks for.
+    fn collective(sequence: u64, from: Option<Source>) -> Want {
+        Want::Collective(GroupId::WORLD, sequence, from)
     }
 
     #[test]
     fn a_collective_message_is_judged_by_its_call_before_its_source() {
         let mut matching = Matching::default();
         let me = Rank(1);
-        matching.begin(5, Call::new(Operation::Broadcast, Some(0)));
-        let want = |from| Want::Collective(5, Some(from));
+        matching.begin(GroupId::WORLD, 5, Call::new(Operation::Broadcast, Some(0)));
+        let want = |from| collective(5, Some(from));
         // The call asked for, from the rank asked for: taken; from another rank: kept for a later step,
         // unless it reports a failure.
         assert_eq!(
@@ -362,6 +375,7 @@ mod tests {
         assert_eq!(matching.verdict(&message(2, 5, 0, true), want(Source::Rank(Rank(0))), me), Verdict::Take);
         // Another root, from any rank, even one not asked for, and even when only checking: a mismatch.
         let expected = Verdict::Mismatch(Mismatch {
+            group: GroupId::WORLD,
             sequence: 5,
             rank: 1,
             call: Call::new(Operation::Broadcast, Some(0)),
@@ -369,19 +383,28 @@ mod tests {
             peer_call: Call::new(Operation::Broadcast, Some(2)),
         });
         assert_eq!(matching.verdict(&message(2, 5, 2, false), want(Source::Rank(Rank(0))), me), expected);
-        assert_eq!(matching.verdict(&message(2, 5, 2, false), Want::Collective(5, None), me), expected);
+        assert_eq!(matching.verdict(&message(2, 5, 2, false), collective(5, None), me), expected);
         // Only checking: data waits, a failure notice of this collective is taken.
-        assert_eq!(matching.verdict(&message(0, 5, 0, false), Want::Collective(5, None), me), Verdict::Keep);
-        assert_eq!(matching.verdict(&message(2, 5, 0, true), Want::Collective(5, None), me), Verdict::Take);
+        assert_eq!(matching.verdict(&message(0, 5, 0, false), collective(5, None), me), Verdict::Keep);
+        assert_eq!(matching.verdict(&message(2, 5, 0, true), collective(5, None), me), Verdict::Take);
         // A later collective's message waits; a leftover of this one, once past, is dropped, as is one
         // older than every call remembered; application receives leave collective messages alone.
         assert_eq!(matching.verdict(&message(0, 6, 3, false), want(Source::Any), me), Verdict::Keep);
-        assert_eq!(matching.verdict(&message(0, 5, 0, false), Want::Collective(6, None), me), Verdict::Drop);
+        assert_eq!(matching.verdict(&message(0, 5, 0, false), collective(6, None), me), Verdict::Drop);
         assert_eq!(matching.verdict(&message(0, 4, 0, false), want(Source::Any), me), Verdict::Drop);
         assert_eq!(
-            matching.verdict(&message(0, 5, 2, false), Want::User(Tag(1), Source::Any), me),
+            matching.verdict(&message(0, 5, 2, false), Want::User(GroupId::WORLD, Tag(1), Source::Any), me),
             Verdict::Keep
         );
+        // Another mesh's collective of the same sequence number is not this one's: it waits, whatever
+        // its call.
+        let mut other = message(2, 5, 2, false);
+        other.channel = Channel::Collective(Collective {
+            group: GroupId(9),
+            sequence: 5,
+            call: Call::new(Operation::Gather, Some(1)),
+        });
+        assert_eq!(matching.verdict(&other, want(Source::Any), me), Verdict::Keep);
     }
 
     #[test]

@@ -18,19 +18,19 @@ pub(crate) mod short;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use self::envelope::{Channel, Envelope};
+use self::envelope::{Channel, Collective, Envelope};
 use self::exchange::LOOKAHEAD_BYTES;
 use self::link::Link;
 use self::matching::{peer_failed, Incoming, Matching, Receive, Want};
 use super::types::{Rank, Source};
-use super::Mesh;
+use super::Job;
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
 use crate::transport::same_node::Watch;
 use crate::transport::Options;
 
-impl Mesh {
+impl Job {
     /// The link to `to`, made on first use.
     pub(crate) fn link(&self, to: Rank) -> Result<&Link> {
         self.check_rank(to)?;
@@ -85,16 +85,19 @@ impl Mesh {
     /// thread holds the matching queue, does nothing: that thread takes the messages in.
     ///
     /// It runs inside a link's send, so it must not send itself (the link is busy): a mismatch it finds
-    /// is told to the other ranks by [`Mesh::tell_untold`] once the send returned. Returns whether it
+    /// is told to the other ranks by [`Job::tell_untold`] once the send returned. Returns whether it
     /// looked (false when another thread held the matching queue).
-    pub(crate) fn take_in_while_sending(&self, collective: Option<(u64, &'static str)>) -> Result<bool> {
+    pub(crate) fn take_in_while_sending(
+        &self,
+        collective: Option<(Collective, &'static str)>,
+    ) -> Result<bool> {
         let mut matching = match self.matching.try_lock() {
             Ok(matching) => matching,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
         };
         match collective {
-            Some((sequence, op)) => self.look_for_news(&mut matching, sequence, op, LOOKAHEAD_BYTES),
+            Some((collective, op)) => self.look_for_news(&mut matching, collective, op, LOOKAHEAD_BYTES),
             // A point-to-point send takes in whatever came: the peer may send this rank many large
             // messages before it receives, as it may over ZeroMQ (which queues them).
             None => self.take(&mut matching, (Duration::ZERO, usize::MAX), Want::Notices, "send").map(drop),
@@ -104,7 +107,7 @@ impl Mesh {
 
     /// Receives from the matching queue what `want` asks for, within the timeout of `intake` (taking in
     /// messages from the server while those waiting unasked for hold fewer bytes than its second part: see
-    /// [`Matching::receive`]). A mismatch this rank finds is kept for [`Mesh::tell_untold`], which the
+    /// [`Matching::receive`]). A mismatch this rank finds is kept for [`Job::tell_untold`], which the
     /// caller runs once it let the matching queue go (and, inside a send, once the send returned).
     pub(crate) fn take(
         &self,
@@ -127,7 +130,7 @@ impl Mesh {
         })
     }
 
-    /// Locks the matching queue and [`take`](Mesh::take)s from it; then, with the matching queue let go
+    /// Locks the matching queue and [`take`](Job::take)s from it; then, with the matching queue let go
     /// (telling may wait for a send), tells every other rank of a mismatch found.
     pub(crate) fn take_and_tell(
         &self,
@@ -175,18 +178,18 @@ impl Mesh {
         }
     }
 
-    /// Fails if news has come that ends collective `sequence`: a lost rank, ranks out of step (a message
+    /// Fails if news has come that ends `collective`: a lost rank, ranks out of step (a message
     /// of another call for this or a recent sequence number), a rank's failure in it. Takes in without
     /// waiting what has arrived, while the messages waiting unasked for hold fewer than `hold_at_most`
     /// bytes.
     pub(crate) fn look_for_news(
         &self,
         matching: &mut Matching,
-        sequence: u64,
+        collective: Collective,
         op: &'static str,
         hold_at_most: usize,
     ) -> Result<()> {
-        let want = Want::Collective(sequence, None);
+        let want = Want::Collective(collective.group, collective.sequence, None);
         match self.take(matching, (Duration::ZERO, hold_at_most), want, op)? {
             // Only a failure notice is taken when no source is asked for.
             Some(notice) => Err(peer_failed(notice, op)),

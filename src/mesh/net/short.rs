@@ -6,7 +6,7 @@
 //! ```text
 //! token u64 | source u32 | channel u8 | failed u8 | operation u8 | has root u8 | tag or root u32 |
 //! parts u32 | sequence u64 | count u64 | element size u32 | element name u32 | has data u8 |
-//! has count u8 | reduction u8 | 5 zero bytes | length u32 per part | the parts' bytes
+//! has count u8 | reduction u8 | 5 zero bytes | mesh u64 | length u32 per part | the parts' bytes
 //! ```
 //!
 //! Only application messages and collectives' messages take this form (the notices of failures take
@@ -15,14 +15,14 @@
 
 #![forbid(unsafe_code)]
 
-use super::envelope::{Call, Channel, Collective, Data, Envelope, Operation};
+use super::envelope::{Call, Channel, Collective, Data, Envelope, GroupId, Operation};
 use crate::mesh::typed::Datatype;
 use crate::mesh::types::Tag;
 use crate::transport::same_node::SHORT_MAX;
 use crate::transport::Payload;
 
 /// The fixed words before the parts' lengths.
-const FIXED: usize = 56;
+const FIXED: usize = 64;
 /// The most parts a short message carries (a collective's message has two or three).
 pub(crate) const MAX_PARTS: usize = 8;
 
@@ -44,15 +44,16 @@ impl Head {
         if parts.len() > MAX_PARTS || total > SHORT_MAX {
             return None;
         }
-        let (kind, operation, root, word, sequence, data) = match envelope.channel? {
-            Channel::User(tag) => (USER, 0, 0, tag.0, 0, None),
-            Channel::Collective(Collective { sequence, call }) => (
+        let (kind, operation, root, word, sequence, data, group) = match envelope.channel? {
+            Channel::User(group, tag) => (USER, 0, 0, tag.0, 0, None, group),
+            Channel::Collective(Collective { group, sequence, call }) => (
                 COLLECTIVE,
                 operation_code(call.operation),
                 u8::from(call.root.is_some()),
                 call.root.unwrap_or(0),
                 sequence,
                 call.data,
+                group,
             ),
             _ => return None,
         };
@@ -69,6 +70,7 @@ impl Head {
             bytes[44..48].copy_from_slice(&element.name.to_le_bytes());
             bytes[48..51].copy_from_slice(&[1, u8::from(count.is_some()), reduction]);
         }
+        bytes[56..64].copy_from_slice(&group.0.to_le_bytes());
         for (i, part) in parts.iter().enumerate() {
             bytes[FIXED + 4 * i..FIXED + 4 * i + 4].copy_from_slice(&(part.len() as u32).to_le_bytes());
         }
@@ -93,16 +95,17 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Envelope, Vec<Payload>), Str
     let [kind, failed, operation, root] = [fixed[12], fixed[13], fixed[14], fixed[15]];
     let (word, count, sequence) = (u32_at(16), u32_at(20) as usize, u64_at(24));
     let channel = match (kind, root) {
-        (USER, 0) if operation == 0 && sequence == 0 => Channel::User(Tag(word)),
+        (USER, 0) if operation == 0 && sequence == 0 => Channel::User(GroupId(u64_at(56)), Tag(word)),
         (COLLECTIVE, 0 | 1) if root == 1 || word == 0 => {
             let operation = operation_of(operation).ok_or_else(|| format!("operation {operation}"))?;
             let root = (root == 1).then_some(word);
             let data = data_of(fixed)?;
-            Channel::Collective(Collective { sequence, call: Call { operation, root, data } })
+            let call = Call { operation, root, data };
+            Channel::Collective(Collective { group: GroupId(u64_at(56)), sequence, call })
         }
         _ => return Err(format!("channel {kind} with root flag {root}")),
     };
-    if fixed[51..] != [0; 5] || (kind == USER && fixed[32..51] != [0; 19]) {
+    if fixed[51..56] != [0; 5] || (kind == USER && fixed[32..51] != [0; 19]) {
         return Err("reserved bytes that are not 0".into());
     }
     let failed = match failed {
@@ -210,16 +213,25 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_only_those_that_fit_take_the_short_form() {
-        let user =
-            Envelope { token: 0xfeed_f00d, source: 3, channel: Some(Channel::User(Tag(7))), failed: false };
+        let user = Envelope {
+            token: 0xfeed_f00d,
+            source: 3,
+            channel: Some(Channel::User(GroupId(3), Tag(7))),
+            failed: false,
+        };
         let call = Call::new(Operation::Gather, Some(2));
         let collective = Envelope {
-            channel: Some(Channel::Collective(Collective { sequence: u64::MAX - 1, call })),
+            channel: Some(Channel::Collective(Collective {
+                group: GroupId::WORLD,
+                sequence: u64::MAX - 1,
+                call,
+            })),
             failed: true,
             ..user
         };
         let all_to_all = Envelope {
             channel: Some(Channel::Collective(Collective {
+                group: GroupId(5),
                 sequence: 9,
                 call: Call::new(Operation::AllToAll, None),
             })),
@@ -228,6 +240,7 @@ mod tests {
         let data = Data { element: Datatype::of::<f64>(), count: Some(3), reduction: 1 };
         let typed = Envelope {
             channel: Some(Channel::Collective(Collective {
+                group: GroupId(5),
                 sequence: 4,
                 call: Call { operation: Operation::AllReduce, root: None, data: Some(data) },
             })),
@@ -236,6 +249,7 @@ mod tests {
         let varcount = Data { count: None, reduction: 0, ..data };
         let gather = Envelope {
             channel: Some(Channel::Collective(Collective {
+                group: GroupId(5),
                 sequence: 5,
                 call: Call { operation: Operation::AllGather, root: None, data: Some(varcount) },
             })),
@@ -278,7 +292,12 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_with_a_reason_never_a_panic() {
-        let user = Envelope { token: 1, source: 0, channel: Some(Channel::User(Tag(1))), failed: false };
+        let user = Envelope {
+            token: 1,
+            source: 0,
+            channel: Some(Channel::User(GroupId::WORLD, Tag(1))),
+            failed: false,
+        };
         let good = encode(&user, &[b"abcd", b"ef"]);
         let mut cases: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
         let mut set = |at: usize, value: u8| {
