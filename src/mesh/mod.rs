@@ -22,6 +22,12 @@
 //! ```
 //! See `examples/distributed.rs` for the whole program.
 //!
+//! Messages and collective buffers are bytes or slices of any plain-data type (`f64`, a `#[repr(C)]`
+//! struct deriving `bytemuck::Pod`), moved with no conversion copy; the collectives include barrier,
+//! all-reduce, reduce, reduce-scatter and all-gather, folded in one fixed order (see
+//! [`collectives`]). [`Mesh::split`] makes meshes of subsets of the ranks (the rows and columns of a
+//! 2-D decomposition) that share this one's servers and links.
+//!
 //! Inside: `bootstrap/` forms the mesh; `net/` moves messages (links to peers, the servers messages
 //! arrive at, matching them to receives, and `Exchange`, the one seam
 //! between the collectives and the transports); `collectives/` holds each collective as a function of

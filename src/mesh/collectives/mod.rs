@@ -1,5 +1,5 @@
-//! Collectives on the mesh, named after rsmpi's: broadcast, scatter, gather and all-to-all, and the
-//! shared broadcast.
+//! Collectives on the mesh, named after rsmpi's: broadcast, scatter, gather and all-to-all, the shared
+//! broadcast, and the typed ones: barrier, all-reduce, reduce, reduce-scatter and all-gather.
 //!
 //! Every rank calls the same collectives in the same order. Each call takes the next sequence number,
 //! and every message it sends carries it, so consecutive collectives never mix data, and a rank that is
@@ -19,16 +19,33 @@
 //! error naming the problem and tells the ranks waiting on it, which fail at once with that reason
 //! ([`Error::PeerFailed`](crate::Error::PeerFailed)) instead of at their deadline.
 //!
+//! # Typed data
+//! Every buffer is a `Vec<T>` or a `[T]` of a plain-data element type `T` ([`Buffer`]; `u8` for bytes,
+//! `f64`, a `#[repr(C)]` struct deriving `bytemuck::Pod`), moved as its own bytes with no conversion
+//! copy. The typed collectives take slices of `T` and reduce with an [`Op`] on the integers and floats
+//! ([`Reducible`]) or with a function of the user's, `|acc: &mut [T], next: &[T]|`, on any `T`.
+//!
+//! # The fixed order of reductions
+//! Every reducing collective combines in one fixed order, whatever its algorithm and size: the ranks
+//! grouped by node (nodes in the order of their lowest rank), each node's ranks combined first in
+//! increasing rank order, `((x0 ⊕ x1) ⊕ x2) ...`, then the nodes' results in node order the same way.
+//! On one node that is plain rank order. Each element's result is computed once, by one rank, and
+//! copied to the ranks that receive it, so every rank holds the same bits, and a run with the same
+//! ranks and placement gives the same bits again. (MPI promises neither: its algorithm, and so the
+//! order, changes with size and placement.) A function of the user's must be associative for the
+//! result to be the mathematical one across nodes; it need not be commutative.
+//!
 //! # Mismatched calls
-//! Every message of a collective carries its sequence number and its sender's call: the operation and
-//! the root (sizes need no check of their own: a broadcast's total travels with each piece and is
+//! Every message of a collective carries its sequence number and its sender's call: the operation, the
+//! root, and for a typed collective its element type, count and reduction (the byte-level ones' sizes
+//! need no check of their own: a broadcast's total travels with each piece and is
 //! checked against the receive buffer; chunk counts are checked against the rank count before anything
 //! is sent). A rank compares the call of every message of its current or a recent sequence number with
 //! its own call before it uses any data (a broadcast's non-root takes its first piece from any rank, so
 //! a rank that thinks it is the root is caught there too). On a difference it fails at once with
 //! [`Error::CollectiveMismatch`](crate::Error::CollectiveMismatch), naming both calls, and tells every
-//! rank; from then on every collective of every rank fails at once with that error (the ranks are out
-//! of step; point to point still works). No rank returns success with data of another call.
+//! rank; from then on every collective of every rank, on every mesh of the job, fails at once with
+//! that error (the ranks are out of step; point to point still works). No rank returns success with data of another call.
 //!
 //! What is and is not caught:
 //! - A message of another call that reaches a rank is caught, at once if the rank waits in that

@@ -1,12 +1,6 @@
 //! Reductions: the built-in operations ([`Op`]) on the element types they apply to ([`Reducible`]), and
-//! a user's function over two slices, both as a [`Reduction`] the reducing collectives combine with.
-//!
-//! Every reducing collective combines in one fixed order, whatever its algorithm and size: the ranks
-//! grouped by node (nodes in the order of their lowest rank), each node's ranks combined first in
-//! increasing rank order, `((x0 ⊕ x1) ⊕ x2) ...`, then the nodes' results in node order the same way.
-//! On one node that is plain rank order. Each element's result is computed once, by one rank, and
-//! copied to the ranks that receive it, so every rank holds the same bits, and a run with the same
-//! ranks and placement gives the same bits again. (MPI promises neither.)
+//! a user's function over two slices, both as a [`Reduction`] the reducing collectives combine with,
+//! in the fixed order the collectives' docs give.
 
 #![forbid(unsafe_code)]
 
@@ -132,7 +126,7 @@ floats!(f32, f64);
 /// How a reducing collective combines two vectors of `T`: a built-in [`Op`] on a [`Reducible`] type, or
 /// a user's function `|acc: &mut [T], next: &[T]|` that sets each `acc[i]` to `acc[i] ⊕ next[i]` (for
 /// any plain-data `T`, as a `#[repr(C)]` struct). The function is called on pieces of the vectors, in the
-/// fixed order of the [module docs](self), from several threads at once for large vectors: it must give
+/// [fixed order](crate::mesh::collectives#the-fixed-order-of-reductions), from several threads at once for large vectors: it must give
 /// each element's result from that element alone.
 pub trait Reduction<T>: Sync {
     /// `acc[i] = acc[i] ⊕ next[i]`; both have the same length.
