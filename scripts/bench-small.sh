@@ -30,24 +30,4 @@ for run in $(seq "$runs"); do
     } 2>/dev/null | tee "$file"
     echo "bench-small: run $run in $file" >&2
 done
-# Each table names its benchmark and rank count in its title and its columns in the line that starts with
-# "size"; a row starts with the size, two words ("8 B").
-python3 - "$out" "$runs" <<'EOF'
-import re, sys
-
-out, runs = sys.argv[1], int(sys.argv[2])
-ratios = {}
-for run in range(1, runs + 1):
-    title = column = None
-    for line in open(f"{out}/small-run{run}.txt"):
-        words = line.split()
-        if m := re.match(r"# lbm-bench (\S+): (\d+) ranks", line):
-            title, column = f"{m[1]}, {m[2]} ranks", None
-        elif words[:1] == ["size"] and "lightbeam/mpi" in words:
-            column = words.index("lightbeam/mpi") + 1
-        elif title and column and len(words) > column and not line.startswith("#"):
-            ratios.setdefault(f"{title}, {words[0]} {words[1]}", []).append(words[column])
-print("\nlightbeam/mpi in each run (time: below 1 is Lightbeam faster; bandwidth: above 1 is)")
-for figure, values in ratios.items():
-    print(f"{figure:<30}" + "".join(f"{v:>8}" for v in values))
-EOF
+ratios small

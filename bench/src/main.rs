@@ -14,6 +14,7 @@ mod halo;
 mod p2p;
 mod plot;
 mod raw;
+mod reductions;
 mod report;
 mod series;
 mod sizes;
@@ -32,6 +33,7 @@ use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
 use crate::collectives::Collective;
+use crate::reductions::Typed;
 use crate::report::{BenchmarkRun, Metric, Record, Run, Table};
 use crate::series::{Peers, Series};
 use crate::sizes::{parse_size, show_size};
@@ -87,7 +89,8 @@ struct Cli {
     /// Write every figure to this CSV file.
     #[arg(long, global = true)]
     csv: Option<PathBuf>,
-    /// Draw an SVG plot of each benchmark (with `all`, one file per benchmark: NAME-latency.svg, ...).
+    /// Draw an SVG plot of each benchmark (with `all`, one file per benchmark: NAME-latency.svg, ...;
+    /// none for the barrier, which has no sizes).
     #[arg(long, global = true)]
     plot: Option<PathBuf>,
 }
@@ -127,12 +130,22 @@ enum Which {
     /// Lightbeam's shared broadcast from rank 0 (one read-only copy per node, prepared by the root off
     /// the clock; each rank drops its view after each iteration) beside MPI_Bcast.
     BcastShared,
+    /// All-reduce: every rank's `size` bytes of f64 summed, the sum on every rank (osu_allreduce).
+    #[command(alias = "all-reduce")]
+    Allreduce,
+    /// Reduce to rank 0: every rank's `size` bytes of f64 summed (osu_reduce).
+    Reduce,
+    /// All-gather, `size` bytes of f64 from each rank to every rank (osu_allgather).
+    #[command(alias = "all-gather")]
+    Allgather,
+    /// Barrier (osu_barrier): no data, so one row, at 0 B, whatever the sizes.
+    Barrier,
     /// Every benchmark above, in that order (multi-latency only with an even number of ranks).
     All,
 }
 
 impl Which {
-    const EACH: [Self; 9] = [
+    const EACH: [Self; 13] = [
         Self::Latency,
         Self::Bandwidth,
         Self::MultiLatency,
@@ -142,6 +155,10 @@ impl Which {
         Self::Gather,
         Self::Alltoall,
         Self::BcastShared,
+        Self::Allreduce,
+        Self::Reduce,
+        Self::Allgather,
+        Self::Barrier,
     ];
 
     fn name(self) -> &'static str {
@@ -155,6 +172,10 @@ impl Which {
             Self::Gather => "gather",
             Self::Alltoall => "alltoall",
             Self::BcastShared => "bcast-shared",
+            Self::Allreduce => "allreduce",
+            Self::Reduce => "reduce",
+            Self::Allgather => "allgather",
+            Self::Barrier => "barrier",
             Self::All => "all",
         }
     }
@@ -170,12 +191,24 @@ impl Which {
         }
     }
 
+    /// The typed collective (or barrier) this benchmark measures, if it is one.
+    fn typed(self) -> Option<Typed> {
+        match self {
+            Self::Allreduce => Some(Typed::AllReduce),
+            Self::Reduce => Some(Typed::Reduce),
+            Self::Allgather => Some(Typed::AllGather),
+            Self::Barrier => Some(Typed::Barrier),
+            _ => None,
+        }
+    }
+
     fn series(self) -> &'static [Series] {
         match (self, self.collective()) {
             (Self::MultiLatency, _) => &Series::PAIRS,
             (Self::Halo, _) => &Series::HALO,
             (_, Some(Collective::BcastShared)) => &Series::SHARED,
             (_, Some(_)) => &Series::COLLECTIVE,
+            _ if self.typed().is_some() => &Series::TYPED,
             (_, None) => &Series::POINT_TO_POINT,
         }
     }
@@ -185,8 +218,8 @@ impl Which {
         matches!(self, Self::Latency | Self::Bandwidth)
     }
 
-    /// Why this benchmark cannot run on `ranks` ranks, if it cannot.
-    fn unfit(self, ranks: usize) -> Option<&'static str> {
+    /// Why this benchmark cannot run on `ranks` ranks with these `sizes`, if it cannot.
+    fn unfit(self, ranks: usize, sizes: &[usize]) -> Option<&'static str> {
         match self {
             Self::Latency | Self::Bandwidth | Self::All if ranks < 2 => {
                 Some("latency and bandwidth need 2 ranks or more (mpirun -n 2)")
@@ -195,6 +228,11 @@ impl Which {
                 Some("multi-latency pairs the ranks: it needs an even number of them (mpirun -n 2, 4, ...)")
             }
             Self::Halo if ranks < 2 => Some("halo needs 2 ranks or more (mpirun -n 2)"),
+            Self::Allreduce | Self::Reduce | Self::Allgather
+                if sizes.iter().any(|s| s % reductions::ELEMENT != 0) =>
+            {
+                Some("allreduce, reduce and allgather send f64 elements: every size a multiple of 8 bytes")
+            }
             _ => None,
         }
     }
@@ -223,7 +261,8 @@ impl Which {
             Self::MultiLatency => ranks * size,
             Self::Halo => 2 * ranks * size,
             Self::Bandwidth => p2p::window(size) * size,
-            Self::Alltoall => size * ranks * others,
+            Self::Alltoall | Self::Allgather => size * ranks * others,
+            Self::Allreduce => 2 * size * others,
             _ => size * others,
         }
     }
@@ -235,6 +274,9 @@ impl Which {
         series: Series,
         size: usize,
     ) -> Result<Box<dyn Trial + 'p>, String> {
+        if let Some(typed) = self.typed() {
+            return Ok(Box::new(typed.trial(peers, series, size)?));
+        }
         Ok(match (self, self.collective()) {
             (Self::Latency, _) => Box::new(p2p::PingPong::new(peers, series, size)),
             (Self::Bandwidth, _) => Box::new(p2p::Stream::new(peers, series, size)),
@@ -243,6 +285,14 @@ impl Which {
             (_, Some(collective)) => Box::new(collective.trial(peers, series, size)?),
             (_, None) => unreachable!("`all` runs each benchmark in turn"),
         })
+    }
+
+    /// The sizes this benchmark measures: the barrier's one row has none.
+    fn sizes(self, sizes: &[usize]) -> &[usize] {
+        match self {
+            Self::Barrier => &[0],
+            _ => sizes,
+        }
     }
 
     /// Turns an iteration's seconds into the microseconds the table reports: one way for latency, per
@@ -263,9 +313,6 @@ impl Cli {
         if let Some(name) = self.series.iter().flatten().find(|name| !known.contains(&name.as_str())) {
             return Err(format!("unknown series {name:?}: choose from {}", known.join(", ")));
         }
-        if let Some(reason) = self.benchmark.unfit(ranks) {
-            return Err(reason.into());
-        }
         let mut sizes = self.sizes.clone().unwrap_or_else(sizes::default_sizes);
         sizes.retain(|&s| self.max_size.is_none_or(|max| s <= max));
         if sizes.is_empty() {
@@ -273,6 +320,12 @@ impl Cli {
         }
         if sizes.contains(&0) {
             return Err("message sizes start at 1 byte".into());
+        }
+        if let Some(reason) = self.benchmark.unfit(ranks, &sizes) {
+            return Err(reason.into());
+        }
+        if self.benchmark == Which::Barrier && self.plot.is_some() {
+            return Err("the barrier has one figure and no sizes: nothing to plot (leave out --plot)".into());
         }
         Ok(sizes)
     }
@@ -285,16 +338,18 @@ impl Cli {
         Schedule { warmup: self.warmup.unwrap_or((iterations / 10).max(1)), iterations }
     }
 
-    /// The benchmarks to run: the one asked for, or with `all` every one that fits the rank count (rank
-    /// 0 says which it leaves out).
-    fn benchmarks(&self, me: usize, ranks: usize) -> Vec<Which> {
+    /// The benchmarks to run: the one asked for, or with `all` every one that fits the rank count and
+    /// the sizes (rank 0 says which it leaves out).
+    fn benchmarks(&self, me: usize, ranks: usize, sizes: &[usize]) -> Vec<Which> {
         if self.benchmark != Which::All {
             return vec![self.benchmark];
         }
         let (fit, unfit): (Vec<Which>, Vec<Which>) =
-            Which::EACH.into_iter().partition(|w| w.unfit(ranks).is_none());
+            Which::EACH.into_iter().partition(|w| w.unfit(ranks, sizes).is_none());
         if me == 0 {
-            for reason in unfit.into_iter().filter_map(|w| w.unfit(ranks)) {
+            let mut reasons: Vec<&str> = unfit.into_iter().filter_map(|w| w.unfit(ranks, sizes)).collect();
+            reasons.dedup();
+            for reason in reasons {
                 eprintln!("lbm-bench: left out of all: {reason}");
             }
         }
@@ -308,7 +363,7 @@ impl Cli {
     }
 
     fn plot_path(&self, which: Which) -> Option<PathBuf> {
-        let path = self.plot.as_ref()?;
+        let path = self.plot.as_ref().filter(|_| which != Which::Barrier)?;
         if self.benchmark != Which::All {
             return Some(path.clone());
         }
@@ -352,6 +407,7 @@ fn run_benchmark(
     // blocking Lightbeam receive, not in an MPI barrier that would spin on the cores the two need.
     let pair = (which.between_first_two() && n > 2)
         .then(|| peers.world.split_by_color(if me < 2 { Color::with_value(0) } else { Color::undefined() }));
+    let sizes = which.sizes(sizes);
     let peers = match &pair {
         None => *peers,
         Some(Some(comm)) => Peers { world: comm, ..*peers },
@@ -464,7 +520,7 @@ fn main() -> ExitCode {
     let raw = or_abort(&world, raw::RawMesh::connect(&world, &mesh));
     let peers = Peers { world: &world, mesh: &mesh, zmq_mesh: &zmq_mesh, raw: &raw };
     or_abort(&world, peers.connect_all());
-    let benchmarks = cli.benchmarks(peers.rank(), peers.size());
+    let benchmarks = cli.benchmarks(peers.rank(), peers.size(), &sizes);
     let transport = format!("{:?}", cli.transport).to_lowercase();
     if peers.rank() == 0 {
         println!(

@@ -68,6 +68,8 @@ impl Series {
     pub(crate) const PAIRS: [Self; 4] = [Self::LIGHTBEAM, Self::LIGHTBEAM_ZMQ, Self::ZMQ_COPY, Self::MPI];
     /// The halo exchange: both meshes, and MPI's non-blocking calls.
     pub(crate) const HALO: [Self; 3] = [Self::LIGHTBEAM, Self::LIGHTBEAM_ZMQ, Self::MPI];
+    /// The typed collectives and the barrier: both meshes and MPI's own calls (no raw ZeroMQ version).
+    pub(crate) const TYPED: [Self; 3] = [Self::LIGHTBEAM, Self::LIGHTBEAM_ZMQ, Self::MPI];
     /// The shared broadcast has no counterpart but MPI's broadcast.
     pub(crate) const SHARED: [Self; 2] = [Self::LIGHTBEAM, Self::MPI];
 

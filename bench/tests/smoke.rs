@@ -74,6 +74,19 @@ fn pairs_and_the_halo_run_at_two_and_four_ranks() {
 }
 
 #[test]
+fn typed_collectives_and_the_barrier_run_at_two_and_four_ranks() {
+    for ranks in [2, 4] {
+        for subcommand in ["allreduce", "reduce", "allgather"] {
+            quick(ranks, subcommand, 3 + 2); // both meshes and MPI, each mesh over MPI
+        }
+        let run = bench(ranks, &["barrier", "--iterations", "3", "--warmup", "1"]);
+        assert!(run.stdout.contains(&format!("# lbm-bench barrier: {ranks} ranks, tcp")), "{}", run.stdout);
+        assert_eq!(row(&run.stdout, "0 B").len(), 3 + 2, "{}", run.stdout);
+        assert!(!run.stdout.contains("8 B"), "the barrier measures one row:\n{}", run.stdout);
+    }
+}
+
+#[test]
 fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     let dir = std::env::temp_dir().join(format!("lbm-bench-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -93,7 +106,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
         paths[2],
     ];
     let run = bench(4, &args);
-    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 9, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 13, "{}", run.stdout);
     assert!(run
         .stdout
         .contains("# lbm-bench latency: 4 ranks, tcp (ranks 0 and 1 measure, the others wait)"));
@@ -102,25 +115,28 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     assert_eq!(document["ranks"], 4);
     let benchmarks = document["benchmarks"].as_array().unwrap();
     let names: Vec<&str> = benchmarks.iter().map(|b| b["benchmark"].as_str().unwrap()).collect();
-    let expected = "latency bandwidth multi-latency halo bcast scatter gather alltoall bcast-shared";
+    let expected = "latency bandwidth multi-latency halo bcast scatter gather alltoall bcast-shared \
+                    allreduce reduce allgather barrier";
     assert_eq!(names.join(" "), expected);
     let mut records = 0;
     for benchmark in benchmarks {
         let list = benchmark["records"].as_array().unwrap();
         let series = match benchmark["benchmark"].as_str() {
             Some("bcast-shared") => 2, // lightbeam's shared broadcast and MPI_Bcast
-            Some("halo") => 3,         // both meshes and MPI
+            Some("halo" | "allreduce" | "reduce" | "allgather" | "barrier") => 3, // both meshes and MPI
             _ if list.iter().any(|r| r["series"] == "zmq-zerocopy") => 6,
             _ => 4,
         };
-        assert_eq!(list.len(), 2 * series, "{benchmark}");
+        let sizes = if benchmark["benchmark"] == "barrier" { 1 } else { 2 };
+        assert_eq!(list.len(), sizes * series, "{benchmark}");
         assert!(list.iter().all(|r| r["median_us"].as_f64().unwrap() > 0.0 && r["iterations"] == 2));
         records += list.len();
     }
     let table = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(table.lines().count(), 1 + records);
     assert!(table.starts_with("benchmark,ranks,transport,series,size"));
-    for name in names {
+    assert!(!dir.join("run-barrier.svg").exists(), "the barrier has no sizes to plot");
+    for name in names.into_iter().filter(|&name| name != "barrier") {
         let plot = std::fs::read_to_string(dir.join(format!("run-{name}.svg"))).unwrap();
         assert!(plot.starts_with("<svg") && plot.contains("lightbeam") && plot.contains("mpi"), "{name}");
     }
@@ -131,7 +147,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
 fn all_at_an_odd_rank_count_leaves_out_multi_latency() {
     let run = bench(3, &["all", "--sizes", "8", "--iterations", "2", "--warmup", "1"]);
     assert!(run.stderr.contains("left out of all: multi-latency pairs the ranks"), "{}", run.stderr);
-    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 8, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 12, "{}", run.stdout);
     assert!(run.stdout.contains("# lbm-bench halo: 3 ranks") && !run.stdout.contains("multi-latency"));
 }
 
@@ -168,6 +184,8 @@ fn bad_arguments_end_the_job_with_a_reason() {
         (1, &["latency"][..], "need 2 ranks or more"),
         (3, &["multi-latency"][..], "needs an even number of them"),
         (1, &["halo"][..], "halo needs 2 ranks or more"),
+        (2, &["allreduce", "--sizes", "8,12"][..], "every size a multiple of 8 bytes"),
+        (2, &["barrier", "--plot", "barrier.svg"][..], "nothing to plot"),
     ] {
         let run = mpirun(ranks, LIMIT, BENCH, args);
         assert!(!run.success, "{args:?} succeeded");
