@@ -15,14 +15,14 @@ use std::borrow::Cow;
 use bytemuck::Pod;
 use rayon::prelude::*;
 
-use super::broadcast;
 use super::buffers::Landing;
 use super::plan::Plan;
 use super::reduction::Reduction;
+use super::{broadcast, bruck};
 use crate::error::{Error, Result};
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;
-use crate::mesh::topology::Node;
+use crate::mesh::topology::{Node, Topology};
 use crate::mesh::typed::elements;
 use crate::mesh::types::{Rank, Source};
 
@@ -54,6 +54,44 @@ pub(super) fn fold<T: Pod + Send + Sync, P: AsRef<[T]>>(
     for part in parts {
         combine(acc, part.as_ref(), reduction);
     }
+}
+
+/// Every rank's `send` gathered to every rank in log2 n rounds and folded in the fixed order into
+/// `result`, where one is given (every rank folds alike, so all hold the same bits).
+pub(super) fn gather_and_fold<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    send: &[T],
+    result: Option<&mut [T]>,
+    reduction: &dyn Reduction<T>,
+) -> Result<()> {
+    let bytes: &[u8] = bytemuck::cast_slice(send);
+    let blocks = bruck::all_gather(x, bytes, Some(bytes.len()))?;
+    let Some(result) = result else { return Ok(()) };
+    let vectors = blocks.iter().map(|block| elements::<T>(x.op(), block)).collect::<Result<Vec<_>>>()?;
+    fold_in_fixed_order(x.topology(), &vectors, result, reduction);
+    Ok(())
+}
+
+/// Every rank's vector (`vectors`, by rank) folded into `result` in the fixed order: each node's ranks,
+/// then the nodes' results.
+pub(super) fn fold_in_fixed_order<T: Pod + Send + Sync, V: AsRef<[T]>>(
+    topology: &Topology,
+    vectors: &[V],
+    result: &mut [T],
+    reduction: &dyn Reduction<T>,
+) {
+    let node_ranks = (0..topology.node_count()).map(|node| topology.ranks_on(Node(node)).expect("a node"));
+    if topology.node_count() == 1 {
+        return fold(result, vectors.iter().map(AsRef::as_ref), reduction);
+    }
+    let node_results: Vec<Vec<T>> = node_ranks
+        .map(|ranks| {
+            let mut acc = vectors[ranks[0].0].as_ref().to_vec();
+            fold(&mut acc, ranks.iter().map(|rank| vectors[rank.0].as_ref()), reduction);
+            acc
+        })
+        .collect();
+    fold(result, node_results, reduction);
 }
 
 /// Every rank's `send` folded in the fixed order into `result` at `root` (which alone passes a

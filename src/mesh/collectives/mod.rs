@@ -80,6 +80,7 @@
 mod all_gather;
 mod all_to_all;
 mod broadcast;
+mod bruck;
 pub(crate) mod buffers;
 mod by_node;
 mod combine;

@@ -89,11 +89,18 @@ pub(crate) enum Swap {
 /// How a reducing collective or an all-gather moves its vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reach {
+    /// Every rank gathers every rank's vector in log2 n rounds (`bruck.rs`) and folds them itself.
+    Rounds,
     /// Every rank's vector through the queues to its node's leader and the root, the result back.
     Queues,
     /// On one node, each rank folds its share straight from every rank's memory (`shares.rs`).
     Shares,
 }
+
+/// A reducing collective's or an all-gather's vector of at most this many bytes per rank goes to every
+/// rank in log2 n rounds (each rank then folds them all itself): a round costs one message time,
+/// however many ranks, and the vectors stay small enough for the same-node fast path.
+pub(crate) const ROUNDS_UP_TO: usize = 256;
 
 /// On one node a reducing collective's vector of at least this many bytes per rank is folded by
 /// shares read in place: below it the offers and answers cost more than the copies through the queues.
@@ -215,17 +222,23 @@ impl Plan {
 
     /// How a reducing collective of `len` bytes per rank moves: every rank decides alike.
     pub(crate) fn reduce(&self, len: usize) -> Reach {
-        match len >= REDUCE_BY_SHARES_FROM && self.reads_in_place() {
-            true => Reach::Shares,
-            false => Reach::Queues,
+        if len <= ROUNDS_UP_TO {
+            Reach::Rounds
+        } else if len >= REDUCE_BY_SHARES_FROM && self.reads_in_place() {
+            Reach::Shares
+        } else {
+            Reach::Queues
         }
     }
 
     /// How an all-gather of blocks of `len` bytes moves: every rank decides alike.
     pub(crate) fn all_gather(&self, len: usize) -> Reach {
-        match len >= ALL_GATHER_BY_READS_FROM && self.reads_in_place() {
-            true => Reach::Shares,
-            false => Reach::Queues,
+        if len <= ROUNDS_UP_TO {
+            Reach::Rounds
+        } else if len >= ALL_GATHER_BY_READS_FROM && self.reads_in_place() {
+            Reach::Shares
+        } else {
+            Reach::Queues
         }
     }
 

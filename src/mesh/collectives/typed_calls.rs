@@ -9,7 +9,7 @@ use bytemuck::Pod;
 
 use super::plan::Reach;
 use super::reduction::Reduction;
-use super::{all_gather, combine, scatter_gather, shares};
+use super::{all_gather, bruck, combine, scatter_gather, shares};
 use crate::error::{Error, Result};
 use crate::mesh::net::envelope::{Data, Operation};
 use crate::mesh::net::exchange::Exchange;
@@ -68,11 +68,7 @@ impl Mesh {
     /// Returns once every rank has called `barrier`.
     pub fn barrier(&self) -> Result<()> {
         let x = self.begin_call("barrier", Operation::Barrier, None, None)?;
-        let nothing = |_: &mut [u8], _: &[u8]| {};
-        let mut result: [u8; 0] = [];
-        let at_root = (self.rank() == FOLDING_RANK).then_some(&mut result[..]);
-        combine::to_root(&x, FOLDING_RANK, &[], at_root, &nothing)?;
-        combine::spread(&x, &self.plan, FOLDING_RANK, &mut result)
+        bruck::all_gather(&x, &[], Some(0)).map(drop)
     }
 
     /// All-reduce: `recv` becomes every rank's `send` combined with `op` (an [`Op`](super::Op) such as
@@ -89,6 +85,7 @@ impl Mesh {
         let call = data::<T>(Some(send.len()), op.code());
         let x = self.begin_checked(op_name, Operation::AllReduce, None, call, checked)?;
         match self.plan.reduce(std::mem::size_of_val(send)) {
+            Reach::Rounds => combine::gather_and_fold(&x, send, Some(recv), &op),
             Reach::Shares => shares::all_reduce(&x, &self.plan, send, recv, &op),
             Reach::Queues => {
                 let at_root = (self.rank() == FOLDING_RANK).then_some(&mut *recv);
@@ -123,6 +120,7 @@ impl Mesh {
         let call = data::<T>(Some(send.len()), op.code());
         let x = self.begin_checked("reduce", Operation::Reduce, Some(root), call, checked)?;
         match self.plan.reduce(std::mem::size_of_val(send)) {
+            Reach::Rounds => combine::gather_and_fold(&x, send, Some(recv), &op),
             Reach::Shares => shares::reduce(&x, &self.plan, root, send, Some(recv), &op),
             Reach::Queues => combine::to_root(&x, root, send, Some(recv), &op),
         }
@@ -139,6 +137,7 @@ impl Mesh {
         let call = data::<T>(Some(send.len()), op.code());
         let x = self.begin_checked("reduce", Operation::Reduce, Some(root), call, checked)?;
         match self.plan.reduce(std::mem::size_of_val(send)) {
+            Reach::Rounds => combine::gather_and_fold(&x, send, None, &op),
             Reach::Shares => shares::reduce(&x, &self.plan, root, send, None, &op),
             Reach::Queues => combine::to_root(&x, root, send, None, &op),
         }
@@ -158,6 +157,12 @@ impl Mesh {
         let call = data::<T>(Some(send.len()), op.code());
         let x = self.begin_checked(op_name, Operation::ReduceScatter, None, call, checked)?;
         match self.plan.reduce(std::mem::size_of_val(send)) {
+            Reach::Rounds => {
+                let mut whole = send.to_vec();
+                combine::gather_and_fold(&x, send, Some(&mut whole), &op)?;
+                recv.copy_from_slice(&whole[self.rank().0 * recv.len()..][..recv.len()]);
+                Ok(())
+            }
             Reach::Shares => shares::reduce_scatter(&x, &self.plan, send, recv, &op),
             Reach::Queues => {
                 let block = recv.len();
@@ -190,6 +195,15 @@ impl Mesh {
         let call = data::<T>(Some(block), 0);
         let x = self.begin_checked("all_gather", Operation::AllGather, None, call, checked)?;
         match self.plan.all_gather(std::mem::size_of_val(send)) {
+            Reach::Rounds => {
+                let blocks =
+                    bruck::all_gather(&x, bytemuck::cast_slice(send), Some(std::mem::size_of_val(send)))?;
+                let places = recv.chunks_mut(block.max(1));
+                for (slot, block) in places.zip(&blocks) {
+                    bytemuck::cast_slice_mut::<T, u8>(slot).copy_from_slice(block);
+                }
+                Ok(())
+            }
             Reach::Shares => shares::all_gather(&x, &self.plan, send, recv),
             Reach::Queues => {
                 let arrived = all_gather::direct(&x, bytemuck::cast_slice(send))?;

@@ -144,6 +144,10 @@ impl Signal<'_> {
             return Ok(Some(value)); // no wait: before the clock is read
         }
         let started = Instant::now();
+        // A deadline already past (a look that must not wait) ends the wait before any poll.
+        if deadline.is_some_and(|deadline| started >= deadline) {
+            return Ok(None);
+        }
         if let Some(value) = poll_then_yield(&mut ready, deadline, started)? {
             return Ok(Some(value));
         }
@@ -263,7 +267,7 @@ fn poll_then_yield<T>(
                 note_preempted(now);
                 break; // the core is wanted elsewhere: yield it from now on
             }
-            if now - start >= poll {
+            if now - start >= poll || deadline.is_some_and(|deadline| now >= deadline) {
                 break;
             }
             last = now;
