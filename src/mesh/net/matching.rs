@@ -107,7 +107,9 @@ impl Matching {
         want: Want,
     ) -> Result<Option<Incoming>, Receive> {
         let deadline = LazyDeadline::new(timeout);
-        let mut queued = std::mem::take(&mut self.unexpected).into_iter();
+        // The queued messages are looked at in place, in order, from the first: a rank that many
+        // messages of later calls reached early pays for those it looks at, not for moving them all.
+        let mut at = 0;
         loop {
             let failure = match (self.loss, self.out_of_step, want) {
                 (Some(loss), _, _) => Some(Receive::Lost(loss)),
@@ -115,27 +117,43 @@ impl Matching {
                 _ => None,
             };
             if let Some(failure) = failure {
-                self.unexpected.extend(queued);
                 return Err(failure);
             }
-            let message = match queued.next() {
-                Some(message) => message,
-                None if self.held_bytes(want) >= hold_at_most => return Ok(None),
-                None => match self.next_message(server, token, size, &deadline).map_err(Receive::Failed)? {
-                    Some(message) => message,
+            // A message from the server once every queued one was looked at (`None`: the queued one at
+            // `at`).
+            let arrived = match at < self.unexpected.len() {
+                true => None,
+                // Counting the held bytes costs a pass over the queue: only a look-ahead bounds them.
+                false if hold_at_most != usize::MAX && self.held_bytes(want) >= hold_at_most => {
+                    return Ok(None)
+                }
+                false => match self.next_message(server, token, size, &deadline).map_err(Receive::Failed)? {
+                    Some(message) => Some(message),
                     None if deadline.left().is_zero() => return Ok(None),
                     None => continue,
                 },
             };
-            match self.verdict(&message, want, rank) {
-                Verdict::Take => {
-                    self.unexpected.extend(queued);
-                    return Ok(Some(message));
+            let verdict = match &arrived {
+                Some(message) if self.take_notice(message) => Verdict::Drop,
+                Some(message) => self.verdict(message, want, rank),
+                None => self.verdict(&self.unexpected[at], want, rank),
+            };
+            match (verdict, arrived) {
+                (Verdict::Take, Some(message)) => return Ok(Some(message)),
+                (Verdict::Take, None) => return Ok(self.unexpected.remove(at)),
+                (Verdict::Keep, arrived) => {
+                    self.unexpected.extend(arrived);
+                    at += 1;
                 }
-                Verdict::Keep => self.unexpected.push_back(message),
-                Verdict::Drop => {}
-                Verdict::Mismatch(mismatch) => {
-                    self.unexpected.extend(queued);
+                (Verdict::Drop, arrived) => {
+                    if arrived.is_none() {
+                        self.unexpected.remove(at);
+                    }
+                }
+                (Verdict::Mismatch(mismatch), arrived) => {
+                    if arrived.is_none() {
+                        self.unexpected.remove(at);
+                    }
                     self.out_of_step.get_or_insert(mismatch);
                     return Err(Receive::OutOfStep(mismatch, true));
                 }
@@ -143,21 +161,23 @@ impl Matching {
         }
     }
 
-    /// Takes in notices; says what `want` makes of any other message.
-    fn verdict(&mut self, message: &Incoming, want: Want, rank: Rank) -> Verdict {
+    /// Takes in `message` when it is a notice (a loss, a wait, ranks out of step): true when it was one.
+    /// Notices are never queued.
+    fn take_notice(&mut self, message: &Incoming) -> bool {
+        match message.channel {
+            Channel::PeerLost(lost) => {
+                self.record_loss(Loss { lost: Rank(lost as usize), reporter: message.source })
+            }
+            Channel::WaitingOn(on) => _ = self.waiting_on.insert(message.source, Rank(on as usize)),
+            Channel::OutOfStep(mismatch) => _ = self.out_of_step.get_or_insert(mismatch),
+            Channel::User(..) | Channel::Collective(_) => return false,
+        }
+        true
+    }
+
+    /// Says what `want` makes of a message that is not a notice.
+    fn verdict(&self, message: &Incoming, want: Want, rank: Rank) -> Verdict {
         match (message.channel, want) {
-            (Channel::PeerLost(lost), _) => {
-                self.record_loss(Loss { lost: Rank(lost as usize), reporter: message.source });
-                Verdict::Drop
-            }
-            (Channel::WaitingOn(on), _) => {
-                self.waiting_on.insert(message.source, Rank(on as usize));
-                Verdict::Drop
-            }
-            (Channel::OutOfStep(mismatch), _) => {
-                self.out_of_step.get_or_insert(mismatch);
-                Verdict::Drop
-            }
             (Channel::User(group, tag), Want::User(wanted_group, wanted, from))
                 if group == wanted_group && tag == wanted && from.admits(message.source) =>
             {
