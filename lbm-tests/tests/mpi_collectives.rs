@@ -1,9 +1,11 @@
-//! Collectives under real `mpirun` at 1 to 5 ranks: see `mpi_tests/collectives.rs`.
+//! Collectives under real `mpirun` at 1 to 5 ranks (the typed ones at 16 too): see
+//! `mpi_tests/collectives.rs` and `mpi_tests/typed.rs`.
 #![cfg(feature = "mpi")]
 
 use lbm_tests::mpirun::{self, expect_ok};
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_lbm-test-collectives");
+const TYPED: &str = env!("CARGO_BIN_EXE_lbm-test-typed");
 
 #[test]
 fn each_collective_matches_mpi_at_1_to_5_ranks_roots_first_and_last_sizes_0_to_64_mib() {
@@ -15,6 +17,49 @@ fn each_collective_matches_mpi_at_1_to_5_ranks_roots_first_and_last_sizes_0_to_6
             run.stdout
         );
     }
+}
+
+/// Every typed collective (barrier, all-reduce into and in place by each operation and by a user's
+/// function, reduce to roots 0 and n-1, reduce-scatter, all-gather and its varcount form, broadcast and
+/// scatter into typed buffers) at 8 B, 24 KiB and 1 MiB per rank against MPI: integers exactly, f64 sums
+/// bit for bit the documented fixed-order fold, the same bits on every rank, within rounding of MPI's
+/// sum; then bad input. At 1 to 5 ranks and at 16 (oversubscribed).
+#[test]
+fn typed_collectives_match_mpi_at_1_to_5_ranks_and_16_sizes_8_b_to_1_mib() {
+    for ranks in [1, 2, 3, 4, 5, 16] {
+        let run = expect_ok(ranks, TYPED, "typed", &[]);
+        assert!(
+            run.stdout.contains(&format!("agrees with MPI at 1048584 B on {ranks} ranks")),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+/// The typed collectives with single copies off on every rank (as where the kernel refuses them): the
+/// reducing calls and the all-gather take the queues at every size, and still agree with MPI.
+#[test]
+fn typed_collectives_match_mpi_without_single_copies() {
+    let off = "LIGHTBEAM_SINGLE_COPY=0";
+    let runs: [(usize, &[&str]); 2] =
+        [(2, &["-n", "2", "-x", off, TYPED, "typed"]), (4, &["-n", "4", "-x", off, TYPED, "typed"])];
+    expect_every_rank_ok(&runs, "typed");
+}
+
+/// Ranks that differ on single copies (rank 0 on, the others off, and the reverse), as the byte
+/// collectives' test above runs them. Ignored: the library fails it. Each rank chooses between the
+/// queues and the shares read in place by its own `MeshConfig::single_copy` (and its own record of
+/// refused reads), so from 16 KiB the ranks take different paths and every rank fails at once with
+/// `BadPeerMessage` ("not an offer", "a vector in several parts"). Enable it once they agree.
+#[test]
+#[ignore = "library bug: the reducing collectives' path is chosen from each rank's own single-copy setting"]
+fn typed_collectives_agree_when_ranks_differ_on_single_copies() {
+    let off = "LIGHTBEAM_SINGLE_COPY=0";
+    let runs: [(usize, &[&str]); 2] = [
+        (4, &["-n", "1", TYPED, "typed", ":", "-n", "3", "-x", off, TYPED, "typed"]),
+        (3, &["-n", "1", "-x", off, TYPED, "typed", ":", "-n", "2", TYPED, "typed"]),
+    ];
+    expect_every_rank_ok(&runs, "typed");
 }
 
 /// Scatter and gather from every root with chunks of different sizes (some 0 bytes), counting the

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multi-host tests: OpenMPI launches ranks into network-namespace hosts (cluster.sh) and Lightbeam moves the
 # data between their addresses. Covers the distributed example, every collective against MPI (with 2 ranks
-# per host too, and scatter and gather by node), the mesh,
+# per host too, and scatter and gather by node), every typed collective against MPI (with 2 ranks per host
+# too, where reductions fold node by node), the mesh,
 # the broadcast demo across 2 and 4 hosts, and faults: a link cut mid-broadcast and mid-all-to-all, and a
 # rank killed on one host. Always tears down every namespace, link and process it made. Needs root.
 # Run from the repository root after `cargo build --release --workspace --examples --bins`; scripts/test.sh does both.
@@ -51,12 +52,18 @@ for hosts in 2 4; do
     sed 's/^/  /' "$logs/distributed-$hosts.log"
     expect_ok "collectives-$hosts" "$hosts" each target/release/lbm-test-collectives each
     echo "cluster: every collective agrees with MPI on $hosts hosts"
+    expect_ok "typed-$hosts" "$hosts" typed target/release/lbm-test-typed typed
+    echo "cluster: every typed collective agrees with MPI on $hosts hosts"
     expect_ok "mesh-$hosts" "$((2 * hosts))" pairs target/release/lbm-test-mesh pairs
     echo "cluster: all pairs of $((2 * hosts)) ranks on $hosts hosts exchanged checksummed data"
     # Two ranks per host: shared memory within a host, ZeroMQ between hosts, in every collective; scatter
     # and gather by node, each counting that one message per other node reaches a gather's root.
     expect_ok "collectives-mixed-$hosts" "$((2 * hosts))" each target/release/lbm-test-collectives each
     echo "cluster: every collective agrees with MPI on $((2 * hosts)) ranks, 2 per host"
+    expect_ok "typed-mixed-$hosts" "$((2 * hosts))" typed target/release/lbm-test-typed typed
+    grep -q "agrees with MPI at 1048584 B on $((2 * hosts)) ranks, $hosts nodes" "$logs/typed-mixed-$hosts.log" ||
+        { cat "$logs/typed-mixed-$hosts.log" >&2; fail "typed-mixed-$hosts: not on $hosts nodes"; }
+    echo "cluster: every typed collective agrees with MPI on $((2 * hosts)) ranks, 2 per host, folded node by node"
     expect_ok "by-node-$hosts" "$((2 * hosts))" by-node target/release/lbm-test-collectives by-node
     grep -q "scatter and gather by node from every root on $((2 * hosts)) ranks, $hosts nodes" "$logs/by-node-$hosts.log" ||
         { cat "$logs/by-node-$hosts.log" >&2; fail "by-node-$hosts: not by node"; }
