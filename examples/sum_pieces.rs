@@ -94,7 +94,7 @@ fn run(world: &SimpleCommunicator) -> Result<()> {
     let mut everyone_agrees = 0u8;
     world.all_reduce_into(&u8::from(problem.is_none()), &mut everyone_agrees, SystemOperation::min());
     if let Some(problem) = problem {
-        return Err(format!("rank {me}: {problem}").into());
+        return Err(problem.into());
     }
     if everyone_agrees == 0 || totals.iter().any(|&t| t != totals[0]) {
         return Err("another rank's result disagrees".into());
