@@ -1,8 +1,8 @@
 //! A halo-exchange stencil: heat flowing along a rod, solved by Jacobi iteration. The rod's cells are
 //! split among the ranks; each iteration every rank swaps its edge cells with its neighbours
-//! (`mesh.send` / `mesh.recv`), replaces each cell by the mean of its two neighbours, and the ranks agree
-//! on the largest change anywhere (`mesh.all_reduce_into` with `Op::Max`) to decide when to stop. At the
-//! end the rod's total heat is summed (`Op::Sum`).
+//! (`mesh.send` / `mesh.recv_into`, as `f64`s), replaces each cell by the mean of its two neighbours,
+//! and the ranks agree on the largest change anywhere (`mesh.all_reduce_into` with `Op::Max`) to
+//! decide when to stop. At the end the rod's total heat is summed (`Op::Sum`).
 //!
 //! The same solver then runs with MPI carrying the messages (rsmpi's send/receive and all_reduce), and
 //! the two runs are compared. Halos are copies and a maximum is exact in any order, so both runs must
@@ -16,7 +16,6 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use lightbeam::bytemuck;
 use lightbeam::mesh::{Mesh, MeshConfig, Op, Rank, Source, Tag};
 use lightbeam::mpi::collective::SystemOperation;
 use lightbeam::mpi::point_to_point::{send_receive_into, Source as _}; // MPI's Source: its receive methods
@@ -91,21 +90,22 @@ fn solve(
     Ok(Solution { cells, iterations, change, heat, part, seconds: started.elapsed().as_secs_f64() })
 }
 
-/// The halo exchange over the mesh. Both sends go first: 8-byte messages are sent without waiting for
-/// the receiver, so no two neighbours wait on each other.
+/// The halo exchange over the mesh, as `f64`s. Both sends go first: 8-byte messages are sent without
+/// waiting for the receiver, so no two neighbours wait on each other. Each ghost cell is a one-element
+/// slice the neighbour's cell is received into.
 fn mesh_exchange(mesh: &Mesh, u: &mut [f64]) -> Result<()> {
     let (me, ranks, last) = (mesh.rank().0, mesh.size(), u.len() - 1);
     if me > 0 {
-        mesh.send(Rank(me - 1), LEFTWARD, bytemuck::bytes_of(&u[1]))?;
+        mesh.send(Rank(me - 1), LEFTWARD, &u[1..2])?;
     }
     if me + 1 < ranks {
-        mesh.send(Rank(me + 1), RIGHTWARD, bytemuck::bytes_of(&u[last - 1]))?;
+        mesh.send(Rank(me + 1), RIGHTWARD, &u[last - 1..last])?;
     }
     if me > 0 {
-        u[0] = bytemuck::pod_read_unaligned(mesh.recv(Source::Rank(Rank(me - 1)), RIGHTWARD)?.data());
+        mesh.recv_into(Source::Rank(Rank(me - 1)), RIGHTWARD, &mut u[..1])?;
     }
     if me + 1 < ranks {
-        u[last] = bytemuck::pod_read_unaligned(mesh.recv(Source::Rank(Rank(me + 1)), LEFTWARD)?.data());
+        mesh.recv_into(Source::Rank(Rank(me + 1)), LEFTWARD, &mut u[last..])?;
     }
     Ok(())
 }
