@@ -47,12 +47,9 @@ fn typed_collectives_match_mpi_without_single_copies() {
 }
 
 /// Ranks that differ on single copies (rank 0 on, the others off, and the reverse), as the byte
-/// collectives' test above runs them. Ignored: the library fails it. Each rank chooses between the
-/// queues and the shares read in place by its own `MeshConfig::single_copy` (and its own record of
-/// refused reads), so from 16 KiB the ranks take different paths and every rank fails at once with
-/// `BadPeerMessage` ("not an offer", "a vector in several parts"). Enable it once they agree.
+/// collectives' test above runs them: every rank must choose the same path for the typed collectives
+/// (the bootstrap tells each rank's setting), or they would fail at 16 KiB with `BadPeerMessage`.
 #[test]
-#[ignore = "library bug: the reducing collectives' path is chosen from each rank's own single-copy setting"]
 fn typed_collectives_agree_when_ranks_differ_on_single_copies() {
     let off = "LIGHTBEAM_SINGLE_COPY=0";
     let runs: [(usize, &[&str]); 2] = [

@@ -18,13 +18,20 @@ use crate::meta::LbmMeta;
 
 impl Job {
     /// Tells `ranks` that this rank failed in the collective on `channel`, so they fail at once instead of
-    /// waiting for their deadline. Best effort: a rank that cannot be told still has its deadline.
+    /// waiting for their deadline. Best effort: a rank that cannot be told still has its deadline. A
+    /// failure this rank only passes on (another rank's, which it was told) names that rank: the notice
+    /// carries the rank that failed after the reason.
     pub(crate) fn report_failure(&self, channel: Channel, ranks: impl Iterator<Item = Rank>, error: &Error) {
-        let text = error.to_string();
+        let (origin, text) = match error {
+            Error::PeerFailed { rank, reason, .. } => (*rank, reason.clone()),
+            other => (self.rank.0, other.to_string()),
+        };
+        let origin = (origin as u32).to_le_bytes();
         for rank in ranks.filter(|&r| r != self.rank) {
             if let Ok(link) = self.link(rank) {
                 let mut meta = LbmMeta::new(self.envelope(channel, true));
                 meta.bulks.push(Bulk::source(text.as_bytes(), Default::default()));
+                meta.bulks.push(Bulk::source(&origin, Default::default()));
                 // A rank that takes nothing within a moment (lost, or stuck) has its own deadline:
                 // waiting the whole send timeout for it would make every other rank learn late.
                 let _ = link.send(&meta, Some(FAILURE_NOTICE_WAIT), None);

@@ -229,8 +229,9 @@ impl Mesh {
         let group = Group::new(id, members, job.size(), job.rank);
         let topology = Topology::new(group.members.iter().map(|m| &job.peers[m.0].node));
         let routes: Vec<Route> = group.members.iter().map(|m| job.routes[m.0].clone()).collect();
+        let every_rank_copies = group.members.iter().all(|m| job.peers[m.0].single_copy);
         Self {
-            plan: Plan::new(&job.config, &topology, &routes),
+            plan: Plan::new(&job.config, &topology, &routes, every_rank_copies),
             topology,
             group,
             job,

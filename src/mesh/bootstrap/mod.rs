@@ -59,6 +59,9 @@ struct Record {
     /// The process's start time (see [`Process`]), so that a later process reusing the pid is not
     /// taken for it.
     start: u64,
+    /// The rank allows single copies ([`MeshConfig::single_copy`]): collectives that every rank of a
+    /// node must run alike read in place only when all of them do.
+    single_copy: bool,
     endpoints: Vec<String>,
 }
 
@@ -75,6 +78,8 @@ pub(super) struct Peer {
     pub(super) zeromq: Endpoint,
     /// The rank's shared-memory server (`shm://name`), when it has one.
     shared_memory: Option<String>,
+    /// The rank allows single copies.
+    pub(super) single_copy: bool,
 }
 
 /// The servers this rank bound: ZeroMQ's always, shared memory's unless ZeroMQ is forced.
@@ -151,7 +156,8 @@ fn read_announcement(rank: usize, bytes: &[u8]) -> std::result::Result<Peer, Str
         None => return Err(format!("rank {rank}: announced no ZeroMQ endpoint")),
     };
     // The shared-memory server comes in the second round.
-    Ok(Peer { node: record.node, pid: record.pid, start: record.start, zeromq, shared_memory: None })
+    let Record { node, pid, start, single_copy, .. } = record;
+    Ok(Peer { node, pid, start, zeromq, shared_memory: None, single_copy })
 }
 
 /// Binds this rank's servers and all-gathers every rank's record, in three rounds: the first agrees on
@@ -178,7 +184,8 @@ pub(super) fn bind_and_gather(boot: &dyn Bootstrap, config: &MeshConfig) -> Resu
         Ok((node, server)) => {
             let endpoints = vec![Server::address(server).to_owned()];
             let me = Process::current();
-            Ok(Record { node: node.clone(), pid: me.pid, start: me.start, endpoints })
+            let single_copy = config.single_copy;
+            Ok(Record { node: node.clone(), pid: me.pid, start: me.start, single_copy, endpoints })
         }
         Err(err) => Err(err.to_string()),
     };
@@ -303,6 +310,7 @@ mod tests {
             node: NodeId::named("here"),
             pid: 7,
             start: 9,
+            single_copy: true,
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
         };
         let good = encoded(&Ok(record(&["tcp://127.0.0.1:5555", "ipc:///tmp/lightbeam-x"])));

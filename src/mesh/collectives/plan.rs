@@ -126,24 +126,36 @@ pub(crate) struct Plan {
     one_node_shared: bool,
     /// Scatters and gathers go by node.
     by_node: bool,
+    /// The whole mesh on one node, every rank reached through shared memory, and every rank allows
+    /// single copies: the reducing collectives and the all-gather may read in place (every rank decides
+    /// alike from what the bootstrap told, whatever the kernel later refuses: a refused read asks for
+    /// the bytes within the call).
+    shares: bool,
     /// A rank was refused a copy from this rank's memory: reads in place stop.
     readers_refused: AtomicBool,
 }
 
 impl Plan {
-    /// The plan of a mesh formed with `config` over `topology`, reaching each rank by `routes`.
-    pub(crate) fn new(config: &MeshConfig, topology: &Topology, routes: &[Route]) -> Self {
+    /// The plan of a mesh formed with `config` over `topology`, reaching each rank by `routes`;
+    /// `every_rank_copies` when every rank allows single copies.
+    pub(crate) fn new(
+        config: &MeshConfig,
+        topology: &Topology,
+        routes: &[Route],
+        every_rank_copies: bool,
+    ) -> Self {
         let size = routes.len();
         let nodes = topology.node_count();
         let most = (0..nodes).filter_map(|n| topology.ranks_on(Node(n))).map(<[_]>::len).max();
+        let one_node_shared =
+            size > 1 && nodes == 1 && routes.iter().all(|route| route.transport() == Transport::SharedMemory);
         Self {
             pipeline_threshold: config.pipeline_threshold,
             chunk_size: config.chunk_size.max(1),
             single_copy_from: config.single_copy_from,
             single_copy: config.single_copy,
-            one_node_shared: size > 1
-                && nodes == 1
-                && routes.iter().all(|route| route.transport() == Transport::SharedMemory),
+            one_node_shared,
+            shares: one_node_shared && every_rank_copies,
             // A node's chunks must fit the bulks of one message (every rank sets `max_bulks` alike).
             by_node: nodes > 1 && nodes < size && most.is_some_and(|most| most < config.options.max_bulks),
             readers_refused: AtomicBool::new(false),
@@ -224,7 +236,7 @@ impl Plan {
     pub(crate) fn reduce(&self, len: usize) -> Reach {
         if len <= ROUNDS_UP_TO {
             Reach::Rounds
-        } else if len >= REDUCE_BY_SHARES_FROM && self.reads_in_place() {
+        } else if len >= REDUCE_BY_SHARES_FROM && self.shares {
             Reach::Shares
         } else {
             Reach::Queues
@@ -235,7 +247,7 @@ impl Plan {
     pub(crate) fn all_gather(&self, len: usize) -> Reach {
         if len <= ROUNDS_UP_TO {
             Reach::Rounds
-        } else if len >= ALL_GATHER_BY_READS_FROM && self.reads_in_place() {
+        } else if len >= ALL_GATHER_BY_READS_FROM && self.shares {
             Reach::Shares
         } else {
             Reach::Queues
@@ -274,7 +286,8 @@ mod tests {
                 false => Route::ZeroMq(endpoint.clone()),
             })
             .collect();
-        Plan::new(&config, &topology, &routes)
+        let copies = config.single_copy;
+        Plan::new(&config, &topology, &routes, copies)
     }
 
     #[test]

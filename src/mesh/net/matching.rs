@@ -357,7 +357,11 @@ pub(crate) fn wanted(channel: Channel, from: Source) -> Want {
 /// The error a rank's failure notice in a collective makes: the rank and its reason.
 pub(crate) fn peer_failed(notice: Incoming, op: &'static str) -> Error {
     let reason = notice.payloads.first().map(|p| String::from_utf8_lossy(p).into_owned());
-    Error::PeerFailed { rank: notice.source.0, op, reason: reason.unwrap_or_default() }
+    // The rank that failed, when the sender passes another's failure on.
+    let origin =
+        notice.payloads.get(1).and_then(|p| <[u8; 4]>::try_from(&p[..]).ok()).map(u32::from_le_bytes);
+    let rank = origin.map_or(notice.source.0, |origin| origin as usize);
+    Error::PeerFailed { rank, op, reason: reason.unwrap_or_default() }
 }
 
 #[cfg(test)]
