@@ -33,7 +33,7 @@ fn on_rows_and_columns(mesh: &Mesh, nodes: &[usize], columns: usize) -> lightbea
         for len in [8, 70 << 10] {
             every_collective(sub, len)?;
         }
-        for count in [1, 3001] {
+        for count in [1, 10_001] {
             every_typed_collective(sub, &sub_nodes, count)?;
         }
         // The split mesh's ranks are reached at the job's own servers.

@@ -12,8 +12,9 @@ mod common;
 use common::typed::every_typed_collective;
 use common::{config, run, run_ok};
 
-/// Counts that take the queues (up to 1000 f64: 8000 bytes) and the shares (from 16 KiB per rank).
-const COUNTS: [usize; 5] = [0, 1, 1000, 3001, 150_001];
+/// Counts that take every path: rounds (up to 256 bytes), the queues (800 B, 24 KiB), shares sent (80 KiB)
+/// and shares read (1.2 MB).
+const COUNTS: [usize; 6] = [0, 1, 100, 3001, 10_001, 150_001];
 
 fn one_node(n: usize) -> Vec<usize> {
     vec![0; n]
@@ -33,7 +34,7 @@ fn typed_collectives_on_one_node_from_1_to_5_ranks() {
 fn typed_collectives_on_one_node_with_16_ranks() {
     let nodes = one_node(16);
     run_ok(InProcess::ranks(16), &config(), |mesh| {
-        [1, 3001].iter().try_for_each(|&count| every_typed_collective(mesh, &nodes, count))
+        [1, 3001, 10_001].iter().try_for_each(|&count| every_typed_collective(mesh, &nodes, count))
     });
 }
 

@@ -25,15 +25,18 @@ use crate::mesh::net::matching::Incoming;
 use crate::mesh::topology::{Node, Topology};
 use crate::mesh::typed::elements;
 use crate::mesh::types::{Rank, Source};
+use crate::transport::same_node::spare_cores;
 
-/// A fold combines pieces of this many bytes on several threads at once, from twice as many on: below
-/// it waking the threads costs more than the combine.
+/// A fold combines pieces of this many bytes on several threads at once, from twice as many on, when
+/// the node has cores to spare: below it waking the threads costs more than the combine, and on a node
+/// with a rank on every core the threads only take turns with the ranks.
 const PARALLEL_COMBINE_PIECE: usize = 128 << 10;
 
-/// `acc = acc ⊕ next`, on several threads for large vectors (each element's result is the same).
+/// `acc = acc ⊕ next`, on several threads for large vectors on a node with cores to spare (each
+/// element's result is the same).
 pub(super) fn combine<T: Pod + Send + Sync>(acc: &mut [T], next: &[T], reduction: &dyn Reduction<T>) {
     let piece = (PARALLEL_COMBINE_PIECE / std::mem::size_of::<T>().max(1)).max(1);
-    match acc.len() >= 2 * piece {
+    match acc.len() >= 2 * piece && spare_cores() {
         true => {
             acc.par_chunks_mut(piece).zip(next.par_chunks(piece)).for_each(|(a, b)| reduction.combine(a, b))
         }

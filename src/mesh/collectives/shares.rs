@@ -19,7 +19,7 @@ use std::ops::Range;
 use bytemuck::Pod;
 
 use super::buffers::Land;
-use super::combine::combine;
+use super::combine::{combine, vector_of};
 use super::plan::Plan;
 use super::protocol::{self, Answer, Descriptor, Header, Message};
 use super::read_in_place::{answers, copy_in_pieces, descriptor, receive_bytes_from, send_bytes_to};
@@ -42,9 +42,19 @@ fn bytes_of<T>(range: Range<usize>) -> Range<usize> {
     range.start * size..range.end * size
 }
 
+/// A fold copies a later rank's share in pieces of this many bytes, each combined while it is in the
+/// cache: the share is read from memory once, not written to a scratch buffer and read back.
+const FOLD_PIECE: usize = 64 << 10;
+
+/// Copies `len` bytes at `offset` of a holder's piece into a room; false when the kernel refused.
+type Copy<'c> = dyn FnMut(usize, &mut [u8]) -> bool + 'c;
+
 /// Where the bytes a reader copies land, holder by holder in rank order.
 trait Reader {
-    /// Room for the piece of `holder`.
+    /// Copies `holder`'s piece in with `copy` and lands it: `Ok(false)`, with nothing landed, when the
+    /// kernel refused the first copy; an error when it refused one after the first.
+    fn copy_in(&mut self, holder: Rank, copy: &mut Copy<'_>) -> Result<bool>;
+    /// Room for the whole piece of `holder`, for the bytes it sends when the kernel refused the copy.
     fn room(&mut self, holder: Rank) -> &mut [u8];
     /// The piece of `holder` is in its room.
     fn landed(&mut self, holder: Rank);
@@ -52,10 +62,11 @@ trait Reader {
     fn own(&mut self);
 }
 
-/// A fold of one share: the first piece lands in the result itself, each later one in a scratch share
-/// that is then combined into it.
+/// A fold of one share: the first piece lands in the result itself, each later one is copied in
+/// pieces into a scratch piece and combined into it.
 struct Fold<'a, T> {
     acc: &'a mut [T],
+    /// One piece ([`FOLD_PIECE`]), or a whole share for bytes sent.
     scratch: Vec<T>,
     own: &'a [T],
     started: bool,
@@ -63,16 +74,39 @@ struct Fold<'a, T> {
 }
 
 impl<T: Pod + Send + Sync> Reader for Fold<'_, T> {
+    fn copy_in(&mut self, _holder: Rank, copy: &mut Copy<'_>) -> Result<bool> {
+        if !self.started {
+            self.started = copy(0, bytemuck::cast_slice_mut(self.acc));
+            return Ok(self.started);
+        }
+        let piece = (FOLD_PIECE / std::mem::size_of::<T>().max(1)).max(1);
+        self.scratch.resize(piece.min(self.acc.len()), T::zeroed());
+        for (i, acc) in self.acc.chunks_mut(piece).enumerate() {
+            let scratch = &mut self.scratch[..acc.len()];
+            if !copy(i * piece * std::mem::size_of::<T>(), bytemuck::cast_slice_mut(scratch)) {
+                return match i {
+                    0 => Ok(false),
+                    _ => Err(Error::Mesh("the kernel refused a copy part-way through a share".into())),
+                };
+            }
+            combine(acc, scratch, self.reduction);
+        }
+        Ok(true)
+    }
+
     fn room(&mut self, _holder: Rank) -> &mut [u8] {
         match self.started {
             false => bytemuck::cast_slice_mut(self.acc),
-            true => bytemuck::cast_slice_mut(&mut self.scratch),
+            true => {
+                self.scratch.resize(self.acc.len(), T::zeroed());
+                bytemuck::cast_slice_mut(&mut self.scratch)
+            }
         }
     }
 
     fn landed(&mut self, _holder: Rank) {
         if std::mem::replace(&mut self.started, true) {
-            combine(self.acc, &self.scratch, self.reduction);
+            combine(self.acc, &self.scratch[..self.acc.len()], self.reduction);
         }
     }
 
@@ -86,8 +120,7 @@ impl<T: Pod + Send + Sync> Reader for Fold<'_, T> {
 
 impl<'a, T: Pod + Send + Sync> Fold<'a, T> {
     fn new(acc: &'a mut [T], own: &'a [T], reduction: &'a dyn Reduction<T>) -> Self {
-        let scratch = vec![T::zeroed(); acc.len()];
-        Self { acc, scratch, own, started: false, reduction }
+        Self { acc, scratch: Vec::new(), own, started: false, reduction }
     }
 }
 
@@ -97,6 +130,10 @@ struct Place<'a> {
 }
 
 impl Reader for Place<'_> {
+    fn copy_in(&mut self, holder: Rank, copy: &mut Copy<'_>) -> Result<bool> {
+        Ok(copy(0, &mut *self.places[holder.0]))
+    }
+
     fn room(&mut self, holder: Rank) -> &mut [u8] {
         &mut *self.places[holder.0]
     }
@@ -152,11 +189,13 @@ fn round(
             continue;
         }
         let (_, at) = offers_left.next().expect("an offer per other holder");
-        let room = reader.room(*holder);
-        let from = Descriptor { address: at.address.wrapping_add(range.start as u64), ..at.clone() };
-        match asked.is_empty() && plan.single_copy() && copy_in_pieces(&from, room, plan.chunk_size()) {
-            true => reader.landed(*holder),
-            false => asked.push((*holder, range.len())),
+        let mut copy = |offset: usize, room: &mut [u8]| {
+            let address = at.address.wrapping_add((range.start + offset) as u64);
+            plan.single_copy()
+                && copy_in_pieces(&Descriptor { address, ..at.clone() }, room, plan.chunk_size())
+        };
+        if !(asked.is_empty() && reader.copy_in(*holder, &mut copy)?) {
+            asked.push((*holder, range.len()));
         }
     }
     for (holder, at) in &offers {
@@ -216,6 +255,109 @@ fn places<T: Pod>(recv: &mut [T], n: usize, shares: impl Fn(usize) -> Range<usiz
             bytemuck::cast_slice_mut(place)
         })
         .collect()
+}
+
+/// Sends share k of `send` to every other rank k and folds this rank's share `mine` (share `shares(me)`)
+/// from every rank's, taken in rank order: the reduce-scatter through the queues.
+fn reduce_scatter_by_sends<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    send: &[T],
+    shares: impl Fn(usize) -> Range<usize>,
+    mine: &mut [T],
+    reduction: &dyn Reduction<T>,
+) -> Result<()> {
+    let (me, n) = (x.rank().0, x.size());
+    for step in 1..n {
+        let k = (me + step) % n;
+        x.send(Rank(k), &[bytemuck::cast_slice(&send[shares(k)])])?;
+    }
+    let fold_in = |mine: &mut [T], part: &[T], first: bool| match first {
+        true => mine.copy_from_slice(part),
+        false => combine(mine, part, reduction),
+    };
+    for k in 0..n {
+        if k == me {
+            fold_in(mine, &send[shares(me)], k == 0);
+            continue;
+        }
+        let incoming = x.receive(Source::Rank(Rank(k)), Some(Rank(k)))?;
+        fold_in(mine, &vector_of::<T>(x, &incoming, mine.len())?, k == 0);
+    }
+    Ok(())
+}
+
+/// Sends this rank's share (place `me` of `places`) to `to` and lands the share of each of `from` in
+/// its place: the all-gather of shares through the queues.
+fn gather_sent(x: &Exchange<'_>, places: &mut [&mut [u8]], to: &[Rank], from: &[Rank]) -> Result<()> {
+    let me = x.rank().0;
+    for &rank in to {
+        x.send(rank, &[&*places[me]])?;
+    }
+    for &rank in from {
+        let incoming = x.receive(Source::Rank(rank), Some(rank))?;
+        match &incoming.payloads[..] {
+            [] if places[rank.0].is_empty() => {}
+            [only] if only.len() == places[rank.0].len() => places[rank.0].copy_from_slice(only),
+            _ => return Err(protocol::bad_message(&incoming, "a share of another size")),
+        }
+    }
+    Ok(())
+}
+
+/// All-reduce by shares sent through the queues: a reduce-scatter, then every rank sends its share to
+/// every other.
+pub(super) fn all_reduce_sent<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    send: &[T],
+    recv: &mut [T],
+    reduction: &dyn Reduction<T>,
+) -> Result<()> {
+    let (me, n, count) = (x.rank().0, x.size(), send.len());
+    let shares = |k| share(count, n, k);
+    let done = (|| {
+        reduce_scatter_by_sends(x, send, shares, &mut recv[shares(me)], reduction)?;
+        let others: Vec<Rank> = x.others().collect();
+        gather_sent(x, &mut places(recv, n, shares), &others, &others)
+    })();
+    x.or_report(x.others(), done)
+}
+
+/// Reduce by shares sent through the queues: a reduce-scatter, then every rank sends its share to the
+/// root.
+pub(super) fn reduce_sent<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    root: Rank,
+    send: &[T],
+    recv: Option<&mut [T]>,
+    reduction: &dyn Reduction<T>,
+) -> Result<()> {
+    let (me, n, count) = (x.rank().0, x.size(), send.len());
+    let shares = |k| share(count, n, k);
+    let done = (|| match recv {
+        Some(recv) => {
+            reduce_scatter_by_sends(x, send, shares, &mut recv[shares(me)], reduction)?;
+            let others: Vec<Rank> = x.others().collect();
+            gather_sent(x, &mut places(recv, n, shares), &[], &others)
+        }
+        None => {
+            let mut mine = vec![T::zeroed(); shares(me).len()];
+            reduce_scatter_by_sends(x, send, shares, &mut mine, reduction)?;
+            x.send(root, &[bytemuck::cast_slice(&mine)])
+        }
+    })();
+    x.or_report(x.others(), done)
+}
+
+/// Reduce-scatter by shares sent through the queues: the shares are the blocks.
+pub(super) fn reduce_scatter_sent<T: Pod + Send + Sync>(
+    x: &Exchange<'_>,
+    send: &[T],
+    recv: &mut [T],
+    reduction: &dyn Reduction<T>,
+) -> Result<()> {
+    let block = recv.len();
+    let done = reduce_scatter_by_sends(x, send, |k| k * block..(k + 1) * block, recv, reduction);
+    x.or_report(x.others(), done)
 }
 
 /// All-reduce by shares: a reduce-scatter round, then every rank copies every other share.

@@ -87,6 +87,7 @@ impl Mesh {
         match self.plan.reduce(std::mem::size_of_val(send)) {
             Reach::Rounds => combine::gather_and_fold(&x, send, Some(recv), &op),
             Reach::Shares => shares::all_reduce(&x, &self.plan, send, recv, &op),
+            Reach::SentShares => shares::all_reduce_sent(&x, send, recv, &op),
             Reach::Queues => {
                 let at_root = (self.rank() == FOLDING_RANK).then_some(&mut *recv);
                 combine::to_root(&x, FOLDING_RANK, send, at_root, &op)?;
@@ -122,6 +123,7 @@ impl Mesh {
         match self.plan.reduce(std::mem::size_of_val(send)) {
             Reach::Rounds => combine::gather_and_fold(&x, send, Some(recv), &op),
             Reach::Shares => shares::reduce(&x, &self.plan, root, send, Some(recv), &op),
+            Reach::SentShares => shares::reduce_sent(&x, root, send, Some(recv), &op),
             Reach::Queues => combine::to_root(&x, root, send, Some(recv), &op),
         }
     }
@@ -139,6 +141,7 @@ impl Mesh {
         match self.plan.reduce(std::mem::size_of_val(send)) {
             Reach::Rounds => combine::gather_and_fold(&x, send, None, &op),
             Reach::Shares => shares::reduce(&x, &self.plan, root, send, None, &op),
+            Reach::SentShares => shares::reduce_sent(&x, root, send, None, &op),
             Reach::Queues => combine::to_root(&x, root, send, None, &op),
         }
     }
@@ -164,6 +167,7 @@ impl Mesh {
                 Ok(())
             }
             Reach::Shares => shares::reduce_scatter(&x, &self.plan, send, recv, &op),
+            Reach::SentShares => shares::reduce_scatter_sent(&x, send, recv, &op),
             Reach::Queues => {
                 let block = recv.len();
                 if self.rank() != FOLDING_RANK {
@@ -205,7 +209,7 @@ impl Mesh {
                 Ok(())
             }
             Reach::Shares => shares::all_gather(&x, &self.plan, send, recv),
-            Reach::Queues => {
+            Reach::Queues | Reach::SentShares => {
                 let arrived = all_gather::direct(&x, bytemuck::cast_slice(send))?;
                 let blocks = recv.chunks_mut(block.max(1));
                 for (rank, (incoming, slot)) in arrived.iter().zip(blocks).enumerate() {

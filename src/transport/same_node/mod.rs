@@ -98,7 +98,7 @@ use self::receiver::Receiver;
 pub(crate) use self::record::SHORT_MAX;
 use self::sender::Sender;
 use self::wait::{deadline_after, far_future};
-pub(crate) use self::wait::{set_ranks_per_core, Watch};
+pub(crate) use self::wait::{set_ranks_per_core, spare_cores, Watch};
 use super::parts::{restore_parts, take_parts};
 use super::two_phase::TwoPhase;
 use super::{Client, FrameSource, Limits, Options, Payload, Protocol};

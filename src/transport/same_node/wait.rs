@@ -300,6 +300,13 @@ pub(crate) fn set_ranks_per_core(ranks: usize, cores: usize) {
     RANKS_PER_CORE_EIGHTHS.fetch_max(eighths, Relaxed);
 }
 
+/// True when the node has at least two cores for each rank of this process's mesh there (or when that is
+/// not known): only then do a rank's own extra threads find cores idle.
+pub(crate) fn spare_cores() -> bool {
+    let eighths = RANKS_PER_CORE_EIGHTHS.load(Relaxed);
+    eighths == 0 || eighths <= 4
+}
+
 /// True when more ranks than cores share the node, or when the polls of this process were preempted
 /// often in the current window or the one before.
 fn crowded(now: Instant) -> bool {
