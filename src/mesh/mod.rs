@@ -230,8 +230,9 @@ impl Mesh {
         let topology = Topology::new(group.members.iter().map(|m| &job.peers[m.0].node));
         let routes: Vec<Route> = group.members.iter().map(|m| job.routes[m.0].clone()).collect();
         let every_rank_copies = group.members.iter().all(|m| job.peers[m.0].single_copy);
+        let every_rank_shares = group.members.iter().all(|m| job.peers[m.0].shared_memory.is_some());
         Self {
-            plan: Plan::new(&job.config, &topology, &routes, every_rank_copies),
+            plan: Plan::new(&job.config, &topology, &routes, every_rank_copies && every_rank_shares),
             topology,
             group,
             job,

@@ -77,7 +77,7 @@ pub(super) struct Peer {
     /// The rank's ZeroMQ server.
     pub(super) zeromq: Endpoint,
     /// The rank's shared-memory server (`shm://name`), when it has one.
-    shared_memory: Option<String>,
+    pub(super) shared_memory: Option<String>,
     /// The rank allows single copies.
     pub(super) single_copy: bool,
 }

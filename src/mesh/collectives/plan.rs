@@ -96,6 +96,10 @@ pub(crate) enum Reach {
     /// On one node, each rank folds its share from the shares every rank sends it through the queues,
     /// and sends the result on (`shares.rs`).
     SentShares,
+    /// Across nodes of as many ranks each: each rank folds its share of its node's vectors by reading
+    /// them, exchanges that with the ranks of its place on the other nodes, folds the nodes' results,
+    /// and the node's ranks read each other's shares (`shares.rs`).
+    NodeShares,
     /// On one node, each rank folds its share straight from every rank's memory (`shares.rs`).
     Shares,
 }
@@ -114,6 +118,10 @@ pub(crate) const REDUCE_BY_SENT_SHARES_FROM: usize = 32 << 10;
 /// shares read in place: below it the offers and answers cost more than the copies through the queues
 /// save (all-reduce of 4 MiB: 0.65 of MPI's time read, 1.1-1.2 sent; of 512 KiB alike).
 pub(crate) const REDUCE_BY_SHARES_FROM: usize = 512 << 10;
+
+/// Across nodes a reducing collective's vector of at least this many bytes per rank goes by node and
+/// by share: below it the leaders' messages cost less than the rounds of offers.
+pub(crate) const REDUCE_BY_NODE_SHARES_FROM: usize = 256 << 10;
 
 /// On one node an all-gather's block of at least this many bytes is read in place (from 256 KiB 0.7-1.1
 /// of MPI's time against 1.2-1.6 sent; below 64 KiB sending costs less).
@@ -138,6 +146,9 @@ pub(crate) struct Plan {
     by_node: bool,
     /// The whole mesh on one node, whatever the transport.
     one_node: bool,
+    /// Several nodes, each with as many ranks as the others, which read each other's memory (or one rank
+    /// each): the reducing collectives go by node and by share.
+    node_shares: bool,
     /// The whole mesh on one node, every rank reached through shared memory, and every rank allows
     /// single copies: the reducing collectives and the all-gather may read in place (every rank decides
     /// alike from what the bootstrap told, whatever the kernel later refuses: a refused read asks for
@@ -149,7 +160,8 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// The plan of a mesh formed with `config` over `topology`, reaching each rank by `routes`;
-    /// `every_rank_copies` when every rank allows single copies.
+    /// `every_rank_copies` when every rank allows single copies and has a shared-memory server (so that
+    /// the ranks of every node reach each other through shared memory).
     pub(crate) fn new(
         config: &MeshConfig,
         topology: &Topology,
@@ -169,6 +181,9 @@ impl Plan {
             one_node_shared,
             one_node: nodes == 1,
             shares: one_node_shared && every_rank_copies,
+            node_shares: nodes > 1
+                && (0..nodes).filter_map(|n| topology.ranks_on(Node(n))).map(<[_]>::len).min() == most
+                && (most == Some(1) || every_rank_copies),
             // A node's chunks must fit the bulks of one message (every rank sets `max_bulks` alike).
             by_node: nodes > 1 && nodes < size && most.is_some_and(|most| most < config.options.max_bulks),
             readers_refused: AtomicBool::new(false),
@@ -253,6 +268,8 @@ impl Plan {
             Reach::Shares
         } else if len >= REDUCE_BY_SENT_SHARES_FROM && self.one_node {
             Reach::SentShares
+        } else if len >= REDUCE_BY_NODE_SHARES_FROM && self.node_shares {
+            Reach::NodeShares
         } else {
             Reach::Queues
         }

@@ -88,6 +88,7 @@ impl Mesh {
             Reach::Rounds => combine::gather_and_fold(&x, send, Some(recv), &op),
             Reach::Shares => shares::all_reduce(&x, &self.plan, send, recv, &op),
             Reach::SentShares => shares::all_reduce_sent(&x, send, recv, &op),
+            Reach::NodeShares => shares::all_reduce_by_nodes(&x, &self.plan, send, recv, &op),
             Reach::Queues => {
                 let at_root = (self.rank() == FOLDING_RANK).then_some(&mut *recv);
                 combine::to_root(&x, FOLDING_RANK, send, at_root, &op)?;
@@ -124,7 +125,7 @@ impl Mesh {
             Reach::Rounds => combine::gather_and_fold(&x, send, Some(recv), &op),
             Reach::Shares => shares::reduce(&x, &self.plan, root, send, Some(recv), &op),
             Reach::SentShares => shares::reduce_sent(&x, root, send, Some(recv), &op),
-            Reach::Queues => combine::to_root(&x, root, send, Some(recv), &op),
+            Reach::Queues | Reach::NodeShares => combine::to_root(&x, root, send, Some(recv), &op),
         }
     }
 
@@ -142,7 +143,7 @@ impl Mesh {
             Reach::Rounds => combine::gather_and_fold(&x, send, None, &op),
             Reach::Shares => shares::reduce(&x, &self.plan, root, send, None, &op),
             Reach::SentShares => shares::reduce_sent(&x, root, send, None, &op),
-            Reach::Queues => combine::to_root(&x, root, send, None, &op),
+            Reach::Queues | Reach::NodeShares => combine::to_root(&x, root, send, None, &op),
         }
     }
 
@@ -168,7 +169,7 @@ impl Mesh {
             }
             Reach::Shares => shares::reduce_scatter(&x, &self.plan, send, recv, &op),
             Reach::SentShares => shares::reduce_scatter_sent(&x, send, recv, &op),
-            Reach::Queues => {
+            Reach::Queues | Reach::NodeShares => {
                 let block = recv.len();
                 if self.rank() != FOLDING_RANK {
                     combine::to_root(&x, FOLDING_RANK, send, None, &op)?;
@@ -209,7 +210,7 @@ impl Mesh {
                 Ok(())
             }
             Reach::Shares => shares::all_gather(&x, &self.plan, send, recv),
-            Reach::Queues | Reach::SentShares => {
+            Reach::Queues | Reach::SentShares | Reach::NodeShares => {
                 let arrived = all_gather::direct(&x, bytemuck::cast_slice(send))?;
                 let blocks = recv.chunks_mut(block.max(1));
                 for (rank, (incoming, slot)) in arrived.iter().zip(blocks).enumerate() {
