@@ -363,10 +363,13 @@ mod tests {
         no_copies.shares = false;
         assert_eq!(no_copies.reduce(64 << 20), Reach::SentShares);
         assert_eq!(plan(&[0, 0, 0], config.clone(), true).reduce(64 << 20), Reach::SentShares);
-        // Across nodes: the leaders.
-        let nodes = plan(&[0, 0, 1, 1], config, false);
-        assert_eq!((nodes.reduce(8), nodes.reduce(64 << 20)), (Reach::Rounds, Reach::Queues));
+        // Across nodes of as many ranks each: by node and by share from 256 KiB; of unequal nodes, the
+        // leaders.
+        let nodes = plan(&[0, 0, 1, 1], config.clone(), false);
+        assert_eq!((nodes.reduce(8), nodes.reduce(64 << 10)), (Reach::Rounds, Reach::Queues));
+        assert_eq!(nodes.reduce(REDUCE_BY_NODE_SHARES_FROM), Reach::NodeShares);
         assert_eq!(nodes.all_gather(64 << 20), Reach::Queues);
+        assert_eq!(plan(&[0, 0, 1], config, false).reduce(64 << 20), Reach::Queues);
     }
 
     #[test]
