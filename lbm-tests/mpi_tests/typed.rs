@@ -1,8 +1,10 @@
 //! The typed collectives under real `mpirun`, each checked against rsmpi's computation of the same
 //! thing: barrier; all-reduce (into and in place) by every built-in operation and by a user's function;
 //! reduce to roots 0 and n-1; reduce-scatter; all-gather and its varcount form; broadcast and scatter
-//! into typed buffers. At 8 B, about 24 KiB and about 1 MiB per rank (on one node the reducing calls and
-//! the all-gather take the queues below 16 KiB and read in place from there).
+//! into typed buffers; and the mesh split as MPI splits the communicator, with a split of the split. At
+//! 8 B, about 24 KiB and about 1 MiB per rank: on one node the rounds, the queues and the shares read in
+//! place; across nodes the rounds, the leaders and (at 1 MiB, with as many ranks on every node) the
+//! shares by node.
 //!
 //! Integer results (sums, products, min, max, bitwise) must equal MPI's exactly, and so must f64 min and
 //! max and everything moved without arithmetic. An f64 sum must equal, bit for bit, the fold in the
@@ -66,7 +68,51 @@ fn typed(world: &SimpleCommunicator) -> Outcome {
             );
         }
     }
+    split(world, &mesh).map_err(|e| format!("split: {e}"))?;
     bad_input(&mesh).map_err(|e| format!("bad input: {e}"))?;
+    world.barrier();
+    Ok(())
+}
+
+/// The mesh split as MPI splits the communicator (colour: rank parity; key: the rank reversed), and
+/// the split again into halves of that: each mesh's ranks in the order MPI gives, and its all-reduce,
+/// all-gather and barrier MPI's results on the communicator of the same ranks.
+fn split(world: &SimpleCommunicator, mesh: &Mesh) -> Outcome {
+    use mpi::topology::Color;
+    let me = mesh.rank().0;
+    let (colour, key) = ((me % 2) as u32, -(me as i64));
+    let ours = mesh.split(Some(colour), key).map_err(text)?.ok_or("no mesh for a colour")?;
+    let theirs = world
+        .split_by_color_with_key(Color::with_value(colour as i32), key as i32)
+        .ok_or("no communicator for a colour")?;
+    ensure(ours.rank().0 == theirs.rank() as usize && ours.size() == theirs.size() as usize, || {
+        format!(
+            "rank {} of {} where MPI says {} of {}",
+            ours.rank(),
+            ours.size(),
+            theirs.rank(),
+            theirs.size()
+        )
+    })?;
+    for bytes in SIZES {
+        let send = ints(me, bytes / 8, 11);
+        let (mut got, mut want) = (vec![0i64; send.len()], vec![0i64; send.len()]);
+        ours.all_reduce_into(&send, &mut got, Op::Sum).map_err(text)?;
+        theirs.all_reduce_into(&send[..], &mut want[..], SystemOperation::sum());
+        ensure(got == want, || format!("all_reduce at {bytes} B differs from MPI's on the split"))?;
+        let mut gathered = vec![0u64; ours.size()];
+        ours.all_gather_into(&[me as u64], &mut gathered).map_err(text)?;
+        let mut expected = vec![0u64; ours.size()];
+        theirs.all_gather_into(&(me as u64), &mut expected[..]);
+        ensure(gathered == expected, || format!("all_gather of ranks {gathered:?}, MPI's {expected:?}"))?;
+    }
+    ours.barrier().map_err(text)?;
+    // A split of the split: its halves (a rank alone in a split of 1).
+    let half = ours.split(Some((ours.rank().0 * 2 / ours.size()) as u32), 0).map_err(text)?;
+    let half = half.ok_or("no half")?;
+    let mut total = [0u64];
+    half.all_reduce_into(&[1u64], &mut total, Op::Sum).map_err(text)?;
+    ensure(total[0] as usize == half.size(), || format!("{} ranks counted {total:?}", half.size()))?;
     world.barrier();
     Ok(())
 }
