@@ -37,7 +37,8 @@ impl Mesh {
     /// formed, and lives on after this mesh is dropped.
     ///
     /// ```no_run
-    /// # use lightbeam::mesh::{Mesh, Op, Rank};
+    /// # use lightbeam::mesh::{Mesh, Op};
+    /// # #[allow(dead_code)]
     /// # fn rows_and_columns(mesh: &Mesh) -> lightbeam::Result<()> {
     /// // A 2-D decomposition of the ranks, `columns` wide: sums along each row.
     /// let columns = 2;

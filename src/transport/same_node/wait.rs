@@ -366,3 +366,23 @@ pub(super) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 pub(super) fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(1 << 30)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_whose_deadline_has_passed_looks_once_and_returns() {
+        let (word, sleepers) = (AtomicU32::new(0), AtomicU32::new(0));
+        let signal = Signal { word: &word, sleepers: &sleepers };
+        let mut looks = 0;
+        let ready = || {
+            looks += 1;
+            Ok(None::<()>)
+        };
+        let passed = Instant::now();
+        assert_eq!(signal.wait(Some(passed), ready, || Ok(()), None).unwrap(), None);
+        // One look: no poll phase, no yield, no sleep (it polled up to 20 us before).
+        assert_eq!(looks, 1);
+    }
+}
