@@ -8,7 +8,7 @@ use lightbeam::mesh::{InProcess, Mesh, Op, Rank, Source, Tag};
 mod common;
 
 use common::typed::every_typed_collective;
-use common::{config, every_collective, run_ok};
+use common::{config, every_collective, run, run_ok};
 
 /// The rows (`row` true) or columns of `mesh` laid out `columns` wide; a column's ranks in reverse.
 fn rows_or_columns(mesh: &Mesh, columns: usize, row: bool) -> lightbeam::Result<Mesh> {
@@ -55,6 +55,20 @@ fn rows_and_columns_on_one_node_run_every_collective() {
 fn rows_and_columns_across_nodes_run_every_collective() {
     let nodes = [0, 0, 1, 1, 2, 2];
     run_ok(InProcess::on_nodes(&nodes), &config(), |mesh| on_rows_and_columns(mesh, &nodes, 2));
+}
+
+#[test]
+fn errors_on_a_split_mesh_name_the_job_s_ranks() {
+    let results = run(InProcess::ranks(4), &config(), |mesh| {
+        let odd = mesh.split(Some((mesh.rank().0 % 2) as u32), 0)?.expect("every rank has a half");
+        // On the odd half (job ranks 1 and 3), its rank 1 (job rank 3) gives a receive buffer too long.
+        let len = if mesh.rank() == Rank(3) { 5 } else { 4 };
+        odd.all_reduce_into(&[1u8; 4], &mut vec![0; len], Op::Sum)
+    });
+    assert_eq!(results[0], Ok(()));
+    assert_eq!(results[2], Ok(()));
+    assert!(matches!(results[3], Err(lightbeam::Error::LengthMismatch { .. })), "{:?}", results[3]);
+    assert!(matches!(results[1], Err(lightbeam::Error::PeerFailed { rank: 3, .. })), "{:?}", results[1]);
 }
 
 #[test]

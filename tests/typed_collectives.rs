@@ -110,6 +110,20 @@ fn bad_input_is_a_typed_error_on_the_rank_that_made_it_and_reported_to_the_other
     for result in &results[..2] {
         assert!(matches!(result, Err(Error::PeerFailed { rank: 2, .. })), "{result:?}");
     }
+    // A root out of range: that rank's own error; the others learn of its call at once (a mismatch
+    // naming it), not at their deadline (which would name it lost).
+    let results = run(InProcess::ranks(3), &config(), |mesh| match mesh.rank() {
+        Rank(0) => mesh.reduce_into_root(&[1u32], &mut [0], Op::Sum),
+        Rank(1) => mesh.reduce_into(Rank(7), &[1u32], Op::Sum),
+        _ => mesh.reduce_into(Rank(0), &[1u32], Op::Sum),
+    });
+    assert!(
+        matches!(&results[1], Err(Error::InvalidArgument(text)) if text.contains("rank 7")),
+        "{results:?}"
+    );
+    for result in [&results[0], &results[2]] {
+        assert!(matches!(result, Err(Error::CollectiveMismatch { peer: 1, .. })), "{result:?}");
+    }
     let results = run(InProcess::ranks(2), &config(), |mesh| {
         let mut received: Vec<f64> = Vec::new();
         match mesh.rank() {

@@ -34,7 +34,9 @@ impl Mesh {
     /// The new mesh has its own ranks, collectives and point-to-point messages (a message sent on one
     /// mesh is received on that mesh only), its own node topology and algorithm choices, and everything
     /// a mesh can do (including splitting again). It shares the servers and links of the mesh the job
-    /// formed, and lives on after this mesh is dropped.
+    /// formed, and lives on after this mesh is dropped. Errors name ranks as the job's mesh numbers them
+    /// ([`Mesh::job_rank`]). A process receives on one thread at a time: run one mesh's collective at a
+    /// time (two threads each in a different mesh's collective can stall each other until the deadline).
     ///
     /// ```no_run
     /// # use lightbeam::mesh::{Mesh, Op};

@@ -8,7 +8,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::types::{Rank, Source};
 use crate::transport::Payload;
@@ -53,7 +53,7 @@ fn gather<'a>(x: &Exchange<'_>, own: &'a [u8], len: Option<usize>) -> Result<Vec
         if !fits {
             let reason =
                 format!("{} blocks where {count} of the call's size belong", incoming.payloads.len());
-            return Err(Error::BadPeerMessage { rank: from.0, op: x.op(), reason });
+            return Err(x.peer_error(from, &reason));
         }
         held.extend(incoming.payloads.into_iter().map(Block::Came));
         distance *= 2;

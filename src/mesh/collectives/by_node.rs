@@ -49,7 +49,7 @@ fn unbundle(incoming: Incoming, count: usize, op: &'static str) -> Result<Vec<Pa
         Message::Bundle { count: held } if held == count => {}
         Message::Bundle { count: held } => {
             let reason = format!("a bundle of {held} chunks for the {count} ranks of the node");
-            return Err(Error::BadPeerMessage { rank: incoming.source.0, op, reason });
+            return Err(Error::BadPeerMessage { rank: incoming.job_source.0, op, reason });
         }
         _ => return Err(protocol::bad_message(&incoming, "not a bundle")),
     }
@@ -171,9 +171,9 @@ fn bundle_gather(x: &Exchange<'_>, root: Rank, node: Node, data: &[u8]) -> Resul
         let incoming = x.receive(Source::Any, missing)?;
         let source = incoming.source;
         let slot = ranks.iter().position(|&r| r == source).map(|i| &mut chunks[i]);
-        let slot = slot.ok_or_else(|| unexpected(source, x.op(), "a chunk from another node"))?;
+        let slot = slot.ok_or_else(|| unexpected(x, source, "a chunk from another node"))?;
         if slot.is_some() {
-            return Err(unexpected(source, x.op(), "a second contribution"));
+            return Err(unexpected(x, source, "a second contribution"));
         }
         *slot = Some(only_part(incoming).unwrap_or_else(|| Payload::from_vec(Vec::new())));
     }
@@ -192,10 +192,10 @@ pub(super) fn gather_to_root(x: &Exchange<'_>, gathered: &mut [Vec<u8>]) -> Resu
         let incoming = x.receive(Source::Any, missing)?;
         let source = incoming.source;
         let Some(at) = hops.iter().position(|hop| hop.peer == source) else {
-            return Err(unexpected(source, x.op(), "a chunk that should go to its node's leader"));
+            return Err(unexpected(x, source, "a chunk that should go to its node's leader"));
         };
         if std::mem::replace(&mut arrived[at], true) {
-            return Err(unexpected(source, x.op(), "a second contribution"));
+            return Err(unexpected(x, source, "a second contribution"));
         }
         let hop = hops[at];
         match hop.bundled {
@@ -215,8 +215,8 @@ fn rank_index(ranks: &[Rank], rank: Rank) -> usize {
     ranks.iter().position(|&r| r == rank).expect("the rank is on its node")
 }
 
-fn unexpected(rank: Rank, op: &'static str, reason: &str) -> Error {
-    Error::BadPeerMessage { rank: rank.0, op, reason: reason.into() }
+fn unexpected(x: &Exchange<'_>, rank: Rank, reason: &str) -> Error {
+    x.peer_error(rank, reason)
 }
 
 #[cfg(test)]
@@ -232,7 +232,7 @@ mod tests {
             call,
         });
         let payloads = parts.into_iter().map(Payload::from_vec).collect();
-        Incoming { source: Rank(3), channel, failed: false, payloads }
+        Incoming { source: Rank(3), job_source: Rank(3), channel, failed: false, payloads }
     }
 
     #[test]

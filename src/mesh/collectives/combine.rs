@@ -2,11 +2,10 @@
 //! folds its node's vectors in rank order; each other node's leader sends its node's result to the
 //! root, which folds the nodes' results in node order (the fixed order of
 //! [`reduction`](super::reduction)). An all-reduce then broadcasts the result from the root, a
-//! reduce-scatter scatters its blocks, a barrier does both with no data.
+//! reduce-scatter scatters its blocks. Also the fold itself, and the rounds' fold on every rank.
 //!
-//! Each vector is one message (on one node a small one takes the same-node fast path), and the root
-//! and each leader take the messages in as they come, so a vector of 8 bytes costs two hops each way
-//! and no descriptors. Large vectors on one node take the shares instead (`shares.rs`).
+//! Each vector is one message, and the root and each leader take the messages in as they come. Small
+//! vectors take the rounds instead (`bruck.rs`), large ones the shares (`shares.rs`).
 
 #![forbid(unsafe_code)]
 
@@ -214,5 +213,5 @@ pub(super) fn spread<T: Pod>(x: &Exchange<'_>, plan: &Plan, root: Rank, result: 
 }
 
 fn unexpected(x: &Exchange<'_>, rank: Rank, reason: &str) -> Error {
-    Error::BadPeerMessage { rank: rank.0, op: x.op(), reason: reason.into() }
+    x.peer_error(rank, reason)
 }

@@ -29,11 +29,14 @@
 //! Every reducing collective combines in one fixed order, whatever its algorithm and size: the ranks
 //! grouped by node (nodes in the order of their lowest rank), each node's ranks combined first in
 //! increasing rank order, `((x0 ⊕ x1) ⊕ x2) ...`, then the nodes' results in node order the same way.
-//! On one node that is plain rank order. Each element's result is computed once, by one rank, and
-//! copied to the ranks that receive it, so every rank holds the same bits, and a run with the same
-//! ranks and placement gives the same bits again. (MPI promises neither: its algorithm, and so the
-//! order, changes with size and placement.) A function of the user's must be associative for the
-//! result to be the mathematical one across nodes; it need not be commutative.
+//! On one node that is plain rank order. Whichever ranks fold an element (one rank that then copies the
+//! result to the others, or, for small vectors, every rank itself), they fold the same values in that
+//! order, so every rank holds the same bits, and a run with the same ranks and placement gives the same
+//! bits again. (MPI promises neither: its algorithm, and so the order, changes with size and
+//! placement.) This holds for a function of the user's that gives the same result for the same inputs
+//! on every rank; it must be associative for the result to be the mathematical one across nodes, and
+//! need not be commutative. A kernel that refuses a rank the single copy changes nothing: the rank asks
+//! for the bytes and folds them in the same order.
 //!
 //! # Mismatched calls
 //! Every message of a collective carries its sequence number and its sender's call: the operation, the
@@ -53,6 +56,8 @@
 //! - A rank that only sends in a call (a broadcast or scatter root, a gather non-root) may return
 //!   success before anyone finds the mismatch; its result is its own data, and its next collective
 //!   fails.
+//! - Two functions of the user's look alike to the check: a rank that reduces with another function
+//!   than the others is not caught.
 //! - A skipped collective is caught when the skipping rank's next call differs from the skipped one and
 //!   their messages meet. It is not caught when the next call is alike (two broadcasts from one root:
 //!   the skipping rank takes the first one's data, as in MPI, where calls match by their order), nor

@@ -258,7 +258,7 @@ pub(crate) fn bad_message(incoming: &Incoming, reason: &str) -> Error {
         Channel::Collective(collective) => collective.call.operation.name(),
         _ => "collective",
     };
-    Error::BadPeerMessage { rank: incoming.source.0, op, reason: reason.into() }
+    Error::BadPeerMessage { rank: incoming.job_source.0, op, reason: reason.into() }
 }
 
 /// Reads `parts` as a collective's message and checks that what it accepts holds what its kind says (a

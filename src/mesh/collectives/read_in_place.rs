@@ -221,7 +221,7 @@ fn read_offered(
             // still open after it.
             if copied && !x.offer_still_open(holder, &descriptor.word, descriptor.offer) {
                 let reason = "it left the collective before this rank's copy of its data was done".into();
-                return Err(x.news_or(Error::PeerFailed { rank: holder.0, op: x.op(), reason }));
+                return Err(x.news_or(Error::PeerFailed { rank: x.job_rank(holder).0, op: x.op(), reason }));
             }
             copied
         }

@@ -10,7 +10,7 @@ use super::by_node;
 use super::plan::{Plan, Spread};
 use super::protocol::{self, Message};
 use super::read_in_place::{self, Landed};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::net::matching::Incoming;
 use crate::mesh::types::{Rank, Source};
@@ -98,8 +98,7 @@ fn gather_every_chunk(x: &Exchange<'_>, plan: &Plan, gathered: &mut [Vec<u8>]) -
         let incoming = x.receive(Source::Any, missing)?;
         let source = incoming.source;
         if source == x.rank() || arrived[source.0].replace(incoming).is_some() {
-            let reason = "a second contribution".into();
-            return Err(Error::BadPeerMessage { rank: source.0, op: "gather", reason });
+            return Err(x.peer_error(source, "a second contribution"));
         }
     }
     let landed: Vec<Result<(Rank, Landed)>> = arrived

@@ -184,14 +184,20 @@ fn round(
     let mut asked = Vec::new();
     let mut offers_left = offers.iter();
     for (holder, range) in holders {
+        // From the first refused holder on, every turn (this rank's own too) waits for the bytes, so
+        // that the fold keeps rank order.
         if *holder == x.rank() {
-            reader.own();
+            match asked.is_empty() {
+                true => reader.own(),
+                false => asked.push((*holder, 0)),
+            }
             continue;
         }
         let (_, at) = offers_left.next().expect("an offer per other holder");
         let mut copy = |offset: usize, room: &mut [u8]| {
             let address = at.address.wrapping_add((range.start + offset) as u64);
             plan.single_copy()
+                && !refused_for_testing()
                 && copy_in_pieces(&Descriptor { address, ..at.clone() }, room, plan.chunk_size())
         };
         if !(asked.is_empty() && reader.copy_in(*holder, &mut copy)?) {
@@ -202,7 +208,7 @@ fn round(
         let copied = !asked.iter().any(|(h, _)| h == holder);
         if copied && !x.offer_still_open(*holder, &at.word, at.offer) {
             let reason = "it left the collective before this rank's copy of its data was done".into();
-            return Err(x.news_or(Error::PeerFailed { rank: holder.0, op: x.op(), reason }));
+            return Err(x.news_or(Error::PeerFailed { rank: x.job_rank(*holder).0, op: x.op(), reason }));
         }
         let answer = if copied { Answer::Copied } else { Answer::SendBytes };
         x.send(*holder, &[&Header::Answer { total: 0, answer }.encode(), &[]])?;
@@ -215,10 +221,28 @@ fn round(
     }
     drop(open);
     for (holder, len) in asked {
+        if holder == x.rank() {
+            reader.own();
+            continue;
+        }
         receive_bytes_from(x, holder, len, &mut Room(reader.room(holder)), None)?;
         reader.landed(holder);
     }
     Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set on a rank's thread by the tests: the kernel "refuses" that rank every copy.
+    static REFUSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True when a test made the kernel refuse this thread's copies.
+fn refused_for_testing() -> bool {
+    #[cfg(test)]
+    return REFUSE.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    false
 }
 
 /// Every rank and the range `range(rank)` of it.
@@ -522,6 +546,61 @@ pub(super) fn all_gather<T: Pod + Send + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mesh::{InProcess, Mesh, MeshConfig, Op};
+
+    /// "The first nonzero wins": associative, not commutative, so any other order shows.
+    fn first_nonzero(acc: &mut [u64], next: &[u64]) {
+        acc.iter_mut().zip(next).filter(|(a, _)| **a == 0).for_each(|(a, &b)| *a = b);
+    }
+
+    /// Rank r's vector: r + 1 at every element i with i % n >= r, 0 elsewhere.
+    fn vector(rank: usize, n: usize, count: usize) -> Vec<u64> {
+        (0..count).map(|i| if i % n >= rank { rank as u64 + 1 } else { 0 }).collect()
+    }
+
+    type Results = (Vec<u64>, Vec<u64>, Vec<u64>);
+
+    /// A rank's all-reduce and reduce to rank 0 by the first nonzero, and all-reduce by sum, with the
+    /// kernel refusing every copy to ranks 1 and up.
+    fn refused_rank(boot: InProcess, config: MeshConfig, n: usize, count: usize) -> crate::Result<Results> {
+        let mesh = Mesh::bootstrap_with(&boot, config)?;
+        let me = mesh.rank().0;
+        REFUSE.with(|refuse| refuse.set(me > 0));
+        let mine = vector(me, n, count);
+        let mut all = vec![0; count];
+        mesh.all_reduce_into(&mine, &mut all, first_nonzero)?;
+        let mut at_root = vec![0; count];
+        match me {
+            0 => mesh.reduce_into_root(&mine, &mut at_root, first_nonzero)?,
+            _ => mesh.reduce_into(crate::mesh::Rank(0), &mine, first_nonzero)?,
+        }
+        let mut sum = vec![0; count];
+        mesh.all_reduce_into(&mine, &mut sum, Op::Sum)?;
+        Ok((all, at_root, sum))
+    }
+
+    #[test]
+    fn a_refused_copy_asks_for_the_bytes_and_the_fold_keeps_rank_order() {
+        let (n, count) = (3, 100_003); // 800 KB a rank: shares read in place
+        let config = MeshConfig::default().with_host("127.0.0.1").with_abort_on_panic(false);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let ranks = InProcess::ranks(n).into_iter().map(|boot| {
+                let config = config.clone();
+                scope.spawn(move || refused_rank(boot, config, n, count))
+            });
+            ranks.collect::<Vec<_>>().into_iter().map(|rank| rank.join().unwrap()).collect()
+        });
+        // In rank order the first nonzero is rank 0's, everywhere.
+        let first = vector(0, n, count);
+        let sum: Vec<u64> =
+            (0..count).map(|i| (0..n).filter(|&r| i % n >= r).map(|r| r as u64 + 1).sum()).collect();
+        for (rank, result) in results.into_iter().enumerate() {
+            let (all, at_root, total) = result.unwrap_or_else(|e| panic!("rank {rank}: {e}"));
+            assert!(all == first, "rank {rank}: the fold left rank order");
+            assert!(rank != 0 || at_root == first, "the root's reduce left rank order");
+            assert!(total == sum, "rank {rank}: the sum");
+        }
+    }
 
     #[test]
     fn shares_cover_the_vector_in_order_and_differ_by_one_at_most() {

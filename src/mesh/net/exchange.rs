@@ -119,7 +119,9 @@ impl Mesh {
         data: Option<Data>,
     ) -> Result<Exchange<'_>> {
         let sequence = self.collective_sequence.fetch_add(1, Ordering::Relaxed);
-        let root = root.map(|r| u32::try_from(r.0).unwrap_or(u32::MAX));
+        // A root out of range (this rank's own error, which it reports) travels as none, so that the
+        // other ranks take its notice (as a mismatch, naming this call) instead of dropping it as garbage.
+        let root = root.filter(|r| r.0 < self.size()).map(|r| r.0 as u32);
         let call = Call { operation, root, data };
         let collective = Collective { group: self.group.id, sequence, call };
         let job = &*self.job;
@@ -224,9 +226,14 @@ impl<'m> Exchange<'m> {
         self.job.offer_words.still_open(&prefix, holder, at, id)
     }
 
-    /// The job's rank of this mesh's `rank`.
-    fn job_rank(&self, rank: Rank) -> Rank {
+    /// The job's rank of this mesh's `rank`: errors name ranks by it.
+    pub(crate) fn job_rank(&self, rank: Rank) -> Rank {
         self.mesh.group.job_rank(rank)
+    }
+
+    /// The error for a message of this mesh's `rank` that breaks the collective's protocol.
+    pub(crate) fn peer_error(&self, rank: Rank, reason: &str) -> Error {
+        Error::BadPeerMessage { rank: self.job_rank(rank).0, op: self.op(), reason: reason.into() }
     }
 
     /// The link to this mesh's `rank`.

@@ -28,7 +28,10 @@ pub(crate) enum Receive {
 /// One received mesh message.
 #[derive(Debug)]
 pub(crate) struct Incoming {
+    /// The sender: the job's rank as received, the mesh's once a collective's exchange took it.
     pub(crate) source: Rank,
+    /// The sender's rank in the job's mesh, which errors name.
+    pub(crate) job_source: Rank,
     pub(crate) channel: Channel,
     pub(crate) failed: bool,
     pub(crate) payloads: Vec<Payload>,
@@ -242,6 +245,7 @@ impl Matching {
                     self.count_arrival(envelope.source as usize, size);
                     Ok(Some(Incoming {
                         source: Rank(envelope.source as usize),
+                        job_source: Rank(envelope.source as usize),
                         channel,
                         failed: envelope.failed,
                         payloads,
@@ -372,7 +376,7 @@ mod tests {
     fn message(source: usize, sequence: u64, root: u32, failed: bool) -> Incoming {
         let call = Call::new(Operation::Broadcast, Some(root));
         let channel = Channel::Collective(Collective { group: GroupId::WORLD, sequence, call });
-        Incoming { source: Rank(source), channel, failed, payloads: Vec::new() }
+        Incoming { source: Rank(source), job_source: Rank(source), channel, failed, payloads: Vec::new() }
     }
 
     /// What a receive in collective `sequence` of the job's mesh asks for.
