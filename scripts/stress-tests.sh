@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the MPI tests that are most sensitive to timing N times (default 30) with a CPU-burning process on
 # every core: the collective mismatch tests, the mixed-path and 16 MiB all-to-all test, the fault tests
-# (ranks killed mid-collective), and every in-process collective test (ranks as threads). Prints `N passed, M failed`, then each failed round's output.
+# (ranks killed mid-collective), the typed collectives and split meshes under mpirun, and every in-process
+# collective test (ranks as threads), typed and split ones included. Prints `N passed, M failed`, then each
+# failed round's output.
 #
 #   ./scripts/stress-tests.sh 30
 #
@@ -19,11 +21,13 @@ collective_tests=(
     a_skipped_collective_fails_every_rank_within_the_deadline_and_grace
     ranks_blocked_in_a_send_fail_with_the_mismatch_when_the_others_exit
     collectives_agree_when_ranks_take_different_paths
+    typed_collectives_match_mpi_at_1_to_5_ranks_and_16_sizes_8_b_to_1_mib
+    typed_collectives_agree_when_ranks_differ_on_single_copies
 )
 
 echo "stress: building" >&2
 cargo test --release -p lbm-tests --no-run --test mpi_collectives --test mpi_faults >&2
-cargo test --release -p lightbeam --no-run --test in_process >&2
+cargo test --release -p lightbeam --no-run --test in_process --test typed_collectives --test sub_meshes >&2
 
 burners=()
 stop_burners() { ((${#burners[@]})) && kill "${burners[@]}" 2>/dev/null || true; }
@@ -41,7 +45,8 @@ for round in $(seq "$rounds"); do
     started=$SECONDS
     if timeout --kill-after=10 900 cargo test --release -p lbm-tests --test mpi_collectives -- --exact "${collective_tests[@]}" >"$log" 2>&1 &&
         timeout --kill-after=10 600 cargo test --release -p lbm-tests --test mpi_faults >>"$log" 2>&1 &&
-        timeout --kill-after=10 300 cargo test --release -p lightbeam --test in_process >>"$log" 2>&1; then
+        timeout --kill-after=10 300 cargo test --release -p lightbeam --test in_process --test typed_collectives \
+            --test sub_meshes >>"$log" 2>&1; then
         passed=$((passed + 1))
         echo "stress: round $round passed in $((SECONDS - started)) s" >&2
     else
