@@ -1,16 +1,14 @@
-//! The reducing collectives and the all-gather on one node, by reads in place: each rank owns a share
-//! of the vector (share r: the r-th of n nearly equal runs of elements, or block r of a
-//! reduce-scatter). In the first round every rank tells the others where its vector is and folds its
-//! own share by copying that share straight from every rank's vector (`process_vm_readv`), in rank
-//! order, all ranks at once: a reduce-scatter. In the second round (an all-reduce's, a reduce's, an
-//! all-gather's only) every rank that needs the others' shares copies them straight from their owners.
-//! About 2 (n - 1) / n copies of the vector per rank for an all-reduce, as OpenMPI's `coll/xhc` does,
-//! and each element folded once, by its share's owner, in the fixed order.
+//! The shares read in place on one node. In the first round every rank tells the others where its
+//! vector is and folds its own share by copying that share straight from every rank's vector
+//! (`process_vm_readv`), in rank order, all ranks at once: a reduce-scatter. In the second round (an
+//! all-reduce's, a reduce's, an all-gather's only) every rank that needs the others' shares copies them
+//! straight from their owners.
 //!
-//! Each round is offers, reads and answers as in [`read_in_place`]: a holder returns only once every
-//! reader answered, a copy stands only if the holder's offer stayed open through it, and a rank the
-//! kernel refuses a copy asks for the bytes, from the first refused holder on (so that it still folds
-//! in rank order), after it answered every holder (so that no rank waits on another in a circle).
+//! Each round is offers, reads and answers as in [`read_in_place`](super::super::read_in_place): a
+//! holder returns only once every reader answered, a copy stands only if the holder's offer stayed open
+//! through it, and a rank the kernel refuses a copy asks for the bytes, from the first refused holder on
+//! (its own turn included, so that it still folds in rank order), after it answered every holder (so
+//! that no rank waits on another in a circle).
 
 #![forbid(unsafe_code)]
 
@@ -18,39 +16,28 @@ use std::ops::Range;
 
 use bytemuck::Pod;
 
-use super::buffers::Land;
-use super::combine::{combine, vector_of};
-use super::plan::Plan;
-use super::protocol::{self, Answer, Descriptor, Header, Message};
-use super::read_in_place::{answers, copy_in_pieces, descriptor, receive_bytes_from, send_bytes_to};
-use super::reduction::Reduction;
+use super::{bytes_of, every, places, share};
 use crate::error::{Error, Result};
+use crate::mesh::collectives::buffers::Land;
+use crate::mesh::collectives::combine::combine;
+use crate::mesh::collectives::plan::Plan;
+use crate::mesh::collectives::protocol::{self, Answer, Descriptor, Header, Message};
+use crate::mesh::collectives::read_in_place::{
+    answers, copy_in_pieces, descriptor, receive_bytes_from, send_bytes_to,
+};
+use crate::mesh::collectives::reduction::Reduction;
 use crate::mesh::net::exchange::Exchange;
 use crate::mesh::types::{Rank, Source};
-
-/// The elements of share `k` of `count` elements among `n` ranks: the first `count % n` shares hold one
-/// more than the rest.
-pub(super) fn share(count: usize, n: usize, k: usize) -> Range<usize> {
-    let (base, extra) = (count / n, count % n);
-    let start = k * base + k.min(extra);
-    start..start + base + usize::from(k < extra)
-}
-
-/// The bytes of the elements `range` of `T`s.
-fn bytes_of<T>(range: Range<usize>) -> Range<usize> {
-    let size = std::mem::size_of::<T>();
-    range.start * size..range.end * size
-}
 
 /// A fold copies a later rank's share in pieces of this many bytes, each combined while it is in the
 /// cache: the share is read from memory once, not written to a scratch buffer and read back.
 const FOLD_PIECE: usize = 64 << 10;
 
 /// Copies `len` bytes at `offset` of a holder's piece into a room; false when the kernel refused.
-type Copy<'c> = dyn FnMut(usize, &mut [u8]) -> bool + 'c;
+pub(super) type Copy<'c> = dyn FnMut(usize, &mut [u8]) -> bool + 'c;
 
 /// Where the bytes a reader copies land, holder by holder in rank order.
-trait Reader {
+pub(super) trait Reader {
     /// Copies `holder`'s piece in with `copy` and lands it: `Ok(false)`, with nothing landed, when the
     /// kernel refused the first copy; an error when it refused one after the first.
     fn copy_in(&mut self, holder: Rank, copy: &mut Copy<'_>) -> Result<bool>;
@@ -64,7 +51,7 @@ trait Reader {
 
 /// A fold of one share: the first piece lands in the result itself, each later one is copied in
 /// pieces into a scratch piece and combined into it.
-struct Fold<'a, T> {
+pub(super) struct Fold<'a, T> {
     acc: &'a mut [T],
     /// One piece ([`FOLD_PIECE`]), or a whole share for bytes sent.
     scratch: Vec<T>,
@@ -119,14 +106,14 @@ impl<T: Pod + Send + Sync> Reader for Fold<'_, T> {
 }
 
 impl<'a, T: Pod + Send + Sync> Fold<'a, T> {
-    fn new(acc: &'a mut [T], own: &'a [T], reduction: &'a dyn Reduction<T>) -> Self {
+    pub(super) fn new(acc: &'a mut [T], own: &'a [T], reduction: &'a dyn Reduction<T>) -> Self {
         Self { acc, scratch: Vec::new(), own, started: false, reduction }
     }
 }
 
 /// Every other rank's share lands in its place of the result.
-struct Place<'a> {
-    places: Vec<&'a mut [u8]>,
+pub(super) struct Place<'a> {
+    pub(super) places: Vec<&'a mut [u8]>,
 }
 
 impl Reader for Place<'_> {
@@ -154,7 +141,7 @@ impl Land for Room<'_> {
 /// One round of reads: this rank offers `held` to `readers` (each reading its range of it), and reads
 /// from every rank of `holders` (in rank order, this rank among them for its own turn) its range of
 /// what that rank holds, into `reader`.
-fn round(
+pub(super) fn round(
     x: &Exchange<'_>,
     plan: &Plan,
     (held, readers): (&[u8], &[(Rank, Range<usize>)]),
@@ -245,11 +232,6 @@ fn refused_for_testing() -> bool {
     false
 }
 
-/// Every rank and the range `range(rank)` of it.
-fn every(x: &Exchange<'_>, range: impl Fn(usize) -> Range<usize>) -> Vec<(Rank, Range<usize>)> {
-    (0..x.size()).map(|k| (Rank(k), range(k))).collect()
-}
-
 /// The first round: this rank's share `mine` of the result is folded from every rank's `send`, whose
 /// share k is `shares(k)` (elements).
 fn reduce_scatter_round<T: Pod + Send + Sync>(
@@ -269,195 +251,8 @@ fn reduce_scatter_round<T: Pod + Send + Sync>(
     round(x, plan, (bytemuck::cast_slice(send), &readers), &holders, &mut fold)
 }
 
-/// `recv`, cut at the shares `shares(k)`, its share k as bytes at place k.
-fn places<T: Pod>(recv: &mut [T], n: usize, shares: impl Fn(usize) -> Range<usize>) -> Vec<&mut [u8]> {
-    let mut rest = recv;
-    (0..n)
-        .map(|k| {
-            let (place, after) = std::mem::take(&mut rest).split_at_mut(shares(k).len());
-            rest = after;
-            bytemuck::cast_slice_mut(place)
-        })
-        .collect()
-}
-
-/// Sends share k of `send` to every other rank k and folds this rank's share `mine` (share `shares(me)`)
-/// from every rank's, taken in rank order: the reduce-scatter through the queues.
-fn reduce_scatter_by_sends<T: Pod + Send + Sync>(
-    x: &Exchange<'_>,
-    send: &[T],
-    shares: impl Fn(usize) -> Range<usize>,
-    mine: &mut [T],
-    reduction: &dyn Reduction<T>,
-) -> Result<()> {
-    let (me, n) = (x.rank().0, x.size());
-    for step in 1..n {
-        let k = (me + step) % n;
-        x.send(Rank(k), &[bytemuck::cast_slice(&send[shares(k)])])?;
-    }
-    let fold_in = |mine: &mut [T], part: &[T], first: bool| match first {
-        true => mine.copy_from_slice(part),
-        false => combine(mine, part, reduction),
-    };
-    for k in 0..n {
-        if k == me {
-            fold_in(mine, &send[shares(me)], k == 0);
-            continue;
-        }
-        let incoming = x.receive(Source::Rank(Rank(k)), Some(Rank(k)))?;
-        fold_in(mine, &vector_of::<T>(x, &incoming, mine.len())?, k == 0);
-    }
-    Ok(())
-}
-
-/// Sends this rank's share (place `me` of `places`) to `to` and lands the share of each of `from` in
-/// its place: the all-gather of shares through the queues.
-fn gather_sent(x: &Exchange<'_>, places: &mut [&mut [u8]], to: &[Rank], from: &[Rank]) -> Result<()> {
-    let me = x.rank().0;
-    for &rank in to {
-        x.send(rank, &[&*places[me]])?;
-    }
-    for &rank in from {
-        let incoming = x.receive(Source::Rank(rank), Some(rank))?;
-        match &incoming.payloads[..] {
-            [] if places[rank.0].is_empty() => {}
-            [only] if only.len() == places[rank.0].len() => places[rank.0].copy_from_slice(only),
-            _ => return Err(protocol::bad_message(&incoming, "a share of another size")),
-        }
-    }
-    Ok(())
-}
-
-/// All-reduce by shares sent through the queues: a reduce-scatter, then every rank sends its share to
-/// every other.
-pub(super) fn all_reduce_sent<T: Pod + Send + Sync>(
-    x: &Exchange<'_>,
-    send: &[T],
-    recv: &mut [T],
-    reduction: &dyn Reduction<T>,
-) -> Result<()> {
-    let (me, n, count) = (x.rank().0, x.size(), send.len());
-    let shares = |k| share(count, n, k);
-    let done = (|| {
-        reduce_scatter_by_sends(x, send, shares, &mut recv[shares(me)], reduction)?;
-        let others: Vec<Rank> = x.others().collect();
-        gather_sent(x, &mut places(recv, n, shares), &others, &others)
-    })();
-    x.or_report(x.others(), done)
-}
-
-/// Reduce by shares sent through the queues: a reduce-scatter, then every rank sends its share to the
-/// root.
-pub(super) fn reduce_sent<T: Pod + Send + Sync>(
-    x: &Exchange<'_>,
-    root: Rank,
-    send: &[T],
-    recv: Option<&mut [T]>,
-    reduction: &dyn Reduction<T>,
-) -> Result<()> {
-    let (me, n, count) = (x.rank().0, x.size(), send.len());
-    let shares = |k| share(count, n, k);
-    let done = (|| match recv {
-        Some(recv) => {
-            reduce_scatter_by_sends(x, send, shares, &mut recv[shares(me)], reduction)?;
-            let others: Vec<Rank> = x.others().collect();
-            gather_sent(x, &mut places(recv, n, shares), &[], &others)
-        }
-        None => {
-            let mut mine = vec![T::zeroed(); shares(me).len()];
-            reduce_scatter_by_sends(x, send, shares, &mut mine, reduction)?;
-            x.send(root, &[bytemuck::cast_slice(&mine)])
-        }
-    })();
-    x.or_report(x.others(), done)
-}
-
-/// Reduce-scatter by shares sent through the queues: the shares are the blocks.
-pub(super) fn reduce_scatter_sent<T: Pod + Send + Sync>(
-    x: &Exchange<'_>,
-    send: &[T],
-    recv: &mut [T],
-    reduction: &dyn Reduction<T>,
-) -> Result<()> {
-    let block = recv.len();
-    let done = reduce_scatter_by_sends(x, send, |k| k * block..(k + 1) * block, recv, reduction);
-    x.or_report(x.others(), done)
-}
-
-/// All-reduce across nodes of `m` ranks each, by node and by share: the ranks of each node fold their
-/// node's vectors by shares read in place (share i to the node's i-th rank), the i-th ranks of all
-/// nodes send each other their node's share i and fold the nodes' in node order, and the ranks of each
-/// node read the finished shares from each other. Each share crosses the network once per other node,
-/// from every rank of a node at once, and the fixed order holds: each node's ranks in rank order,
-/// then the nodes.
-pub(super) fn all_reduce_by_nodes<T: Pod + Send + Sync>(
-    x: &Exchange<'_>,
-    plan: &Plan,
-    send: &[T],
-    recv: &mut [T],
-    reduction: &dyn Reduction<T>,
-) -> Result<()> {
-    let topology = x.topology();
-    let here = topology.node_of(x.rank()).expect("every rank has a node");
-    let mates = topology.ranks_on(here).expect("a node of the mesh");
-    let (i, m, count) =
-        (mates.iter().position(|&r| r == x.rank()).expect("on its node"), mates.len(), send.len());
-    let shares = |k| share(count, m, k);
-    let done = (|| {
-        // The node's result, share i, into this rank's place of `recv`.
-        let readers: Vec<_> = mates
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| *k != i)
-            .map(|(k, &r)| (r, bytes_of::<T>(shares(k))))
-            .collect();
-        let holders: Vec<_> = mates.iter().map(|&r| (r, bytes_of::<T>(shares(i)))).collect();
-        let node_result = &mut recv[shares(i)];
-        round(
-            x,
-            plan,
-            (bytemuck::cast_slice(send), &readers),
-            &holders,
-            &mut Fold::new(node_result, &send[shares(i)], reduction),
-        )?;
-        // The same share of every node, folded in node order.
-        let column: Vec<Rank> = (0..topology.node_count())
-            .map(|node| topology.ranks_on(crate::mesh::topology::Node(node)).expect("a node")[i])
-            .collect();
-        let ours = recv[shares(i)].to_vec();
-        for &rank in column.iter().filter(|&&r| r != x.rank()) {
-            x.send(rank, &[bytemuck::cast_slice(&ours)])?;
-        }
-        let acc = &mut recv[shares(i)];
-        for (node, &rank) in column.iter().enumerate() {
-            let fold_in = |acc: &mut [T], part: &[T]| match node {
-                0 => acc.copy_from_slice(part),
-                _ => combine(acc, part, reduction),
-            };
-            if rank == x.rank() {
-                fold_in(acc, &ours);
-                continue;
-            }
-            let incoming = x.receive(Source::Rank(rank), Some(rank))?;
-            fold_in(acc, &vector_of::<T>(x, &incoming, ours.len())?);
-        }
-        // Every share of the result from the node's ranks.
-        let mut by_rank: Vec<&mut [u8]> = (0..x.size()).map(|_| <&mut [u8]>::default()).collect();
-        for (k, place) in places(recv, m, shares).into_iter().enumerate() {
-            by_rank[mates[k].0] = place;
-        }
-        let mine: &mut [u8] = std::mem::take(&mut by_rank[x.rank().0]);
-        let mine: &[u8] = mine;
-        let readers: Vec<_> = mates.iter().filter(|&&r| r != x.rank()).map(|&r| (r, 0..mine.len())).collect();
-        let holders: Vec<_> =
-            mates.iter().enumerate().map(|(k, &r)| (r, bytes_of::<T>(0..shares(k).len()))).collect();
-        round(x, plan, (mine, &readers), &holders, &mut Place { places: by_rank })
-    })();
-    x.or_report(x.others(), done)
-}
-
 /// All-reduce by shares: a reduce-scatter round, then every rank copies every other share.
-pub(super) fn all_reduce<T: Pod + Send + Sync>(
+pub(in crate::mesh::collectives) fn all_reduce<T: Pod + Send + Sync>(
     x: &Exchange<'_>,
     plan: &Plan,
     send: &[T],
@@ -479,7 +274,7 @@ pub(super) fn all_reduce<T: Pod + Send + Sync>(
 }
 
 /// Reduce by shares: a reduce-scatter round, then the root copies every other share.
-pub(super) fn reduce<T: Pod + Send + Sync>(
+pub(in crate::mesh::collectives) fn reduce<T: Pod + Send + Sync>(
     x: &Exchange<'_>,
     plan: &Plan,
     root: Rank,
@@ -514,7 +309,7 @@ pub(super) fn reduce<T: Pod + Send + Sync>(
 }
 
 /// Reduce-scatter by shares: the shares are the blocks.
-pub(super) fn reduce_scatter<T: Pod + Send + Sync>(
+pub(in crate::mesh::collectives) fn reduce_scatter<T: Pod + Send + Sync>(
     x: &Exchange<'_>,
     plan: &Plan,
     send: &[T],
@@ -527,7 +322,7 @@ pub(super) fn reduce_scatter<T: Pod + Send + Sync>(
 }
 
 /// All-gather by reads: every rank copies every other rank's `send` into its place of `recv`.
-pub(super) fn all_gather<T: Pod + Send + Sync>(
+pub(in crate::mesh::collectives) fn all_gather<T: Pod + Send + Sync>(
     x: &Exchange<'_>,
     plan: &Plan,
     send: &[T],
@@ -599,20 +394,6 @@ mod tests {
             assert!(all == first, "rank {rank}: the fold left rank order");
             assert!(rank != 0 || at_root == first, "the root's reduce left rank order");
             assert!(total == sum, "rank {rank}: the sum");
-        }
-    }
-
-    #[test]
-    fn shares_cover_the_vector_in_order_and_differ_by_one_at_most() {
-        for count in [0, 1, 5, 8, 1001] {
-            for n in 1..=6 {
-                let all: Vec<Range<usize>> = (0..n).map(|k| share(count, n, k)).collect();
-                assert_eq!(all[0].start, 0);
-                assert_eq!(all[n - 1].end, count);
-                assert!(all.windows(2).all(|w| w[0].end == w[1].start));
-                let lens: Vec<usize> = all.iter().map(|r| r.len()).collect();
-                assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1, "{lens:?}");
-            }
         }
     }
 }
