@@ -58,6 +58,22 @@ fn rows_and_columns_across_nodes_run_every_collective() {
 }
 
 #[test]
+fn two_threads_of_each_rank_in_collectives_of_two_meshes_at_once_both_finish() {
+    // Each rank's two threads wait at once, each in a barrier of its own mesh: the one waiting on the
+    // server takes in the other's messages, which the other finds when it gets its turn.
+    let config = config().with_timeout(std::time::Duration::from_secs(10));
+    run_ok(InProcess::ranks(4), &config, |mesh| {
+        let rows = rows_or_columns(mesh, 2, true)?;
+        let columns = rows_or_columns(mesh, 2, false)?;
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| (0..100).try_for_each(|_| columns.barrier()));
+            (0..100).try_for_each(|_| rows.barrier())?;
+            other.join().expect("the column thread")
+        })
+    });
+}
+
+#[test]
 fn errors_on_a_split_mesh_name_the_job_s_ranks() {
     let results = run(InProcess::ranks(4), &config(), |mesh| {
         let odd = mesh.split(Some((mesh.rank().0 % 2) as u32), 0)?.expect("every rank has a half");

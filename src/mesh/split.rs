@@ -35,8 +35,8 @@ impl Mesh {
     /// mesh is received on that mesh only), its own node topology and algorithm choices, and everything
     /// a mesh can do (including splitting again). It shares the servers and links of the mesh the job
     /// formed, and lives on after this mesh is dropped. Errors name ranks as the job's mesh numbers them
-    /// ([`Mesh::job_rank`]). A process receives on one thread at a time: run one mesh's collective at a
-    /// time (two threads each in a different mesh's collective can stall each other until the deadline).
+    /// ([`Mesh::job_rank`]). Two threads may each run a collective of a different mesh at once: a
+    /// process's receives take turns (a message for the thread not waiting can wait up to 2 ms).
     ///
     /// ```no_run
     /// # use lightbeam::mesh::{Mesh, Op};

@@ -30,6 +30,11 @@ use crate::meta::LbmMeta;
 use crate::transport::same_node::Watch;
 use crate::transport::Options;
 
+/// How long a receive waits with the matching queue held before it lets the queue go for a moment (see
+/// [`Job::take_and_tell`]): what another thread of the process waits at most for its turn, while each
+/// turn costs a waiting receive one more look at its server.
+const TURN: Duration = Duration::from_millis(2);
+
 impl Job {
     /// The link to `to`, made on first use.
     pub(crate) fn link(&self, to: Rank) -> Result<&Link> {
@@ -131,18 +136,29 @@ impl Job {
     }
 
     /// Locks the matching queue and [`take`](Job::take)s from it; then, with the matching queue let go
-    /// (telling may wait for a send), tells every other rank of a mismatch found.
+    /// (telling may wait for a send), tells every other rank of a mismatch found. A long wait holds the
+    /// queue a [`TURN`] at a time: another thread of this process (in a collective of another mesh) may
+    /// wait for a message this one took in, and finds it in the queue when it gets its turn.
     pub(crate) fn take_and_tell(
         &self,
-        intake: (Duration, usize),
+        (timeout, hold_at_most): (Duration, usize),
         want: Want,
         op: &'static str,
     ) -> Result<Option<Incoming>> {
-        let mut matching = crate::sync::lock(&self.matching);
-        let taken = self.take(&mut matching, intake, want, op);
-        drop(matching);
-        self.tell_untold();
-        taken
+        let mut left = timeout;
+        loop {
+            let turn = left.min(TURN);
+            let mut matching = crate::sync::lock(&self.matching);
+            let taken = self.take(&mut matching, (turn, hold_at_most), want, op);
+            drop(matching);
+            self.tell_untold();
+            // An empty turn lasted at least its length (it ended by the clock).
+            left = left.saturating_sub(turn);
+            match taken {
+                Ok(None) if !left.is_zero() => {}
+                taken => return taken,
+            }
+        }
     }
 
     /// Receives the next message `want` asks for (from `from`) within `timeout`. When nothing came and
