@@ -16,7 +16,7 @@ pub(crate) mod offer_words;
 pub(crate) mod short;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use self::envelope::{Channel, Collective, Envelope};
 use self::exchange::LOOKAHEAD_BYTES;
@@ -145,18 +145,23 @@ impl Job {
         want: Want,
         op: &'static str,
     ) -> Result<Option<Incoming>> {
-        let mut left = timeout;
+        // The clock is read only once a first turn ended empty (a receive whose message is there reads
+        // none); the deadline then counts from there, the first turn's length taken off.
+        let mut deadline: Option<Instant> = None;
+        let mut turn = timeout.min(TURN);
         loop {
-            let turn = left.min(TURN);
             let mut matching = crate::sync::lock(&self.matching);
             let taken = self.take(&mut matching, (turn, hold_at_most), want, op);
             drop(matching);
             self.tell_untold();
-            // An empty turn lasted at least its length (it ended by the clock).
-            left = left.saturating_sub(turn);
-            match taken {
-                Ok(None) if !left.is_zero() => {}
-                taken => return taken,
+            if !matches!(taken, Ok(None)) {
+                return taken;
+            }
+            let now = Instant::now();
+            let deadline = *deadline.get_or_insert_with(|| now + timeout.saturating_sub(turn));
+            turn = deadline.saturating_duration_since(now).min(TURN);
+            if turn.is_zero() {
+                return Ok(None);
             }
         }
     }
