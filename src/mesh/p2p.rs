@@ -9,7 +9,7 @@ use bytemuck::Pod;
 
 use super::collectives::buffers::{fill, Buffer};
 use super::net::envelope::Channel;
-use super::net::matching::Want;
+use super::net::matching::Incoming;
 use super::types::{Message, Rank, Source, Tag};
 use super::Mesh;
 use crate::bulk::Bulk;
@@ -56,8 +56,13 @@ impl Mesh {
             Source::Rank(rank) => Source::Rank(self.job_rank(rank)?),
             Source::Any => Source::Any,
         };
-        let want = Want::User(self.group.id, tag, from);
-        let incoming = self.job.receive_within(want, from, "receive", timeout, None)?;
+        let slot = self.job.post(self.group.id, tag, from)?;
+        let incoming = self.job.wait_posted(&slot, from, "receive", timeout)?;
+        self.message(incoming, tag)
+    }
+
+    /// The message `incoming` of this mesh with `tag`, its source this mesh's rank.
+    pub(crate) fn message(&self, incoming: Incoming, tag: Tag) -> Result<Message> {
         let source = self.group.rank_of(incoming.source).ok_or_else(|| Error::BadPeerMessage {
             rank: incoming.source.0,
             op: "receive",

@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::arrivals::{Arrivals, Arrived};
 use super::envelope::{Call, Channel, Envelope, GroupId, Mismatch};
+use super::posted::{Posted, Slot};
 use super::short;
 use crate::error::{Error, Result};
 use crate::mesh::types::{Rank, Source, Tag};
@@ -47,8 +49,8 @@ pub(crate) struct Loss {
 /// What a receive asks for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Want {
-    /// An application message of the mesh with this tag (the source a rank of the job's mesh).
-    User(GroupId, Tag, Source),
+    /// The message of the posted receive with this id (see [`Matching::post`]).
+    Posted(u64),
     /// A message of this rank's collective `sequence` on the mesh (its call recorded with
     /// [`Matching::begin`]) from the source (a rank of the job's mesh); `None` takes no data (only
     /// checks what has arrived). A message of the sequence that reports its sender's failure is taken
@@ -76,6 +78,20 @@ pub(crate) struct Matching {
     out_of_step: Option<Mismatch>,
     calls: VecDeque<(GroupId, u64, Call)>,
     waiting_on: HashMap<Rank, Rank>,
+    /// Point-to-point receives waiting for their message, in the order they were posted.
+    posted: VecDeque<Posted>,
+    /// The id of the next receive posted.
+    next_posted: u64,
+}
+
+/// Where a message that arrived went.
+enum Delivered {
+    /// To the posted receive the receive asks for.
+    Wanted(Incoming),
+    /// Into another posted receive's slot.
+    Elsewhere,
+    /// Nowhere yet: no posted receive takes it.
+    Unasked(Incoming),
 }
 
 /// What to do with a message, for one receive.
@@ -112,7 +128,12 @@ impl Matching {
         let deadline = LazyDeadline::new(timeout);
         // The queued messages are looked at in place, in order, from the first: a rank that many
         // messages of later calls reached early pays for those it looks at, not for moving them all.
-        let mut at = 0;
+        // None of them is for a posted receive (each looked at the queue when it was posted), nor a
+        // notice: those looks start at the server.
+        let mut at = match want {
+            Want::Collective(..) => 0,
+            Want::Posted(_) | Want::Notices => self.unexpected.len(),
+        };
         loop {
             let failure = match (self.loss, self.out_of_step, want) {
                 (Some(loss), _, _) => Some(Receive::Lost(loss)),
@@ -135,6 +156,12 @@ impl Matching {
                     None if deadline.left().is_zero() => return Ok(None),
                     None => continue,
                 },
+            };
+            let arrived = match arrived.map(|message| self.deliver(message, want)) {
+                Some(Delivered::Wanted(message)) => return Ok(Some(message)),
+                Some(Delivered::Elsewhere) => continue,
+                Some(Delivered::Unasked(message)) => Some(message),
+                None => None,
             };
             let verdict = match &arrived {
                 Some(message) if self.take_notice(message) => Verdict::Drop,
@@ -164,6 +191,49 @@ impl Matching {
         }
     }
 
+    /// Posts a receive of a message of mesh `group` with `tag` from `from` (a rank of the job's mesh):
+    /// the first such message in the queue fills its slot at once, else the first to arrive does.
+    pub(crate) fn post(&mut self, group: GroupId, tag: Tag, from: Source) -> Arc<Slot> {
+        let id = self.next_posted;
+        self.next_posted += 1;
+        let posted = Posted { group, tag, from, slot: Arc::new(Slot::new(id)) };
+        match self.unexpected.iter().position(|message| posted.admits(message)) {
+            Some(at) => posted.slot.fill(self.unexpected.remove(at).expect("the position is in the queue")),
+            None => self.posted.push_back(Posted { slot: Arc::clone(&posted.slot), ..posted }),
+        }
+        posted.slot
+    }
+
+    /// Withdraws the posted receive `id` (given up, or its request forgotten): no message goes to it
+    /// from now on. A message it already holds stays in its slot.
+    pub(crate) fn unpost(&mut self, id: u64) {
+        self.posted.retain(|posted| posted.slot.id != id);
+    }
+
+    /// How many receives are posted and wait for their message.
+    pub(crate) fn posted(&self) -> usize {
+        self.posted.len()
+    }
+
+    /// Gives an application message that arrived to the first posted receive it matches: returned
+    /// when that receive is the one `want` asks for, else put in its slot.
+    fn deliver(&mut self, message: Incoming, want: Want) -> Delivered {
+        if !matches!(message.channel, Channel::User(..)) {
+            return Delivered::Unasked(message);
+        }
+        let Some(at) = self.posted.iter().position(|posted| posted.admits(&message)) else {
+            return Delivered::Unasked(message);
+        };
+        let posted = self.posted.remove(at).expect("the position is in the queue");
+        match want {
+            Want::Posted(id) if id == posted.slot.id => Delivered::Wanted(message),
+            _ => {
+                posted.slot.fill(message);
+                Delivered::Elsewhere
+            }
+        }
+    }
+
     /// Takes in `message` when it is a notice (a loss, a wait, ranks out of step): true when it was one.
     /// Notices are never queued.
     fn take_notice(&mut self, message: &Incoming) -> bool {
@@ -181,11 +251,6 @@ impl Matching {
     /// Says what `want` makes of a message that is not a notice.
     fn verdict(&self, message: &Incoming, want: Want, rank: Rank) -> Verdict {
         match (message.channel, want) {
-            (Channel::User(group, tag), Want::User(wanted_group, wanted, from))
-                if group == wanted_group && tag == wanted && from.admits(message.source) =>
-            {
-                Verdict::Take
-            }
             (Channel::Collective(theirs), Want::Collective(group, current, from))
                 if theirs.group == group && theirs.sequence <= current =>
             {
@@ -352,7 +417,6 @@ fn names_ranks(channel: Channel, size: usize) -> bool {
 /// What a receive on `channel` from `from` asks the matching queue for.
 pub(crate) fn wanted(channel: Channel, from: Source) -> Want {
     match channel {
-        Channel::User(group, tag) => Want::User(group, tag, from),
         Channel::Collective(c) => Want::Collective(c.group, c.sequence, Some(from)),
         _ => Want::Notices,
     }
@@ -420,10 +484,7 @@ mod tests {
         assert_eq!(matching.verdict(&message(0, 6, 3, false), want(Source::Any), me), Verdict::Keep);
         assert_eq!(matching.verdict(&message(0, 5, 0, false), collective(6, None), me), Verdict::Drop);
         assert_eq!(matching.verdict(&message(0, 4, 0, false), want(Source::Any), me), Verdict::Drop);
-        assert_eq!(
-            matching.verdict(&message(0, 5, 2, false), Want::User(GroupId::WORLD, Tag(1), Source::Any), me),
-            Verdict::Keep
-        );
+        assert_eq!(matching.verdict(&message(0, 5, 2, false), Want::Posted(0), me), Verdict::Keep);
         // Another mesh's collective of the same sequence number is not this one's: it waits, whatever
         // its call.
         let mut other = message(2, 5, 2, false);

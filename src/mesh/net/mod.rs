@@ -13,22 +13,33 @@ pub(crate) mod exchange;
 pub(crate) mod link;
 pub(crate) mod matching;
 pub(crate) mod offer_words;
+pub(crate) mod posted;
 pub(crate) mod short;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::envelope::{Channel, Collective, Envelope};
+use self::envelope::{Channel, Collective, Envelope, GroupId};
 use self::exchange::LOOKAHEAD_BYTES;
 use self::link::Link;
 use self::matching::{peer_failed, Incoming, Matching, Receive, Want};
-use super::types::{Rank, Source};
+use self::posted::Slot;
+use super::types::{Rank, Source, Tag};
 use super::Job;
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::meta::LbmMeta;
 use crate::transport::same_node::Watch;
 use crate::transport::Options;
+
+/// A received message, or the failure its sender reported in it.
+fn received(incoming: Incoming, op: &'static str) -> Result<Incoming> {
+    match incoming.failed {
+        false => Ok(incoming),
+        true => Err(peer_failed(incoming, op)),
+    }
+}
 
 /// How long a receive waits with the matching queue held before it lets the queue go for a moment (see
 /// [`Job::take_and_tell`]): what another thread of the process waits at most for its turn, while each
@@ -196,6 +207,67 @@ impl Job {
         match incoming.failed {
             false => Ok(incoming),
             true => Err(peer_failed(incoming, op)),
+        }
+    }
+
+    /// Posts a point-to-point receive of mesh `group`'s message with `tag` from `from` (a rank of the
+    /// job's mesh): see [`posted`].
+    pub(crate) fn post(&self, group: GroupId, tag: Tag, from: Source) -> Result<Arc<Slot>> {
+        if let Source::Rank(rank) = from {
+            self.check_rank(rank)?;
+        }
+        Ok(crate::sync::lock(&self.matching).post(group, tag, from))
+    }
+
+    /// Withdraws a posted receive (see [`Matching::unpost`]).
+    pub(crate) fn unpost(&self, slot: &Slot) {
+        crate::sync::lock(&self.matching).unpost(slot.id);
+    }
+
+    /// Waits up to `timeout` for the message of the posted receive `slot` (from `from`): takes messages in
+    /// from the server itself while no other thread does, else waits for the thread that does to put
+    /// the message in the slot. Past the deadline the receive is withdrawn, and fails naming `from`.
+    pub(crate) fn wait_posted(
+        &self,
+        slot: &Slot,
+        from: Source,
+        op: &'static str,
+        timeout: Duration,
+    ) -> Result<Incoming> {
+        let deadline = crate::sync::LazyDeadline::new(timeout);
+        let mut turn = timeout.min(TURN);
+        loop {
+            if let Some(incoming) = slot.take() {
+                return received(incoming, op);
+            }
+            match self.matching.try_lock() {
+                Ok(mut matching) => {
+                    let taken = self.take(&mut matching, (turn, usize::MAX), Want::Posted(slot.id), op);
+                    drop(matching);
+                    self.tell_untold();
+                    if let Some(incoming) = taken? {
+                        return received(incoming, op);
+                    }
+                }
+                Err(std::sync::TryLockError::Poisoned(_)) => {
+                    return Err(Error::Mesh("a thread panicked while it held the matching queue".into()))
+                }
+                // The thread that holds the queue takes the message in for this one.
+                Err(std::sync::TryLockError::WouldBlock) => slot.wait_filled(turn),
+            }
+            turn = deadline.left().min(TURN);
+            if turn.is_zero() {
+                self.unpost(slot);
+                // The message may have landed just before the receive was withdrawn.
+                if let Some(incoming) = slot.take() {
+                    return received(incoming, op);
+                }
+                let peer = match from {
+                    Source::Rank(rank) => self.describe(rank),
+                    Source::Any => "any rank".into(),
+                };
+                return Err(Error::Timeout { op, after: timeout, peer: Some(peer) });
+            }
         }
     }
 
