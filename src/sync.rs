@@ -99,6 +99,79 @@ impl<T> Drop for Lent<'_, T> {
     }
 }
 
+/// A value that one thread sets once and another waits for: by blocking ([`Completion::wait_for`]), by
+/// looking ([`Completion::take`]), or as a future ([`Completion::wake_when_set`]).
+#[derive(Debug)]
+pub(crate) struct Completion<T> {
+    set: std::sync::atomic::AtomicBool,
+    value: Mutex<Option<T>>,
+    changed: std::sync::Condvar,
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+impl<T> Default for Completion<T> {
+    fn default() -> Self {
+        Self {
+            set: std::sync::atomic::AtomicBool::new(false),
+            value: Mutex::new(None),
+            changed: std::sync::Condvar::new(),
+            waker: Mutex::new(None),
+        }
+    }
+}
+
+impl<T> Completion<T> {
+    /// Sets the value and wakes whoever waits for it.
+    pub(crate) fn set(&self, value: T) {
+        *lock(&self.value) = Some(value);
+        self.set.store(true, std::sync::atomic::Ordering::Release);
+        self.changed.notify_all();
+        if let Some(waker) = lock(&self.waker).take() {
+            waker.wake();
+        }
+    }
+
+    /// Whether the value was set (taken or not).
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The value, once set (only once).
+    pub(crate) fn take(&self) -> Option<T> {
+        match self.is_set() {
+            true => lock(&self.value).take(),
+            false => None,
+        }
+    }
+
+    /// Waits up to `timeout` for the value to be set.
+    pub(crate) fn wait_for(&self, timeout: Duration) {
+        let value = lock(&self.value);
+        if !self.is_set() {
+            let _ = self.changed.wait_timeout(value, timeout);
+        }
+    }
+
+    /// Waits for the value, however long it takes (the setter has a deadline of its own).
+    pub(crate) fn wait(&self) -> Option<T> {
+        let mut value = lock(&self.value);
+        while !self.is_set() {
+            value = self.changed.wait(value).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        value.take()
+    }
+
+    /// Wakes `waker` once the value is set (at once when it is).
+    pub(crate) fn wake_when_set(&self, waker: &std::task::Waker) {
+        *lock(&self.waker) = Some(waker.clone());
+        if self.is_set() {
+            if let Some(waker) = lock(&self.waker).take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
 /// A deadline `timeout` after the moment it is first asked for: a receive that finds its message at
 /// once never reads the clock (a look at it costs as much as taking a small message in).
 #[derive(Debug)]

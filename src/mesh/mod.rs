@@ -44,9 +44,11 @@ mod fault;
 mod job;
 mod net;
 mod p2p;
+mod requests;
 mod segments;
 mod split;
 mod topology;
+mod turns;
 mod typed;
 mod types;
 
@@ -71,8 +73,10 @@ use self::net::offer_words::OfferWords;
 /// For the fuzz target `short_message`: the fast path's decoder of a small message on arbitrary bytes.
 #[doc(hidden)]
 pub use self::net::short::decode_for_fuzzing as decode_short_for_fuzzing;
+pub use self::requests::{wait_all, wait_any, Request, Scope};
 pub use self::topology::Node;
 use self::topology::Topology;
+use self::turns::Turns;
 pub use self::typed::Pod;
 pub use self::types::{Message, Rank, Source, Tag};
 use crate::error::{Error, Result};
@@ -94,7 +98,8 @@ pub struct Mesh {
     topology: Topology,
     /// The algorithm choices of every collective, made from the topology and the configuration.
     plan: Plan,
-    collective_sequence: AtomicU64,
+    /// The order its collectives run in: each one's ticket is its sequence number.
+    turns: Turns,
     /// How many meshes were split from this one: every rank counts alike.
     splits: AtomicU64,
 }
@@ -236,7 +241,7 @@ impl Mesh {
             topology,
             group,
             job,
-            collective_sequence: AtomicU64::default(),
+            turns: Turns::default(),
             splits: AtomicU64::default(),
         }
     }

@@ -56,7 +56,7 @@ impl Mesh {
             Source::Rank(rank) => Source::Rank(self.job_rank(rank)?),
             Source::Any => Source::Any,
         };
-        let slot = self.job.post(self.group.id, tag, from)?;
+        let slot = self.job.post((self.group.id, tag, from), 0)?;
         let incoming = self.job.wait_posted(&slot, from, "receive", timeout)?;
         self.message(incoming, tag)
     }

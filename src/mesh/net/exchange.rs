@@ -16,6 +16,7 @@ use super::offer_words::{self, Offer};
 use crate::bulk::Bulk;
 use crate::error::{Error, Result};
 use crate::mesh::topology::Topology;
+use crate::mesh::turns::Turn;
 use crate::mesh::types::{Rank, Source};
 use crate::mesh::{Job, Mesh};
 use crate::meta::LbmMeta;
@@ -92,6 +93,8 @@ pub(crate) struct Exchange<'m> {
     /// The job's servers and links, which know ranks by their rank in the job.
     job: &'m Job,
     ongoing: Ongoing,
+    /// Held until the call ends: the mesh's next collective waits for it.
+    _turn: Turn<'m>,
 }
 
 impl Mesh {
@@ -118,7 +121,8 @@ impl Mesh {
         root: Option<Rank>,
         data: Option<Data>,
     ) -> Result<Exchange<'_>> {
-        let sequence = self.collective_sequence.fetch_add(1, Ordering::Relaxed);
+        let turn = self.turns.begin();
+        let sequence = turn.ticket;
         // A root out of range (this rank's own error, which it reports) travels as none, so that the
         // other ranks take its notice (as a mismatch, naming this call) instead of dropping it as garbage.
         let root = root.filter(|r| r.0 < self.size()).map(|r| r.0 as u32);
@@ -132,7 +136,7 @@ impl Mesh {
         job.tell_untold();
         news?;
         let channel = Channel::Collective(collective);
-        Ok(Exchange { mesh: self, job, ongoing: Ongoing::new(channel, op, job.config.timeout) })
+        Ok(Exchange { mesh: self, job, ongoing: Ongoing::new(channel, op, job.config.timeout), _turn: turn })
     }
 }
 

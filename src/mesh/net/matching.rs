@@ -58,6 +58,8 @@ pub(crate) enum Want {
     Collective(GroupId, u64, Option<Source>),
     /// Nothing: only take in notices.
     Notices,
+    /// Nothing: take in one message (or wait the whole timeout for one), wherever it goes.
+    Anything,
 }
 
 /// How many of this rank's recent collective calls are remembered to check late messages against.
@@ -132,7 +134,7 @@ impl Matching {
         // notice: those looks start at the server.
         let mut at = match want {
             Want::Collective(..) => 0,
-            Want::Posted(_) | Want::Notices => self.unexpected.len(),
+            Want::Posted(_) | Want::Notices | Want::Anything => self.unexpected.len(),
         };
         loop {
             let failure = match (self.loss, self.out_of_step, want) {
@@ -159,10 +161,12 @@ impl Matching {
             };
             let arrived = match arrived.map(|message| self.deliver(message, want)) {
                 Some(Delivered::Wanted(message)) => return Ok(Some(message)),
+                Some(Delivered::Elsewhere) if matches!(want, Want::Anything) => return Ok(None),
                 Some(Delivered::Elsewhere) => continue,
                 Some(Delivered::Unasked(message)) => Some(message),
                 None => None,
             };
+            let from_server = arrived.is_some();
             let verdict = match &arrived {
                 Some(message) if self.take_notice(message) => Verdict::Drop,
                 Some(message) => self.verdict(message, want, rank),
@@ -188,17 +192,23 @@ impl Matching {
                     return Err(Receive::OutOfStep(mismatch, true));
                 }
             }
+            if from_server && matches!(want, Want::Anything) {
+                return Ok(None);
+            }
         }
     }
 
     /// Posts a receive of a message of mesh `group` with `tag` from `from` (a rank of the job's mesh):
     /// the first such message in the queue fills its slot at once, else the first to arrive does.
-    pub(crate) fn post(&mut self, group: GroupId, tag: Tag, from: Source) -> Arc<Slot> {
+    pub(crate) fn post(&mut self, group: GroupId, tag: Tag, from: Source, owner: u64) -> Arc<Slot> {
         let id = self.next_posted;
         self.next_posted += 1;
-        let posted = Posted { group, tag, from, slot: Arc::new(Slot::new(id)) };
+        let slot = Arc::new(Slot { id, owner, landed: Default::default() });
+        let posted = Posted { group, tag, from, slot };
         match self.unexpected.iter().position(|message| posted.admits(message)) {
-            Some(at) => posted.slot.fill(self.unexpected.remove(at).expect("the position is in the queue")),
+            Some(at) => {
+                posted.slot.landed.set(self.unexpected.remove(at).expect("the position is in the queue"))
+            }
             None => self.posted.push_back(Posted { slot: Arc::clone(&posted.slot), ..posted }),
         }
         posted.slot
@@ -210,9 +220,9 @@ impl Matching {
         self.posted.retain(|posted| posted.slot.id != id);
     }
 
-    /// How many receives are posted and wait for their message.
-    pub(crate) fn posted(&self) -> usize {
-        self.posted.len()
+    /// Withdraws every receive the scope `owner` posted (see [`Matching::unpost`]).
+    pub(crate) fn unpost_owned_by(&mut self, owner: u64) {
+        self.posted.retain(|posted| posted.slot.owner != owner);
     }
 
     /// Gives an application message that arrived to the first posted receive it matches: returned
@@ -228,7 +238,7 @@ impl Matching {
         match want {
             Want::Posted(id) if id == posted.slot.id => Delivered::Wanted(message),
             _ => {
-                posted.slot.fill(message);
+                posted.slot.landed.set(message);
                 Delivered::Elsewhere
             }
         }

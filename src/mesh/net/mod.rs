@@ -212,11 +212,33 @@ impl Job {
 
     /// Posts a point-to-point receive of mesh `group`'s message with `tag` from `from` (a rank of the
     /// job's mesh): see [`posted`].
-    pub(crate) fn post(&self, group: GroupId, tag: Tag, from: Source) -> Result<Arc<Slot>> {
+    pub(crate) fn post(&self, (group, tag, from): (GroupId, Tag, Source), owner: u64) -> Result<Arc<Slot>> {
         if let Source::Rank(rank) = from {
             self.check_rank(rank)?;
         }
-        Ok(crate::sync::lock(&self.matching).post(group, tag, from))
+        Ok(crate::sync::lock(&self.matching).post(group, tag, from, owner))
+    }
+
+    /// Takes in one message, waiting up to `turn` for it (what a scope's lane does for its receives
+    /// while nobody waits on them, and a wait for any of several requests). Errors are for the
+    /// receives to report: here they end the turn.
+    pub(crate) fn take_in_once(&self, turn: Duration) {
+        let mut matching = crate::sync::lock(&self.matching);
+        let taken = self.take(&mut matching, (turn, usize::MAX), Want::Anything, "receive");
+        drop(matching);
+        self.tell_untold();
+        if taken.is_err() {
+            std::thread::sleep(turn); // the news stays: looking again at once would spin
+        }
+    }
+
+    /// Takes in a message that has arrived, without waiting, when no other thread is taking in.
+    pub(crate) fn take_in_now(&self) {
+        if let Ok(mut matching) = self.matching.try_lock() {
+            let _ = self.take(&mut matching, (Duration::ZERO, usize::MAX), Want::Anything, "receive");
+            drop(matching);
+            self.tell_untold();
+        }
     }
 
     /// Withdraws a posted receive (see [`Matching::unpost`]).
@@ -237,7 +259,7 @@ impl Job {
         let deadline = crate::sync::LazyDeadline::new(timeout);
         let mut turn = timeout.min(TURN);
         loop {
-            if let Some(incoming) = slot.take() {
+            if let Some(incoming) = slot.landed.take() {
                 return received(incoming, op);
             }
             match self.matching.try_lock() {
@@ -253,13 +275,13 @@ impl Job {
                     return Err(Error::Mesh("a thread panicked while it held the matching queue".into()))
                 }
                 // The thread that holds the queue takes the message in for this one.
-                Err(std::sync::TryLockError::WouldBlock) => slot.wait_filled(turn),
+                Err(std::sync::TryLockError::WouldBlock) => slot.landed.wait_for(turn),
             }
             turn = deadline.left().min(TURN);
             if turn.is_zero() {
                 self.unpost(slot);
                 // The message may have landed just before the receive was withdrawn.
-                if let Some(incoming) = slot.take() {
+                if let Some(incoming) = slot.landed.take() {
                     return received(incoming, op);
                 }
                 let peer = match from {

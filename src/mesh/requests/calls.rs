@@ -1,0 +1,185 @@
+//! The non-blocking form of every send, receive and collective: each runs the blocking call's code
+//! (on the scope's lane, or at once when it cannot wait), so results and errors are the same.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use super::request::Receiving;
+use super::{Request, Scope};
+use crate::error::Result;
+use crate::mesh::collectives::buffers::fill;
+use crate::mesh::{Buffer, Message, Rank, Reduction, Source, Tag, EAGER_BELOW};
+
+impl<'s, 'env> Scope<'s, 'env> {
+    /// Starts [`Mesh::send`](crate::mesh::Mesh::send): a message below
+    /// [`EAGER_BELOW`] is queued at once (the request is complete), unless earlier sends of this scope
+    /// are still on the lane; a larger one goes on the lane.
+    pub fn send<T: Pod + Sync>(&self, to: Rank, tag: Tag, data: &'s [T]) -> Request<'s, ()> {
+        match size_of_val(data) < EAGER_BELOW && !self.lane.busy() {
+            true => Request::done(self.mesh.send(to, tag, data)),
+            false => self.on_lane(move |mesh| mesh.send(to, tag, data)),
+        }
+    }
+
+    /// Starts [`Mesh::recv`](crate::mesh::Mesh::recv): the receive is posted now, so it takes the
+    /// first matching message that arrives from now on (or has arrived), before any receive posted
+    /// after it; the wait waits up to the mesh's timeout.
+    pub fn recv(&self, from: impl Into<Source>, tag: Tag) -> Request<'s, Message> {
+        self.post(from.into(), tag, Box::new(Ok))
+    }
+
+    /// Starts [`Mesh::recv_into`](crate::mesh::Mesh::recv_into): posted now; the wait copies the
+    /// message into `buffer` and returns its source and length in bytes.
+    pub fn recv_into<B: Buffer + ?Sized + Send>(
+        &self,
+        from: impl Into<Source>,
+        tag: Tag,
+        buffer: &'s mut B,
+    ) -> Request<'s, (Rank, usize)> {
+        self.post(
+            from.into(),
+            tag,
+            Box::new(move |message: Message| {
+                let len = fill("receive", buffer, message.data())?;
+                Ok((message.source(), len))
+            }),
+        )
+    }
+
+    /// Posts a receive whose message `finish` turns into the request's result.
+    fn post<T: 's>(
+        &self,
+        from: Source,
+        tag: Tag,
+        finish: Box<dyn FnOnce(Message) -> Result<T> + Send + 's>,
+    ) -> Request<'s, T> {
+        let mesh = self.mesh;
+        let posted = match from {
+            Source::Rank(rank) => mesh.job_rank(rank).map(Source::Rank),
+            Source::Any => Ok(Source::Any),
+        }
+        .and_then(|job_from| Ok((job_from, mesh.job.post((mesh.group.id, tag, job_from), self.id)?)));
+        let (job_from, slot) = match posted {
+            Ok(posted) => posted,
+            Err(error) => return Request::done(Err(error)),
+        };
+        self.start_lane();
+        Request::receive(Receiving {
+            job: &mesh.job,
+            slot: Arc::clone(&slot),
+            from: job_from,
+            timeout: mesh.job.config.timeout,
+            finish: Box::new(move |incoming| finish(mesh.message(incoming, tag)?)),
+            lane: Arc::clone(&self.lane),
+            counted: true,
+        })
+    }
+
+    /// Starts [`Mesh::broadcast_into`](crate::mesh::Mesh::broadcast_into).
+    pub fn broadcast_into<B: Buffer + ?Sized + Send>(
+        &self,
+        root: Rank,
+        buffer: &'s mut B,
+    ) -> Request<'s, usize> {
+        self.collective(move |mesh| mesh.broadcast_into(root, buffer))
+    }
+
+    /// Starts [`Mesh::scatter_into_root`](crate::mesh::Mesh::scatter_into_root).
+    pub fn scatter_into_root<B: Buffer + ?Sized + Send>(
+        &self,
+        chunks: &'s [&'s [u8]],
+        buffer: &'s mut B,
+    ) -> Request<'s, usize> {
+        self.collective(move |mesh| mesh.scatter_into_root(chunks, buffer))
+    }
+
+    /// Starts [`Mesh::scatter_into`](crate::mesh::Mesh::scatter_into).
+    pub fn scatter_into<B: Buffer + ?Sized + Send>(
+        &self,
+        root: Rank,
+        buffer: &'s mut B,
+    ) -> Request<'s, usize> {
+        self.collective(move |mesh| mesh.scatter_into(root, buffer))
+    }
+
+    /// Starts [`Mesh::gather_into`](crate::mesh::Mesh::gather_into).
+    pub fn gather_into(&self, root: Rank, data: &'s [u8]) -> Request<'s, ()> {
+        self.collective(move |mesh| mesh.gather_into(root, data))
+    }
+
+    /// Starts [`Mesh::gather_into_root`](crate::mesh::Mesh::gather_into_root).
+    pub fn gather_into_root(&self, data: &'s [u8], gathered: &'s mut Vec<Vec<u8>>) -> Request<'s, usize> {
+        self.collective(move |mesh| mesh.gather_into_root(data, gathered))
+    }
+
+    /// Starts [`Mesh::all_to_all_into`](crate::mesh::Mesh::all_to_all_into).
+    pub fn all_to_all_into(
+        &self,
+        chunks: &'s [&'s [u8]],
+        received: &'s mut Vec<Vec<u8>>,
+    ) -> Request<'s, usize> {
+        self.collective(move |mesh| mesh.all_to_all_into(chunks, received))
+    }
+
+    /// Starts [`Mesh::barrier`](crate::mesh::Mesh::barrier).
+    pub fn barrier(&self) -> Request<'s, ()> {
+        self.collective(|mesh| mesh.barrier())
+    }
+
+    /// Starts [`Mesh::all_reduce_into`](crate::mesh::Mesh::all_reduce_into).
+    pub fn all_reduce_into<T: Pod + Send + Sync>(
+        &self,
+        send: &'s [T],
+        recv: &'s mut [T],
+        op: impl Reduction<T> + Send + 's,
+    ) -> Request<'s, ()> {
+        self.collective(move |mesh| mesh.all_reduce_into(send, recv, op))
+    }
+
+    /// Starts [`Mesh::all_reduce_in_place`](crate::mesh::Mesh::all_reduce_in_place).
+    pub fn all_reduce_in_place<T: Pod + Send + Sync>(
+        &self,
+        data: &'s mut [T],
+        op: impl Reduction<T> + Send + 's,
+    ) -> Request<'s, ()> {
+        self.collective(move |mesh| mesh.all_reduce_in_place(data, op))
+    }
+
+    /// Starts [`Mesh::reduce_into_root`](crate::mesh::Mesh::reduce_into_root).
+    pub fn reduce_into_root<T: Pod + Send + Sync>(
+        &self,
+        send: &'s [T],
+        recv: &'s mut [T],
+        op: impl Reduction<T> + Send + 's,
+    ) -> Request<'s, ()> {
+        self.collective(move |mesh| mesh.reduce_into_root(send, recv, op))
+    }
+
+    /// Starts [`Mesh::reduce_into`](crate::mesh::Mesh::reduce_into).
+    pub fn reduce_into<T: Pod + Send + Sync>(
+        &self,
+        root: Rank,
+        send: &'s [T],
+        op: impl Reduction<T> + Send + 's,
+    ) -> Request<'s, ()> {
+        self.collective(move |mesh| mesh.reduce_into(root, send, op))
+    }
+
+    /// Starts [`Mesh::reduce_scatter_into`](crate::mesh::Mesh::reduce_scatter_into).
+    pub fn reduce_scatter_into<T: Pod + Send + Sync>(
+        &self,
+        send: &'s [T],
+        recv: &'s mut [T],
+        op: impl Reduction<T> + Send + 's,
+    ) -> Request<'s, ()> {
+        self.collective(move |mesh| mesh.reduce_scatter_into(send, recv, op))
+    }
+
+    /// Starts [`Mesh::all_gather_into`](crate::mesh::Mesh::all_gather_into).
+    pub fn all_gather_into<T: Pod + Send + Sync>(&self, send: &'s [T], recv: &'s mut [T]) -> Request<'s, ()> {
+        self.collective(move |mesh| mesh.all_gather_into(send, recv))
+    }
+}

@@ -1,0 +1,112 @@
+//! A scope's lane: the one thread that runs its sends and collectives in the order they were started
+//! and, while its receives wait unasked for, takes their messages in.
+
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::mesh::Job;
+use crate::sync::lock;
+
+/// How long the lane sleeps when it has nothing to run; a receive nobody waited on across a whole
+/// nap is taken in from then on.
+pub(crate) const NAP: Duration = Duration::from_millis(1);
+
+/// One operation for the lane: it runs the blocking call and hands over the result.
+pub(crate) type Work<'s> = Box<dyn FnOnce() + Send + 's>;
+
+/// What a scope and its lane share.
+pub(crate) struct Lane<'s> {
+    state: Mutex<State<'s>>,
+    ready: Condvar,
+    /// Receives started in the scope that nobody waits on yet.
+    pub(crate) unwaited: AtomicUsize,
+    /// Whether the lane's thread was started.
+    started: AtomicBool,
+}
+
+struct State<'s> {
+    queue: VecDeque<Work<'s>>,
+    /// How many operations are queued or running.
+    pending: usize,
+    closing: bool,
+}
+
+impl<'s> Lane<'s> {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: Mutex::new(State { queue: VecDeque::new(), pending: 0, closing: false }),
+            ready: Condvar::new(),
+            unwaited: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether its thread must be started now (true once).
+    pub(crate) fn start(&self) -> bool {
+        !self.started.swap(true, Ordering::AcqRel)
+    }
+
+    /// Queues `work` behind every operation queued before it.
+    pub(crate) fn queue(&self, work: Work<'s>) {
+        let mut state = lock(&self.state);
+        state.queue.push_back(work);
+        state.pending += 1;
+        self.ready.notify_one();
+    }
+
+    /// Whether operations are queued or running (a send started now must queue behind them to keep
+    /// its order).
+    pub(crate) fn busy(&self) -> bool {
+        lock(&self.state).pending > 0
+    }
+
+    /// Runs what is queued in this thread (no thread could start for the lane); the next call tries
+    /// to start one again.
+    pub(crate) fn run_queued_here(&self) {
+        loop {
+            let Some(work) = lock(&self.state).queue.pop_front() else { break };
+            work();
+            lock(&self.state).pending -= 1;
+        }
+        self.started.store(false, Ordering::Release);
+    }
+
+    /// Tells the lane to run what is queued and stop.
+    pub(crate) fn close(&self) {
+        lock(&self.state).closing = true;
+        self.ready.notify_one();
+    }
+
+    /// The lane's thread: runs the queue, takes in for receives nobody waits on, and stops once closed
+    /// with nothing left to run.
+    pub(crate) fn run(self: Arc<Self>, job: &Job) {
+        let mut unwaited_before = false;
+        loop {
+            let mut state = lock(&self.state);
+            if let Some(work) = state.queue.pop_front() {
+                drop(state);
+                // A panic in one operation fails that request (its result is dropped unset), not the
+                // ones queued behind it.
+                let _ = catch_unwind(AssertUnwindSafe(work));
+                lock(&self.state).pending -= 1;
+                continue;
+            }
+            if state.closing {
+                return;
+            }
+            let unwaited = self.unwaited.load(Ordering::Acquire) > 0;
+            if unwaited && unwaited_before {
+                drop(state);
+                job.take_in_once(NAP);
+                continue;
+            }
+            unwaited_before = unwaited;
+            let _ = self.ready.wait_timeout(state, NAP);
+        }
+    }
+}

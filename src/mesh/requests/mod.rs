@@ -1,0 +1,169 @@
+//! Non-blocking calls: every send, receive and collective can start in a [`Scope`] and return a
+//! [`Request`] at once, to wait for later ([`Request::wait`], [`wait_all`], [`wait_any`]), to test
+//! ([`Request::test`]) or to `.await`; the caller computes meanwhile.
+//!
+//! ```no_run
+//! use lightbeam::mesh::{Mesh, Op, Rank, Tag};
+//! # fn step(mesh: &Mesh, edge: &[f64], halo: &mut [f64], interior: &mut [f64]) -> lightbeam::Result<()> {
+//! let right = Rank((mesh.rank().0 + 1) % mesh.size());
+//! let left = Rank((mesh.rank().0 + mesh.size() - 1) % mesh.size());
+//! let (mut local, mut global) = ([0.0f64], [0.0f64]);
+//! mesh.scope(|s| {
+//!     let halo_in = s.recv_into(left, Tag(1), halo);
+//!     let edge_out = s.send(right, Tag(1), edge);
+//!     interior.iter_mut().for_each(|x| *x *= 0.5); // computes while the halo moves
+//!     halo_in.wait()?;
+//!     edge_out.wait()?;
+//!     local[0] = interior.iter().sum();
+//!     s.all_reduce_into(&local, &mut global, Op::Sum).wait()
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **Buffers.** A request borrows its buffers until its scope returns: touching one before is a
+//! compile error, and the scope waits for every request started in it before it returns, so no
+//! transfer can write into memory that safe code has since freed or reused, even when a request is
+//! forgotten with `std::mem::forget` (the way `std::thread::scope` keeps its threads' borrows sound).
+//! Use a scope per step of a loop (a scope costs a thread start, tens of microseconds, only when it
+//! runs a send or collective or receives), or start everything of a phase in one scope.
+//!
+//! **Order.** Collectives of a mesh run in the order they were called, started or blocking, from
+//! whichever thread: every rank must call them in one order, as with MPI. Sends of a scope keep their
+//! order; receives are matched in the order they were posted (blocking ones included), so messages
+//! from one rank with one tag are received in the order they were sent.
+//!
+//! **Progress.** What advances while the caller computes and calls nothing:
+//! - a send below [`EAGER_BELOW`](super::EAGER_BELOW) is queued at its start (copied into the peer's
+//!   ring, or into ZeroMQ's queue) and is complete from then on;
+//! - sends from [`EAGER_BELOW`](super::EAGER_BELOW) up, and every collective, run on the scope's
+//!   *lane*, one thread per scope (not per request), started with the scope's first such call; it
+//!   runs them one after another in the order they were started, sleeping (not spinning) while it
+//!   waits for peers, and peers read in place from this rank's buffers while it does;
+//! - a message sent to a posted receive lands in this rank's ring (from the node) or the bridge
+//!   thread's queue (from other nodes) without this rank's help; a receive nobody has waited on for
+//!   a millisecond is taken in by the lane, which is what lets a peer's large send (which waits for
+//!   this rank to take it in) complete while this rank computes.
+//!
+//! What needs a wait or a test: copying a received message into the buffer of
+//! [`Scope::recv_into`] (done by the wait), and reporting errors.
+//!
+//! **Errors** are those of the blocking calls, reported by the wait: a rank lost while requests are in
+//! flight fails each of them, naming it, within the mesh's timeout.
+
+#![forbid(unsafe_code)]
+
+mod calls;
+mod lane;
+mod request;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use self::lane::{Lane, Work};
+pub use self::request::{wait_all, wait_any, Request};
+use super::Mesh;
+use crate::error::Result;
+use crate::sync::{lock, Completion};
+
+/// Tells the scopes of the process apart (0 is no scope: blocking receives).
+static SCOPES: AtomicU64 = AtomicU64::new(1);
+
+/// Where non-blocking calls start (see [`Mesh::scope`]). It may be shared by the threads the scope's
+/// closure starts.
+pub struct Scope<'s, 'env: 's> {
+    mesh: &'env Mesh,
+    threads: &'s std::thread::Scope<'s, 'env>,
+    lane: Arc<Lane<'s>>,
+    id: u64,
+}
+
+impl Mesh {
+    /// Runs `body` with a [`Scope`] to start non-blocking calls in, and returns its result once every
+    /// request started in it has completed (waited for or not). See [the module](self::requests) for
+    /// what progresses on its own.
+    pub fn scope<'env, R>(&'env self, body: impl for<'s> FnOnce(&Scope<'s, 'env>) -> R) -> R {
+        std::thread::scope(|threads| {
+            let scope = Scope {
+                mesh: self,
+                threads,
+                lane: Arc::new(Lane::new()),
+                id: SCOPES.fetch_add(1, Ordering::Relaxed),
+            };
+            body(&scope)
+            // Dropping the scope closes the lane; `std::thread::scope` then waits for it.
+        })
+    }
+}
+
+impl<'s, 'env> Scope<'s, 'env> {
+    /// The mesh the scope's calls run on.
+    pub fn mesh(&self) -> &'env Mesh {
+        self.mesh
+    }
+
+    /// Runs `call` on the lane, after every operation queued before it; the request gets its result.
+    fn on_lane<T: Send + 's>(
+        &self,
+        call: impl FnOnce(&'env Mesh) -> Result<T> + Send + 's,
+    ) -> Request<'s, T> {
+        let completion = Arc::new(Completion::default());
+        let setter = Setter(Arc::clone(&completion));
+        let mesh = self.mesh;
+        let work: Work<'s> = Box::new(move || setter.set(call(mesh)));
+        self.lane.queue(work);
+        self.start_lane();
+        Request::on_lane(completion)
+    }
+
+    /// Runs collective `call` on the lane with the ticket taken now: it runs after every collective of
+    /// the mesh called before this one.
+    fn collective<T: Send + 's>(
+        &self,
+        call: impl FnOnce(&'env Mesh) -> Result<T> + Send + 's,
+    ) -> Request<'s, T> {
+        let ticket = self.mesh.turns.ticket();
+        self.on_lane(move |mesh| mesh.turns.with_ticket(ticket, || call(mesh)))
+    }
+
+    /// Starts the lane's thread on first use. When no thread can start, the lane's work runs here, as
+    /// the blocking calls would.
+    fn start_lane(&self) {
+        if !self.lane.start() {
+            return;
+        }
+        let lane = Arc::clone(&self.lane);
+        let job = &*self.mesh.job;
+        let started = std::thread::Builder::new()
+            .name("lightbeam-lane".into())
+            .spawn_scoped(self.threads, move || lane.run(job));
+        if let Err(error) = started {
+            log::warn!("lightbeam: cannot start a scope's lane ({error}): its queue runs here");
+            self.lane.run_queued_here();
+        }
+    }
+}
+
+impl Drop for Scope<'_, '_> {
+    fn drop(&mut self) {
+        self.lane.close();
+        lock(&self.mesh.job.matching).unpost_owned_by(self.id);
+    }
+}
+
+/// Sets a lane operation's result; dropped unset (its operation panicked), it sets an error.
+struct Setter<T>(Arc<Completion<Result<T>>>);
+
+impl<T> Setter<T> {
+    fn set(self, result: Result<T>) {
+        self.0.set(result);
+    }
+}
+
+impl<T> Drop for Setter<T> {
+    fn drop(&mut self) {
+        if !self.0.is_set() {
+            self.0.set(Err(crate::Error::Mesh("the operation panicked".into())));
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! A request: an operation started in a [`Scope`](super::Scope) and not yet waited for.
+
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use super::lane::{Lane, NAP};
+use crate::error::{Error, Result};
+use crate::mesh::net::matching::Incoming;
+use crate::mesh::net::posted::Slot;
+use crate::mesh::types::Source;
+use crate::mesh::Job;
+use crate::sync::Completion;
+
+/// An operation in flight: a send, a receive or a collective started in a [`Scope`](super::Scope).
+/// [`Request::wait`] returns what the blocking call returns; [`Request::test`] tells whether that
+/// would return at once; `.await` waits without blocking a thread.
+///
+/// A request borrows the buffers it was given for its whole scope, so they cannot be touched until
+/// the scope returns, and the scope waits for every request started in it (also for one forgotten
+/// with `std::mem::forget` or dropped unwaited, whose result is then lost).
+#[must_use = "a request completes by the end of its scope, but its result and errors come only from a wait"]
+pub struct Request<'s, T> {
+    state: State<'s, T>,
+}
+
+enum State<'s, T> {
+    /// Done when it started (a send queued at once).
+    Done(Result<T>),
+    /// Run by the lane, which sets the result.
+    Lane(Arc<Completion<Result<T>>>),
+    /// A receive: its message lands in its slot; `finish` makes the result from it.
+    Receive(Receiving<'s, T>),
+    /// Its result was taken.
+    Spent,
+}
+
+/// A posted receive and what to make of its message.
+pub(crate) struct Receiving<'s, T> {
+    pub(crate) job: &'s Job,
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) from: Source,
+    pub(crate) timeout: Duration,
+    pub(crate) finish: Box<dyn FnOnce(Incoming) -> Result<T> + Send + 's>,
+    /// Its scope's lane, which takes in while the receive is not waited on.
+    pub(crate) lane: Arc<Lane<'s>>,
+    pub(crate) counted: bool,
+}
+
+impl<'s, T> Request<'s, T> {
+    pub(crate) fn done(result: Result<T>) -> Self {
+        Self { state: State::Done(result) }
+    }
+
+    pub(crate) fn on_lane(completion: Arc<Completion<Result<T>>>) -> Self {
+        Self { state: State::Lane(completion) }
+    }
+
+    pub(crate) fn receive(receiving: Receiving<'s, T>) -> Self {
+        receiving.lane.unwaited.fetch_add(1, Ordering::AcqRel);
+        Self { state: State::Receive(receiving) }
+    }
+
+    /// Waits for the operation and returns its result, as the blocking call would: a receive waits up
+    /// to the mesh's timeout from here; a send or collective within its own deadline, counted from
+    /// when it began to run.
+    pub fn wait(mut self) -> Result<T> {
+        match std::mem::replace(&mut self.state, State::Spent) {
+            State::Done(result) => result,
+            State::Lane(completion) => completion.wait().unwrap_or_else(|| Err(lost_result())),
+            State::Receive(mut receiving) => {
+                receiving.stop_counting();
+                let incoming =
+                    receiving.job.wait_posted(&receiving.slot, receiving.from, "receive", receiving.timeout);
+                let finish = std::mem::replace(&mut receiving.finish, Box::new(|_| Err(lost_result())));
+                incoming.and_then(finish)
+            }
+            State::Spent => Err(lost_result()),
+        }
+    }
+
+    /// Whether the operation is complete ([`Request::wait`] returns at once). A receive takes in what
+    /// arrived first, when no other thread of the process is doing so.
+    pub fn test(&mut self) -> bool {
+        match &self.state {
+            State::Done(_) | State::Spent => true,
+            State::Lane(completion) => completion.is_set(),
+            State::Receive(receiving) => {
+                if !receiving.slot.landed.is_set() {
+                    receiving.job.take_in_now();
+                }
+                receiving.slot.landed.is_set()
+            }
+        }
+    }
+
+    /// Registers `waker` to be woken when the operation completes; true when it already has.
+    fn complete_or_wake(&mut self, waker: &Waker) -> bool {
+        match &self.state {
+            State::Done(_) | State::Spent => true,
+            State::Lane(completion) => {
+                completion.wake_when_set(waker);
+                completion.is_set()
+            }
+            State::Receive(receiving) => {
+                receiving.slot.landed.wake_when_set(waker);
+                receiving.slot.landed.is_set()
+            }
+        }
+    }
+}
+
+impl<T> Receiving<'_, T> {
+    /// Takes the receive off the lane's count of those nobody waits on.
+    fn stop_counting(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.lane.unwaited.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl<T> Drop for Receiving<'_, T> {
+    fn drop(&mut self) {
+        self.stop_counting();
+        // Dropped unwaited: a message that has not landed yet goes to a later receive instead.
+        if !self.slot.landed.is_set() {
+            self.job.unpost(&self.slot);
+        }
+    }
+}
+
+fn lost_result() -> Error {
+    Error::Mesh("the operation ended without a result (it panicked, or its result was taken)".into())
+}
+
+/// A request is a future of its result, woken by whichever thread completes it (the scope's lane, or
+/// the thread that takes its message in), and tied to no runtime. While it is awaited, the scope's
+/// lane takes in the messages of its receives.
+impl<T> Future for Request<'_, T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if let State::Receive(receiving) = &mut self.state {
+            receiving.job.take_in_now();
+        }
+        match self.complete_or_wake(cx.waker()) {
+            true => Poll::Ready(std::mem::replace(&mut *self, Self { state: State::Spent }).wait()),
+            false => Poll::Pending,
+        }
+    }
+}
+
+// Every state is Unpin (results are boxed or behind `Arc`s).
+impl<T> Unpin for Request<'_, T> {}
+
+/// Waits for every request; returns their results in order, or the first error once all have ended.
+pub fn wait_all<'s, T>(requests: impl IntoIterator<Item = Request<'s, T>>) -> Result<Vec<T>> {
+    let results: Vec<Result<T>> = requests.into_iter().map(Request::wait).collect();
+    results.into_iter().collect()
+}
+
+/// Waits until one of `requests` completes, removes it and returns its index and result; `None` when
+/// there are none. The thread sleeps until a request completes (it takes in messages itself while
+/// receives are among them and no other thread does).
+pub fn wait_any<T>(requests: &mut Vec<Request<'_, T>>) -> Option<(usize, Result<T>)> {
+    if requests.is_empty() {
+        return None;
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    loop {
+        let mut receiving = None;
+        for (at, request) in requests.iter_mut().enumerate() {
+            if request.test() || request.complete_or_wake(&waker) {
+                return Some((at, requests.remove(at).wait()));
+            }
+            if let State::Receive(r) = &request.state {
+                receiving = Some(r.job);
+            }
+        }
+        match receiving {
+            Some(job) => job.take_in_once(NAP),
+            None => std::thread::park_timeout(NAP),
+        }
+    }
+}
+
+/// Wakes a thread parked in [`wait_any`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
