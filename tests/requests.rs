@@ -86,3 +86,214 @@ fn every_collective_started_at_once_gives_the_blocking_result() {
         });
     }
 }
+
+/// Receives posted one after another take one rank's messages of one tag in the order they were sent,
+/// a blocking receive included; a receive of another tag posted first does not hold them up.
+#[test]
+fn receives_match_in_posting_order() {
+    run_ok(InProcess::ranks(2), &config(), |mesh| {
+        const COUNT: usize = 50;
+        match mesh.rank() {
+            Rank(0) => {
+                for i in 0..=COUNT as u64 {
+                    mesh.send(Rank(1), Tag(3), &[i])?;
+                }
+                mesh.send(Rank(1), Tag(4), &[99u64])
+            }
+            _ => {
+                let mut received = vec![[0u64]; COUNT];
+                let (last, other) = mesh.scope(|s| {
+                    let other = s.recv(Rank(0), Tag(4)); // posted first, its message comes last
+                    let requests: Vec<_> =
+                        received.iter_mut().map(|slot| s.recv_into(Source::Any, Tag(3), slot)).collect();
+                    // Posted after the 50 above: the 51st message.
+                    let last = mesh.recv(Source::Rank(Rank(0)), Tag(3))?;
+                    wait_all(requests)?;
+                    Ok::<_, Error>((last, other.wait()?))
+                })?;
+                assert!(received.iter().enumerate().all(|(i, [v])| *v == i as u64), "{received:?}");
+                assert_eq!(&*last.elements::<u64>()?, &[COUNT as u64]);
+                assert_eq!(&*other.elements::<u64>()?, &[99]);
+                Ok(())
+            }
+        }
+    });
+}
+
+/// `wait_any` returns the request that completes first, whatever the order they were started in.
+#[test]
+fn wait_any_returns_the_first_to_complete() {
+    run_ok(InProcess::ranks(4), &config(), |mesh| {
+        let me = mesh.rank().0;
+        if me != 0 {
+            // Rank 3 sends first, rank 1 last.
+            std::thread::sleep(Duration::from_millis(150 * (3 - me as u64)));
+            return mesh.send(Rank(0), Tag(1), &[me as u32]);
+        }
+        let order = mesh.scope(|s| {
+            let mut requests: Vec<_> = (1..4).map(|r| s.recv(Rank(r), Tag(1))).collect();
+            let mut order = Vec::new();
+            while let Some((_, message)) = wait_any(&mut requests) {
+                order.push(message?.source().0);
+            }
+            Ok::<_, Error>(order)
+        })?;
+        assert_eq!(order, vec![3, 2, 1]);
+        Ok(())
+    });
+}
+
+/// A forgotten request never writes into its buffer once the scope returned: a forgotten receive's
+/// buffer is never written (its message is taken by nobody, and the scope withdraws it), a forgotten
+/// broadcast completes before the scope returns; afterwards the buffers are reused and stay as set.
+#[test]
+fn a_forgotten_request_writes_nothing_after_its_scope() {
+    run_ok(InProcess::ranks(2), &config(), |mesh| {
+        let me = mesh.rank().0;
+        let mut inbox = vec![0u8; 1 << 20];
+        let mut broadcast = vec![if me == 0 { 9u8 } else { 0 }; 3 << 20];
+        mesh.scope(|s| {
+            if me == 1 {
+                std::mem::forget(s.recv_into(Rank(0), Tag(5), &mut inbox[..]));
+            }
+            std::mem::forget(s.broadcast_into(Rank(0), &mut broadcast[..]));
+        });
+        assert!(broadcast.iter().all(|&b| b == 9), "the broadcast ended inside the scope");
+        // The buffers are free again: reuse them while the forgotten receive's message arrives.
+        inbox.fill(7);
+        broadcast.fill(7);
+        match me {
+            0 => {
+                mesh.send(Rank(1), Tag(5), &vec![1u8; 1 << 20])?;
+                mesh.send(Rank(1), Tag(5), &[2u8; 16])?;
+            }
+            _ => {
+                // The scope withdrew the forgotten receive: these take the two messages in order.
+                assert_eq!(mesh.recv(Source::Rank(Rank(0)), Tag(5))?.data().len(), 1 << 20);
+                assert_eq!(mesh.recv(Source::Rank(Rank(0)), Tag(5))?.data(), &[2u8; 16]);
+            }
+        }
+        mesh.barrier()?;
+        assert!(inbox.iter().chain(&broadcast).all(|&b| b == 7), "rank {me}: written after its scope");
+        Ok(())
+    });
+}
+
+/// Requests awaited as futures in an executor that knows nothing of Lightbeam, two at once.
+#[test]
+fn a_request_is_a_future_any_executor_can_await() {
+    run_ok(InProcess::ranks(3), &config(), |mesh| {
+        let me = mesh.rank().0;
+        let values = [me as u64 + 1; 1000];
+        let mut sum = [0u64; 1000];
+        let message = mesh.scope(|s| {
+            let from = Rank((me + 2) % 3);
+            // The message comes after a while: the executor must be woken for it.
+            let received = s.recv(from, Tag(8));
+            let reduced = s.all_reduce_into(&values, &mut sum, Op::Sum);
+            std::thread::scope(|threads| {
+                threads.spawn(|| {
+                    std::thread::sleep(Duration::from_millis(50));
+                    mesh.send(Rank((me + 1) % 3), Tag(8), &[me as u8])
+                });
+                futures_executor::block_on(async {
+                    let message = received.await?;
+                    reduced.await?;
+                    Ok::<_, Error>(message)
+                })
+            })
+        })?;
+        assert_eq!(message.data(), &[((me + 2) % 3) as u8]);
+        assert!(sum.iter().all(|&v| v == 6));
+        Ok(())
+    });
+}
+
+/// 10,000 receives in flight on one rank, and 10,000 barriers started at once: no thread per request
+/// (the process's thread count is read from /proc), every result in order.
+#[test]
+fn ten_thousand_requests_in_flight() {
+    const COUNT: usize = 10_000;
+    let threads_before = threads();
+    let peak = run_ok(InProcess::ranks(2), &config(), |mesh| {
+        let mut peak = 0;
+        match mesh.rank() {
+            Rank(0) => {
+                mesh.barrier()?;
+                for i in 0..COUNT as u64 {
+                    mesh.send(Rank(1), Tag(2), &[i])?;
+                }
+            }
+            _ => {
+                let mut inbox = vec![[0u64]; COUNT];
+                mesh.scope(|s| {
+                    let requests: Vec<_> =
+                        inbox.iter_mut().map(|slot| s.recv_into(Rank(0), Tag(2), slot)).collect();
+                    peak = threads();
+                    mesh.barrier()?;
+                    wait_all(requests).map(drop)
+                })?;
+                assert!(inbox.iter().enumerate().all(|(i, [v])| *v == i as u64));
+            }
+        }
+        mesh.scope(|s| {
+            let barriers: Vec<_> = (0..COUNT).map(|_| s.barrier()).collect();
+            peak = peak.max(threads());
+            wait_all(barriers).map(drop)
+        })?;
+        Ok(peak)
+    });
+    let peak = peak.into_iter().max().unwrap_or(0);
+    // Two ranks' threads: each has its servers' threads and a lane per scope, not a thread per request.
+    assert!(peak < threads_before + 32, "{peak} threads with {COUNT} requests in flight");
+}
+
+/// The threads of this process.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|tasks| tasks.count()).unwrap_or(0)
+}
+
+/// A rank that leaves while requests wait on it fails each of them, naming it, within the deadline;
+/// non-blocking collectives that differ are caught as blocking ones are.
+#[test]
+fn lost_and_out_of_step_ranks_fail_every_request() {
+    let config = config().with_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let results = run(InProcess::ranks(3), &config, |mesh| {
+        if mesh.rank() == Rank(2) {
+            return Ok(Vec::new()); // leaves: its mesh closes with it
+        }
+        let mut buffer = vec![0u8; 1 << 20];
+        let peer = Rank(1 - mesh.rank().0);
+        Ok(mesh.scope(|s| {
+            let from_two = s.recv(Rank(2), Tag(1));
+            let gathered = s.all_reduce_in_place(&mut buffer[..], Op::BitOr);
+            let from_peer = s.recv(peer, Tag(1));
+            vec![from_two.wait().map(drop), gathered.wait(), from_peer.wait().map(drop)]
+        }))
+    });
+    assert!(started.elapsed() < Duration::from_secs(12), "took {:?}", started.elapsed());
+    for (rank, results) in results.into_iter().enumerate().take(2) {
+        let results = results.expect("the scope returns its results");
+        for result in results {
+            let text = result.expect_err("every request fails").to_string();
+            assert!(text.contains("rank 2"), "rank {rank}: {text}");
+        }
+    }
+    let results = run(InProcess::ranks(3), &common::config(), |mesh| {
+        let mut buffer = vec![1u8; 100];
+        mesh.scope(|s| match mesh.rank() {
+            Rank(2) => s.gather_into(Rank(0), &buffer).wait().and_then(|()| s.barrier().wait()),
+            _ => s.broadcast_into(Rank(0), &mut buffer).wait().and_then(|_| s.barrier().wait()),
+        })
+    });
+    for (rank, result) in results.into_iter().enumerate() {
+        match result {
+            Err(Error::CollectiveMismatch { this_call, peer_call, .. }) => {
+                let calls = [this_call, peer_call].join(" / ");
+                assert!(calls.contains("broadcast") && calls.contains("gather"), "rank {rank}: {calls}");
+            }
+            other => panic!("rank {rank}: expected a mismatch, got {other:?}"),
+        }
+    }
+}

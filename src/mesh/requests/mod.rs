@@ -4,6 +4,7 @@
 //!
 //! ```no_run
 //! use lightbeam::mesh::{Mesh, Op, Rank, Tag};
+//! # #[allow(dead_code)]
 //! # fn step(mesh: &Mesh, edge: &[f64], halo: &mut [f64], interior: &mut [f64]) -> lightbeam::Result<()> {
 //! let right = Rank((mesh.rank().0 + 1) % mesh.size());
 //! let left = Rank((mesh.rank().0 + mesh.size() - 1) % mesh.size());
@@ -27,6 +28,55 @@
 //! forgotten with `std::mem::forget` (the way `std::thread::scope` keeps its threads' borrows sound).
 //! Use a scope per step of a loop (a scope costs a thread start, tens of microseconds, only when it
 //! runs a send or collective or receives), or start everything of a phase in one scope.
+//!
+//! The compiler enforces it. A buffer lent to a request cannot be read or written in the scope:
+//!
+//! ```compile_fail,E0499
+//! # use lightbeam::mesh::{Mesh, Rank, Tag};
+//! # fn f(mesh: &Mesh) -> lightbeam::Result<()> {
+//! let mut halo = vec![0.0f64; 1024];
+//! mesh.scope(|s| {
+//!     let request = s.recv_into(Rank(0), Tag(1), &mut halo);
+//!     halo[0] = 1.0; // error: `halo` is lent to the request until the scope returns
+//!     request.wait().map(drop)
+//! })
+//! # }
+//! ```
+//!
+//! nor dropped, nor moved away while lent:
+//!
+//! ```compile_fail,E0505
+//! # use lightbeam::mesh::{Mesh, Rank, Tag};
+//! # fn f(mesh: &Mesh) -> lightbeam::Result<()> {
+//! let mut halo = vec![0.0f64; 1024];
+//! mesh.scope(|s| {
+//!     let request = s.recv_into(Rank(0), Tag(1), &mut halo);
+//!     drop(halo); // error: cannot move out of `halo` while it is lent
+//!     request.wait().map(drop)
+//! })
+//! # }
+//! ```
+//!
+//! A request cannot leave its scope (so its borrow cannot outlive the scope's wait for it), and the
+//! mesh cannot be dropped while a scope runs on it:
+//!
+//! ```compile_fail
+//! # use lightbeam::mesh::Mesh;
+//! # fn f(mesh: &Mesh) {
+//! let request = mesh.scope(|s| s.barrier()); // error: the request would escape its scope
+//! # }
+//! ```
+//!
+//! ```compile_fail,E0505
+//! # use lightbeam::mesh::Mesh;
+//! # fn f(mesh: Mesh) -> lightbeam::Result<()> {
+//! mesh.scope(|s| {
+//!     let request = s.barrier();
+//!     drop(mesh); // error: cannot move out of `mesh` while the scope borrows it
+//!     request.wait()
+//! })
+//! # }
+//! ```
 //!
 //! **Order.** Collectives of a mesh run in the order they were called, started or blocking, from
 //! whichever thread: every rank must call them in one order, as with MPI. Sends of a scope keep their
