@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harness::{ensure, mesh};
 use lbm_tests::verify::{checksum, pattern};
-use lightbeam::mesh::{Mesh, Rank};
+use lightbeam::mesh::{Mesh, Op, Rank, Tag};
 use lightbeam::shm::SharedBytes;
 use lightbeam::Error;
 use mpi::collective::SystemOperation;
@@ -452,6 +452,7 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
             "gather" => mesh.gather_into(Rank(0), chunks[mesh.rank().0]),
             "shared-broadcast" if mesh.rank() == Rank(0) => mesh.broadcast_shared_root(&shared),
             "shared-broadcast" => mesh.broadcast_shared(Rank(0)).map(drop),
+            "requests" => requests_in_flight(&mesh, &chunks, &mut data[..1 << 20]),
             other => return Err(format!("unknown kind {other:?}")),
         };
         if let Err(error) = result {
@@ -476,6 +477,23 @@ fn endless(world: &SimpleCommunicator) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// A ring exchange of 256 KiB, a broadcast of `data` and an all-reduce, all in flight at once as
+/// requests; the first error of the four.
+fn requests_in_flight(mesh: &Mesh, chunks: &[&[u8]], data: &mut [u8]) -> lightbeam::Result<()> {
+    let (me, n) = (mesh.rank().0, mesh.size());
+    let values = vec![1.0f64; 1 << 15];
+    let (mut sum, mut halo) = (vec![0.0f64; 1 << 15], vec![0u8; chunks[me].len()]);
+    mesh.scope(|s| {
+        let halo_in = s.recv_into(Rank((me + n - 1) % n), Tag(9), &mut halo[..]);
+        let halo_out = s.send(Rank((me + 1) % n), Tag(9), chunks[me]);
+        let broadcast = s.broadcast_into(Rank(0), data);
+        let reduced = s.all_reduce_into(&values, &mut sum, Op::Sum);
+        [halo_out.wait(), broadcast.wait().map(drop), reduced.wait(), halo_in.wait().map(drop)]
+            .into_iter()
+            .collect()
+    })
 }
 
 /// A broadcast of 2.5 GiB (past MPI's 2^31-1 element count): every rank checks its checksum.

@@ -143,3 +143,8 @@ fn a_rank_killed_mid_scatter_or_gather_fails_every_other_rank_naming_it() {
 fn a_rank_killed_mid_all_to_all_fails_every_other_rank_naming_it() {
     assert_survivors_name_rank_2("all-to-all");
 }
+
+#[test]
+fn a_rank_killed_with_requests_in_flight_fails_every_other_rank_naming_it() {
+    assert_survivors_name_rank_2("requests");
+}
