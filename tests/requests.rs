@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use lightbeam::mesh::{wait_all, wait_any, InProcess, Op, Rank, Source, Tag};
+use lightbeam::mesh::{wait_all, wait_any, InProcess, Op, Progress, Rank, Source, Tag};
 use lightbeam::Error;
 
 mod common;
@@ -17,8 +17,8 @@ use common::{config, data, run, run_ok};
 /// go on the lane (from `EAGER_BELOW` up), the halo of a 1-D stencil.
 #[test]
 fn a_ring_exchange_of_requests_at_every_size() {
-    for n in [1, 2, 3, 4] {
-        run_ok(InProcess::ranks(n), &config(), |mesh| {
+    for (n, progress) in [1, 2, 3, 4].into_iter().flat_map(|n| [(n, Progress::Lane), (n, Progress::OnWait)]) {
+        run_ok(InProcess::ranks(n), &config().with_progress(progress), |mesh| {
             let (me, n) = (mesh.rank().0, mesh.size());
             let (right, left) = (Rank((me + 1) % n), Rank((me + n - 1) % n));
             for len in [0, 8, 65_536, 1 << 20, 3 << 20] {
@@ -42,8 +42,8 @@ fn a_ring_exchange_of_requests_at_every_size() {
 /// blocking call gives; a blocking collective called between started ones runs in call order.
 #[test]
 fn every_collective_started_at_once_gives_the_blocking_result() {
-    for n in [1, 2, 3, 4] {
-        run_ok(InProcess::ranks(n), &config(), |mesh| {
+    for (n, progress) in [1, 2, 3, 4].into_iter().flat_map(|n| [(n, Progress::Lane), (n, Progress::OnWait)]) {
+        run_ok(InProcess::ranks(n), &config().with_progress(progress), |mesh| {
             let (me, n) = (mesh.rank().0, mesh.size());
             for len in [8usize, 100_000, 1 << 21] {
                 let count = len / 8;
@@ -148,7 +148,13 @@ fn wait_any_returns_the_first_to_complete() {
 /// broadcast completes before the scope returns; afterwards the buffers are reused and stay as set.
 #[test]
 fn a_forgotten_request_writes_nothing_after_its_scope() {
-    run_ok(InProcess::ranks(2), &config(), |mesh| {
+    for progress in [Progress::Lane, Progress::OnWait] {
+        forgotten_requests(progress);
+    }
+}
+
+fn forgotten_requests(progress: Progress) {
+    run_ok(InProcess::ranks(2), &config().with_progress(progress), |mesh| {
         let me = mesh.rank().0;
         let mut inbox = vec![0u8; 1 << 20];
         let mut broadcast = vec![if me == 0 { 9u8 } else { 0 }; 3 << 20];

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::requests::Progress;
 use crate::transport::same_node::DEFAULT_SINGLE_COPY_FROM;
 use crate::transport::{Options, Protocol, ShmOptions, Transport};
 
@@ -72,6 +73,9 @@ pub struct MeshConfig {
     /// between ranks of one node travel as single copies from this size or [`EAGER_BELOW`], whichever
     /// is larger. Default [`DEFAULT_SINGLE_COPY_FROM`].
     pub single_copy_from: usize,
+    /// Who runs the sends and collectives of a [`Scope`](super::Scope) (see [`Mesh::scope`](super::Mesh::scope)):
+    /// its lane thread (default), or the thread that waits.
+    pub progress: Progress,
 }
 
 /// Bulks the mesh sends between ranks of one node (point to point, and the collectives' sent pieces)
@@ -96,6 +100,7 @@ impl Default for MeshConfig {
             single_copy: !std::env::var(SINGLE_COPY_ENV)
                 .is_ok_and(|v| ["0", "false", "no"].contains(&v.trim().to_ascii_lowercase().as_str())),
             single_copy_from: DEFAULT_SINGLE_COPY_FROM,
+            progress: Progress::Lane,
         }
     }
 }
@@ -180,6 +185,12 @@ impl MeshConfig {
     /// With [`MeshConfig::single_copy`] set to `allowed`.
     pub fn with_single_copy(mut self, allowed: bool) -> Self {
         self.single_copy = allowed;
+        self
+    }
+
+    /// With [`MeshConfig::progress`] set to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
         self
     }
 

@@ -73,7 +73,7 @@ use self::net::offer_words::OfferWords;
 /// For the fuzz target `short_message`: the fast path's decoder of a small message on arbitrary bytes.
 #[doc(hidden)]
 pub use self::net::short::decode_for_fuzzing as decode_short_for_fuzzing;
-pub use self::requests::{wait_all, wait_any, Request, Scope};
+pub use self::requests::{wait_all, wait_any, Progress, Request, Scope};
 pub use self::topology::Node;
 use self::topology::Topology;
 use self::turns::Turns;

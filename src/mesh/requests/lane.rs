@@ -27,6 +27,10 @@ pub(crate) struct Lane<'s> {
     pub(crate) unwaited: AtomicUsize,
     /// Whether the lane's thread was started.
     started: AtomicBool,
+    /// No thread: the operations run in the thread that waits for one of them.
+    pub(crate) on_wait: bool,
+    /// Held while a thread that waits runs the queue (so that two run it one after the other).
+    running_here: Mutex<()>,
 }
 
 struct State<'s> {
@@ -37,8 +41,10 @@ struct State<'s> {
 }
 
 impl<'s> Lane<'s> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(on_wait: bool) -> Self {
         Self {
+            on_wait,
+            running_here: Mutex::new(()),
             state: Mutex::new(State { queue: VecDeque::new(), pending: 0, closing: false }),
             ready: Condvar::new(),
             unwaited: AtomicUsize::new(0),
@@ -46,9 +52,9 @@ impl<'s> Lane<'s> {
         }
     }
 
-    /// Whether its thread must be started now (true once).
+    /// Whether its thread must be started now (true once, and never when it runs on wait).
     pub(crate) fn start(&self) -> bool {
-        !self.started.swap(true, Ordering::AcqRel)
+        !self.on_wait && !self.started.swap(true, Ordering::AcqRel)
     }
 
     /// Queues `work` behind every operation queued before it.
@@ -65,9 +71,10 @@ impl<'s> Lane<'s> {
         lock(&self.state).pending > 0
     }
 
-    /// Runs what is queued in this thread (no thread could start for the lane); the next call tries
-    /// to start one again.
+    /// Runs what is queued in this thread (the lane runs on wait, or no thread could start for it); the
+    /// next call tries to start one again.
     pub(crate) fn run_queued_here(&self) {
+        let _running = lock(&self.running_here);
         loop {
             let Some(work) = lock(&self.state).queue.pop_front() else { break };
             work();

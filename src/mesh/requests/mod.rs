@@ -128,16 +128,41 @@ pub struct Scope<'s, 'env: 's> {
     id: u64,
 }
 
+/// Who runs a scope's sends (from [`EAGER_BELOW`](super::EAGER_BELOW)) and collectives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Progress {
+    /// The scope's lane: one thread, started by the first operation that needs it, runs them in order
+    /// while the caller computes (the default).
+    #[default]
+    Lane,
+    /// The thread that waits for one of them runs every operation queued before it (in order); nothing
+    /// moves in between, as in MPI implementations without a progress thread. No thread is started,
+    /// and receives are taken in only by waits and tests. A collective takes its place in the mesh's
+    /// order when a wait runs it, so a blocking collective called between its start and its wait
+    /// runs first: every rank must use the same progress.
+    OnWait,
+}
+
 impl Mesh {
     /// Runs `body` with a [`Scope`] to start non-blocking calls in, and returns its result once every
-    /// request started in it has completed (waited for or not). See [the module](self::requests) for
+    /// request started in it has completed (waited for or not); its operations progress as
+    /// [`MeshConfig::progress`](super::MeshConfig::progress) says. See [the module](self::requests) for
     /// what progresses on its own.
     pub fn scope<'env, R>(&'env self, body: impl for<'s> FnOnce(&Scope<'s, 'env>) -> R) -> R {
+        self.scope_with(self.job.config.progress, body)
+    }
+
+    /// As [`Mesh::scope`], with its operations progressing as `progress` says.
+    pub fn scope_with<'env, R>(
+        &'env self,
+        progress: Progress,
+        body: impl for<'s> FnOnce(&Scope<'s, 'env>) -> R,
+    ) -> R {
         std::thread::scope(|threads| {
             let scope = Scope {
                 mesh: self,
                 threads,
-                lane: Arc::new(Lane::new()),
+                lane: Arc::new(Lane::new(progress == Progress::OnWait)),
                 id: SCOPES.fetch_add(1, Ordering::Relaxed),
             };
             body(&scope)
@@ -163,7 +188,7 @@ impl<'s, 'env> Scope<'s, 'env> {
         let work: Work<'s> = Box::new(move || setter.set(call(mesh)));
         self.lane.queue(work);
         self.start_lane();
-        Request::on_lane(completion)
+        Request::on_lane(completion, Arc::clone(&self.lane))
     }
 
     /// Runs collective `call` on the lane with the ticket taken now: it runs after every collective of
@@ -172,6 +197,11 @@ impl<'s, 'env> Scope<'s, 'env> {
         &self,
         call: impl FnOnce(&'env Mesh) -> Result<T> + Send + 's,
     ) -> Request<'s, T> {
+        if self.lane.on_wait {
+            // Its turn is taken when a wait runs it: a blocking collective called meanwhile (which
+            // waits for every earlier turn) goes first, on every rank alike.
+            return self.on_lane(call);
+        }
         let ticket = self.mesh.turns.ticket();
         self.on_lane(move |mesh| mesh.turns.with_ticket(ticket, || call(mesh)))
     }
@@ -197,6 +227,9 @@ impl<'s, 'env> Scope<'s, 'env> {
 impl Drop for Scope<'_, '_> {
     fn drop(&mut self) {
         self.lane.close();
+        if self.lane.on_wait {
+            self.lane.run_queued_here(); // what no wait ran, forgotten requests' included
+        }
         lock(&self.mesh.job.matching).unpost_owned_by(self.id);
     }
 }

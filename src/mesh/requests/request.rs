@@ -33,7 +33,7 @@ enum State<'s, T> {
     /// Done when it started (a send queued at once).
     Done(Result<T>),
     /// Run by the lane, which sets the result.
-    Lane(Arc<Completion<Result<T>>>),
+    Lane(Arc<Completion<Result<T>>>, Arc<Lane<'s>>),
     /// A receive: its message lands in its slot; `finish` makes the result from it.
     Receive(Receiving<'s, T>),
     /// Its result was taken.
@@ -57,8 +57,8 @@ impl<'s, T> Request<'s, T> {
         Self { state: State::Done(result) }
     }
 
-    pub(crate) fn on_lane(completion: Arc<Completion<Result<T>>>) -> Self {
-        Self { state: State::Lane(completion) }
+    pub(crate) fn on_lane(completion: Arc<Completion<Result<T>>>, lane: Arc<Lane<'s>>) -> Self {
+        Self { state: State::Lane(completion, lane) }
     }
 
     pub(crate) fn receive(receiving: Receiving<'s, T>) -> Self {
@@ -72,7 +72,12 @@ impl<'s, T> Request<'s, T> {
     pub fn wait(mut self) -> Result<T> {
         match std::mem::replace(&mut self.state, State::Spent) {
             State::Done(result) => result,
-            State::Lane(completion) => completion.wait().unwrap_or_else(|| Err(lost_result())),
+            State::Lane(completion, lane) => {
+                if lane.on_wait && !completion.is_set() {
+                    lane.run_queued_here();
+                }
+                completion.wait().unwrap_or_else(|| Err(lost_result()))
+            }
             State::Receive(mut receiving) => {
                 receiving.stop_counting();
                 let incoming =
@@ -85,11 +90,13 @@ impl<'s, T> Request<'s, T> {
     }
 
     /// Whether the operation is complete ([`Request::wait`] returns at once). A receive takes in what
-    /// arrived first, when no other thread of the process is doing so.
+    /// arrived first, when no other thread of the process is doing so. (In a scope whose operations
+    /// run on wait, [`Progress::OnWait`](crate::mesh::Progress::OnWait), a send or collective is
+    /// complete only once a wait ran it.)
     pub fn test(&mut self) -> bool {
         match &self.state {
             State::Done(_) | State::Spent => true,
-            State::Lane(completion) => completion.is_set(),
+            State::Lane(completion, _) => completion.is_set(),
             State::Receive(receiving) => {
                 if !receiving.slot.landed.is_set() {
                     receiving.job.take_in_now();
@@ -103,7 +110,9 @@ impl<'s, T> Request<'s, T> {
     fn complete_or_wake(&mut self, waker: &Waker) -> bool {
         match &self.state {
             State::Done(_) | State::Spent => true,
-            State::Lane(completion) => {
+            // Run on wait: nothing else will run it.
+            State::Lane(_, lane) if lane.on_wait => true,
+            State::Lane(completion, _) => {
                 completion.wake_when_set(waker);
                 completion.is_set()
             }
