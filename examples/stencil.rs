@@ -11,7 +11,8 @@
 //! of its own, so the two may differ by rounding only, at most 2 (n - 1) eps times the total (every
 //! part is positive).
 //!
-//! The halo exchange, the reductions and the comparison are in examples/common/stencil.rs.
+//! The halo exchange, the reductions and the comparison are in examples/common/stencil.rs, shared with
+//! `stencil_overlap` (a plate, whose halos are rows, exchanged while the interior is updated).
 //!
 //! Run: `mpirun -n 4 target/release/examples/stencil`. Exits non-zero if the two runs disagree.
 
