@@ -11,16 +11,21 @@
 //! of its own, so the two may differ by rounding only, at most 2 (n - 1) eps times the total (every
 //! part is positive).
 //!
+//! The halo exchange, the reductions and the comparison are in examples/common/stencil.rs, shared with
+//! `stencil_overlap` (a plate, whose halos are rows, exchanged while the interior is updated).
+//!
 //! Run: `mpirun -n 4 target/release/examples/stencil`. Exits non-zero if the two runs disagree.
+
+#[path = "common/stencil.rs"]
+mod stencil;
 
 use std::ops::Range;
 use std::time::Instant;
 
-use lightbeam::mesh::{Mesh, MeshConfig, Op, Rank, Source, Tag};
+use lightbeam::mesh::{Mesh, MeshConfig, Op};
 use lightbeam::mpi::collective::SystemOperation;
-use lightbeam::mpi::point_to_point::{send_receive_into, Source as _}; // MPI's Source: its receive methods
-use lightbeam::mpi::topology::{Process, SimpleCommunicator};
-use lightbeam::mpi::traits::*;
+use lightbeam::mpi::topology::SimpleCommunicator;
+use stencil::{check, mesh_all, mesh_exchange, mpi_all, mpi_exchange, Result, Solution};
 
 /// Cells of the whole rod.
 const CELLS: usize = 64;
@@ -31,28 +36,9 @@ const COLD: f64 = 0.0;
 const TOLERANCE: f64 = 1e-4;
 const MAX_ITERATIONS: usize = 20_000;
 
-/// Halo tags, by the direction the cell travels.
-const LEFTWARD: Tag = Tag(1);
-const RIGHTWARD: Tag = Tag(2);
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-
 /// The cells `rank` owns: nearly equal runs, in rank order.
 fn cells_of(rank: usize, ranks: usize) -> Range<usize> {
     CELLS * rank / ranks..CELLS * (rank + 1) / ranks
-}
-
-/// What one run ends with on this rank.
-struct Solution {
-    /// This rank's cells (without the ghost cells).
-    cells: Vec<f64>,
-    iterations: usize,
-    /// The largest change of the last iteration, over the whole rod.
-    change: f64,
-    /// The whole rod's heat (the sum of its cells), and this rank's part of it.
-    heat: f64,
-    part: f64,
-    seconds: f64,
 }
 
 /// The solver, whatever carries its messages: `exchange` fills the two ghost cells (`u[0]` and the last)
@@ -84,54 +70,11 @@ fn solve(
         change = max_all(largest)?;
         iterations += 1;
     }
+    let seconds = started.elapsed().as_secs_f64();
     let cells = u[1..u.len() - 1].to_vec();
     let part = cells.iter().sum();
     let heat = sum_all(part)?;
-    Ok(Solution { cells, iterations, change, heat, part, seconds: started.elapsed().as_secs_f64() })
-}
-
-/// The halo exchange over the mesh, as `f64`s. Both sends go first: 8-byte messages are sent without
-/// waiting for the receiver, so no two neighbours wait on each other. Each ghost cell is a one-element
-/// slice the neighbour's cell is received into.
-fn mesh_exchange(mesh: &Mesh, u: &mut [f64]) -> Result<()> {
-    let (me, ranks, last) = (mesh.rank().0, mesh.size(), u.len() - 1);
-    if me > 0 {
-        mesh.send(Rank(me - 1), LEFTWARD, &u[1..2])?;
-    }
-    if me + 1 < ranks {
-        mesh.send(Rank(me + 1), RIGHTWARD, &u[last - 1..last])?;
-    }
-    if me > 0 {
-        mesh.recv_into(Source::Rank(Rank(me - 1)), RIGHTWARD, &mut u[..1])?;
-    }
-    if me + 1 < ranks {
-        mesh.recv_into(Source::Rank(Rank(me + 1)), LEFTWARD, &mut u[last..])?;
-    }
-    Ok(())
-}
-
-/// The same halo exchange with MPI: a shift to the right, then one to the left.
-fn mpi_exchange(world: &SimpleCommunicator, u: &mut [f64]) {
-    let (me, ranks, last) = (world.rank(), world.size(), u.len() - 1);
-    let left = (me > 0).then(|| world.process_at_rank(me - 1));
-    let right = (me + 1 < ranks).then(|| world.process_at_rank(me + 1));
-    let (first_cell, last_cell) = (u[1], u[last - 1]);
-    shift(&last_cell, right, &mut u[0], left);
-    shift(&first_cell, left, &mut u[last], right);
-}
-
-/// Sends `cell` to `to` and receives `ghost` from `from`, where there are such neighbours.
-fn shift(cell: &f64, to: Option<Process<'_>>, ghost: &mut f64, from: Option<Process<'_>>) {
-    match (to, from) {
-        (Some(to), Some(from)) => {
-            send_receive_into(cell, &to, ghost, &from);
-        }
-        (Some(to), None) => to.send(cell),
-        (None, Some(from)) => {
-            from.receive_into(ghost);
-        }
-        (None, None) => {}
-    }
+    Ok(Solution { cells, iterations, change, heat, part, seconds })
 }
 
 fn run(world: &SimpleCommunicator) -> Result<()> {
@@ -141,41 +84,18 @@ fn run(world: &SimpleCommunicator) -> Result<()> {
         return Err(format!("{ranks} ranks for {CELLS} cells: run at most {CELLS} ranks").into());
     }
 
-    // Over Lightbeam: each rank's number in, the same result out on every rank.
-    let ours = solve(
-        me,
-        ranks,
-        |u| mesh_exchange(&mesh, u),
-        |largest| {
-            let mut change = [0.0];
-            mesh.all_reduce_into(&[largest], &mut change, Op::Max)?;
-            Ok(change[0])
-        },
-        |part| {
-            let mut heat = [0.0];
-            mesh.all_reduce_into(&[part], &mut heat, Op::Sum)?;
-            Ok(heat[0])
-        },
-    )?;
-
-    // The same computation over MPI.
+    // Over Lightbeam, then the same computation over MPI. A cell is a row of width 1.
+    let ours =
+        solve(me, ranks, |u| mesh_exchange(&mesh, u, 1), mesh_all(&mesh, Op::Max), mesh_all(&mesh, Op::Sum))?;
     let theirs = solve(
         me,
         ranks,
         |u| {
-            mpi_exchange(world, u);
+            mpi_exchange(world, u, 1);
             Ok(())
         },
-        |largest| {
-            let mut change = 0.0;
-            world.all_reduce_into(&largest, &mut change, SystemOperation::max());
-            Ok(change)
-        },
-        |part| {
-            let mut heat = 0.0;
-            world.all_reduce_into(&part, &mut heat, SystemOperation::sum());
-            Ok(heat)
-        },
+        mpi_all(world, SystemOperation::max()),
+        mpi_all(world, SystemOperation::sum()),
     )?;
 
     if me == 0 {
@@ -186,42 +106,7 @@ fn run(world: &SimpleCommunicator) -> Result<()> {
             );
         }
     }
-
-    // Same iterations, same last change and the same bits in every cell; the total heat the same bits on
-    // every rank (gathered with MPI) and within rounding of MPI's sum (the parts are positive, so their
-    // magnitudes add up to the total itself).
-    let bits = |cells: &[f64]| cells.iter().map(|c| c.to_bits()).collect::<Vec<_>>();
-    let mut heats = vec![0u64; ranks];
-    world.all_gather_into(&ours.heat.to_bits(), &mut heats[..]);
-    let bound = 2.0 * (ranks - 1) as f64 * f64::EPSILON * theirs.heat;
-    let difference = (ours.heat - theirs.heat).abs();
-    let problem = if ours.iterations != theirs.iterations || ours.change.to_bits() != theirs.change.to_bits()
-    {
-        Some("the runs stopped differently".to_string())
-    } else if bits(&ours.cells) != bits(&theirs.cells) || ours.part.to_bits() != theirs.part.to_bits() {
-        Some("the cells differ between the runs".to_string())
-    } else if heats.iter().any(|&heat| heat != heats[0]) {
-        Some("the ranks hold different totals".to_string())
-    } else if difference > bound {
-        Some(format!("total heat {:e} against MPI's {:e}", ours.heat, theirs.heat))
-    } else {
-        None
-    };
-    // Every rank's verdict, so that rank 0 reports agreement only when every rank agrees.
-    let mut everyone_agrees = 0u8;
-    world.all_reduce_into(&u8::from(problem.is_none()), &mut everyone_agrees, SystemOperation::min());
-    if let Some(problem) = problem {
-        return Err(problem.into());
-    }
-    if everyone_agrees == 0 {
-        return Err("another rank's runs disagree".into());
-    }
-    if me == 0 {
-        println!(
-            "agreed: same iterations, the same bits in every cell; total heat (the same bits on every rank) differs by {difference:.1e} (bound {bound:.1e})"
-        );
-    }
-    Ok(())
+    check(world, &[("lightbeam", &ours)], &[("mpi", &theirs)])
 }
 
 fn main() {

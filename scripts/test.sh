@@ -31,7 +31,7 @@ for example in basic custom_metadata shared_memory shm_vs_zmq; do
     step 120 "target/release/examples/$example"
 done
 for ranks in 1 2 3 4; do
-    for example in distributed scatter_gather all_to_all stencil sum_pieces; do
+    for example in distributed scatter_gather all_to_all stencil stencil_overlap sum_pieces; do
         step 120 mpirun -n "$ranks" --oversubscribe --bind-to none "target/release/examples/$example"
     done
     step 300 mpirun -n "$ranks" --oversubscribe --bind-to none target/release/examples/broadcast --size 16MiB
