@@ -36,7 +36,8 @@ pub(crate) enum Collective {
     BcastShared,
 }
 
-const ROOT: usize = 0;
+/// The root of every rooted collective.
+pub(crate) const ROOT: usize = 0;
 
 /// A rank's buffers for one collective: what it sends, where it receives (contiguous, as MPI's), and
 /// the per-rank parts Lightbeam's gather and all-to-all return; for the shared broadcast, the root's
@@ -65,7 +66,7 @@ impl Collective {
     }
 
     /// What this rank must hold after the collective (empty where it receives nothing).
-    fn expected(self, me: usize, n: usize, size: usize) -> Vec<u8> {
+    pub(crate) fn expected(self, me: usize, n: usize, size: usize) -> Vec<u8> {
         let mine = |whole: Vec<u8>| whole[me * size..(me + 1) * size].to_vec();
         match self {
             Self::Bcast | Self::BcastShared => pattern(size, 0),

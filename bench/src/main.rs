@@ -11,6 +11,7 @@
 
 mod collectives;
 mod halo;
+mod nonblocking;
 mod p2p;
 mod plot;
 mod raw;
@@ -33,8 +34,9 @@ use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
 use crate::collectives::Collective;
+use crate::nonblocking::Overlapped;
 use crate::reductions::Typed;
-use crate::report::{BenchmarkRun, Metric, Record, Run, Table};
+use crate::report::{BenchmarkRun, Metric, Overlap, Record, Run, Table};
 use crate::series::{Peers, Series};
 use crate::sizes::{parse_size, show_size};
 use crate::timing::{Schedule, Summary, Trial};
@@ -46,7 +48,8 @@ struct Cli {
     #[command(subcommand)]
     benchmark: Which,
     /// Message sizes, comma-separated (8, 64K, 1MiB, ...). Default: 8 B, then powers of 4 from 16 B to
-    /// 64 MiB.
+    /// 64 MiB; for ibcast and iallreduce 8 B, 64 KiB, 1 MiB and 16 MiB; for window-bw 8 B, 64 KiB, 1 MiB
+    /// and 4 MiB.
     #[arg(long, global = true, value_delimiter = ',', value_parser = parse_size)]
     sizes: Option<Vec<usize>>,
     /// Leave out sizes above this (with the default sweep or --sizes).
@@ -64,14 +67,21 @@ struct Cli {
     #[arg(long, global = true, default_value = "1G", value_parser = parse_size)]
     budget: usize,
     /// Time this many operations back to back as one sample (the figure is per operation), as OSU's
-    /// benchmarks time their loops, instead of one operation after each barrier. Default 1.
+    /// benchmarks time their loops, instead of one operation after each barrier (not ibcast and
+    /// iallreduce, whose every call is timed with its computation). Default 1.
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     back_to_back: u32,
-    /// Measure only these series (comma-separated: lightbeam, lightbeam-zmq, lightbeam-owned, zmq-copy,
-    /// zmq-zerocopy, mpi). Default: all that apply. lightbeam is the default mesh (shared memory between
-    /// ranks of one node), lightbeam-zmq a second mesh with ZeroMQ forced between every pair.
+    /// Measure only these series (comma-separated: lightbeam, lightbeam-zmq, lightbeam-owned,
+    /// lightbeam-nb, zmq-copy, zmq-zerocopy, mpi). Default: all that apply. lightbeam is the default mesh
+    /// (shared memory between ranks of one node), lightbeam-zmq a second mesh with ZeroMQ forced between
+    /// every pair, lightbeam-nb the default mesh's non-blocking calls (the non-blocking benchmarks).
     #[arg(long, global = true, value_delimiter = ',')]
     series: Option<Vec<String>>,
+    /// ibcast and iallreduce: also take Lightbeam's figure without its progress mechanism (series
+    /// lightbeam: the computation, then the blocking call). Nothing in Lightbeam turns a scope's lane
+    /// off, so this is the baseline of no overlap at all.
+    #[arg(long, global = true)]
+    without_progress: bool,
     /// How ZeroMQ connects the ranks (raw ZeroMQ, lightbeam-zmq, and the default mesh between nodes): tcp
     /// (any nodes) or ipc (one node). The default mesh uses shared memory between ranks of one node.
     #[arg(long, global = true, value_enum, default_value_t = Transport::Tcp)]
@@ -140,12 +150,25 @@ enum Which {
     Allgather,
     /// Barrier (osu_barrier): no data, so one row, at 0 B, whatever the sizes.
     Barrier,
+    /// Overlap of a non-blocking broadcast from rank 0 with computation (osu_ibcast): t_pure, t_cpu,
+    /// t_total and overlap % of Lightbeam's scope call and MPI_Ibcast.
+    Ibcast,
+    /// Overlap of a non-blocking all-reduce (f64 summed) with computation (osu_iallreduce), as ibcast.
+    Iallreduce,
+    /// Bandwidth from rank 0 to rank 1 with 64 non-blocking sends in flight (osu_bw's window): rank 0
+    /// starts 64 sends and waits for them all, then receives an acknowledgement; rank 1 starts 64
+    /// receives, waits for them all, and acknowledges.
+    WindowBw,
+    /// One-way latency between ranks 0 and 1 with the blocking calls, with non-blocking ones started and
+    /// waited for at once (one scope open throughout), and with MPI's blocking calls; the column
+    /// lightbeam-nb-minus-lightbeam is what the start and the wait add.
+    NbLatency,
     /// Every benchmark above, in that order (multi-latency only with an even number of ranks).
     All,
 }
 
 impl Which {
-    const EACH: [Self; 13] = [
+    const EACH: [Self; 17] = [
         Self::Latency,
         Self::Bandwidth,
         Self::MultiLatency,
@@ -159,6 +182,10 @@ impl Which {
         Self::Reduce,
         Self::Allgather,
         Self::Barrier,
+        Self::Ibcast,
+        Self::Iallreduce,
+        Self::WindowBw,
+        Self::NbLatency,
     ];
 
     fn name(self) -> &'static str {
@@ -176,6 +203,10 @@ impl Which {
             Self::Reduce => "reduce",
             Self::Allgather => "allgather",
             Self::Barrier => "barrier",
+            Self::Ibcast => "ibcast",
+            Self::Iallreduce => "iallreduce",
+            Self::WindowBw => "window-bw",
+            Self::NbLatency => "nb-latency",
             Self::All => "all",
         }
     }
@@ -202,8 +233,18 @@ impl Which {
         }
     }
 
+    /// The non-blocking call whose overlap with computation this benchmark measures, if it is one.
+    fn overlapped(self) -> Option<Overlapped> {
+        match self {
+            Self::Ibcast => Some(Overlapped::Bcast),
+            Self::Iallreduce => Some(Overlapped::AllReduce),
+            _ => None,
+        }
+    }
+
     fn series(self) -> &'static [Series] {
         match (self, self.collective()) {
+            (Self::Ibcast | Self::Iallreduce | Self::WindowBw | Self::NbLatency, _) => &Series::NONBLOCKING,
             (Self::MultiLatency, _) => &Series::PAIRS,
             (Self::Halo, _) => &Series::HALO,
             (_, Some(Collective::BcastShared)) => &Series::SHARED,
@@ -215,41 +256,65 @@ impl Which {
 
     /// Whether only ranks 0 and 1 take part (the others wait).
     fn between_first_two(self) -> bool {
-        matches!(self, Self::Latency | Self::Bandwidth)
+        matches!(self, Self::Latency | Self::Bandwidth | Self::WindowBw | Self::NbLatency)
     }
 
     /// Why this benchmark cannot run on `ranks` ranks with these `sizes`, if it cannot.
     fn unfit(self, ranks: usize, sizes: &[usize]) -> Option<&'static str> {
         match self {
+            _ if sizes.is_empty() => Some("no message sizes left to measure"),
             Self::Latency | Self::Bandwidth | Self::All if ranks < 2 => {
                 Some("latency and bandwidth need 2 ranks or more (mpirun -n 2)")
+            }
+            Self::WindowBw | Self::NbLatency if ranks < 2 => {
+                Some("window-bw and nb-latency need 2 ranks or more (mpirun -n 2)")
             }
             Self::MultiLatency if ranks < 2 || ranks % 2 == 1 => {
                 Some("multi-latency pairs the ranks: it needs an even number of them (mpirun -n 2, 4, ...)")
             }
             Self::Halo if ranks < 2 => Some("halo needs 2 ranks or more (mpirun -n 2)"),
-            Self::Allreduce | Self::Reduce | Self::Allgather
+            Self::Allreduce | Self::Reduce | Self::Allgather | Self::Iallreduce
                 if sizes.iter().any(|s| s % reductions::ELEMENT != 0) =>
             {
-                Some("allreduce, reduce and allgather send f64 elements: every size a multiple of 8 bytes")
+                Some(
+                    "allreduce, reduce, allgather and iallreduce send f64 elements: every size a multiple of \
+                     8 bytes",
+                )
             }
             _ => None,
         }
     }
 
     fn metric(self) -> Metric {
-        if self == Self::Bandwidth {
-            Metric::MbPerS
-        } else {
-            Metric::MedianUs
+        match self {
+            Self::Bandwidth | Self::WindowBw => Metric::MbPerS,
+            _ if self.overlapped().is_some() => Metric::OverlapPct,
+            _ => Metric::MedianUs,
         }
     }
 
     /// OSU's iteration counts: (up to 8 KiB, above).
     fn default_iterations(self) -> (usize, usize) {
         match self {
-            Self::Bandwidth => (100, 20),
+            Self::Bandwidth | Self::WindowBw => (100, 20),
             _ => (1000, 100),
+        }
+    }
+
+    /// The sizes measured when none are given.
+    fn default_sizes(self) -> Vec<usize> {
+        match self {
+            Self::Ibcast | Self::Iallreduce => vec![8, 64 << 10, 1 << 20, 16 << 20],
+            Self::WindowBw => vec![8, 64 << 10, 1 << 20, 4 << 20],
+            _ => sizes::default_sizes(),
+        }
+    }
+
+    /// Messages per window of a bandwidth benchmark.
+    fn window(self, size: usize) -> usize {
+        match self {
+            Self::WindowBw => p2p::WINDOW,
+            _ => p2p::window(size),
         }
     }
 
@@ -257,12 +322,12 @@ impl Which {
     fn bytes_per_iteration(self, size: usize, ranks: usize) -> usize {
         let others = ranks.saturating_sub(1).max(1);
         match self {
-            Self::Latency => 2 * size,
+            Self::Latency | Self::NbLatency => 2 * size,
             Self::MultiLatency => ranks * size,
             Self::Halo => 2 * ranks * size,
-            Self::Bandwidth => p2p::window(size) * size,
+            Self::Bandwidth | Self::WindowBw => self.window(size) * size,
             Self::Alltoall | Self::Allgather => size * ranks * others,
-            Self::Allreduce => 2 * size * others,
+            Self::Allreduce | Self::Iallreduce => 2 * size * others,
             _ => size * others,
         }
     }
@@ -278,12 +343,16 @@ impl Which {
             return Ok(Box::new(typed.trial(peers, series, size)?));
         }
         Ok(match (self, self.collective()) {
-            (Self::Latency, _) => Box::new(p2p::PingPong::new(peers, series, size)),
-            (Self::Bandwidth, _) => Box::new(p2p::Stream::new(peers, series, size)),
+            (Self::Latency | Self::NbLatency, _) => Box::new(p2p::PingPong::new(peers, series, size)),
+            (Self::Bandwidth | Self::WindowBw, _) => {
+                Box::new(p2p::Stream::new(peers, series, size, self.window(size)))
+            }
             (Self::MultiLatency, _) => Box::new(p2p::PingPong::pairs(peers, series, size)),
             (Self::Halo, _) => Box::new(halo::Halo::new(peers, series, size)),
             (_, Some(collective)) => Box::new(collective.trial(peers, series, size)?),
-            (_, None) => unreachable!("`all` runs each benchmark in turn"),
+            (_, None) => {
+                unreachable!("`all` runs each benchmark in turn; ibcast and iallreduce measure alone")
+            }
         })
     }
 
@@ -299,35 +368,37 @@ impl Which {
     /// message for bandwidth, per call for collectives, per exchange for the halo.
     fn microseconds(self, size: usize) -> f64 {
         match self {
-            Self::Latency | Self::MultiLatency => 0.5e6,
-            Self::Bandwidth => 1e6 / p2p::window(size) as f64,
+            Self::Latency | Self::MultiLatency | Self::NbLatency => 0.5e6,
+            Self::Bandwidth | Self::WindowBw => 1e6 / self.window(size) as f64,
             _ => 1e6,
         }
     }
 }
 
 impl Cli {
-    /// The sizes to measure, after checking every argument MPI's ranks cannot check alone.
-    fn validate(&self, ranks: usize) -> Result<Vec<usize>, String> {
-        let known = Series::POINT_TO_POINT.map(Series::name);
+    /// Checks every argument MPI's ranks cannot check alone.
+    fn validate(&self, ranks: usize) -> Result<(), String> {
+        let known = Series::KNOWN.map(Series::name);
         if let Some(name) = self.series.iter().flatten().find(|name| !known.contains(&name.as_str())) {
             return Err(format!("unknown series {name:?}: choose from {}", known.join(", ")));
         }
-        let mut sizes = self.sizes.clone().unwrap_or_else(sizes::default_sizes);
-        sizes.retain(|&s| self.max_size.is_none_or(|max| s <= max));
-        if sizes.is_empty() {
-            return Err("no message sizes left to measure".into());
-        }
-        if sizes.contains(&0) {
+        if self.sizes.iter().flatten().any(|&s| s == 0) {
             return Err("message sizes start at 1 byte".into());
         }
-        if let Some(reason) = self.benchmark.unfit(ranks, &sizes) {
+        if let Some(reason) = self.benchmark.unfit(ranks, &self.sizes(self.benchmark)) {
             return Err(reason.into());
         }
         if self.benchmark == Which::Barrier && self.plot.is_some() {
             return Err("the barrier has one figure and no sizes: nothing to plot (leave out --plot)".into());
         }
-        Ok(sizes)
+        Ok(())
+    }
+
+    /// The sizes `which` measures: those asked for or its default, less those above --max-size.
+    fn sizes(&self, which: Which) -> Vec<usize> {
+        let mut sizes = self.sizes.clone().unwrap_or_else(|| which.default_sizes());
+        sizes.retain(|&s| self.max_size.is_none_or(|max| s <= max));
+        sizes
     }
 
     fn schedule(&self, which: Which, size: usize, ranks: usize) -> Schedule {
@@ -339,15 +410,17 @@ impl Cli {
     }
 
     /// The benchmarks to run: the one asked for, or with `all` every one that fits the rank count and
-    /// the sizes (rank 0 says which it leaves out).
-    fn benchmarks(&self, me: usize, ranks: usize, sizes: &[usize]) -> Vec<Which> {
+    /// its sizes (rank 0 says which it leaves out).
+    fn benchmarks(&self, me: usize, ranks: usize) -> Vec<Which> {
         if self.benchmark != Which::All {
             return vec![self.benchmark];
         }
+        let unfit = |w: &Which| w.unfit(ranks, &self.sizes(*w));
         let (fit, unfit): (Vec<Which>, Vec<Which>) =
-            Which::EACH.into_iter().partition(|w| w.unfit(ranks, sizes).is_none());
+            Which::EACH.into_iter().partition(|w| unfit(w).is_none());
         if me == 0 {
-            let mut reasons: Vec<&str> = unfit.into_iter().filter_map(|w| w.unfit(ranks, sizes)).collect();
+            let mut reasons: Vec<&str> =
+                unfit.into_iter().filter_map(|w| w.unfit(ranks, &self.sizes(w))).collect();
             reasons.dedup();
             for reason in reasons {
                 eprintln!("lbm-bench: left out of all: {reason}");
@@ -356,9 +429,15 @@ impl Cli {
         fit
     }
 
+    /// The series `which` measures: those asked for that apply, or all that apply. The overlap
+    /// benchmarks' blocking Lightbeam series (no progress) only with --without-progress or when named.
     fn series(&self, which: Which) -> Vec<Series> {
-        let wanted =
-            |s: &Series| self.series.as_ref().is_none_or(|names| names.iter().any(|n| n == s.name()));
+        let named = |s: &Series| self.series.as_ref().map(|names| names.iter().any(|n| n == s.name()));
+        let no_progress = |s: &Series| which.overlapped().is_some() && s.is_lightbeam() && !s.nonblocking;
+        let wanted = |s: &Series| match named(s) {
+            Some(named) => named,
+            None => !no_progress(s) || self.without_progress,
+        };
         which.series().iter().copied().filter(wanted).collect()
     }
 
@@ -398,7 +477,6 @@ fn run_benchmark(
     cli: &Cli,
     peers: &Peers<'_>,
     which: Which,
-    sizes: &[usize],
     transport: &str,
 ) -> Result<BenchmarkRun, String> {
     let (me, n) = (peers.rank(), peers.size());
@@ -407,7 +485,8 @@ fn run_benchmark(
     // blocking Lightbeam receive, not in an MPI barrier that would spin on the cores the two need.
     let pair = (which.between_first_two() && n > 2)
         .then(|| peers.world.split_by_color(if me < 2 { Color::with_value(0) } else { Color::undefined() }));
-    let sizes = which.sizes(sizes);
+    let sizes = cli.sizes(which);
+    let sizes = which.sizes(&sizes);
     let peers = match &pair {
         None => *peers,
         Some(Some(comm)) => Peers { world: comm, ..*peers },
@@ -430,19 +509,17 @@ fn run_benchmark(
         if !quiet {
             progress.show(which, i + 1, sizes.len(), size);
         }
-        let repeat = |trial| timing::back_to_back(trial, cli.back_to_back as usize);
-        let mut trials = series
-            .iter()
-            .map(|&s| which.trial(&peers, s, size).map(repeat))
-            .collect::<Result<Vec<_>, _>>()?;
-        let times = timing::time_interleaved(peers.world, schedule, &mut trials)?;
+        let figures = measure(cli, &peers, which, &series, size, schedule)?;
         let row: Vec<Record> = series
             .iter()
             .zip(&links)
-            .zip(&times)
-            .map(|((&s, &link), t)| {
-                let summary = Summary::of(t).scaled(which.microseconds(size) / f64::from(cli.back_to_back));
-                Record::new(which.name(), s, link, size, schedule.iterations, summary)
+            .zip(figures)
+            .map(|((&s, &link), (time, overlap))| {
+                let record = Record::new(which.name(), s, link, size, schedule.iterations, time);
+                match overlap {
+                    Some(overlap) => record.with_overlap(overlap),
+                    None => record,
+                }
             })
             .collect();
         if !quiet {
@@ -457,6 +534,34 @@ fn run_benchmark(
         run.records.extend(row);
     }
     Ok(run)
+}
+
+/// This rank's part of `which` with each of `series` at `size`: each one's time in microseconds (as
+/// the table reports it), and for the overlap benchmarks its overlap.
+fn measure<'p>(
+    cli: &Cli,
+    peers: &'p Peers<'p>,
+    which: Which,
+    series: &[Series],
+    size: usize,
+    schedule: Schedule,
+) -> Result<Vec<(Summary, Option<Overlap>)>, String> {
+    if let Some(call) = which.overlapped() {
+        let figures = nonblocking::measure(call, peers, series, size, schedule)?;
+        return Ok(figures.into_iter().map(|(time, overlap)| (time, Some(overlap))).collect());
+    }
+    let times = cli.back_to_back as usize;
+    let times = if which == Which::NbLatency {
+        p2p::time_in_scope(peers, series, size, schedule, times, |s| which.trial(peers, s, size))?
+    } else {
+        let mut trials = series
+            .iter()
+            .map(|&s| which.trial(peers, s, size).map(|trial| timing::back_to_back(trial, times)))
+            .collect::<Result<Vec<_>, _>>()?;
+        timing::time_interleaved(peers.world, schedule, &mut trials)?
+    };
+    let scale = which.microseconds(size) / f64::from(cli.back_to_back);
+    Ok(times.iter().map(|t| (Summary::of(t).scaled(scale), None)).collect())
 }
 
 /// The tag of rank 0's word to the waiting ranks that a point-to-point size is done.
@@ -497,15 +602,12 @@ fn main() -> ExitCode {
     let universe = mpi::initialize().expect("MPI initializes once per process");
     let world = universe.world();
     // Every rank checks the same arguments alike, so all of them can end cleanly (MPI finalized).
-    let sizes = match cli.validate(world.size() as usize) {
-        Ok(sizes) => sizes,
-        Err(reason) => {
-            if world.rank() == 0 {
-                eprintln!("lbm-bench: {reason}");
-            }
-            return ExitCode::from(2);
+    if let Err(reason) = cli.validate(world.size() as usize) {
+        if world.rank() == 0 {
+            eprintln!("lbm-bench: {reason}");
         }
-    };
+        return ExitCode::from(2);
+    }
     let protocol = match cli.transport {
         Transport::Tcp => Protocol::Tcp,
         Transport::Ipc => Protocol::Ipc,
@@ -520,7 +622,7 @@ fn main() -> ExitCode {
     let raw = or_abort(&world, raw::RawMesh::connect(&world, &mesh));
     let peers = Peers { world: &world, mesh: &mesh, zmq_mesh: &zmq_mesh, raw: &raw };
     or_abort(&world, peers.connect_all());
-    let benchmarks = cli.benchmarks(peers.rank(), peers.size(), &sizes);
+    let benchmarks = cli.benchmarks(peers.rank(), peers.size());
     let transport = format!("{:?}", cli.transport).to_lowercase();
     if peers.rank() == 0 {
         println!(
@@ -532,7 +634,7 @@ fn main() -> ExitCode {
     }
     let mut runs = Vec::new();
     for &which in &benchmarks {
-        runs.push(or_abort(&world, run_benchmark(&cli, &peers, which, &sizes, &transport)));
+        runs.push(or_abort(&world, run_benchmark(&cli, &peers, which, &transport)));
         if peers.rank() == 0 {
             println!();
         }

@@ -1,16 +1,20 @@
 //! Point-to-point benchmarks, as OSU's `osu_latency` (ping-pong between ranks 0 and 1), `osu_multi_lat`
 //! (every rank ping-pongs with a partner, all pairs at once) and `osu_bw` (a window of messages from
-//! rank 0 to rank 1, then one acknowledgement).
+//! rank 0 to rank 1, then one acknowledgement). Lightbeam's non-blocking series (`lightbeam-nb`) starts
+//! a window's sends (or receives) in a scope and waits for them all, as MPI's does; in a ping-pong it
+//! starts each send and receive and waits for it at once, in one scope open throughout the timing.
 
 use lbm_tests::verify::pattern;
+use lightbeam::mesh::{wait_all, Mesh, Rank, Scope};
 use mpi::traits::*;
 
 use crate::raw::Outgoing;
-use crate::series::{Library, Peers, Series};
-use crate::timing::Trial;
+use crate::series::{check_length, Library, Peers, Series, TAG};
+use crate::timing::{self, Schedule, Trial};
 
-/// At most this many messages per bandwidth window (OSU's default window).
-const WINDOW: usize = 64;
+/// At most this many messages per bandwidth window (OSU's default window); always this many in
+/// `window-bw`.
+pub(crate) const WINDOW: usize = 64;
 /// A window holds at most this many bytes, so that large messages do not queue gigabytes.
 const WINDOW_BYTES: usize = 64 << 20;
 /// A bandwidth window's acknowledgement.
@@ -35,8 +39,8 @@ struct Exchange<'p> {
 
 impl<'p> Exchange<'p> {
     fn new(peers: &'p Peers<'p>, series: Series, size: usize, receive_room: usize) -> Self {
-        let buffer =
-            if series.library == Library::Mpi { vec![0; receive_room.max(ACK.len())] } else { Vec::new() };
+        let receives_into = series.library == Library::Mpi || series.nonblocking;
+        let buffer = if receives_into { vec![0; receive_room.max(ACK.len())] } else { Vec::new() };
         Self { peers, series, size, data: pattern(size, 1), buffer, owned: Vec::new() }
     }
 
@@ -54,6 +58,22 @@ impl<'p> Exchange<'p> {
 
     fn recv(&mut self, from: usize, size: usize) -> Result<(), String> {
         self.peers.recv(self.series.library, from, size, &mut self.buffer)
+    }
+}
+
+/// One side of a ping-pong: sends a message to its partner, receives one from it.
+trait Ball {
+    fn send_to(&mut self, to: usize) -> Result<(), String>;
+    fn recv_from(&mut self, from: usize) -> Result<(), String>;
+}
+
+impl Ball for Exchange<'_> {
+    fn send_to(&mut self, to: usize) -> Result<(), String> {
+        self.send(to)
+    }
+
+    fn recv_from(&mut self, from: usize) -> Result<(), String> {
+        self.recv(from, self.size)
     }
 }
 
@@ -78,6 +98,17 @@ impl Partner {
     fn halves(me: usize, n: usize) -> Self {
         let half = n / 2;
         Self { rank: (me + half) % n, serves: me < half }
+    }
+
+    /// One round trip: the server sends, then receives the answer; its partner receives, then answers.
+    fn play(self, ball: &mut impl Ball) -> Result<(), String> {
+        if self.serves {
+            ball.send_to(self.rank)?;
+            ball.recv_from(self.rank)
+        } else {
+            ball.recv_from(self.rank)?;
+            ball.send_to(self.rank)
+        }
     }
 }
 
@@ -111,60 +142,143 @@ impl Trial for PingPong<'_> {
     }
 
     fn run(&mut self) -> Result<(), String> {
-        let size = self.exchange.size;
-        match self.partner {
-            Some(Partner { rank, serves: true }) => {
-                self.exchange.send(rank)?;
-                self.exchange.recv(rank, size)
-            }
-            Some(Partner { rank, serves: false }) => {
-                self.exchange.recv(rank, size)?;
-                self.exchange.send(rank)
-            }
-            None => Ok(()),
-        }
+        self.partner.map_or(Ok(()), |partner| partner.play(&mut self.exchange))
+    }
+}
+
+/// Times the ping-pong of `series` between ranks 0 and 1 at `size` bytes, each operation run `times`
+/// times back to back, with one Lightbeam scope open on the default mesh throughout: `lightbeam-nb`
+/// starts its sends and receives in it and waits for each at once (it receives in place, as the
+/// blocking series does: a buffer lent to a scope stays lent until the scope ends). `blocking` makes
+/// the other series' trials.
+pub(crate) fn time_in_scope<'p>(
+    peers: &'p Peers<'p>,
+    series: &[Series],
+    size: usize,
+    schedule: Schedule,
+    times: usize,
+    blocking: impl Fn(Series) -> Result<Box<dyn Trial + 'p>, String>,
+) -> Result<Vec<Vec<f64>>, String> {
+    let data = pattern(size, 1);
+    let partner = Partner::first_two(peers.rank());
+    peers.mesh.scope(|scope| {
+        let mut trials = series
+            .iter()
+            .map(|&s| match s.nonblocking {
+                true => Ok(Box::new(Started { scope, data: &data, partner }) as Box<dyn Trial + '_>),
+                false => blocking(s),
+            })
+            .map(|trial| trial.map(|trial| timing::back_to_back(trial, times)))
+            .collect::<Result<Vec<_>, _>>()?;
+        timing::time_interleaved(peers.world, schedule, &mut trials)
+    })
+}
+
+/// Lightbeam's ping-pong with its non-blocking calls, each started and waited for at once in a scope
+/// opened before the timing.
+struct Started<'a, 's, 'env> {
+    scope: &'a Scope<'s, 'env>,
+    data: &'s [u8],
+    partner: Option<Partner>,
+}
+
+impl Ball for Started<'_, '_, '_> {
+    fn send_to(&mut self, to: usize) -> Result<(), String> {
+        self.scope.send(Rank(to), TAG, self.data).wait().map_err(|e| e.to_string())
+    }
+
+    fn recv_from(&mut self, from: usize) -> Result<(), String> {
+        let message = self.scope.recv(Rank(from), TAG).wait().map_err(|e| e.to_string())?;
+        check_length(message.data().len(), self.data.len(), from)
+    }
+}
+
+impl Trial for Started<'_, '_, '_> {
+    fn run(&mut self) -> Result<(), String> {
+        self.partner.map_or(Ok(()), |partner| partner.play(self))
     }
 }
 
 /// Streaming: rank 0 sends a window of messages, rank 1 acknowledges the whole window. Time per message
 /// = an iteration over the window.
-pub(crate) struct Stream<'p>(Exchange<'p>);
+pub(crate) struct Stream<'p> {
+    exchange: Exchange<'p>,
+    /// Messages per window.
+    window: usize,
+}
 
 impl<'p> Stream<'p> {
-    pub(crate) fn new(peers: &'p Peers<'p>, series: Series, size: usize) -> Self {
-        Self(Exchange::new(peers, series, size, window(size) * size))
+    /// Windows of `window` messages of `size` bytes.
+    pub(crate) fn new(peers: &'p Peers<'p>, series: Series, size: usize, window: usize) -> Self {
+        Self { exchange: Exchange::new(peers, series, size, window * size), window }
+    }
+
+    /// Rank 0's window: the sends of the series.
+    fn send_window(&mut self) -> Result<(), String> {
+        let (series, peers) = (self.exchange.series, self.exchange.peers);
+        match (series.library, series.nonblocking) {
+            (Library::Mpi, _) => {
+                mpi_send_window(peers, &self.exchange.data, self.window);
+                Ok(())
+            }
+            (Library::Lightbeam(meshed), true) => {
+                lightbeam_send_window(peers.lightbeam(meshed), &self.exchange.data, self.window)
+            }
+            _ => (0..self.window).try_for_each(|_| self.exchange.send(1)),
+        }
+    }
+
+    /// Rank 1's window: the receives of the series.
+    fn recv_window(&mut self) -> Result<(), String> {
+        let (series, peers, size) = (self.exchange.series, self.exchange.peers, self.exchange.size);
+        let buffer = &mut self.exchange.buffer; // MPI's and lightbeam-nb's: room for the whole window
+        match (series.library, series.nonblocking) {
+            (Library::Mpi, _) => {
+                mpi_recv_window(peers, &mut buffer[..self.window * size], size);
+                Ok(())
+            }
+            (Library::Lightbeam(meshed), true) => {
+                lightbeam_recv_window(peers.lightbeam(meshed), &mut buffer[..self.window * size], size)
+            }
+            _ => (0..self.window).try_for_each(|_| self.exchange.recv(0, size)),
+        }
     }
 }
 
 impl Trial for Stream<'_> {
     fn prepare(&mut self) {
-        let sends = if self.0.peers.rank() == 0 { window(self.0.size) } else { 0 };
-        self.0.prepare(sends);
+        let sends = if self.exchange.peers.rank() == 0 { self.window } else { 0 };
+        self.exchange.prepare(sends);
     }
 
     fn run(&mut self) -> Result<(), String> {
-        let (count, size) = (window(self.0.size), self.0.size);
-        let (library, peers) = (self.0.series.library, self.0.peers);
-        match (peers.rank(), library) {
-            (0, Library::Mpi) => {
-                mpi_send_window(peers, &self.0.data, count);
-                self.0.recv(1, ACK.len())
+        let (library, peers) = (self.exchange.series.library, self.exchange.peers);
+        match peers.rank() {
+            0 => {
+                self.send_window()?;
+                self.exchange.recv(1, ACK.len())
             }
-            (1, Library::Mpi) => {
-                mpi_recv_window(peers, &mut self.0.buffer[..count * size], size);
-                peers.send(library, 0, Outgoing::Lent(&ACK))
-            }
-            (0, _) => {
-                (0..count).try_for_each(|_| self.0.send(1))?;
-                self.0.recv(1, ACK.len())
-            }
-            (1, _) => {
-                (0..count).try_for_each(|_| self.0.recv(0, size))?;
+            1 => {
+                self.recv_window()?;
                 peers.send(library, 0, Outgoing::Lent(&ACK))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// Lightbeam's window with its non-blocking calls: every send started in one scope, then all awaited.
+fn lightbeam_send_window(mesh: &Mesh, data: &[u8], count: usize) -> Result<(), String> {
+    let sent = mesh.scope(|s| wait_all((0..count).map(|_| s.send(Rank(1), TAG, data))));
+    sent.map(drop).map_err(|e| e.to_string())
+}
+
+/// Lightbeam's receiving side of a window: every receive started in one scope, each into its own part
+/// of `buffer`, then all awaited.
+fn lightbeam_recv_window(mesh: &Mesh, buffer: &mut [u8], size: usize) -> Result<(), String> {
+    let parts = buffer.chunks_mut(size.max(1));
+    let got = mesh.scope(|s| wait_all(parts.map(|part| s.recv_into(Rank(0), TAG, part))));
+    got.map_err(|e| e.to_string())?.into_iter().try_for_each(|(_, len)| check_length(len, size, 0))
 }
 
 /// MPI's window as osu_bw sends it: every send posted at once, then all awaited.

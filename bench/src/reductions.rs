@@ -52,7 +52,7 @@ impl Trial for TypedTrial<'_> {
 }
 
 /// What `rank` sends: `count` whole numbers, different on every rank.
-fn sent(rank: usize, count: usize) -> Vec<f64> {
+pub(crate) fn sent(rank: usize, count: usize) -> Vec<f64> {
     (0..count).map(|i| (rank * count + i) as f64).collect()
 }
 
@@ -68,7 +68,7 @@ impl Typed {
     }
 
     /// What this rank must hold after the call (empty where it receives nothing).
-    fn expected(self, me: usize, n: usize, count: usize) -> Vec<f64> {
+    pub(crate) fn expected(self, me: usize, n: usize, count: usize) -> Vec<f64> {
         let each = (0..n).map(|rank| sent(rank, count));
         match self.blocks_received(me, n) {
             0 => Vec::new(),

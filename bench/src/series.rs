@@ -9,7 +9,7 @@ use mpi::traits::*;
 use crate::raw::{Outgoing, RawMesh};
 
 /// The tag of every Lightbeam point-to-point message the benchmark sends.
-const TAG: Tag = Tag(0x0b);
+pub(crate) const TAG: Tag = Tag(0x0b);
 
 /// A library under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,22 +34,30 @@ impl Meshed {
     const BOTH: [Self; 2] = [Self::Default, Self::ZeroMq];
 }
 
-/// One line of a table: a library, and whether its sends give their buffers away (zero-copy) or lend
-/// them (the library copies what it must keep).
+/// One line of a table: a library, whether its sends give their buffers away (zero-copy) or lend
+/// them (the library copies what it must keep), and whether Lightbeam's calls are its non-blocking ones
+/// (started in a scope, then waited for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Series {
     pub(crate) library: Library,
     pub(crate) gives: bool,
+    pub(crate) nonblocking: bool,
 }
 
 impl Series {
-    pub(crate) const LIGHTBEAM: Self = Self { library: Library::Lightbeam(Meshed::Default), gives: false };
-    pub(crate) const LIGHTBEAM_ZMQ: Self = Self { library: Library::Lightbeam(Meshed::ZeroMq), gives: false };
-    pub(crate) const LIGHTBEAM_OWNED: Self =
-        Self { library: Library::Lightbeam(Meshed::Default), gives: true };
-    pub(crate) const ZMQ_COPY: Self = Self { library: Library::Zmq, gives: false };
-    pub(crate) const ZMQ_ZERO_COPY: Self = Self { library: Library::Zmq, gives: true };
-    pub(crate) const MPI: Self = Self { library: Library::Mpi, gives: false };
+    const fn blocking(library: Library, gives: bool) -> Self {
+        Self { library, gives, nonblocking: false }
+    }
+
+    pub(crate) const LIGHTBEAM: Self = Self::blocking(Library::Lightbeam(Meshed::Default), false);
+    pub(crate) const LIGHTBEAM_ZMQ: Self = Self::blocking(Library::Lightbeam(Meshed::ZeroMq), false);
+    pub(crate) const LIGHTBEAM_OWNED: Self = Self::blocking(Library::Lightbeam(Meshed::Default), true);
+    /// Lightbeam's non-blocking calls on the default mesh (`Mesh::scope`, a start and a wait).
+    pub(crate) const LIGHTBEAM_NB: Self = Self { nonblocking: true, ..Self::LIGHTBEAM };
+    pub(crate) const ZMQ_COPY: Self = Self::blocking(Library::Zmq, false);
+    pub(crate) const ZMQ_ZERO_COPY: Self = Self::blocking(Library::Zmq, true);
+    /// MPI: its blocking calls, or its immediate ones where the benchmark says so.
+    pub(crate) const MPI: Self = Self::blocking(Library::Mpi, false);
 
     /// Point-to-point benchmarks measure every way to send.
     pub(crate) const POINT_TO_POINT: [Self; 6] = [
@@ -72,20 +80,34 @@ impl Series {
     pub(crate) const TYPED: [Self; 3] = [Self::LIGHTBEAM, Self::LIGHTBEAM_ZMQ, Self::MPI];
     /// The shared broadcast has no counterpart but MPI's broadcast.
     pub(crate) const SHARED: [Self; 2] = [Self::LIGHTBEAM, Self::MPI];
+    /// The non-blocking benchmarks: Lightbeam's blocking and non-blocking calls, and MPI's.
+    pub(crate) const NONBLOCKING: [Self; 3] = [Self::LIGHTBEAM, Self::LIGHTBEAM_NB, Self::MPI];
+    /// Every series some benchmark measures (what `--series` may name).
+    pub(crate) const KNOWN: [Self; 7] = [
+        Self::LIGHTBEAM,
+        Self::LIGHTBEAM_ZMQ,
+        Self::LIGHTBEAM_OWNED,
+        Self::LIGHTBEAM_NB,
+        Self::ZMQ_COPY,
+        Self::ZMQ_ZERO_COPY,
+        Self::MPI,
+    ];
 
     pub(crate) fn is_lightbeam(self) -> bool {
         matches!(self.library, Library::Lightbeam(_))
     }
 
     pub(crate) fn name(self) -> &'static str {
-        match (self.library, self.gives) {
-            (Library::Lightbeam(Meshed::Default), false) => "lightbeam",
-            (Library::Lightbeam(Meshed::ZeroMq), false) => "lightbeam-zmq",
-            (Library::Lightbeam(Meshed::Default), true) => "lightbeam-owned",
-            (Library::Lightbeam(Meshed::ZeroMq), true) => "lightbeam-zmq-owned",
-            (Library::Zmq, false) => "zmq-copy",
-            (Library::Zmq, true) => "zmq-zerocopy",
-            (Library::Mpi, _) => "mpi",
+        match (self.library, self.gives, self.nonblocking) {
+            (Library::Lightbeam(Meshed::Default), false, false) => "lightbeam",
+            (Library::Lightbeam(Meshed::ZeroMq), false, false) => "lightbeam-zmq",
+            (Library::Lightbeam(Meshed::Default), true, false) => "lightbeam-owned",
+            (Library::Lightbeam(Meshed::ZeroMq), true, false) => "lightbeam-zmq-owned",
+            (Library::Lightbeam(Meshed::Default), _, true) => "lightbeam-nb",
+            (Library::Lightbeam(Meshed::ZeroMq), _, true) => "lightbeam-zmq-nb",
+            (Library::Zmq, false, _) => "zmq-copy",
+            (Library::Zmq, true, _) => "zmq-zerocopy",
+            (Library::Mpi, _, _) => "mpi",
         }
     }
 }

@@ -24,6 +24,16 @@ pub(crate) trait Trial {
     fn run(&mut self) -> Result<(), String>;
 }
 
+impl<T: Trial + ?Sized> Trial for Box<T> {
+    fn prepare(&mut self) {
+        (**self).prepare();
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        (**self).run()
+    }
+}
+
 /// `trial` run `times` times back to back as one iteration (each run but the first prepared on the
 /// clock: series that give their buffers away pay for making them).
 pub(crate) fn back_to_back<'t>(trial: Box<dyn Trial + 't>, times: usize) -> Box<dyn Trial + 't> {
@@ -60,7 +70,7 @@ impl Trial for BackToBack<'_> {
 pub(crate) fn time_interleaved(
     world: &SimpleCommunicator,
     schedule: Schedule,
-    trials: &mut [Box<dyn Trial + '_>],
+    trials: &mut [impl Trial],
 ) -> Result<Vec<Vec<f64>>, String> {
     let mut mine = vec![Vec::with_capacity(schedule.iterations); trials.len()];
     for i in 0..schedule.warmup + schedule.iterations {
@@ -75,13 +85,15 @@ pub(crate) fn time_interleaved(
             }
         }
     }
-    mine.iter()
-        .map(|times| {
-            let mut slowest = vec![0.0; times.len()];
-            world.all_reduce_into(&times[..], &mut slowest[..], SystemOperation::max());
-            Ok(slowest)
-        })
-        .collect()
+    Ok(mine.iter().map(|times| slowest(world, times)).collect())
+}
+
+/// Each of this rank's `times` replaced by the slowest rank's (every rank has as many); the same on
+/// every rank.
+pub(crate) fn slowest(world: &SimpleCommunicator, times: &[f64]) -> Vec<f64> {
+    let mut slowest = vec![0.0; times.len()];
+    world.all_reduce_into(times, &mut slowest[..], SystemOperation::max());
+    slowest
 }
 
 /// Median, minimum and maximum of a non-empty sample.

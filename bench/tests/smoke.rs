@@ -20,18 +20,24 @@ fn bench(ranks: usize, args: &[&str]) -> Run {
     run
 }
 
-/// The figures of the table row for `size`, with no column left empty.
-fn row<'a>(stdout: &'a str, size: &str) -> Vec<&'a str> {
+/// The words after the size of the first table row for `size` that contains `containing`.
+fn words<'a>(stdout: &'a str, size: &str, containing: &str) -> Vec<&'a str> {
     let line = stdout
         .lines()
-        .find(|l| l.trim_start().starts_with(size))
-        .unwrap_or_else(|| panic!("no {size} row in:\n{stdout}"));
-    let figures: Vec<&str> = line.split_whitespace().skip(2).collect();
-    assert!(
-        figures.iter().all(|f| f.parse::<f64>().is_ok_and(|v| v > 0.0)),
-        "empty or bad figure in {line:?}"
-    );
+        .find(|l| l.trim_start().starts_with(size) && l.contains(containing))
+        .unwrap_or_else(|| panic!("no {size} row with {containing:?} in:\n{stdout}"));
+    line.split_whitespace().skip(2).collect()
+}
+
+/// The figures of the table row for `size`, with no column left empty.
+fn row<'a>(stdout: &'a str, size: &str) -> Vec<&'a str> {
+    let figures = words(stdout, size, "");
+    assert!(positive(&figures), "empty or bad figure in the {size} row of:\n{stdout}");
     figures
+}
+
+fn positive(figures: &[&str]) -> bool {
+    figures.iter().all(|f| f.parse::<f64>().is_ok_and(|v| v > 0.0))
 }
 
 /// Runs `subcommand` quickly at `ranks` ranks and checks its table: a row per size with `columns`
@@ -87,6 +93,50 @@ fn typed_collectives_and_the_barrier_run_at_two_and_four_ranks() {
 }
 
 #[test]
+fn nonblocking_point_to_point_runs_beside_the_blocking_calls_and_mpi() {
+    // lightbeam, lightbeam-nb and mpi, and each Lightbeam series over MPI.
+    quick(2, "window-bw", 3 + 2);
+    let args: Vec<&str> = std::iter::once("nb-latency").chain(QUICK).collect();
+    for ranks in [2, 3] {
+        let run = bench(ranks, &args);
+        for size in ["8 B", "64 KiB"] {
+            // Three series, two ratios and the start and wait's cost over the blocking calls (any sign).
+            let figures = words(&run.stdout, size, "");
+            assert_eq!(figures.len(), 3 + 2 + 1, "{}", run.stdout);
+            assert!(positive(&figures[..5]) && figures[5].parse::<f64>().is_ok(), "{}", run.stdout);
+        }
+        assert!(run.stdout.contains("lightbeam-nb-minus-lightbeam"), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn ibcast_and_iallreduce_report_overlap_beside_mpi() {
+    for (ranks, subcommand) in [(4, "ibcast"), (2, "iallreduce"), (4, "iallreduce")] {
+        let args: Vec<&str> = [subcommand, "--without-progress"].into_iter().chain(QUICK).collect();
+        let run = bench(ranks, &args);
+        assert!(
+            run.stdout.contains(&format!("# lbm-bench {subcommand}: {ranks} ranks, tcp")),
+            "{}",
+            run.stdout
+        );
+        for size in ["8 B", "64 KiB"] {
+            for series in [" lightbeam ", " lightbeam-nb ", " mpi "] {
+                // The series, t_pure, t_cpu, t_total, overlap (maybe 0) and t_cpu_alone.
+                let figures = words(&run.stdout, size, series);
+                assert!(positive(&figures[1..4]) && positive(&figures[5..6]), "{series}: {}", run.stdout);
+                let overlap: f64 = figures[4].parse().unwrap();
+                assert!((0.0..=100.0).contains(&overlap), "{}", run.stdout);
+            }
+            assert!(words(&run.stdout, size, " lightbeam ").ends_with(&["(no", "progress)"]));
+        }
+        assert!(run.stderr.contains(&format!("lbm-bench {subcommand} [2/2] 64 KiB")), "{}", run.stderr);
+    }
+    // Without --without-progress, Lightbeam's non-blocking call and MPI's alone.
+    let run = bench(2, &["ibcast", "--sizes", "8", "--iterations", "3"]);
+    assert!(!run.stdout.contains("no progress") && run.stdout.contains(" lightbeam-nb "), "{}", run.stdout);
+}
+
+#[test]
 fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     let dir = std::env::temp_dir().join(format!("lbm-bench-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -106,7 +156,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
         paths[2],
     ];
     let run = bench(4, &args);
-    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 13, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 17, "{}", run.stdout);
     assert!(run
         .stdout
         .contains("# lbm-bench latency: 4 ranks, tcp (ranks 0 and 1 measure, the others wait)"));
@@ -116,7 +166,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
     let benchmarks = document["benchmarks"].as_array().unwrap();
     let names: Vec<&str> = benchmarks.iter().map(|b| b["benchmark"].as_str().unwrap()).collect();
     let expected = "latency bandwidth multi-latency halo bcast scatter gather alltoall bcast-shared \
-                    allreduce reduce allgather barrier";
+                    allreduce reduce allgather barrier ibcast iallreduce window-bw nb-latency";
     assert_eq!(names.join(" "), expected);
     let mut records = 0;
     for benchmark in benchmarks {
@@ -124,12 +174,17 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
         let series = match benchmark["benchmark"].as_str() {
             Some("bcast-shared") => 2, // lightbeam's shared broadcast and MPI_Bcast
             Some("halo" | "allreduce" | "reduce" | "allgather" | "barrier") => 3, // both meshes and MPI
+            Some("ibcast" | "iallreduce") => 2, // lightbeam-nb and MPI
+            Some("window-bw" | "nb-latency") => 3, // lightbeam, lightbeam-nb and MPI
             _ if list.iter().any(|r| r["series"] == "zmq-zerocopy") => 6,
             _ => 4,
         };
         let sizes = if benchmark["benchmark"] == "barrier" { 1 } else { 2 };
         assert_eq!(list.len(), sizes * series, "{benchmark}");
         assert!(list.iter().all(|r| r["median_us"].as_f64().unwrap() > 0.0 && r["iterations"] == 2));
+        let overlaps = list.iter().filter(|r| r["overlap"]["percent"].as_f64().is_some()).count();
+        let overlapped = matches!(benchmark["benchmark"].as_str(), Some("ibcast" | "iallreduce"));
+        assert_eq!(overlaps, if overlapped { list.len() } else { 0 }, "{benchmark}");
         records += list.len();
     }
     let table = std::fs::read_to_string(&csv).unwrap();
@@ -147,7 +202,7 @@ fn all_at_four_ranks_writes_json_csv_and_a_plot_per_benchmark() {
 fn all_at_an_odd_rank_count_leaves_out_multi_latency() {
     let run = bench(3, &["all", "--sizes", "8", "--iterations", "2", "--warmup", "1"]);
     assert!(run.stderr.contains("left out of all: multi-latency pairs the ranks"), "{}", run.stderr);
-    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 12, "{}", run.stdout);
+    assert_eq!(run.stdout.matches("# lbm-bench ").count(), 16, "{}", run.stdout);
     assert!(run.stdout.contains("# lbm-bench halo: 3 ranks") && !run.stdout.contains("multi-latency"));
 }
 
@@ -182,6 +237,9 @@ fn bad_arguments_end_the_job_with_a_reason() {
         (2, &["latency", "--sizes", "12Q"][..], "unknown unit"),
         (2, &["bcast", "--series", "nccl"][..], "unknown series \"nccl\""),
         (1, &["latency"][..], "need 2 ranks or more"),
+        (1, &["window-bw"][..], "need 2 ranks or more"),
+        (2, &["iallreduce", "--sizes", "8,12"][..], "every size a multiple of 8 bytes"),
+        (2, &["ibcast", "--max-size", "4"][..], "no message sizes left"),
         (3, &["multi-latency"][..], "needs an even number of them"),
         (1, &["halo"][..], "halo needs 2 ranks or more"),
         (2, &["allreduce", "--sizes", "8,12"][..], "every size a multiple of 8 bytes"),
