@@ -78,8 +78,7 @@ struct Cli {
     #[arg(long, global = true, value_delimiter = ',')]
     series: Option<Vec<String>>,
     /// ibcast and iallreduce: also take Lightbeam's figure without its progress mechanism (series
-    /// lightbeam: the computation, then the blocking call). Nothing in Lightbeam turns a scope's lane
-    /// off, so this is the baseline of no overlap at all.
+    /// lightbeam: the calls started in a scope with `Progress::OnWait`, whose wait runs them).
     #[arg(long, global = true)]
     without_progress: bool,
     /// How ZeroMQ connects the ranks (raw ZeroMQ, lightbeam-zmq, and the default mesh between nodes): tcp

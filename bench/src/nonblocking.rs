@@ -14,13 +14,13 @@
 //! gained. Lightbeam's
 //! calls start in a scope opened for each iteration (their lane thread runs them while the loop
 //! computes); MPI's are its immediate calls in a request scope. The blocking Lightbeam series (with
-//! `--without-progress`) runs the loop, then the blocking call: the figure of a library without any
-//! progress mechanism, as nothing in Lightbeam turns a scope's lane off.
+//! `--without-progress`) starts the same calls in a scope with `Progress::OnWait`, whose wait runs
+//! them: the figure of a library without any progress mechanism.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use lightbeam::mesh::{Op, Rank, Request};
+use lightbeam::mesh::{Op, Progress, Rank, Request};
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 
@@ -127,17 +127,13 @@ impl Trial for OverlapTrial<'_> {
         };
         let (bytes, send, recv) = (&mut self.bytes[..], &self.send[..], &mut self.recv[..]);
         let done = match (self.series.library, self.series.nonblocking) {
-            (Library::Lightbeam(meshed), true) => peers.lightbeam(meshed).scope(|s| match call {
-                Overlapped::Bcast => behind(s.broadcast_into(Rank(ROOT), bytes), compute),
-                Overlapped::AllReduce => behind(s.all_reduce_into(send, recv, Op::Sum), compute),
-            }),
-            (Library::Lightbeam(meshed), false) => {
-                compute();
-                let mesh = peers.lightbeam(meshed);
-                match call {
-                    Overlapped::Bcast => mesh.broadcast_into(Rank(ROOT), bytes).map(drop),
-                    Overlapped::AllReduce => mesh.all_reduce_into(send, recv, Op::Sum),
-                }
+            // Without progress the same calls start in a scope whose wait runs them.
+            (Library::Lightbeam(meshed), nonblocking) => {
+                let progress = if nonblocking { Progress::Lane } else { Progress::OnWait };
+                peers.lightbeam(meshed).scope_with(progress, |s| match call {
+                    Overlapped::Bcast => behind(s.broadcast_into(Rank(ROOT), bytes), compute),
+                    Overlapped::AllReduce => behind(s.all_reduce_into(send, recv, Op::Sum), compute),
+                })
             }
             (Library::Mpi, _) => {
                 let world = peers.world;

@@ -191,8 +191,8 @@ impl Table {
                  no call in flight (t_cpu above it: the call's progress took the loop's core, which OSU's \
                  overlap counts as overlap)\n";
         if self.series.iter().any(|s| s.is_lightbeam() && !s.nonblocking) {
-            line += "# lightbeam (no progress): the loop, then the blocking call, as without any progress \
-                     mechanism (nothing in Lightbeam turns a scope's lane off)\n";
+            line += "# lightbeam (no progress): the same calls in a scope with Progress::OnWait (no lane \
+                     thread: the wait runs them), as without any progress mechanism\n";
         }
         line + &format!(
             "{:>10} {:>16} {:>10} {:>10} {:>10} {:>11} {:>11}",

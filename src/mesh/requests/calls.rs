@@ -66,7 +66,6 @@ impl<'s, 'env> Scope<'s, 'env> {
             Ok(posted) => posted,
             Err(error) => return Request::done(Err(error)),
         };
-        self.start_lane();
         Request::receive(Receiving {
             job: &mesh.job,
             slot: Arc::clone(&slot),

@@ -12,15 +12,18 @@ use std::time::Duration;
 use crate::mesh::Job;
 use crate::sync::lock;
 
-/// How long the lane sleeps when it has nothing to run; a receive nobody waited on across a whole
-/// nap is taken in from then on.
+/// How long the lane sleeps (or waits for a message to take in) at a time when it has nothing to run.
 pub(crate) const NAP: Duration = Duration::from_millis(1);
 
 /// One operation for the lane: it runs the blocking call and hands over the result.
 pub(crate) type Work<'s> = Box<dyn FnOnce() + Send + 's>;
 
+/// Starts the lane's thread (in the scope of the lane's operations' borrows).
+pub(crate) type Spawn<'s> = Box<dyn Fn(Arc<Lane<'s>>) -> std::io::Result<()> + Send + Sync + 's>;
+
 /// What a scope and its lane share.
 pub(crate) struct Lane<'s> {
+    spawn: Spawn<'s>,
     state: Mutex<State<'s>>,
     ready: Condvar,
     /// Receives started in the scope that nobody waits on yet.
@@ -41,8 +44,9 @@ struct State<'s> {
 }
 
 impl<'s> Lane<'s> {
-    pub(crate) fn new(on_wait: bool) -> Self {
+    pub(crate) fn new(on_wait: bool, spawn: Spawn<'s>) -> Self {
         Self {
+            spawn,
             on_wait,
             running_here: Mutex::new(()),
             state: Mutex::new(State { queue: VecDeque::new(), pending: 0, closing: false }),
@@ -52,9 +56,16 @@ impl<'s> Lane<'s> {
         }
     }
 
-    /// Whether its thread must be started now (true once, and never when it runs on wait).
-    pub(crate) fn start(&self) -> bool {
-        !self.on_wait && !self.started.swap(true, Ordering::AcqRel)
+    /// Starts the lane's thread, unless it runs or the lane runs on wait. When no thread can start, what
+    /// is queued runs here, as the blocking calls would, and the next call tries again.
+    pub(crate) fn start(lane: &Arc<Self>, job: &Job) {
+        if lane.on_wait || lane.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(error) = (lane.spawn)(Arc::clone(lane)) {
+            log::warn!("lightbeam: {}: cannot start a scope's lane ({error}): its queue runs here", job.rank);
+            lane.run_queued_here();
+        }
     }
 
     /// Queues `work` behind every operation queued before it.
@@ -92,7 +103,6 @@ impl<'s> Lane<'s> {
     /// The lane's thread: runs the queue, takes in for receives nobody waits on, and stops once closed
     /// with nothing left to run.
     pub(crate) fn run(self: Arc<Self>, job: &Job) {
-        let mut unwaited_before = false;
         loop {
             let mut state = lock(&self.state);
             if let Some(work) = state.queue.pop_front() {
@@ -106,13 +116,12 @@ impl<'s> Lane<'s> {
             if state.closing {
                 return;
             }
-            let unwaited = self.unwaited.load(Ordering::Acquire) > 0;
-            if unwaited && unwaited_before {
+            if self.unwaited.load(Ordering::Acquire) > 0 {
                 drop(state);
                 job.take_in_once(NAP);
                 continue;
             }
-            unwaited_before = unwaited;
+            // Woken by new work or the scope's end; a receive posted meanwhile is seen within a nap.
             let _ = self.ready.wait_timeout(state, NAP);
         }
     }

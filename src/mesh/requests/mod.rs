@@ -91,9 +91,11 @@
 //!   runs them one after another in the order they were started, sleeping (not spinning) while it
 //!   waits for peers, and peers read in place from this rank's buffers while it does;
 //! - a message sent to a posted receive lands in this rank's ring (from the node) or the bridge
-//!   thread's queue (from other nodes) without this rank's help; a receive nobody has waited on for
-//!   a millisecond is taken in by the lane, which is what lets a peer's large send (which waits for
-//!   this rank to take it in) complete while this rank computes.
+//!   thread's queue (from other nodes) without this rank's help. A peer's send from
+//!   [`EAGER_BELOW`](super::EAGER_BELOW) up waits for this rank to take it in (to copy it from the
+//!   sender's memory): the lane does so while receives of its scope are not waited on and it has
+//!   nothing to run, once it runs (started by a send or collective, or by a receive awaited as a
+//!   future); else the wait or a test does. A scope of receives and small sends starts no thread.
 //!
 //! What needs a wait or a test: copying a received message into the buffer of
 //! [`Scope::recv_into`] (done by the wait), and reporting errors.
@@ -110,9 +112,9 @@ mod request;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use self::lane::{Lane, Work};
+use self::lane::{Lane, Spawn, Work};
 pub use self::request::{wait_all, wait_any, Request};
-use super::Mesh;
+use super::{Job, Mesh};
 use crate::error::Result;
 use crate::sync::{lock, Completion};
 
@@ -123,7 +125,6 @@ static SCOPES: AtomicU64 = AtomicU64::new(1);
 /// closure starts.
 pub struct Scope<'s, 'env: 's> {
     mesh: &'env Mesh,
-    threads: &'s std::thread::Scope<'s, 'env>,
     lane: Arc<Lane<'s>>,
     id: u64,
 }
@@ -161,8 +162,7 @@ impl Mesh {
         std::thread::scope(|threads| {
             let scope = Scope {
                 mesh: self,
-                threads,
-                lane: Arc::new(Lane::new(progress == Progress::OnWait)),
+                lane: Arc::new(Lane::new(progress == Progress::OnWait, spawner(threads, &self.job))),
                 id: SCOPES.fetch_add(1, Ordering::Relaxed),
             };
             body(&scope)
@@ -206,21 +206,9 @@ impl<'s, 'env> Scope<'s, 'env> {
         self.on_lane(move |mesh| mesh.turns.with_ticket(ticket, || call(mesh)))
     }
 
-    /// Starts the lane's thread on first use. When no thread can start, the lane's work runs here, as
-    /// the blocking calls would.
+    /// Starts the lane's thread on first use (see [`Lane::start`]).
     fn start_lane(&self) {
-        if !self.lane.start() {
-            return;
-        }
-        let lane = Arc::clone(&self.lane);
-        let job = &*self.mesh.job;
-        let started = std::thread::Builder::new()
-            .name("lightbeam-lane".into())
-            .spawn_scoped(self.threads, move || lane.run(job));
-        if let Err(error) = started {
-            log::warn!("lightbeam: cannot start a scope's lane ({error}): its queue runs here");
-            self.lane.run_queued_here();
-        }
+        Lane::start(&self.lane, &self.mesh.job);
     }
 }
 
@@ -232,6 +220,16 @@ impl Drop for Scope<'_, '_> {
         }
         lock(&self.mesh.job.matching).unpost_owned_by(self.id);
     }
+}
+
+/// How a lane's thread starts in `threads`, once something needs it.
+fn spawner<'s, 'env: 's>(threads: &'s std::thread::Scope<'s, 'env>, job: &'env Job) -> Spawn<'s> {
+    Box::new(move |lane: Arc<Lane<'s>>| {
+        std::thread::Builder::new()
+            .name("lightbeam-lane".into())
+            .spawn_scoped(threads, move || lane.run(job))
+            .map(drop)
+    })
 }
 
 /// Sets a lane operation's result; dropped unset (its operation panicked), it sets an error.

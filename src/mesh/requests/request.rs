@@ -156,6 +156,8 @@ impl<T> Future for Request<'_, T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         if let State::Receive(receiving) = &mut self.state {
             receiving.job.take_in_now();
+            // Whoever takes the message in wakes this task: the lane, while nobody waits.
+            Lane::start(&receiving.lane, receiving.job);
         }
         match self.complete_or_wake(cx.waker()) {
             true => Poll::Ready(std::mem::replace(&mut *self, Self { state: State::Spent }).wait()),
