@@ -44,7 +44,7 @@ mod fault;
 mod job;
 mod net;
 mod p2p;
-mod requests;
+pub mod requests;
 mod segments;
 mod split;
 mod topology;

@@ -147,7 +147,7 @@ pub enum Progress {
 impl Mesh {
     /// Runs `body` with a [`Scope`] to start non-blocking calls in, and returns its result once every
     /// request started in it has completed (waited for or not); its operations progress as
-    /// [`MeshConfig::progress`](super::MeshConfig::progress) says. See [the module](self::requests) for
+    /// [`MeshConfig::progress`](super::MeshConfig::progress) says. See [the module](crate::mesh::requests) for
     /// what progresses on its own.
     pub fn scope<'env, R>(&'env self, body: impl for<'s> FnOnce(&Scope<'s, 'env>) -> R) -> R {
         self.scope_with(self.job.config.progress, body)
