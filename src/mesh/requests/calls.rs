@@ -13,14 +13,20 @@ use crate::error::Result;
 use crate::mesh::collectives::buffers::fill;
 use crate::mesh::{Buffer, Message, Rank, Reduction, Source, Tag, EAGER_BELOW};
 
+/// What a request sends from: a slice lent to the scope (`&data`), or data given to it (an array, a
+/// `Vec`, computed inside the scope), which it drops once sent.
+pub trait SendData<T>: AsRef<[T]> + Send {}
+
+impl<T, S: AsRef<[T]> + Send> SendData<T> for S {}
+
 impl<'s, 'env> Scope<'s, 'env> {
     /// Starts [`Mesh::send`](crate::mesh::Mesh::send): a message below
     /// [`EAGER_BELOW`] is queued at once (the request is complete), unless earlier sends of this scope
     /// are still on the lane; a larger one goes on the lane.
-    pub fn send<T: Pod + Sync>(&self, to: Rank, tag: Tag, data: &'s [T]) -> Request<'s, ()> {
-        match size_of_val(data) < EAGER_BELOW && !self.lane.busy() {
-            true => Request::done(self.mesh.send(to, tag, data)),
-            false => self.on_lane(move |mesh| mesh.send(to, tag, data)),
+    pub fn send<T: Pod>(&self, to: Rank, tag: Tag, data: impl SendData<T> + 's) -> Request<'s, ()> {
+        match size_of_val(data.as_ref()) < EAGER_BELOW && !self.lane.busy() {
+            true => Request::done(self.mesh.send(to, tag, data.as_ref())),
+            false => self.on_lane(move |mesh| mesh.send(to, tag, data.as_ref())),
         }
     }
 
@@ -105,13 +111,17 @@ impl<'s, 'env> Scope<'s, 'env> {
     }
 
     /// Starts [`Mesh::gather_into`](crate::mesh::Mesh::gather_into).
-    pub fn gather_into(&self, root: Rank, data: &'s [u8]) -> Request<'s, ()> {
-        self.collective(move |mesh| mesh.gather_into(root, data))
+    pub fn gather_into(&self, root: Rank, data: impl SendData<u8> + 's) -> Request<'s, ()> {
+        self.collective(move |mesh| mesh.gather_into(root, data.as_ref()))
     }
 
     /// Starts [`Mesh::gather_into_root`](crate::mesh::Mesh::gather_into_root).
-    pub fn gather_into_root(&self, data: &'s [u8], gathered: &'s mut Vec<Vec<u8>>) -> Request<'s, usize> {
-        self.collective(move |mesh| mesh.gather_into_root(data, gathered))
+    pub fn gather_into_root(
+        &self,
+        data: impl SendData<u8> + 's,
+        gathered: &'s mut Vec<Vec<u8>>,
+    ) -> Request<'s, usize> {
+        self.collective(move |mesh| mesh.gather_into_root(data.as_ref(), gathered))
     }
 
     /// Starts [`Mesh::all_to_all_into`](crate::mesh::Mesh::all_to_all_into).
@@ -131,11 +141,11 @@ impl<'s, 'env> Scope<'s, 'env> {
     /// Starts [`Mesh::all_reduce_into`](crate::mesh::Mesh::all_reduce_into).
     pub fn all_reduce_into<T: Pod + Send + Sync>(
         &self,
-        send: &'s [T],
+        send: impl SendData<T> + 's,
         recv: &'s mut [T],
         op: impl Reduction<T> + Send + 's,
     ) -> Request<'s, ()> {
-        self.collective(move |mesh| mesh.all_reduce_into(send, recv, op))
+        self.collective(move |mesh| mesh.all_reduce_into(send.as_ref(), recv, op))
     }
 
     /// Starts [`Mesh::all_reduce_in_place`](crate::mesh::Mesh::all_reduce_in_place).
@@ -150,35 +160,39 @@ impl<'s, 'env> Scope<'s, 'env> {
     /// Starts [`Mesh::reduce_into_root`](crate::mesh::Mesh::reduce_into_root).
     pub fn reduce_into_root<T: Pod + Send + Sync>(
         &self,
-        send: &'s [T],
+        send: impl SendData<T> + 's,
         recv: &'s mut [T],
         op: impl Reduction<T> + Send + 's,
     ) -> Request<'s, ()> {
-        self.collective(move |mesh| mesh.reduce_into_root(send, recv, op))
+        self.collective(move |mesh| mesh.reduce_into_root(send.as_ref(), recv, op))
     }
 
     /// Starts [`Mesh::reduce_into`](crate::mesh::Mesh::reduce_into).
     pub fn reduce_into<T: Pod + Send + Sync>(
         &self,
         root: Rank,
-        send: &'s [T],
+        send: impl SendData<T> + 's,
         op: impl Reduction<T> + Send + 's,
     ) -> Request<'s, ()> {
-        self.collective(move |mesh| mesh.reduce_into(root, send, op))
+        self.collective(move |mesh| mesh.reduce_into(root, send.as_ref(), op))
     }
 
     /// Starts [`Mesh::reduce_scatter_into`](crate::mesh::Mesh::reduce_scatter_into).
     pub fn reduce_scatter_into<T: Pod + Send + Sync>(
         &self,
-        send: &'s [T],
+        send: impl SendData<T> + 's,
         recv: &'s mut [T],
         op: impl Reduction<T> + Send + 's,
     ) -> Request<'s, ()> {
-        self.collective(move |mesh| mesh.reduce_scatter_into(send, recv, op))
+        self.collective(move |mesh| mesh.reduce_scatter_into(send.as_ref(), recv, op))
     }
 
     /// Starts [`Mesh::all_gather_into`](crate::mesh::Mesh::all_gather_into).
-    pub fn all_gather_into<T: Pod + Send + Sync>(&self, send: &'s [T], recv: &'s mut [T]) -> Request<'s, ()> {
-        self.collective(move |mesh| mesh.all_gather_into(send, recv))
+    pub fn all_gather_into<T: Pod + Send + Sync>(
+        &self,
+        send: impl SendData<T> + 's,
+        recv: &'s mut [T],
+    ) -> Request<'s, ()> {
+        self.collective(move |mesh| mesh.all_gather_into(send.as_ref(), recv))
     }
 }

@@ -112,6 +112,7 @@ mod request;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use self::calls::SendData;
 use self::lane::{Lane, Spawn, Work};
 pub use self::request::{wait_all, wait_any, Request};
 use super::{Job, Mesh};
