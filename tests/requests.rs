@@ -196,7 +196,7 @@ fn a_request_is_a_future_any_executor_can_await() {
             let from = Rank((me + 2) % 3);
             // The message comes after a while: the executor must be woken for it.
             let received = s.recv(from, Tag(8));
-            let reduced = s.all_reduce_into(&values, &mut sum, Op::Sum);
+            let reduced = s.all_reduce_into(values, &mut sum, Op::Sum);
             std::thread::scope(|threads| {
                 threads.spawn(|| {
                     std::thread::sleep(Duration::from_millis(50));
