@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::time::Duration;
 
 use crate::mesh::Job;
@@ -32,8 +32,8 @@ pub(crate) struct Lane<'s> {
     started: AtomicBool,
     /// No thread: the operations run in the thread that waits for one of them.
     pub(crate) on_wait: bool,
-    /// Held while a thread that waits runs the queue (so that two run it one after the other).
-    running_here: Mutex<()>,
+    /// The one turn to run an operation: held by the lane's thread or a waiting thread that helps.
+    running: Mutex<()>,
 }
 
 struct State<'s> {
@@ -48,7 +48,7 @@ impl<'s> Lane<'s> {
         Self {
             spawn,
             on_wait,
-            running_here: Mutex::new(()),
+            running: Mutex::new(()),
             state: Mutex::new(State { queue: VecDeque::new(), pending: 0, closing: false }),
             ready: Condvar::new(),
             unwaited: AtomicUsize::new(0),
@@ -65,6 +65,7 @@ impl<'s> Lane<'s> {
         if let Err(error) = (lane.spawn)(Arc::clone(lane)) {
             log::warn!("lightbeam: {}: cannot start a scope's lane ({error}): its queue runs here", job.rank);
             lane.run_queued_here();
+            lane.started.store(false, Ordering::Release);
         }
     }
 
@@ -82,16 +83,34 @@ impl<'s> Lane<'s> {
         lock(&self.state).pending > 0
     }
 
-    /// Runs what is queued in this thread (the lane runs on wait, or no thread could start for it); the
-    /// next call tries to start one again.
+    /// Runs what is queued in this thread, in order (the lane runs on wait, or no thread could start for
+    /// it).
     pub(crate) fn run_queued_here(&self) {
-        let _running = lock(&self.running_here);
-        loop {
-            let Some(work) = lock(&self.state).queue.pop_front() else { break };
-            work();
-            lock(&self.state).pending -= 1;
-        }
-        self.started.store(false, Ordering::Release);
+        while self.run_next(true) {}
+    }
+
+    /// Runs queued operations in this thread until `done`, while no other thread runs one: a thread
+    /// that waits helps, so its operation need not wait for the lane's thread to be scheduled.
+    pub(crate) fn help_until(&self, done: impl Fn() -> bool) {
+        while !done() && self.run_next(false) {}
+    }
+
+    /// Runs the next queued operation here, holding the lane's one turn to run (operations run one at
+    /// a time, in the order they were queued, whichever thread runs them); false when none is queued,
+    /// or when `wait` is false and another thread holds the turn.
+    fn run_next(&self, wait: bool) -> bool {
+        let _turn = match self.running.try_lock() {
+            Ok(turn) => turn,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) if wait => lock(&self.running),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        let Some(work) = lock(&self.state).queue.pop_front() else { return false };
+        // A panic in one operation fails that request (its result is dropped unset), not the ones
+        // queued behind it.
+        let _ = catch_unwind(AssertUnwindSafe(work));
+        lock(&self.state).pending -= 1;
+        true
     }
 
     /// Tells the lane to run what is queued and stop.
@@ -104,14 +123,12 @@ impl<'s> Lane<'s> {
     /// with nothing left to run.
     pub(crate) fn run(self: Arc<Self>, job: &Job) {
         loop {
-            let mut state = lock(&self.state);
-            if let Some(work) = state.queue.pop_front() {
-                drop(state);
-                // A panic in one operation fails that request (its result is dropped unset), not the
-                // ones queued behind it.
-                let _ = catch_unwind(AssertUnwindSafe(work));
-                lock(&self.state).pending -= 1;
+            if self.run_next(true) {
                 continue;
+            }
+            let state = lock(&self.state);
+            if !state.queue.is_empty() {
+                continue; // queued after the look
             }
             if state.closing {
                 return;

@@ -73,8 +73,9 @@ impl<'s, T> Request<'s, T> {
         match std::mem::replace(&mut self.state, State::Spent) {
             State::Done(result) => result,
             State::Lane(completion, lane) => {
-                if lane.on_wait && !completion.is_set() {
-                    lane.run_queued_here();
+                match lane.on_wait {
+                    true => lane.help_until(|| false), // runs everything queued: nothing else will
+                    false => lane.help_until(|| completion.is_set()),
                 }
                 completion.wait().unwrap_or_else(|| Err(lost_result()))
             }
