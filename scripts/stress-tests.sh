@@ -2,7 +2,7 @@
 # Runs the MPI tests that are most sensitive to timing N times (default 30) with a CPU-burning process on
 # every core: the collective mismatch tests, the mixed-path and 16 MiB all-to-all test, the fault tests
 # (ranks killed mid-collective), the typed collectives and split meshes under mpirun, and every in-process
-# collective test (ranks as threads), typed and split ones included. Prints `N passed, M failed`, then each
+# collective test (ranks as threads), typed and split ones and the non-blocking requests included. Prints `N passed, M failed`, then each
 # failed round's output.
 #
 #   ./scripts/stress-tests.sh 30
@@ -27,7 +27,8 @@ collective_tests=(
 
 echo "stress: building" >&2
 cargo test --release -p lbm-tests --no-run --test mpi_collectives --test mpi_faults >&2
-cargo test --release -p lightbeam --no-run --test in_process --test typed_collectives --test sub_meshes >&2
+cargo test --release -p lightbeam --no-run --test in_process --test typed_collectives --test sub_meshes \
+    --test requests >&2
 
 burners=()
 stop_burners() { ((${#burners[@]})) && kill "${burners[@]}" 2>/dev/null || true; }
@@ -46,7 +47,7 @@ for round in $(seq "$rounds"); do
     if timeout --kill-after=10 900 cargo test --release -p lbm-tests --test mpi_collectives -- --exact "${collective_tests[@]}" >"$log" 2>&1 &&
         timeout --kill-after=10 600 cargo test --release -p lbm-tests --test mpi_faults >>"$log" 2>&1 &&
         timeout --kill-after=10 300 cargo test --release -p lightbeam --test in_process --test typed_collectives \
-            --test sub_meshes >>"$log" 2>&1; then
+            --test sub_meshes --test requests >>"$log" 2>&1; then
         passed=$((passed + 1))
         echo "stress: round $round passed in $((SECONDS - started)) s" >&2
     else
