@@ -248,7 +248,8 @@ impl Job {
 
     /// Waits up to `timeout` for the message of the posted receive `slot` (from `from`): takes messages in
     /// from the server itself while no other thread does, else waits for the thread that does to put
-    /// the message in the slot. Past the deadline the receive is withdrawn, and fails naming `from`.
+    /// the message in the slot. Past the deadline the receive is withdrawn, and fails naming `from`; so
+    /// is a receive that fails (a rank lost, the transport failed).
     pub(crate) fn wait_posted(
         &self,
         slot: &Slot,
@@ -262,20 +263,28 @@ impl Job {
             if let Some(incoming) = slot.landed.take() {
                 return received(incoming, op);
             }
-            match self.matching.try_lock() {
-                Ok(mut matching) => {
+            // A thread that panicked holding the queue left it whole (every change to it is one step).
+            let matching = match self.matching.try_lock() {
+                Ok(matching) => Some(matching),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            match matching {
+                Some(mut matching) => {
                     let taken = self.take(&mut matching, (turn, usize::MAX), Want::Posted(slot.id), op);
                     drop(matching);
                     self.tell_untold();
-                    if let Some(incoming) = taken? {
-                        return received(incoming, op);
+                    match taken {
+                        Ok(Some(incoming)) => return received(incoming, op),
+                        Ok(None) => {}
+                        Err(error) => {
+                            self.unpost(slot); // a message that comes later goes to a later receive
+                            return Err(error);
+                        }
                     }
                 }
-                Err(std::sync::TryLockError::Poisoned(_)) => {
-                    return Err(Error::Mesh("a thread panicked while it held the matching queue".into()))
-                }
                 // The thread that holds the queue takes the message in for this one.
-                Err(std::sync::TryLockError::WouldBlock) => slot.landed.wait_for(turn),
+                None => slot.landed.wait_for(turn),
             }
             turn = deadline.left().min(TURN);
             if turn.is_zero() {
