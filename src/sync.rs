@@ -123,8 +123,11 @@ impl<T> Default for Completion<T> {
 impl<T> Completion<T> {
     /// Sets the value and wakes whoever waits for it.
     pub(crate) fn set(&self, value: T) {
-        *lock(&self.value) = Some(value);
+        let mut held = lock(&self.value);
+        *held = Some(value);
+        // Under the lock: a waiter that found it unset is asleep before this lock is free again.
         self.set.store(true, std::sync::atomic::Ordering::Release);
+        drop(held);
         self.changed.notify_all();
         if let Some(waker) = lock(&self.waker).take() {
             waker.wake();

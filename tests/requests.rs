@@ -303,3 +303,143 @@ fn lost_and_out_of_step_ranks_fail_every_request() {
         }
     }
 }
+
+/// A reduction whose argument check panics: the collective fails before it begins.
+struct PanicsInCheck;
+
+impl lightbeam::mesh::Reduction<f64> for PanicsInCheck {
+    fn combine(&self, _: &mut [f64], _: &[f64]) {}
+    fn code(&self) -> u8 {
+        0
+    }
+    fn check(&self, _: &'static str) -> lightbeam::Result<()> {
+        panic!("a check that panics")
+    }
+}
+
+/// What a review found hung or broke, each now an error or a result: a started collective that
+/// panics before it begins (its turn passes on), collectives started from four threads sharing one
+/// scope, a send started behind a collective (it does not wait for it), a blocking send after a
+/// started one to the same rank and tag (received second), in both progress modes.
+#[test]
+fn panics_threads_and_mixed_calls_keep_the_order_and_never_hang() {
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // the panics below are expected
+    run_ok(InProcess::ranks(1), &config(), |mesh| {
+        let (send, mut recv) = ([1.0f64], [0.0f64]);
+        let failed = mesh.scope(|s| s.all_reduce_into(&send, &mut recv, PanicsInCheck).wait());
+        assert!(matches!(failed, Err(Error::Mesh(ref why)) if why.contains("panicked")), "{failed:?}");
+        mesh.barrier() // its turn passed on
+    });
+    std::panic::set_hook(quiet);
+    run_ok(InProcess::ranks(2), &config(), |mesh| {
+        for _ in 0..20 {
+            mesh.scope(|s| {
+                std::thread::scope(|threads| {
+                    let starters: Vec<_> = (0..4)
+                        .map(|_| threads.spawn(|| (0..50).map(|_| s.barrier()).collect::<Vec<_>>()))
+                        .collect();
+                    wait_all(starters.into_iter().flat_map(|t| t.join().expect("a starter")))
+                })
+            })?;
+        }
+        Ok(())
+    });
+    for progress in [Progress::Lane, Progress::OnWait] {
+        let lengths =
+            run_ok(InProcess::ranks(2), &config().with_progress(progress), |mesh| match mesh.rank() {
+                Rank(0) => {
+                    let big = vec![1u8; 1 << 20];
+                    mesh.scope(|s| {
+                        let barrier = s.barrier();
+                        s.send(Rank(1), Tag(1), [7u8]).wait()?; // not behind the barrier
+                        let started = s.send(Rank(1), Tag(5), &big);
+                        mesh.send(Rank(1), Tag(5), &[2u8])?; // after the started send
+                        started.wait()?;
+                        barrier.wait()
+                    })?;
+                    Ok(Vec::new())
+                }
+                _ => {
+                    mesh.recv(Source::Rank(Rank(0)), Tag(1))?;
+                    mesh.barrier()?;
+                    let first = mesh.recv(Source::Rank(Rank(0)), Tag(5))?.data().len();
+                    Ok(vec![first, mesh.recv(Source::Rank(Rank(0)), Tag(5))?.data().len()])
+                }
+            });
+        assert_eq!(lengths[1], vec![1 << 20, 1], "{progress:?}");
+    }
+}
+
+/// Receives from a rank that sends nothing fail at their deadline however they are waited for (a
+/// wait, `wait_any`, `.await`, `wait_all`), and sends queued to a rank that takes nothing fail within
+/// one deadline, not one each; a future in a scope that runs on wait is woken by its message.
+#[test]
+fn every_way_to_wait_ends_at_the_deadline() {
+    let timeout = Duration::from_secs(1);
+    let results = run(InProcess::ranks(2), &config().with_timeout(timeout), |mesh| {
+        if mesh.rank() == Rank(1) {
+            // Silent, and takes nothing in, until rank 0 is done.
+            std::thread::sleep(timeout * 6);
+            return Ok(Vec::new());
+        }
+        let big = vec![0u8; 1 << 20];
+        let started = Instant::now();
+        let mut ends = Vec::new();
+        mesh.scope(|s| {
+            let mut any = vec![s.recv(Rank(1), Tag(1))];
+            let (_, first) = wait_any(&mut any).expect("one request");
+            ends.push((first.map(drop), started.elapsed()));
+            ends.push((futures_executor::block_on(s.recv(Rank(1), Tag(1))).map(drop), started.elapsed()));
+            ends.push((wait_all((0..4).map(|_| s.recv(Rank(1), Tag(1)))).map(drop), started.elapsed()));
+            let sends: Vec<_> = (0..4).map(|_| s.send(Rank(1), Tag(1), &big)).collect();
+            for send in sends {
+                ends.push((send.wait(), started.elapsed()));
+            }
+        });
+        Ok(ends)
+    });
+    let ends = results[0].as_ref().expect("rank 0 reports its waits");
+    for (step, (result, at)) in ends.iter().enumerate() {
+        assert!(matches!(result, Err(Error::Timeout { .. })), "wait {step}: {result:?}");
+        // Three waits of receives, then the sends: each at about one deadline after the previous.
+        let bound = timeout * (step.min(3) as u32 + 2);
+        assert!(*at < bound, "wait {step} ended {at:?} after the start, past {bound:?}");
+    }
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+    let late =
+        run_ok(InProcess::ranks(2), &config().with_progress(Progress::OnWait), |mesh| match mesh.rank() {
+            Rank(0) => {
+                mesh.scope(|s| futures_executor::block_on(s.recv(Rank(1), Tag(1)))).map(|m| m.data().to_vec())
+            }
+            _ => {
+                std::thread::sleep(Duration::from_millis(100));
+                mesh.send(Rank(0), Tag(1), &[9u8]).map(|()| Vec::new())
+            }
+        });
+    assert_eq!(late[0], vec![9]);
+}
+
+/// A receive dropped unwaited gives back the message it took: the next receive gets it, whether the
+/// message had been taken in before the receive was posted or not.
+#[test]
+fn a_dropped_receive_gives_its_message_back() {
+    for taken_in_first in [false, true] {
+        let next = run_ok(InProcess::ranks(2), &config(), |mesh| match mesh.rank() {
+            Rank(0) => {
+                for (tag, byte) in [(5, 1u8), (5, 2), (6, 0)] {
+                    mesh.send(Rank(1), Tag(tag), &[byte])?;
+                }
+                Ok(0)
+            }
+            _ => {
+                if taken_in_first {
+                    mesh.recv(Source::Rank(Rank(0)), Tag(6))?; // takes the two of tag 5 in first
+                }
+                mesh.scope(|s| drop(s.recv(Rank(0), Tag(5))));
+                Ok(mesh.recv(Source::Rank(Rank(0)), Tag(5))?.data()[0])
+            }
+        });
+        assert_eq!(next[1], 1, "taken in first: {taken_in_first}");
+    }
+}

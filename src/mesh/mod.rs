@@ -70,6 +70,7 @@ use self::net::envelope::{GroupId, Mismatch};
 use self::net::link::{Link, Route};
 use self::net::matching::Matching;
 use self::net::offer_words::OfferWords;
+use self::net::send_order::SendOrder;
 /// For the fuzz target `short_message`: the fast path's decoder of a small message on arbitrary bytes.
 #[doc(hidden)]
 pub use self::net::short::decode_for_fuzzing as decode_short_for_fuzzing;
@@ -124,6 +125,8 @@ pub(crate) struct Job {
     any_untold: AtomicBool,
     /// The words that say which offer this rank's call is in, and those of the ranks it read from.
     offer_words: OfferWords,
+    /// The sends to each rank queued on a scope's lane, which later sends to that rank wait for.
+    send_order: SendOrder,
     token: u64,
     config: MeshConfig,
     /// The lost rank's segments were looked for (see [`Job::lost_error`]).
@@ -210,6 +213,7 @@ impl Mesh {
         let shared_memory = bound.shared_memory.filter(|_| uses(Transport::SharedMemory));
         let zeromq = uses(Transport::ZeroMq).then_some(bound.zeromq);
         let arrivals = Arrivals::new(shared_memory, zeromq, config.options.high_water_mark as usize)?;
+        let send_order = SendOrder::new(peers.len());
         let job = Job {
             rank,
             links: std::iter::repeat_with(OnceLock::new).take(peers.len()).collect(),
@@ -221,6 +225,7 @@ impl Mesh {
             untold: Mutex::default(),
             any_untold: AtomicBool::new(false),
             offer_words: OfferWords::default(),
+            send_order,
             token,
             config,
             lost_files_removed: AtomicBool::default(),

@@ -18,31 +18,55 @@ use crate::transport::same_node::SHORT_MAX;
 
 impl Mesh {
     /// Sends `data` (bytes, or a slice of any plain-data type, as its bytes) to `to` with `tag`. Returns
-    /// once the message is queued; fails after the send timeout when the peer takes nothing.
+    /// once the message is queued; fails after the send timeout when the peer takes nothing. A send to
+    /// `to` started in a [`Scope`](super::Scope) and not yet gone goes first.
     pub fn send<T: Pod>(&self, to: Rank, tag: Tag, data: &[T]) -> Result<()> {
-        let (link, channel) = (self.link_to(to)?, self.channel(tag));
-        let parts = [bytemuck::cast_slice(data)];
-        let job = &*self.job;
-        let to = self.group.job_rank(to);
-        if job.send_short(link, channel, &parts).map_err(|e| job.send_failed(e, to))? {
+        self.after_started_sends(to)?;
+        self.send_now(to, tag, data)
+    }
+
+    /// Sends `data` to `to` at once (see [`Mesh::send`]), without waiting for sends started earlier.
+    pub(crate) fn send_now<T: Pod>(&self, to: Rank, tag: Tag, data: &[T]) -> Result<()> {
+        let bytes = bytemuck::cast_slice(data);
+        if self.send_short(to, tag, bytes)? {
             return Ok(());
         }
-        job.send_bulks(to, channel, parts.iter().map(|p| Bulk::source(p, Default::default())).collect())
+        let channel = self.channel(tag);
+        self.job.send_bulks(self.group.job_rank(to), channel, vec![Bulk::source(bytes, Default::default())])
+    }
+
+    /// Sends `data` to `to` as one short message, when it has a short form and the link carries it now
+    /// (without waiting); false when it did not send it.
+    pub(crate) fn send_short(&self, to: Rank, tag: Tag, data: &[u8]) -> Result<bool> {
+        let (link, channel) = (self.link_to(to)?, self.channel(tag));
+        let job = &*self.job;
+        job.send_short(link, channel, &[data]).map_err(|e| job.send_failed(e, self.group.job_rank(to)))
+    }
+
+    /// Waits until the sends to `to` started in scopes before now have gone (within the mesh's
+    /// timeout: they fail by their own deadline).
+    fn after_started_sends(&self, to: Rank) -> Result<()> {
+        let job_to = self.job_rank(to)?;
+        match self.job.send_order.wait_clear(job_to, self.job.config.timeout) {
+            true => Ok(()),
+            false => Err(Error::Timeout {
+                op: "send (behind sends started before it)",
+                after: self.job.config.timeout,
+                peer: Some(self.job.describe(job_to)),
+            }),
+        }
     }
 
     /// As [`Mesh::send`], giving `data` away: it moves into the outgoing message without a copy (a borrowed
     /// slice is copied once, because ZeroMQ sends after the call returns).
     pub fn send_owned(&self, to: Rank, tag: Tag, data: Vec<u8>) -> Result<()> {
-        let (link, channel) = (self.link_to(to)?, self.channel(tag));
-        let job = &*self.job;
-        let to = self.group.job_rank(to);
+        self.after_started_sends(to)?;
         // A small message on a shared-memory link takes the fast path, copied into the peer's ring.
-        if data.len() <= SHORT_MAX
-            && job.send_short(link, channel, &[&data]).map_err(|e| job.send_failed(e, to))?
-        {
+        if data.len() <= SHORT_MAX && self.send_short(to, tag, &data)? {
             return Ok(());
         }
-        job.send_bulks(to, channel, vec![Bulk::owned(data, Default::default())])
+        let channel = self.channel(tag);
+        self.job.send_bulks(self.group.job_rank(to), channel, vec![Bulk::owned(data, Default::default())])
     }
 
     /// Receives the next message with `tag` from `from`, waiting up to the mesh's timeout.
@@ -56,7 +80,7 @@ impl Mesh {
             Source::Rank(rank) => Source::Rank(self.job_rank(rank)?),
             Source::Any => Source::Any,
         };
-        let slot = self.job.post((self.group.id, tag, from), 0)?;
+        let slot = self.job.post((self.group.id, tag, from), 0, None)?;
         let incoming = self.job.wait_posted(&slot, from, "receive", timeout)?;
         self.message(incoming, tag)
     }

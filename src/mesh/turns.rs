@@ -46,11 +46,9 @@ impl Turns {
     /// of the collective it begins. A call that ends before beginning one lets its turn pass.
     pub(crate) fn with_ticket<R>(&self, ticket: u64, call: impl FnOnce() -> R) -> R {
         RESERVED.with(|reserved| reserved.set(Some((self.address(), ticket))));
-        let result = call();
-        if let Some((_, unused)) = RESERVED.with(|reserved| reserved.take()) {
-            drop(self.wait(unused));
-        }
-        result
+        // Also when `call` panics: a turn nobody takes would stop every later collective of the mesh.
+        let _pass_unused = PassUnused(self);
+        call()
     }
 
     /// Waits for the turn of the collective this thread begins now: its ticket reserved with
@@ -80,6 +78,17 @@ impl Turns {
 
     fn address(&self) -> usize {
         std::ptr::from_ref(self) as usize
+    }
+}
+
+/// Passes on the turn of a ticket reserved with [`Turns::with_ticket`] that no collective began with.
+struct PassUnused<'t>(&'t Turns);
+
+impl Drop for PassUnused<'_> {
+    fn drop(&mut self) {
+        if let Some((_, unused)) = RESERVED.with(Cell::take) {
+            drop(self.0.wait(unused));
+        }
     }
 }
 
@@ -118,5 +127,10 @@ mod tests {
         let skipped = turns.ticket();
         turns.with_ticket(skipped, || ());
         assert_eq!(turns.begin().ticket, 3);
+        // Nor does a call that panics before it begins one.
+        let panicked = turns.ticket();
+        let unwound = std::panic::catch_unwind(|| turns.with_ticket(panicked, || panic!("before begin")));
+        assert!(unwound.is_err());
+        assert_eq!(turns.begin().ticket, 5);
     }
 }

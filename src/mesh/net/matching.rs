@@ -5,11 +5,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::arrivals::{Arrivals, Arrived};
 use super::envelope::{Call, Channel, Envelope, GroupId, Mismatch};
-use super::posted::{Posted, Slot};
+use super::posted::{Landed, Posted, Slot};
 use super::short;
 use crate::error::{Error, Result};
 use crate::mesh::types::{Rank, Source, Tag};
@@ -200,18 +200,53 @@ impl Matching {
 
     /// Posts a receive of a message of mesh `group` with `tag` from `from` (a rank of the job's mesh):
     /// the first such message in the queue fills its slot at once, else the first to arrive does.
-    pub(crate) fn post(&mut self, group: GroupId, tag: Tag, from: Source, owner: u64) -> Arc<Slot> {
+    pub(crate) fn post(
+        &mut self,
+        (group, tag, from): (GroupId, Tag, Source),
+        owner: u64,
+        deadline: Option<Instant>,
+    ) -> Arc<Slot> {
         let id = self.next_posted;
         self.next_posted += 1;
-        let slot = Arc::new(Slot { id, owner, landed: Default::default() });
+        let slot = Arc::new(Slot { id, owner, deadline, landed: Default::default() });
         let posted = Posted { group, tag, from, slot };
+        if let Some(loss) = self.loss {
+            posted.slot.landed.set(Landed::Lost(loss));
+            return posted.slot;
+        }
         match self.unexpected.iter().position(|message| posted.admits(message)) {
             Some(at) => {
-                posted.slot.landed.set(self.unexpected.remove(at).expect("the position is in the queue"))
+                let message = self.unexpected.remove(at).expect("the position is in the queue");
+                posted.slot.landed.set(Landed::Message(message));
             }
             None => self.posted.push_back(Posted { slot: Arc::clone(&posted.slot), ..posted }),
         }
         posted.slot
+    }
+
+    /// Gives back the message of a receive that will not take it (dropped unwaited): to the first
+    /// posted receive it matches, else to the front of the queue, where it was.
+    pub(crate) fn give_back(&mut self, message: Incoming) {
+        match self.posted.iter().position(|posted| posted.admits(&message)) {
+            Some(at) => {
+                let posted = self.posted.remove(at).expect("the position is in the queue");
+                posted.slot.landed.set(Landed::Message(message));
+            }
+            None => self.unexpected.push_front(message),
+        }
+    }
+
+    /// Fails every posted receive whose deadline passed by `now`.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        if self.posted.iter().any(|posted| posted.slot.deadline.is_some_and(|at| at <= now)) {
+            self.posted.retain(|posted| match posted.slot.deadline {
+                Some(at) if at <= now => {
+                    posted.slot.landed.set(Landed::Expired);
+                    false
+                }
+                _ => true,
+            });
+        }
     }
 
     /// Withdraws the posted receive `id` (given up, or its request forgotten): no message goes to it
@@ -238,7 +273,7 @@ impl Matching {
         match want {
             Want::Posted(id) if id == posted.slot.id => Delivered::Wanted(message),
             _ => {
-                posted.slot.landed.set(message);
+                posted.slot.landed.set(Landed::Message(message));
                 Delivered::Elsewhere
             }
         }
@@ -371,9 +406,12 @@ impl Matching {
         self.unexpected.iter().filter(counted).flat_map(|m| &m.payloads).map(|p| p.len()).sum()
     }
 
-    /// Remembers the first loss reported or found.
+    /// Remembers the first loss reported or found; every posted receive fails with it.
     pub(crate) fn record_loss(&mut self, loss: Loss) {
-        self.loss.get_or_insert(loss);
+        let loss = *self.loss.get_or_insert(loss);
+        for posted in self.posted.drain(..) {
+            posted.slot.landed.set(Landed::Lost(loss));
+        }
     }
 
     /// The rank at the end of the chain of waits that starts at `suspect` (`suspect` waited past its

@@ -14,6 +14,7 @@ pub(crate) mod link;
 pub(crate) mod matching;
 pub(crate) mod offer_words;
 pub(crate) mod posted;
+pub(crate) mod send_order;
 pub(crate) mod short;
 
 use std::sync::atomic::Ordering;
@@ -24,7 +25,7 @@ use self::envelope::{Channel, Collective, Envelope, GroupId};
 use self::exchange::LOOKAHEAD_BYTES;
 use self::link::Link;
 use self::matching::{peer_failed, Incoming, Matching, Receive, Want};
-use self::posted::Slot;
+use self::posted::{Landed, Slot};
 use super::types::{Rank, Source, Tag};
 use super::Job;
 use crate::bulk::Bulk;
@@ -212,11 +213,22 @@ impl Job {
 
     /// Posts a point-to-point receive of mesh `group`'s message with `tag` from `from` (a rank of the
     /// job's mesh): see [`posted`].
-    pub(crate) fn post(&self, (group, tag, from): (GroupId, Tag, Source), owner: u64) -> Result<Arc<Slot>> {
-        if let Source::Rank(rank) = from {
+    /// A receive of a scope (`owner` not 0) fails by itself at `deadline`, when nobody waits on it.
+    pub(crate) fn post(
+        &self,
+        wanted: (GroupId, Tag, Source),
+        owner: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<Slot>> {
+        if let Source::Rank(rank) = wanted.2 {
             self.check_rank(rank)?;
         }
-        Ok(crate::sync::lock(&self.matching).post(group, tag, from, owner))
+        Ok(crate::sync::lock(&self.matching).post(wanted, owner, deadline))
+    }
+
+    /// Gives back a message a posted receive took but will not use (see [`Matching::give_back`]).
+    pub(crate) fn give_back(&self, incoming: Incoming) {
+        crate::sync::lock(&self.matching).give_back(incoming);
     }
 
     /// Takes in one message, waiting up to `turn` for it (what a scope's lane does for its receives
@@ -224,6 +236,7 @@ impl Job {
     /// receives to report: here they end the turn.
     pub(crate) fn take_in_once(&self, turn: Duration) {
         let mut matching = crate::sync::lock(&self.matching);
+        matching.expire(Instant::now());
         let taken = self.take(&mut matching, (turn, usize::MAX), Want::Anything, "receive");
         drop(matching);
         self.tell_untold();
@@ -235,6 +248,7 @@ impl Job {
     /// Takes in a message that has arrived, without waiting, when no other thread is taking in.
     pub(crate) fn take_in_now(&self) {
         if let Ok(mut matching) = self.matching.try_lock() {
+            matching.expire(Instant::now());
             let _ = self.take(&mut matching, (Duration::ZERO, usize::MAX), Want::Anything, "receive");
             drop(matching);
             self.tell_untold();
@@ -246,7 +260,8 @@ impl Job {
         crate::sync::lock(&self.matching).unpost(slot.id);
     }
 
-    /// Waits up to `timeout` for the message of the posted receive `slot` (from `from`): takes messages in
+    /// Waits up to `timeout` (a scope's receive: until its deadline) for the message of the posted
+    /// receive `slot` (from `from`): takes messages in
     /// from the server itself while no other thread does, else waits for the thread that does to put
     /// the message in the slot. Past the deadline the receive is withdrawn, and fails naming `from`; so
     /// is a receive that fails (a rank lost, the transport failed).
@@ -257,11 +272,13 @@ impl Job {
         op: &'static str,
         timeout: Duration,
     ) -> Result<Incoming> {
-        let deadline = crate::sync::LazyDeadline::new(timeout);
-        let mut turn = timeout.min(TURN);
+        // A scope's receive counts its deadline from its start.
+        let wait = slot.deadline.map_or(timeout, |at| at.saturating_duration_since(Instant::now()));
+        let deadline = crate::sync::LazyDeadline::new(wait);
+        let mut turn = wait.min(TURN);
         loop {
-            if let Some(incoming) = slot.landed.take() {
-                return received(incoming, op);
+            if let Some(landed) = slot.landed.take() {
+                return self.landed(landed, from, op, timeout);
             }
             // A thread that panicked holding the queue left it whole (every change to it is one step).
             let matching = match self.matching.try_lock() {
@@ -290,14 +307,29 @@ impl Job {
             if turn.is_zero() {
                 self.unpost(slot);
                 // The message may have landed just before the receive was withdrawn.
-                if let Some(incoming) = slot.landed.take() {
-                    return received(incoming, op);
-                }
+                let landed = slot.landed.take().unwrap_or(Landed::Expired);
+                return self.landed(landed, from, op, timeout);
+            }
+        }
+    }
+
+    /// What a receive from `from` whose slot ended as `landed` returns.
+    pub(crate) fn landed(
+        &self,
+        landed: Landed,
+        from: Source,
+        op: &'static str,
+        timeout: Duration,
+    ) -> Result<Incoming> {
+        match landed {
+            Landed::Message(incoming) => received(incoming, op),
+            Landed::Lost(loss) => Err(self.lost_error(loss, op)),
+            Landed::Expired => {
                 let peer = match from {
                     Source::Rank(rank) => self.describe(rank),
                     Source::Any => "any rank".into(),
                 };
-                return Err(Error::Timeout { op, after: timeout, peer: Some(peer) });
+                Err(Error::Timeout { op, after: timeout, peer: Some(peer) })
             }
         }
     }

@@ -7,9 +7,10 @@
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::envelope::{Channel, GroupId};
-use super::matching::Incoming;
+use super::matching::{Incoming, Loss};
 use crate::mesh::types::{Source, Tag};
 use crate::sync::Completion;
 
@@ -31,12 +32,26 @@ impl Posted {
     }
 }
 
-/// Where a posted receive's message lands: set once, by whichever thread took the message in.
+/// Where a posted receive's message lands: set once, by whichever thread took the message in (or
+/// found the receive failed).
 #[derive(Debug)]
 pub(crate) struct Slot {
     /// Tells this receive from every other posted in the process.
     pub(crate) id: u64,
     /// The scope whose request posted it (0: a blocking receive), to withdraw when the scope ends.
     pub(crate) owner: u64,
-    pub(crate) landed: Completion<Incoming>,
+    /// When a receive that nobody may be waiting on fails (`None`: its waiter keeps the deadline).
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) landed: Completion<Landed>,
+}
+
+/// How a posted receive ended.
+#[derive(Debug)]
+pub(crate) enum Landed {
+    /// Its message came.
+    Message(Incoming),
+    /// A rank of the mesh was lost: every receive fails.
+    Lost(Loss),
+    /// Its deadline passed first.
+    Expired,
 }

@@ -4,14 +4,16 @@
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytemuck::Pod;
 
 use super::request::Receiving;
 use super::{Request, Scope};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mesh::collectives::buffers::fill;
-use crate::mesh::{Buffer, Message, Rank, Reduction, Source, Tag, EAGER_BELOW};
+use crate::mesh::{Buffer, Message, Rank, Reduction, Source, Tag};
+use crate::sync::lock;
 
 /// What a request sends from: a slice lent to the scope (`&data`), or data given to it (an array, a
 /// `Vec`, computed inside the scope), which it drops once sent.
@@ -20,14 +22,50 @@ pub trait SendData<T>: AsRef<[T]> + Send {}
 impl<T, S: AsRef<[T]> + Send> SendData<T> for S {}
 
 impl<'s, 'env> Scope<'s, 'env> {
-    /// Starts [`Mesh::send`](crate::mesh::Mesh::send): a message below
-    /// [`EAGER_BELOW`] is queued at once (the request is complete), unless earlier sends of this scope
-    /// are still on the lane; a larger one goes on the lane.
+    /// Starts [`Mesh::send`](crate::mesh::Mesh::send). A small message (up to
+    /// [`SHORT_MAX`](crate::transport::same_node::SHORT_MAX) bytes, to a rank of this node) that its
+    /// peer's ring has room for now is sent at once, and the request is complete; any other goes on
+    /// the scope's send lane, behind the sends started before it. Either way it never waits here, and
+    /// it keeps its place among this rank's sends to `to`: a later send to `to` (started or blocking)
+    /// goes after it. (With [`Progress::OnWait`](crate::mesh::Progress::OnWait) it is sent at its
+    /// start, as [`Mesh::send`](crate::mesh::Mesh::send) sends.) Sends queued behind one to `to` that
+    /// timed out fail at once.
     pub fn send<T: Pod>(&self, to: Rank, tag: Tag, data: impl SendData<T> + 's) -> Request<'s, ()> {
-        match size_of_val(data.as_ref()) < EAGER_BELOW && !self.lane.busy() {
-            true => Request::done(self.mesh.send(to, tag, data.as_ref())),
-            false => self.on_lane(move |mesh| mesh.send(to, tag, data.as_ref())),
+        let mesh = self.mesh;
+        let job_to = match mesh.job_rank(to) {
+            Ok(rank) => rank,
+            Err(error) => return Request::done(Err(error)),
+        };
+        if mesh.job.send_order.clear(job_to) {
+            match mesh.send_short(to, tag, bytemuck::cast_slice(data.as_ref())) {
+                Ok(true) => return Request::done(Ok(())),
+                Ok(false) => {}
+                Err(error) => return Request::done(Err(error)),
+            }
         }
+        if self.sends.on_wait {
+            // Nothing would run it before its wait, and a later blocking send to `to` waits for it.
+            return Request::done(mesh.send(to, tag, data.as_ref()));
+        }
+        let queued = mesh.job.send_order.queue(job_to);
+        let timed_out = Arc::clone(&self.timed_out);
+        self.on_lane(&self.sends, false, move |mesh| {
+            // Behind a send to `to` that timed out: `to` takes nothing, and waiting again would make
+            // each queued send's error come one deadline after the one before.
+            let sent = match lock(&timed_out).contains(&job_to) {
+                true => Err(Error::Timeout {
+                    op: "send (an earlier send to the rank timed out)",
+                    after: mesh.job.config.timeout,
+                    peer: Some(mesh.job.describe(job_to)),
+                }),
+                false => mesh.send_now(to, tag, data.as_ref()),
+            };
+            if matches!(sent, Err(Error::Timeout { .. })) {
+                lock(&timed_out).push(job_to);
+            }
+            drop(queued);
+            sent
+        })
     }
 
     /// Starts [`Mesh::recv`](crate::mesh::Mesh::recv): the receive is posted now, so it takes the
@@ -67,7 +105,10 @@ impl<'s, 'env> Scope<'s, 'env> {
             Source::Rank(rank) => mesh.job_rank(rank).map(Source::Rank),
             Source::Any => Ok(Source::Any),
         }
-        .and_then(|job_from| Ok((job_from, mesh.job.post((mesh.group.id, tag, job_from), self.id)?)));
+        .and_then(|job_from| {
+            let deadline = Instant::now() + mesh.job.config.timeout;
+            Ok((job_from, mesh.job.post((mesh.group.id, tag, job_from), self.id, Some(deadline))?))
+        });
         let (job_from, slot) = match posted {
             Ok(posted) => posted,
             Err(error) => return Request::done(Err(error)),
@@ -77,8 +118,8 @@ impl<'s, 'env> Scope<'s, 'env> {
             slot: Arc::clone(&slot),
             from: job_from,
             timeout: mesh.job.config.timeout,
-            finish: Box::new(move |incoming| finish(mesh.message(incoming, tag)?)),
-            lane: Arc::clone(&self.lane),
+            finish: Some(Box::new(move |incoming| finish(mesh.message(incoming, tag)?))),
+            lanes: [Arc::clone(&self.sends), Arc::clone(&self.collectives)],
             counted: true,
         })
     }

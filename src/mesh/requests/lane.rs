@@ -1,5 +1,7 @@
-//! A scope's lane: the one thread that runs its sends and collectives in the order they were started
-//! and, while its receives wait unasked for, takes their messages in.
+//! A scope's lanes: a thread each, started when first needed, that runs operations in the order they
+//! were queued (one lane for the scope's collectives, one for its sends, so that a send never waits
+//! behind a collective nor a collective behind a send) and, while the scope's receives wait unasked
+//! for, takes their messages in.
 
 #![forbid(unsafe_code)]
 
@@ -12,22 +14,39 @@ use std::time::Duration;
 use crate::mesh::Job;
 use crate::sync::lock;
 
-/// How long the lane sleeps (or waits for a message to take in) at a time when it has nothing to run.
+/// How long a lane waits for a message to take in at a time, before it looks at its queue again.
 pub(crate) const NAP: Duration = Duration::from_millis(1);
 
-/// One operation for the lane: it runs the blocking call and hands over the result.
+/// One operation for a lane: it runs the blocking call and hands over the result.
 pub(crate) type Work<'s> = Box<dyn FnOnce() + Send + 's>;
 
-/// Starts the lane's thread (in the scope of the lane's operations' borrows).
+/// Starts a lane's thread (in the scope of the lane's operations' borrows).
 pub(crate) type Spawn<'s> = Box<dyn Fn(Arc<Lane<'s>>) -> std::io::Result<()> + Send + Sync + 's>;
 
-/// What a scope and its lane share.
+/// The receives of a scope that nobody waits on yet, which its lanes take in while idle.
+#[derive(Debug, Default)]
+pub(crate) struct Unwaited(AtomicUsize);
+
+impl Unwaited {
+    pub(crate) fn add(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn remove(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+}
+
+/// A queue of operations and the thread that runs it.
 pub(crate) struct Lane<'s> {
-    spawn: Spawn<'s>,
+    spawn: Arc<Spawn<'s>>,
     state: Mutex<State<'s>>,
     ready: Condvar,
-    /// Receives started in the scope that nobody waits on yet.
-    pub(crate) unwaited: AtomicUsize,
+    pub(crate) unwaited: Arc<Unwaited>,
     /// Whether the lane's thread was started.
     started: AtomicBool,
     /// No thread: the operations run in the thread that waits for one of them.
@@ -38,20 +57,18 @@ pub(crate) struct Lane<'s> {
 
 struct State<'s> {
     queue: VecDeque<Work<'s>>,
-    /// How many operations are queued or running.
-    pending: usize,
     closing: bool,
 }
 
 impl<'s> Lane<'s> {
-    pub(crate) fn new(on_wait: bool, spawn: Spawn<'s>) -> Self {
+    pub(crate) fn new(on_wait: bool, spawn: Arc<Spawn<'s>>, unwaited: Arc<Unwaited>) -> Self {
         Self {
             spawn,
             on_wait,
+            unwaited,
             running: Mutex::new(()),
-            state: Mutex::new(State { queue: VecDeque::new(), pending: 0, closing: false }),
+            state: Mutex::new(State { queue: VecDeque::new(), closing: false }),
             ready: Condvar::new(),
-            unwaited: AtomicUsize::new(0),
             started: AtomicBool::new(false),
         }
     }
@@ -69,18 +86,19 @@ impl<'s> Lane<'s> {
         }
     }
 
-    /// Queues `work` behind every operation queued before it.
-    pub(crate) fn queue(&self, work: Work<'s>) {
-        let mut state = lock(&self.state);
-        state.queue.push_back(work);
-        state.pending += 1;
+    /// Queues the work `make` makes, behind every operation queued before it: `make` runs with the
+    /// queue held, so what it takes (a collective's ticket) is taken in queue order.
+    pub(crate) fn queue(&self, make: impl FnOnce() -> Work<'s>) {
+        lock(&self.state).queue.push_back(make());
         self.ready.notify_one();
     }
 
-    /// Whether operations are queued or running (a send started now must queue behind them to keep
-    /// its order).
-    pub(crate) fn busy(&self) -> bool {
-        lock(&self.state).pending > 0
+    /// Wakes the lane, if it sleeps, to take in for a receive nobody waits on.
+    pub(crate) fn nudge(&self) {
+        if self.started.load(Ordering::Acquire) {
+            let _state = lock(&self.state); // not between the lane's look at the count and its sleep
+            self.ready.notify_one();
+        }
     }
 
     /// Runs what is queued in this thread, in order (the lane runs on wait, or no thread could start for
@@ -109,7 +127,6 @@ impl<'s> Lane<'s> {
         // A panic in one operation fails that request (its result is dropped unset), not the ones
         // queued behind it.
         let _ = catch_unwind(AssertUnwindSafe(work));
-        lock(&self.state).pending -= 1;
         true
     }
 
@@ -119,8 +136,9 @@ impl<'s> Lane<'s> {
         self.ready.notify_one();
     }
 
-    /// The lane's thread: runs the queue, takes in for receives nobody waits on, and stops once closed
-    /// with nothing left to run.
+    /// The lane's thread: runs the queue, takes in for receives nobody waits on (and fails those past
+    /// their deadline), sleeps otherwise (woken by new work, a receive to take in, or the scope's
+    /// end), and stops once closed with nothing left to run.
     pub(crate) fn run(self: Arc<Self>, job: &Job) {
         loop {
             if self.run_next(true) {
@@ -133,13 +151,12 @@ impl<'s> Lane<'s> {
             if state.closing {
                 return;
             }
-            if self.unwaited.load(Ordering::Acquire) > 0 {
+            if self.unwaited.any() {
                 drop(state);
                 job.take_in_once(NAP);
                 continue;
             }
-            // Woken by new work or the scope's end; a receive posted meanwhile is seen within a nap.
-            let _ = self.ready.wait_timeout(state, NAP);
+            drop(self.ready.wait(state));
         }
     }
 }

@@ -110,12 +110,12 @@ mod lane;
 mod request;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use self::calls::SendData;
-use self::lane::{Lane, Spawn, Work};
+use self::lane::{Lane, Spawn, Unwaited};
 pub use self::request::{wait_all, wait_any, Request};
-use super::{Job, Mesh};
+use super::{Job, Mesh, Rank};
 use crate::error::Result;
 use crate::sync::{lock, Completion};
 
@@ -126,30 +126,36 @@ static SCOPES: AtomicU64 = AtomicU64::new(1);
 /// closure starts.
 pub struct Scope<'s, 'env: 's> {
     mesh: &'env Mesh,
-    lane: Arc<Lane<'s>>,
+    /// Runs the scope's collectives, in the order they were called.
+    collectives: Arc<Lane<'s>>,
+    /// Runs the scope's sends that cannot go at once, in the order they were started.
+    sends: Arc<Lane<'s>>,
+    /// The ranks (of the job) a send of the scope's timed out to.
+    timed_out: Arc<Mutex<Vec<Rank>>>,
     id: u64,
 }
 
-/// Who runs a scope's sends (from [`EAGER_BELOW`](super::EAGER_BELOW)) and collectives.
+/// Who runs a scope's sends and collectives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Progress {
-    /// The scope's lane: one thread, started by the first operation that needs it, runs them in order
-    /// while the caller computes (the default).
+    /// The scope's lanes: a thread for its collectives and one for its sends, each started by the
+    /// first operation that needs it, run them in order while the caller computes (the default).
     #[default]
     Lane,
-    /// The thread that waits for one of them runs every operation queued before it (in order); nothing
-    /// moves in between, as in MPI implementations without a progress thread. No thread is started,
-    /// and receives are taken in only by waits and tests. A collective takes its place in the mesh's
-    /// order when a wait runs it, so a blocking collective called between its start and its wait
-    /// runs first: every rank must use the same progress.
+    /// The thread that waits for one of them runs every operation queued on its lane (in order,
+    /// later ones included); nothing moves in between, and blocking calls run none of them. No thread
+    /// is started, and receives are taken in only by waits and tests. A collective takes its place in
+    /// the mesh's order when a wait runs it, so a blocking collective called between its start and its
+    /// wait runs first: every rank must use the same progress.
     OnWait,
 }
 
 impl Mesh {
     /// Runs `body` with a [`Scope`] to start non-blocking calls in, and returns its result once every
-    /// request started in it has completed (waited for or not); its operations progress as
-    /// [`MeshConfig::progress`](super::MeshConfig::progress) says. See [the module](crate::mesh::requests) for
-    /// what progresses on its own.
+    /// send and collective started in it has completed (waited for or not; receives not waited for are
+    /// withdrawn); its operations progress as
+    /// [`MeshConfig::progress`](super::MeshConfig::progress) says. See [the module](crate::mesh::requests)
+    /// for what progresses on its own.
     pub fn scope<'env, R>(&'env self, body: impl for<'s> FnOnce(&Scope<'s, 'env>) -> R) -> R {
         self.scope_with(self.job.config.progress, body)
     }
@@ -161,13 +167,18 @@ impl Mesh {
         body: impl for<'s> FnOnce(&Scope<'s, 'env>) -> R,
     ) -> R {
         std::thread::scope(|threads| {
+            let on_wait = progress == Progress::OnWait;
+            let (spawn, unwaited) = (Arc::new(spawner(threads, &self.job)), Arc::new(Unwaited::default()));
+            let lane = || Arc::new(Lane::new(on_wait, Arc::clone(&spawn), Arc::clone(&unwaited)));
             let scope = Scope {
                 mesh: self,
-                lane: Arc::new(Lane::new(progress == Progress::OnWait, spawner(threads, &self.job))),
+                collectives: lane(),
+                sends: lane(),
+                timed_out: Arc::default(),
                 id: SCOPES.fetch_add(1, Ordering::Relaxed),
             };
             body(&scope)
-            // Dropping the scope closes the lane; `std::thread::scope` then waits for it.
+            // Dropping the scope closes its lanes; `std::thread::scope` then waits for them.
         })
     }
 }
@@ -178,46 +189,48 @@ impl<'s, 'env> Scope<'s, 'env> {
         self.mesh
     }
 
-    /// Runs `call` on the lane, after every operation queued before it; the request gets its result.
+    /// Runs `call` on `lane`, after every operation queued there before it; the request gets its
+    /// result. A collective (`ticketed`) takes its place in the mesh's order as it is queued.
     fn on_lane<T: Send + 's>(
         &self,
+        lane: &Arc<Lane<'s>>,
+        ticketed: bool,
         call: impl FnOnce(&'env Mesh) -> Result<T> + Send + 's,
     ) -> Request<'s, T> {
         let completion = Arc::new(Completion::default());
         let setter = Setter(Arc::clone(&completion));
         let mesh = self.mesh;
-        let work: Work<'s> = Box::new(move || setter.set(call(mesh)));
-        self.lane.queue(work);
-        self.start_lane();
-        Request::on_lane(completion, Arc::clone(&self.lane))
+        lane.queue(|| {
+            let ticket = ticketed.then(|| mesh.turns.ticket());
+            Box::new(move || {
+                setter.set(match ticket {
+                    Some(ticket) => mesh.turns.with_ticket(ticket, || call(mesh)),
+                    None => call(mesh),
+                })
+            })
+        });
+        Lane::start(lane, &mesh.job);
+        Request::on_lane(completion, Arc::clone(lane))
     }
 
-    /// Runs collective `call` on the lane with the ticket taken now: it runs after every collective of
-    /// the mesh called before this one.
+    /// Runs collective `call` on the collectives' lane: it runs after every collective of the mesh
+    /// called before this one. (On wait, it takes its turn when a wait runs it: a blocking collective
+    /// called meanwhile, which waits for every earlier turn, goes first, on every rank alike.)
     fn collective<T: Send + 's>(
         &self,
         call: impl FnOnce(&'env Mesh) -> Result<T> + Send + 's,
     ) -> Request<'s, T> {
-        if self.lane.on_wait {
-            // Its turn is taken when a wait runs it: a blocking collective called meanwhile (which
-            // waits for every earlier turn) goes first, on every rank alike.
-            return self.on_lane(call);
-        }
-        let ticket = self.mesh.turns.ticket();
-        self.on_lane(move |mesh| mesh.turns.with_ticket(ticket, || call(mesh)))
-    }
-
-    /// Starts the lane's thread on first use (see [`Lane::start`]).
-    fn start_lane(&self) {
-        Lane::start(&self.lane, &self.mesh.job);
+        self.on_lane(&self.collectives, !self.collectives.on_wait, call)
     }
 }
 
 impl Drop for Scope<'_, '_> {
     fn drop(&mut self) {
-        self.lane.close();
-        if self.lane.on_wait {
-            self.lane.run_queued_here(); // what no wait ran, forgotten requests' included
+        for lane in [&self.collectives, &self.sends] {
+            lane.close();
+            if lane.on_wait {
+                lane.run_queued_here(); // what no wait ran, forgotten requests' included
+            }
         }
         lock(&self.mesh.job.matching).unpost_owned_by(self.id);
     }

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use std::time::Duration;
 use super::lane::{Lane, NAP};
 use crate::error::{Error, Result};
 use crate::mesh::net::matching::Incoming;
-use crate::mesh::net::posted::Slot;
+use crate::mesh::net::posted::{Landed, Slot};
 use crate::mesh::types::Source;
 use crate::mesh::Job;
 use crate::sync::Completion;
@@ -22,8 +21,9 @@ use crate::sync::Completion;
 /// would return at once; `.await` waits without blocking a thread.
 ///
 /// A request borrows the buffers it was given for its whole scope, so they cannot be touched until
-/// the scope returns, and the scope waits for every request started in it (also for one forgotten
-/// with `std::mem::forget` or dropped unwaited, whose result is then lost).
+/// the scope returns, and the scope waits for every send and collective started in it (also for one
+/// forgotten with `std::mem::forget` or dropped unwaited, whose result is then lost). A receive
+/// dropped unwaited is withdrawn: a message it already took goes to the next receive that matches it.
 #[must_use = "a request completes by the end of its scope, but its result and errors come only from a wait"]
 pub struct Request<'s, T> {
     state: State<'s, T>,
@@ -32,7 +32,7 @@ pub struct Request<'s, T> {
 enum State<'s, T> {
     /// Done when it started (a send queued at once).
     Done(Result<T>),
-    /// Run by the lane, which sets the result.
+    /// Run by a lane, which sets the result.
     Lane(Arc<Completion<Result<T>>>, Arc<Lane<'s>>),
     /// A receive: its message lands in its slot; `finish` makes the result from it.
     Receive(Receiving<'s, T>),
@@ -45,10 +45,12 @@ pub(crate) struct Receiving<'s, T> {
     pub(crate) job: &'s Job,
     pub(crate) slot: Arc<Slot>,
     pub(crate) from: Source,
+    /// The mesh's timeout, which its error reports (its deadline is in its slot).
     pub(crate) timeout: Duration,
-    pub(crate) finish: Box<dyn FnOnce(Incoming) -> Result<T> + Send + 's>,
-    /// Its scope's lane, which takes in while the receive is not waited on.
-    pub(crate) lane: Arc<Lane<'s>>,
+    pub(crate) finish: Option<Box<dyn FnOnce(Incoming) -> Result<T> + Send + 's>>,
+    /// Its scope's lanes (the send lane first), which take in while the receive is not waited on.
+    pub(crate) lanes: [Arc<Lane<'s>>; 2],
+    /// Counted among the scope's receives nobody waits on.
     pub(crate) counted: bool,
 }
 
@@ -62,13 +64,14 @@ impl<'s, T> Request<'s, T> {
     }
 
     pub(crate) fn receive(receiving: Receiving<'s, T>) -> Self {
-        receiving.lane.unwaited.fetch_add(1, Ordering::AcqRel);
+        receiving.lanes[0].unwaited.add();
+        receiving.lanes.iter().for_each(|lane| lane.nudge());
         Self { state: State::Receive(receiving) }
     }
 
-    /// Waits for the operation and returns its result, as the blocking call would: a receive waits up
-    /// to the mesh's timeout from here; a send or collective within its own deadline, counted from
-    /// when it began to run.
+    /// Waits for the operation and returns its result, as the blocking call would. A receive fails
+    /// once the mesh's timeout has passed since it started; a send or collective within its own
+    /// deadline, counted from when it began to run (after those started before it on its lane).
     pub fn wait(mut self) -> Result<T> {
         match std::mem::replace(&mut self.state, State::Spent) {
             State::Done(result) => result,
@@ -81,9 +84,9 @@ impl<'s, T> Request<'s, T> {
             }
             State::Receive(mut receiving) => {
                 receiving.stop_counting();
-                let incoming =
-                    receiving.job.wait_posted(&receiving.slot, receiving.from, "receive", receiving.timeout);
-                let finish = std::mem::replace(&mut receiving.finish, Box::new(|_| Err(lost_result())));
+                let (job, from, timeout) = (receiving.job, receiving.from, receiving.timeout);
+                let incoming = job.wait_posted(&receiving.slot, from, "receive", timeout);
+                let finish = receiving.finish.take().expect("a receive is finished once");
                 incoming.and_then(finish)
             }
             State::Spent => Err(lost_result()),
@@ -107,16 +110,17 @@ impl<'s, T> Request<'s, T> {
         }
     }
 
-    /// Registers `waker` to be woken when the operation completes; true when it already has.
+    /// Registers `waker` to be woken when the operation completes; true when it already has, or when
+    /// only a wait can complete it (in a scope whose operations run on wait).
     fn complete_or_wake(&mut self, waker: &Waker) -> bool {
         match &self.state {
             State::Done(_) | State::Spent => true,
-            // Run on wait: nothing else will run it.
             State::Lane(_, lane) if lane.on_wait => true,
             State::Lane(completion, _) => {
                 completion.wake_when_set(waker);
                 completion.is_set()
             }
+            State::Receive(receiving) if receiving.lanes[0].on_wait => true,
             State::Receive(receiving) => {
                 receiving.slot.landed.wake_when_set(waker);
                 receiving.slot.landed.is_set()
@@ -126,10 +130,10 @@ impl<'s, T> Request<'s, T> {
 }
 
 impl<T> Receiving<'_, T> {
-    /// Takes the receive off the lane's count of those nobody waits on.
+    /// Takes the receive off the count of those nobody waits on.
     fn stop_counting(&mut self) {
         if std::mem::take(&mut self.counted) {
-            self.lane.unwaited.fetch_sub(1, Ordering::AcqRel);
+            self.lanes[0].unwaited.remove();
         }
     }
 }
@@ -137,9 +141,13 @@ impl<T> Receiving<'_, T> {
 impl<T> Drop for Receiving<'_, T> {
     fn drop(&mut self) {
         self.stop_counting();
-        // Dropped unwaited: a message that has not landed yet goes to a later receive instead.
-        if !self.slot.landed.is_set() {
-            self.job.unpost(&self.slot);
+        if self.finish.is_none() {
+            return; // waited for: its message was taken (or it failed and was withdrawn)
+        }
+        // Dropped unwaited: withdrawn, and a message it took goes to the next receive that matches.
+        self.job.unpost(&self.slot);
+        if let Some(Landed::Message(message)) = self.slot.landed.take() {
+            self.job.give_back(message);
         }
     }
 }
@@ -148,17 +156,17 @@ fn lost_result() -> Error {
     Error::Mesh("the operation ended without a result (it panicked, or its result was taken)".into())
 }
 
-/// A request is a future of its result, woken by whichever thread completes it (the scope's lane, or
-/// the thread that takes its message in), and tied to no runtime. While it is awaited, the scope's
-/// lane takes in the messages of its receives.
+/// A request is a future of its result, woken by whichever thread completes it (a lane of its scope,
+/// or the thread that takes its message in), and tied to no runtime. While a receive is awaited, a lane
+/// of its scope takes its message in and fails it at its deadline. In a scope whose operations run on
+/// wait ([`Progress::OnWait`](crate::mesh::Progress::OnWait)), polling waits.
 impl<T> Future for Request<'_, T> {
     type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         if let State::Receive(receiving) = &mut self.state {
             receiving.job.take_in_now();
-            // Whoever takes the message in wakes this task: the lane, while nobody waits.
-            Lane::start(&receiving.lane, receiving.job);
+            Lane::start(&receiving.lanes[0], receiving.job);
         }
         match self.complete_or_wake(cx.waker()) {
             true => Poll::Ready(std::mem::replace(&mut *self, Self { state: State::Spent }).wait()),
@@ -171,14 +179,16 @@ impl<T> Future for Request<'_, T> {
 impl<T> Unpin for Request<'_, T> {}
 
 /// Waits for every request; returns their results in order, or the first error once all have ended.
+/// Every request is started before the first wait (an iterator that starts them is run to its end).
 pub fn wait_all<'s, T>(requests: impl IntoIterator<Item = Request<'s, T>>) -> Result<Vec<T>> {
+    let requests: Vec<Request<'s, T>> = requests.into_iter().collect();
     let results: Vec<Result<T>> = requests.into_iter().map(Request::wait).collect();
     results.into_iter().collect()
 }
 
 /// Waits until one of `requests` completes, removes it and returns its index and result; `None` when
 /// there are none. The thread sleeps until a request completes (it takes in messages itself while
-/// receives are among them and no other thread does).
+/// receives are among them and no other thread does; a receive fails at its deadline).
 pub fn wait_any<T>(requests: &mut Vec<Request<'_, T>>) -> Option<(usize, Result<T>)> {
     if requests.is_empty() {
         return None;
