@@ -22,10 +22,9 @@ pub trait SendData<T>: AsRef<[T]> + Send {}
 impl<T, S: AsRef<[T]> + Send> SendData<T> for S {}
 
 impl<'s, 'env> Scope<'s, 'env> {
-    /// Starts [`Mesh::send`](crate::mesh::Mesh::send). A small message (up to
-    /// [`SHORT_MAX`](crate::transport::same_node::SHORT_MAX) bytes, to a rank of this node) that its
-    /// peer's ring has room for now is sent at once, and the request is complete; any other goes on
-    /// the scope's send lane, behind the sends started before it. Either way it never waits here, and
+    /// Starts [`Mesh::send`](crate::mesh::Mesh::send). A small message (up to 2 KiB, to a rank of
+    /// this node) that its peer's ring has room for now is sent at once, and the request is complete;
+    /// any other goes on the scope's send lane, behind the sends started before it. Either way it never waits here, and
     /// it keeps its place among this rank's sends to `to`: a later send to `to` (started or blocking)
     /// goes after it. (With [`Progress::OnWait`](crate::mesh::Progress::OnWait) it is sent at its
     /// start, as [`Mesh::send`](crate::mesh::Mesh::send) sends.) Sends queued behind one to `to` that

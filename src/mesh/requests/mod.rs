@@ -8,26 +8,29 @@
 //! # fn step(mesh: &Mesh, edge: &[f64], halo: &mut [f64], interior: &mut [f64]) -> lightbeam::Result<()> {
 //! let right = Rank((mesh.rank().0 + 1) % mesh.size());
 //! let left = Rank((mesh.rank().0 + mesh.size() - 1) % mesh.size());
-//! let (mut local, mut global) = ([0.0f64], [0.0f64]);
+//! let mut global = [0.0f64];
 //! mesh.scope(|s| {
 //!     let halo_in = s.recv_into(left, Tag(1), halo);
 //!     let edge_out = s.send(right, Tag(1), edge);
 //!     interior.iter_mut().for_each(|x| *x *= 0.5); // computes while the halo moves
 //!     halo_in.wait()?;
 //!     edge_out.wait()?;
-//!     local[0] = interior.iter().sum();
-//!     s.all_reduce_into(&local, &mut global, Op::Sum).wait()
+//!     let local = [interior.iter().sum::<f64>()]; // computed here: given away, not lent
+//!     s.all_reduce_into(local, &mut global, Op::Sum).wait()
 //! })?;
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! **Buffers.** A request borrows its buffers until its scope returns: touching one before is a
-//! compile error, and the scope waits for every request started in it before it returns, so no
-//! transfer can write into memory that safe code has since freed or reused, even when a request is
-//! forgotten with `std::mem::forget` (the way `std::thread::scope` keeps its threads' borrows sound).
-//! Use a scope per step of a loop (a scope costs a thread start, tens of microseconds, only when it
-//! runs a send or collective or receives), or start everything of a phase in one scope.
+//! compile error, and the scope waits for every send and collective started in it before it returns
+//! (a receive writes into its buffer only in its wait), so no transfer can write into memory that safe
+//! code has since freed or reused, even when a request is forgotten with `std::mem::forget` (the way
+//! `std::thread::scope` keeps its threads' borrows sound). Data to send may also be given (an array
+//! or a `Vec`, see [`SendData`]), which is how a value computed inside the scope is sent. Use a scope
+//! per step of a loop, or start everything of a phase in one scope: a scope that runs a collective
+//! or a send that cannot go at once starts a thread for it (its lane), which costs tens of
+//! microseconds, and hundreds where ranks outnumber cores.
 //!
 //! The compiler enforces it. A buffer lent to a request cannot be read or written in the scope:
 //!
@@ -79,29 +82,40 @@
 //! ```
 //!
 //! **Order.** Collectives of a mesh run in the order they were called, started or blocking, from
-//! whichever thread: every rank must call them in one order, as with MPI. Sends of a scope keep their
-//! order; receives are matched in the order they were posted (blocking ones included), so messages
-//! from one rank with one tag are received in the order they were sent.
+//! whichever thread: every rank must call them in one order, as with MPI. This rank's messages to one
+//! rank go in the order their sends were called, started or blocking (a blocking send waits for the
+//! started sends to that rank still on a lane); receives are matched in the order they were posted
+//! (blocking ones included). So messages from one rank with one tag are received in the order they
+//! were sent, as MPI promises.
 //!
 //! **Progress.** What advances while the caller computes and calls nothing:
-//! - a send below [`EAGER_BELOW`](super::EAGER_BELOW) is queued at its start (copied into the peer's
-//!   ring, or into ZeroMQ's queue) and is complete from then on;
-//! - sends from [`EAGER_BELOW`](super::EAGER_BELOW) up, and every collective, run on the scope's
-//!   *lane*, one thread per scope (not per request), started with the scope's first such call; it
-//!   runs them one after another in the order they were started, sleeping (not spinning) while it
-//!   waits for peers, and peers read in place from this rank's buffers while it does;
-//! - a message sent to a posted receive lands in this rank's ring (from the node) or the bridge
-//!   thread's queue (from other nodes) without this rank's help. A peer's send from
-//!   [`EAGER_BELOW`](super::EAGER_BELOW) up waits for this rank to take it in (to copy it from the
-//!   sender's memory): the lane does so while receives of its scope are not waited on and it has
-//!   nothing to run, once it runs (started by a send or collective, or by a receive awaited as a
-//!   future); else the wait or a test does. A scope of receives and small sends starts no thread.
+//! - a small send (up to 2 KiB to a rank of
+//!   this node, while its ring has room) is copied into the peer's ring at its start and is complete;
+//! - every other send runs on the scope's *send lane*, and every collective on its *collective lane*:
+//!   a thread each per scope (not per request), started by the first operation that needs it, that
+//!   runs its operations one after another in the order they were started. A lane waits for peers
+//!   as a blocking call does (a short spin, then asleep) and sleeps while it has nothing to do; peers
+//!   read in place from this rank's buffers meanwhile. A send never waits behind a collective, nor a
+//!   collective behind a send; a thread that waits for a request runs the operations queued before it
+//!   when the lane's thread is not running one;
+//! - a message sent to a posted receive lands in this rank's ring (from this node) or the bridge
+//!   thread's queue (from other nodes) without this rank's help. A peer's send of 512 KiB
+//!   ([`EAGER_BELOW`](super::EAGER_BELOW)) or more waits for this rank to take it in (to copy it from
+//!   the sender's memory): a lane of the scope does so while receives are not waited on and it has
+//!   nothing to run (a receive awaited as a future starts one), else the wait or a test does. A scope
+//!   of receives and small sends starts no thread.
 //!
 //! What needs a wait or a test: copying a received message into the buffer of
 //! [`Scope::recv_into`] (done by the wait), and reporting errors.
+//! [`Progress::OnWait`] starts no lane: sends go at their start (waiting as the blocking send does),
+//! collectives run when a wait runs them, and blocking calls run none of them.
 //!
-//! **Errors** are those of the blocking calls, reported by the wait: a rank lost while requests are in
-//! flight fails each of them, naming it, within the mesh's timeout.
+//! **Errors** are those of the blocking calls, reported by the wait. A receive fails once the mesh's
+//! timeout has passed since it was started, whichever way it is waited for, and at once when a rank is
+//! known lost; a send or a collective within its own deadline, counted from when its lane began to run
+//! it, and sends queued behind a send that timed out to the same rank fail at once. A rank lost while
+//! requests are in flight fails each of them, naming it. A receive dropped without a wait is withdrawn:
+//! a message it already took goes to the next receive that matches it.
 
 #![forbid(unsafe_code)]
 
