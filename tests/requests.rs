@@ -327,7 +327,7 @@ fn panics_threads_and_mixed_calls_keep_the_order_and_never_hang() {
     std::panic::set_hook(Box::new(|_| {})); // the panics below are expected
     run_ok(InProcess::ranks(1), &config(), |mesh| {
         let (send, mut recv) = ([1.0f64], [0.0f64]);
-        let failed = mesh.scope(|s| s.all_reduce_into(&send, &mut recv, PanicsInCheck).wait());
+        let failed = mesh.scope(|s| s.all_reduce_into(send, &mut recv, PanicsInCheck).wait());
         assert!(matches!(failed, Err(Error::Mesh(ref why)) if why.contains("panicked")), "{failed:?}");
         mesh.barrier() // its turn passed on
     });
