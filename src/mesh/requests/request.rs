@@ -219,3 +219,24 @@ impl Wake for Unpark {
         self.0.unpark();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::net::posted::Posted;
+    use crate::mesh::types::Rank;
+
+    /// The memory a receive request in flight holds: the request, its slot (shared with the matching
+    /// queue), the queue's entry and the boxed closure that fills the buffer (a buffer reference and
+    /// the mesh's, at most).
+    #[test]
+    fn a_receive_in_flight_holds_a_few_hundred_bytes() {
+        let request = size_of::<Request<'_, (Rank, usize)>>();
+        let slot = size_of::<Slot>() + 2 * size_of::<usize>(); // and the Arc's counts
+        let queued = size_of::<Posted>();
+        let closure = 4 * size_of::<usize>();
+        let total = request + slot + queued + closure;
+        println!("a receive in flight: {total} bytes (request {request}, slot {slot}, queue entry {queued}, closure {closure})");
+        assert!(total < 1024, "{total} bytes per receive");
+    }
+}
